@@ -1,0 +1,16 @@
+//! canaryd — a synthetic and background-job health monitor.
+//!
+//! # Layout
+//!
+//! - [`config`]: loads `canaryd.yaml` and `checks/*.yaml`, validates everything, reports every
+//!   error as `file:line:col: key: message`, resolves secrets into a type that cannot be printed.
+//! - [`probe`]: the [`probe::Probe`] trait, [`probe::CheckResult`], and one module per probe kind
+//!   (`http` with its transport, `tcp`).
+//! - [`schedule`]: one task per check, spread offsets, no overlap, concurrency cap, lag measurement.
+//! - [`metrics`]: the metric families of DESIGN.md, encoded as Prometheus text or OpenMetrics.
+//! - [`server`]: the HTTP API (`/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/*`).
+//! - [`daemon`]: wires config, scheduler, metrics and server together; reload and shutdown.
+//! - [`cli`]: the `run`, `check` and `probe` commands (the binary only parses arguments).
+#![forbid(unsafe_code)]
+
+pub mod probe;

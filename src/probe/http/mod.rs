@@ -1,0 +1,2 @@
+//! The `http` probe kind: one request or scripted steps.
+pub mod transport;

@@ -1,0 +1,1 @@
+//! HTTP/1.1 transport with phase timings (placeholder).

@@ -1,0 +1,1 @@
+//! The `tcp` probe kind (placeholder).
