@@ -13,4 +13,5 @@
 //! - [`cli`]: the `run`, `check` and `probe` commands (the binary only parses arguments).
 #![forbid(unsafe_code)]
 
+pub mod metrics;
 pub mod probe;

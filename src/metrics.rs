@@ -1,0 +1,1 @@
+//! Metric families and their encoding (placeholder).
