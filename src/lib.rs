@@ -13,5 +13,6 @@
 //! - [`cli`]: the `run`, `check` and `probe` commands (the binary only parses arguments).
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod metrics;
 pub mod probe;

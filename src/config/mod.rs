@@ -1,0 +1,324 @@
+//! Configuration: `canaryd.yaml` plus the check files it names.
+//!
+//! Loading is all-or-nothing: [`load`] returns a complete [`Config`] or every error it found,
+//! each as `file:line:col: key: message`. Structural errors (unknown key, wrong type, bad YAML)
+//! come from the YAML decoder, one per file (the decoder cannot go on past one); every semantic
+//! error of every file that decoded is reported too, so one `canaryd check` run shows them all.
+
+pub mod expr;
+pub mod model;
+pub mod template;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use url::Url;
+
+use crate::probe::http::spec::{HttpSpec, TlsSettings};
+use template::Template;
+
+/// One configuration error, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, as it was named (relative paths stay relative).
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: u64,
+    /// 1-based column.
+    pub col: u64,
+    /// The key path, e.g. `checks[0].http.request.url`.
+    pub key: String,
+    /// What is wrong and, where possible, what to write instead.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.col,
+                self.message
+            )
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}: {}",
+                self.file.display(),
+                self.line,
+                self.col,
+                self.key,
+                self.message
+            )
+        }
+    }
+}
+
+/// Every error found while loading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Where a definition was written (for messages and the API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// File.
+    pub file: PathBuf,
+    /// Line.
+    pub line: u64,
+    /// Column.
+    pub col: u64,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
+    }
+}
+
+/// The whole validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The daemon file this was loaded from.
+    pub path: PathBuf,
+    /// Listen address of the HTTP server.
+    pub listen: SocketAddr,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Global cap on concurrent runs.
+    pub max_concurrency: usize,
+    /// Every check, in file order.
+    pub checks: Vec<Arc<Check>>,
+    /// Receivers by name.
+    pub receivers: Vec<Receiver>,
+    /// Routes, in order.
+    pub routes: Vec<Route>,
+    /// Maintenance windows.
+    pub maintenance: Vec<Maintenance>,
+    /// Dead-man's switch.
+    pub watchdog: Option<Watchdog>,
+    /// The check files that were read.
+    pub files: Vec<PathBuf>,
+}
+
+/// One check.
+#[derive(Debug)]
+pub struct Check {
+    /// Unique name.
+    pub name: String,
+    /// Time between runs.
+    pub interval: Duration,
+    /// Bound on one run.
+    pub timeout: Duration,
+    /// Labels copied onto alerts.
+    pub labels: BTreeMap<String, String>,
+    /// What to probe.
+    pub kind: CheckKind,
+    /// Alert rules (a default `CheckFailing` when none is written).
+    pub alerts: Vec<AlertRule>,
+    /// Where it was defined.
+    pub origin: Origin,
+}
+
+/// The kinds of check.
+#[derive(Debug)]
+pub enum CheckKind {
+    /// HTTP request or flow.
+    Http(HttpSpec),
+    /// TCP connect.
+    Tcp(TcpCheck),
+}
+
+impl CheckKind {
+    /// The kind's name (`http`, `tcp`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            CheckKind::Http(_) => "http",
+            CheckKind::Tcp(_) => "tcp",
+        }
+    }
+
+    /// Step names, for metrics (empty for kinds without steps).
+    pub fn step_names(&self) -> Vec<String> {
+        match self {
+            CheckKind::Http(h) => h.steps.iter().map(|s| s.name.clone()).collect(),
+            CheckKind::Tcp(_) => vec!["connect".into()],
+        }
+    }
+}
+
+/// A TCP check.
+#[derive(Debug, Clone)]
+pub struct TcpCheck {
+    /// `host:port`
+    pub target: String,
+    /// TLS after connecting.
+    pub tls: Option<TlsSettings>,
+    /// Minimum days of certificate validity.
+    pub cert_min_days: Option<u32>,
+}
+
+/// Alert severities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Pages.
+    Critical,
+    /// Needs attention soon.
+    Error,
+    /// Look at it.
+    Warning,
+    /// For the record.
+    Info,
+}
+
+impl Severity {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// One alert rule, type-checked against its check's variables.
+#[derive(Debug)]
+pub struct AlertRule {
+    /// Alert name.
+    pub name: String,
+    /// The condition as written.
+    pub when: String,
+    /// The parsed condition.
+    pub expr: expr::Expr,
+    /// True for this long.
+    pub for_: Option<Duration>,
+    /// True this many runs in a row.
+    pub consecutive: Option<u32>,
+    /// True in N of the last M runs.
+    pub window: Option<(u32, u32)>,
+    /// Damping.
+    pub keep_firing_for: Option<Duration>,
+    /// Severity.
+    pub severity: Severity,
+    /// Extra labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotation templates (no secrets allowed).
+    pub annotations: Vec<(String, Template)>,
+}
+
+/// A receiver.
+#[derive(Debug)]
+pub struct Receiver {
+    /// Name used by routes.
+    pub name: String,
+    /// Kind and settings.
+    pub kind: ReceiverKind,
+}
+
+/// Receiver kinds.
+#[derive(Debug)]
+pub enum ReceiverKind {
+    /// PagerDuty Events v2.
+    PagerDuty {
+        /// Routing key (secret).
+        routing_key: Template,
+        /// Events API URL.
+        url: Url,
+    },
+    /// Alertmanager v2.
+    Alertmanager {
+        /// Base URL.
+        url: Url,
+    },
+    /// Slack incoming webhook.
+    Slack {
+        /// Webhook URL (secret).
+        webhook_url: Template,
+    },
+    /// Generic webhook.
+    Webhook {
+        /// Target.
+        url: Template,
+        /// HMAC secret.
+        secret: Option<Template>,
+        /// Extra headers.
+        headers: Vec<(String, Template)>,
+    },
+}
+
+/// A route.
+#[derive(Debug)]
+pub struct Route {
+    /// Label matchers.
+    pub matchers: BTreeMap<String, String>,
+    /// Receivers notified.
+    pub receivers: Vec<String>,
+    /// Escalation: after, receivers.
+    pub escalate: Option<(Duration, Vec<String>)>,
+    /// Reminder interval.
+    pub repeat_interval: Option<Duration>,
+}
+
+/// A maintenance window.
+#[derive(Debug)]
+pub struct Maintenance {
+    /// Check name globs.
+    pub checks: Vec<glob::Pattern>,
+    /// First start.
+    pub start: SystemTime,
+    /// Length.
+    pub duration: Duration,
+    /// Recurrence.
+    pub every: Option<Duration>,
+}
+
+/// Dead-man's switch settings.
+#[derive(Debug)]
+pub struct Watchdog {
+    /// URL (may hold a secret).
+    pub url: Template,
+    /// How often.
+    pub every: Duration,
+}
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+/// Default interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+/// Default timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default response body cap.
+pub const DEFAULT_BODY_LIMIT: u64 = 1024 * 1024;
+
+/// Loads and validates the daemon file and every check file it names.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    validate::load(path)
+}
+
+/// Loads only the given check files with default settings (for tests and tools).
+pub fn load_checks_str(file: &Path, yaml: &str) -> Result<Vec<Arc<Check>>, ConfigErrors> {
+    validate::load_checks_str(file, yaml)
+}

@@ -1,0 +1,640 @@
+//! The file formats as serde types: exactly what may be written, nothing more.
+//!
+//! Every struct denies unknown keys; no `flatten`, no internally tagged enums (both silently
+//! defeat `deny_unknown_fields`). Values that validation must point at are [`Spanned`], so an
+//! error names `file:line:col`. Turning these into the run-time model happens in `validate`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// A humantime duration: `30s`, `5m`, `1h30m`, `250ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as 30s, 5m or 1h30m")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
+                humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+                    E::custom(format!(
+                        "invalid duration {s:?}: {e} (write e.g. 30s, 5m, 1h30m)"
+                    ))
+                })
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Dur, E> {
+                Err(E::custom(format!(
+                    "invalid duration {n}: a unit is required (write e.g. {n}s)"
+                )))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Dur, E> {
+                Err(E::custom(format!(
+                    "invalid duration {n}: a unit is required (write e.g. {n}s)"
+                )))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Dur, E> {
+                Err(E::custom(format!(
+                    "invalid duration {n}: a unit is required (write e.g. {n}s)"
+                )))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A byte size: `1048576`, `512KiB`, `1MiB`, `10MB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size such as 1MiB, 512KiB or a number of bytes")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(n))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<ByteSize, E> {
+                let t = s.trim();
+                let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+                let (num, unit) = t.split_at(split);
+                let mult: u64 = match unit.trim() {
+                    "" | "B" => 1,
+                    "KB" | "kB" => 1000,
+                    "KiB" => 1024,
+                    "MB" => 1000 * 1000,
+                    "MiB" => 1024 * 1024,
+                    "GB" => 1000 * 1000 * 1000,
+                    "GiB" => 1024 * 1024 * 1024,
+                    other => return Err(E::custom(format!("invalid size {s:?}: unknown unit {other:?} (use B, KiB, MiB, GiB, KB, MB, GB)"))),
+                };
+                num.parse::<u64>()
+                    .ok()
+                    .and_then(|n| n.checked_mul(mult))
+                    .map(ByteSize)
+                    .ok_or_else(|| E::custom(format!("invalid size {s:?}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One accepted status: `200`, `"2xx"`, `"200-299"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRange(pub u16, pub u16);
+
+/// `status: 200`, `status: [200, 204]`, `status: "2xx"`, `status: ["200-299", 301]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusSpec(pub Vec<StatusRange>);
+
+fn status_from_str<E: de::Error>(s: &str) -> Result<StatusRange, E> {
+    let t = s.trim();
+    let bad = || {
+        E::custom(format!(
+            "invalid status {s:?}: use a code (200), a class (2xx) or a range (200-299)"
+        ))
+    };
+    if t.len() == 3 && t.ends_with("xx") {
+        let d = t[..1].parse::<u16>().map_err(|_| bad())?;
+        if !(1..=5).contains(&d) {
+            return Err(bad());
+        }
+        return Ok(StatusRange(d * 100, d * 100 + 99));
+    }
+    let (lo, hi) = match t.split_once('-') {
+        Some((a, b)) => (
+            a.trim().parse::<u16>().map_err(|_| bad())?,
+            b.trim().parse::<u16>().map_err(|_| bad())?,
+        ),
+        None => {
+            let n = t.parse::<u16>().map_err(|_| bad())?;
+            (n, n)
+        }
+    };
+    status_range(lo, hi, s)
+}
+
+fn status_range<E: de::Error>(
+    lo: u16,
+    hi: u16,
+    shown: impl fmt::Display,
+) -> Result<StatusRange, E> {
+    if !(100..=599).contains(&lo) || !(100..=599).contains(&hi) || lo > hi {
+        return Err(E::custom(format!(
+            "invalid status {shown}: codes are 100 to 599, ranges low-high"
+        )));
+    }
+    Ok(StatusRange(lo, hi))
+}
+
+impl<'de> Deserialize<'de> for StatusSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StatusSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a status code, class (2xx), range (200-299) or a list of them")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<StatusSpec, E> {
+                let n = u16::try_from(n).map_err(|_| E::custom(format!("invalid status {n}")))?;
+                Ok(StatusSpec(vec![status_range(n, n, n)?]))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<StatusSpec, E> {
+                Err(E::custom(format!(
+                    "invalid status {n}: codes are 100 to 599"
+                )))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<StatusSpec, E> {
+                Ok(StatusSpec(vec![status_from_str(s)?]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<StatusSpec, A::Error> {
+                let mut out = Vec::new();
+                while let Some(one) = seq.next_element::<StatusSpec>()? {
+                    out.extend(one.0);
+                }
+                if out.is_empty() {
+                    return Err(de::Error::custom("empty status list"));
+                }
+                Ok(StatusSpec(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One string or a list of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OneOrMany(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![s.to_string()]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(OneOrMany(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A map key that remembers where it was written (ordered by its text).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Key(pub Spanned<String>);
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.value == other.0.value
+    }
+}
+impl Eq for Key {}
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.value.cmp(&other.0.value)
+    }
+}
+
+/// `canaryd.yaml`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonFile {
+    /// Address of /metrics, the API and heartbeat pings.
+    pub listen: Option<Spanned<String>>,
+    /// Where the embedded state store lives.
+    pub state_dir: Option<Spanned<String>>,
+    /// Globs of check files, relative to this file.
+    #[serde(default)]
+    pub check_files: Vec<Spanned<String>>,
+    /// Interval and timeout for checks that set none.
+    #[serde(default)]
+    pub defaults: Defaults,
+    /// Checks may also be written inline here.
+    #[serde(default)]
+    pub checks: Vec<CheckDef>,
+    /// Where notifications go.
+    #[serde(default)]
+    pub receivers: Vec<ReceiverDef>,
+    /// Which alerts go to which receivers; first match wins.
+    #[serde(default)]
+    pub routes: Vec<RouteDef>,
+    /// Windows in which matching checks' alerts do not notify.
+    #[serde(default)]
+    pub maintenance: Vec<MaintenanceDef>,
+    /// External dead-man's switch.
+    pub watchdog: Option<WatchdogDef>,
+    /// At most this many runs at once, across all checks.
+    pub max_concurrency: Option<Spanned<u32>>,
+}
+
+/// `defaults:` in `canaryd.yaml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Default interval.
+    pub interval: Option<Spanned<Dur>>,
+    /// Default timeout.
+    pub timeout: Option<Spanned<Dur>>,
+    /// Default response body cap.
+    pub body_limit: Option<Spanned<ByteSize>>,
+}
+
+/// A check file (`checks/*.yaml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckFile {
+    /// The checks in this file.
+    #[serde(default)]
+    pub checks: Vec<CheckDef>,
+}
+
+/// One check. Exactly one kind key (`http`, `tcp`) must be set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckDef {
+    /// Unique across all files; `[a-z0-9][a-z0-9_-]*`.
+    pub name: Spanned<String>,
+    /// Time between runs.
+    pub interval: Option<Spanned<Dur>>,
+    /// Bound on a whole run (all steps); must be <= interval.
+    pub timeout: Option<Spanned<Dur>>,
+    /// Labels copied onto alerts.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// HTTP: one request or scripted steps.
+    pub http: Option<Spanned<HttpDef>>,
+    /// TCP connect (optionally TLS).
+    pub tcp: Option<Spanned<TcpDef>>,
+    /// Alert rules.
+    #[serde(default)]
+    pub alerts: Vec<AlertDef>,
+}
+
+/// The `http:` kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpDef {
+    /// Base for relative step URLs; also `${base_url}`.
+    pub base_url: Option<Spanned<String>>,
+    /// The single-request form.
+    pub request: Option<Spanned<RequestDef>>,
+    /// Expectations of the single-request form.
+    pub expect: Option<ExpectDef>,
+    /// Extraction of the single-request form.
+    #[serde(default)]
+    pub extract: BTreeMap<String, Spanned<ExtractDef>>,
+    /// The scripted form.
+    pub steps: Option<Spanned<Vec<StepDef>>>,
+    /// Follow redirects (per check; steps may override).
+    pub follow_redirects: Option<bool>,
+    /// Most redirect hops followed per step.
+    pub max_redirects: Option<Spanned<u32>>,
+    /// Response body cap.
+    pub body_limit: Option<Spanned<ByteSize>>,
+    /// TLS options.
+    pub tls_config: Option<TlsDef>,
+}
+
+/// TLS options (http and tcp).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsDef {
+    /// Turn certificate verification off (explicitly only).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// Extra CA bundle (PEM) instead of the system roots.
+    pub ca_file: Option<Spanned<String>>,
+    /// Client certificate (PEM).
+    pub cert_file: Option<Spanned<String>>,
+    /// Client key (PEM).
+    pub key_file: Option<Spanned<String>>,
+    /// SNI and verification name, when it differs from the URL host.
+    pub server_name: Option<Spanned<String>>,
+}
+
+/// One step of a scripted flow.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepDef {
+    /// Unique within the check; used in metrics and `step.<name>.*` alert variables.
+    pub name: Spanned<String>,
+    /// The request.
+    pub request: Spanned<RequestDef>,
+    /// What must hold.
+    pub expect: Option<ExpectDef>,
+    /// Variables taken from the response.
+    #[serde(default)]
+    pub extract: BTreeMap<String, Spanned<ExtractDef>>,
+    /// Run even after an earlier step failed (e.g. logout).
+    #[serde(default)]
+    pub always_run: bool,
+    /// A failure of this step does not end the flow (the check still fails).
+    #[serde(default)]
+    pub continue_on_failure: bool,
+}
+
+/// A request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestDef {
+    /// HTTP method (default GET).
+    pub method: Option<Spanned<String>>,
+    /// Absolute, or relative to `base_url`.
+    pub url: Spanned<String>,
+    /// Request headers (templates).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    /// Query parameters added to the URL (templates).
+    #[serde(default)]
+    pub query: BTreeMap<String, Spanned<String>>,
+    /// Raw body (template).
+    pub body: Option<Spanned<String>>,
+    /// URL-encoded form body (templates).
+    pub form: Option<BTreeMap<String, Spanned<String>>>,
+    /// JSON body; strings may hold templates.
+    pub json: Option<Spanned<serde_json::Value>>,
+    /// Follow redirects for this request.
+    pub follow_redirects: Option<bool>,
+    /// Bound on this request (within the check's timeout).
+    pub timeout: Option<Spanned<Dur>>,
+}
+
+/// Expectations on a response.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectDef {
+    /// Accepted statuses (default 2xx).
+    pub status: Option<Spanned<StatusSpec>>,
+    /// Body must contain each string.
+    pub body_contains: Option<OneOrMany>,
+    /// Body must not contain any string.
+    pub body_not_contains: Option<OneOrMany>,
+    /// Body must match each regex.
+    pub body_regex: Option<Spanned<OneOrMany>>,
+    /// Response headers must equal these values (names case-insensitive).
+    #[serde(default)]
+    pub header: BTreeMap<Key, String>,
+    /// JSONPath (RFC 9535) → expected value, or an operator map.
+    #[serde(default)]
+    pub json: BTreeMap<Key, Spanned<JsonExpect>>,
+    /// The step must take at most this long.
+    pub max_duration: Option<Spanned<Dur>>,
+    /// The server certificate must be valid for at least this many days.
+    pub cert_min_days: Option<Spanned<u32>>,
+    /// A cookie with this name must be in the jar after the step.
+    pub cookie: Option<OneOrMany>,
+    /// The final URL after redirects must equal this (path or absolute).
+    pub url: Option<Spanned<String>>,
+}
+
+/// A JSON assertion: a plain value means "equals"; a map gives an operator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonExpect {
+    /// `"$.db": "prod-primary"`
+    Equals(serde_json::Value),
+    /// `"$.db": {exists: true}` and friends.
+    Ops(JsonOps),
+}
+
+/// Operators for a JSON assertion.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonOps {
+    /// Equals this value.
+    pub equals: Option<serde_json::Value>,
+    /// The path selects (true) or selects nothing (false).
+    pub exists: Option<bool>,
+    /// The string value matches this regex.
+    pub matches: Option<String>,
+    /// The number is less than this.
+    pub less_than: Option<f64>,
+    /// The number is greater than this.
+    pub greater_than: Option<f64>,
+}
+
+impl<'de> Deserialize<'de> for JsonExpect {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        match v {
+            serde_json::Value::Object(map)
+                if map.keys().all(|k| is_json_op(k)) && !map.is_empty() =>
+            {
+                serde_json::from_value(serde_json::Value::Object(map))
+                    .map(JsonExpect::Ops)
+                    .map_err(de::Error::custom)
+            }
+            serde_json::Value::Object(map)
+                if map.len() == 1 && map.keys().any(|k| !is_json_op(k)) =>
+            {
+                let k = map.keys().next().map(String::as_str).unwrap_or_default();
+                Err(de::Error::custom(format!(
+                    "unknown JSON operator `{k}`, expected one of equals, exists, matches, less_than, greater_than (to compare with an object, write equals: {{...}})"
+                )))
+            }
+            other => Ok(JsonExpect::Equals(other)),
+        }
+    }
+}
+
+fn is_json_op(k: &str) -> bool {
+    matches!(
+        k,
+        "equals" | "exists" | "matches" | "less_than" | "greater_than"
+    )
+}
+
+/// Where an extracted variable comes from: exactly one source key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractDef {
+    /// Regex on the body; the first capture group (or the whole match).
+    pub regex: Option<Spanned<String>>,
+    /// CSS selector on the HTML body.
+    pub css: Option<Spanned<String>>,
+    /// With `css`: take this attribute instead of the text.
+    pub attr: Option<String>,
+    /// JSONPath (RFC 9535) on the JSON body.
+    pub json: Option<Spanned<String>>,
+    /// A response header.
+    pub header: Option<String>,
+    /// A cookie from the jar.
+    pub cookie: Option<String>,
+    /// The status code (`status: true`).
+    pub status: Option<bool>,
+}
+
+/// The `tcp:` kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpDef {
+    /// `host:port`
+    pub target: Spanned<String>,
+    /// Do a TLS handshake after connecting.
+    #[serde(default)]
+    pub tls: bool,
+    /// TLS options.
+    pub tls_config: Option<TlsDef>,
+    /// The certificate must be valid for at least this many days.
+    pub cert_min_days: Option<Spanned<u32>>,
+}
+
+/// One alert rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertDef {
+    /// Alert name (`LoginFailing`).
+    pub name: Spanned<String>,
+    /// Condition over the check's variables.
+    pub when: Spanned<String>,
+    /// True for this long before firing.
+    #[serde(rename = "for")]
+    pub for_: Option<Spanned<Dur>>,
+    /// True for this many runs in a row before firing.
+    pub consecutive: Option<Spanned<u32>>,
+    /// `N of M`: true in N of the last M runs.
+    pub window: Option<Spanned<String>>,
+    /// Keep firing this long after the condition clears (damps flapping).
+    pub keep_firing_for: Option<Spanned<Dur>>,
+    /// critical, error, warning or info.
+    pub severity: Option<Spanned<String>>,
+    /// Extra labels (routing).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Templated annotations (`summary`, `runbook_url`, ...).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, Spanned<String>>,
+}
+
+/// A receiver: a name and exactly one kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverDef {
+    /// Referenced by routes.
+    pub name: Spanned<String>,
+    /// PagerDuty Events v2.
+    pub pagerduty: Option<Spanned<PagerDutyDef>>,
+    /// Alertmanager v2 API.
+    pub alertmanager: Option<Spanned<AlertmanagerDef>>,
+    /// Slack incoming webhook.
+    pub slack: Option<Spanned<SlackDef>>,
+    /// Generic JSON webhook.
+    pub webhook: Option<Spanned<WebhookDef>>,
+}
+
+/// PagerDuty receiver.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagerDutyDef {
+    /// Integration routing key (a secret).
+    pub routing_key: Spanned<String>,
+    /// Events API URL override.
+    pub url: Option<Spanned<String>>,
+}
+
+/// Alertmanager receiver.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerDef {
+    /// Base URL of Alertmanager.
+    pub url: Spanned<String>,
+}
+
+/// Slack receiver.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackDef {
+    /// Incoming webhook URL (a secret).
+    pub webhook_url: Spanned<String>,
+}
+
+/// Generic webhook receiver.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookDef {
+    /// Where to POST.
+    pub url: Spanned<String>,
+    /// HMAC-SHA256 signing secret.
+    pub secret: Option<Spanned<String>>,
+    /// Extra headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+}
+
+/// A route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteDef {
+    /// Label matchers (all must equal); empty matches everything.
+    #[serde(default, rename = "match")]
+    pub matchers: BTreeMap<String, String>,
+    /// Receivers notified.
+    pub receivers: Vec<Spanned<String>>,
+    /// Escalation when still firing.
+    pub escalate: Option<EscalateDef>,
+    /// Reminder interval while firing.
+    pub repeat_interval: Option<Spanned<Dur>>,
+}
+
+/// Escalation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalateDef {
+    /// Still firing after this long.
+    pub after: Spanned<Dur>,
+    /// Then also notify these.
+    pub receivers: Vec<Spanned<String>>,
+}
+
+/// A maintenance window.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceDef {
+    /// Check name globs.
+    pub checks: Vec<Spanned<String>>,
+    /// RFC 3339 start.
+    pub start: Spanned<String>,
+    /// Length of the window.
+    pub duration: Spanned<Dur>,
+    /// Optional recurrence.
+    pub every: Option<Spanned<Dur>>,
+    /// IANA time zone (documentation only when `start` has an offset).
+    pub timezone: Option<Spanned<String>>,
+}
+
+/// The watchdog.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchdogDef {
+    /// URL called while healthy.
+    pub url: Spanned<String>,
+    /// How often.
+    pub every: Option<Spanned<Dur>>,
+}

@@ -1,0 +1,294 @@
+//! Strings with `${...}` references: variables (`${csrf}`, `${base_url}`) filled in at run time,
+//! and secrets (`${env:NAME}`, `${file:PATH}`) resolved when the configuration is loaded.
+//!
+//! A resolved secret lives in [`Secret`], which has no `Display` and a redacting `Debug`, so it
+//! cannot end up in a log line or an error by accident. A template remembers a redacted form of
+//! itself (secret references shown by source, never by value) for traces and messages.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A secret value. It can be used (with [`Secret::expose`]) but never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    /// Wraps a value read from a secret source.
+    pub fn new(value: impl Into<Arc<str>>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value, for building a request. Never log or format what this returns.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Where a secret comes from. The reference itself is not secret and may be printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `${env:NAME}`
+    Env(String),
+    /// `${file:PATH}` (trailing newline trimmed)
+    File(PathBuf),
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Env(name) => write!(f, "${{env:{name}}}"),
+            SecretSource::File(path) => write!(f, "${{file:{}}}", path.display()),
+        }
+    }
+}
+
+impl SecretSource {
+    /// Reads the secret now. The error names the source, never a value.
+    pub fn resolve(&self) -> Result<Secret, String> {
+        match self {
+            SecretSource::Env(name) => match std::env::var(name) {
+                Ok(v) => Ok(Secret::new(v)),
+                Err(std::env::VarError::NotPresent) => Err(format!(
+                    "secret source {self}: environment variable {name} is not set"
+                )),
+                Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+                    "secret source {self}: environment variable {name} is not valid UTF-8"
+                )),
+            },
+            SecretSource::File(path) => match std::fs::read_to_string(path) {
+                Ok(v) => Ok(Secret::new(v.trim_end_matches(['\r', '\n']))),
+                Err(e) => Err(format!(
+                    "secret source {self}: cannot read {}: {}",
+                    path.display(),
+                    io_kind(&e)
+                )),
+            },
+        }
+    }
+}
+
+fn io_kind(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// One piece of a template.
+#[derive(Debug, Clone)]
+pub enum Part {
+    /// Text taken as is.
+    Literal(String),
+    /// `${name}`: an extracted or built-in variable, filled in at run time.
+    Var(String),
+    /// `${env:..}` / `${file:..}`: resolved at load time.
+    Secret {
+        /// Where it came from (printable).
+        source: SecretSource,
+        /// The value (not printable).
+        value: Secret,
+    },
+}
+
+/// A parsed string with `${...}` references.
+#[derive(Debug, Clone)]
+pub struct Template {
+    parts: Vec<Part>,
+    redacted: String,
+}
+
+/// Failure to render: a variable had no value at run time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("variable ${{{0}}} is not defined")]
+pub struct Undefined(pub String);
+
+/// Whether `s` is a valid variable name (`csrf`, `step.login.token` is not allowed).
+pub fn is_var_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+impl Template {
+    /// A template without references.
+    pub fn literal(s: impl Into<String>) -> Template {
+        let s = s.into();
+        Template {
+            redacted: s.clone(),
+            parts: vec![Part::Literal(s)],
+        }
+    }
+
+    /// Parses `s`, resolving secrets now. Relative `${file:..}` paths are taken from `base_dir`.
+    /// `$${` writes a literal `${`. Errors say what is wrong without echoing secret values.
+    pub fn parse(s: &str, base_dir: &Path) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut redacted = String::new();
+        let mut lit = String::new();
+        let mut rest = s;
+        while let Some(i) = rest.find('$') {
+            lit.push_str(&rest[..i]);
+            rest = &rest[i..];
+            if let Some(after) = rest.strip_prefix("$${") {
+                lit.push_str("${");
+                rest = after;
+                continue;
+            }
+            let Some(after) = rest.strip_prefix("${") else {
+                lit.push('$');
+                rest = &rest[1..];
+                continue;
+            };
+            let Some(end) = after.find('}') else {
+                return Err("unterminated ${ (write $${ for a literal ${)".into());
+            };
+            let inner = after[..end].trim();
+            rest = &after[end + 1..];
+            if !lit.is_empty() {
+                redacted.push_str(&lit);
+                parts.push(Part::Literal(std::mem::take(&mut lit)));
+            }
+            if let Some(name) = inner.strip_prefix("env:") {
+                let name = name.trim();
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(format!(
+                        "invalid environment variable name in ${{env:{name}}}"
+                    ));
+                }
+                let source = SecretSource::Env(name.to_string());
+                let value = source.resolve()?;
+                redacted.push_str(&source.to_string());
+                parts.push(Part::Secret { source, value });
+            } else if let Some(path) = inner.strip_prefix("file:") {
+                let path = path.trim();
+                if path.is_empty() {
+                    return Err("empty path in ${file:}".into());
+                }
+                let source = SecretSource::File(base_dir.join(path));
+                let value = source.resolve()?;
+                redacted.push_str(&format!("${{file:{path}}}"));
+                parts.push(Part::Secret { source, value });
+            } else if let Some((func, _)) = inner.split_once(':') {
+                return Err(format!(
+                    "unknown reference ${{{func}:...}} (expected env:, file: or a variable name)"
+                ));
+            } else if is_var_name(inner) {
+                redacted.push_str(&format!("${{{inner}}}"));
+                parts.push(Part::Var(inner.to_string()));
+            } else {
+                return Err(format!("invalid variable name ${{{inner}}}"));
+            }
+        }
+        lit.push_str(rest);
+        if !lit.is_empty() || parts.is_empty() {
+            redacted.push_str(&lit);
+            parts.push(Part::Literal(lit));
+        }
+        Ok(Template { parts, redacted })
+    }
+
+    /// The text, when the template has no references.
+    pub fn as_literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [Part::Literal(s)] => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whether rendering includes a secret value (such output must never be printed).
+    pub fn has_secret(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Secret { .. }))
+    }
+
+    /// Names of the run-time variables referenced.
+    pub fn variables(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Var(v) => Some(v.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The template with secret references shown by source: safe to print.
+    pub fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    /// Fills in variables and secrets. The result may contain secret values: do not print it.
+    pub fn render<'a, F>(&'a self, lookup: F) -> Result<Cow<'a, str>, Undefined>
+    where
+        F: Fn(&str) -> Option<Cow<'a, str>>,
+    {
+        if let Some(s) = self.as_literal() {
+            return Ok(Cow::Borrowed(s));
+        }
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(s) => out.push_str(s),
+                Part::Var(name) => match lookup(name) {
+                    Some(v) => out.push_str(&v),
+                    None => return Err(Undefined(name.clone())),
+                },
+                Part::Secret { value, .. } => out.push_str(value.expose()),
+            }
+        }
+        Ok(Cow::Owned(out))
+    }
+
+    /// The secret values this template carries (for redacting them from peer output).
+    pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Secret { value, .. } => Some(value),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_variables_and_escape() {
+        let t = Template::parse("a ${csrf} $${x} $5", Path::new(".")).unwrap();
+        assert_eq!(t.variables().collect::<Vec<_>>(), ["csrf"]);
+        let out = t
+            .render(|n| (n == "csrf").then(|| Cow::Borrowed("T")))
+            .unwrap();
+        assert_eq!(out, "a T ${x} $5");
+        assert!(Template::parse("${oops", Path::new("."))
+            .unwrap_err()
+            .contains("unterminated"));
+        assert!(Template::parse("${a b}", Path::new("."))
+            .unwrap_err()
+            .contains("invalid variable"));
+        assert!(Template::parse("${vault:x}", Path::new("."))
+            .unwrap_err()
+            .contains("unknown reference"));
+    }
+
+    #[test]
+    fn secrets_resolve_but_never_print() {
+        std::env::set_var("CANARYD_TEMPLATE_TEST_SECRET", "hunter2-canary");
+        let t = Template::parse("pw=${env:CANARYD_TEMPLATE_TEST_SECRET}", Path::new(".")).unwrap();
+        assert!(t.has_secret());
+        assert_eq!(t.render(|_| None).unwrap(), "pw=hunter2-canary");
+        assert_eq!(t.redacted(), "pw=${env:CANARYD_TEMPLATE_TEST_SECRET}");
+        assert!(!format!("{t:?}").contains("hunter2"));
+        let missing =
+            Template::parse("${env:CANARYD_SURELY_UNSET_VAR}", Path::new(".")).unwrap_err();
+        assert!(
+            missing.contains("CANARYD_SURELY_UNSET_VAR is not set"),
+            "{missing}"
+        );
+    }
+}

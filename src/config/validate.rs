@@ -1,0 +1,1515 @@
+//! From the file model to the run-time model, collecting every error on the way.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+use regex::Regex;
+use serde::de::DeserializeOwned;
+use serde_json_path::JsonPath;
+use serde_saphyr::{Location, Spanned};
+use url::Url;
+
+use super::expr::{self, Type};
+use super::model::*;
+use super::template::Template;
+use super::*;
+use crate::probe::http::spec::*;
+
+/// Error sink for one file.
+struct Ctx<'a> {
+    file: PathBuf,
+    src: &'a str,
+    dir: PathBuf,
+    errors: &'a mut Vec<ConfigError>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, loc: &Location, key: impl Into<String>, message: impl Into<String>) {
+        self.err_at(loc.line(), loc.column(), key, message);
+    }
+
+    fn err_at(&mut self, line: u64, col: u64, key: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            line: line.max(1),
+            col: col.max(1),
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn origin(&self, loc: &Location) -> Origin {
+        Origin {
+            file: self.file.clone(),
+            line: loc.line(),
+            col: loc.column(),
+        }
+    }
+
+    /// Column of the first character of a scalar's text (after an opening quote).
+    fn text_col(&self, loc: &Location) -> u64 {
+        let line = self
+            .src
+            .lines()
+            .nth(loc.line().saturating_sub(1) as usize)
+            .unwrap_or("");
+        let c = line.chars().nth(loc.column().saturating_sub(1) as usize);
+        if matches!(c, Some('"') | Some('\'')) {
+            loc.column() + 1
+        } else {
+            loc.column()
+        }
+    }
+
+    fn template(&mut self, s: &Spanned<String>, key: &str) -> Option<Template> {
+        match Template::parse(&s.value, &self.dir) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.err(&s.referenced, key, e);
+                None
+            }
+        }
+    }
+
+    fn regex(&mut self, s: &str, loc: &Location, key: &str) -> Option<Regex> {
+        match Regex::new(s) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let first = e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+                self.err(loc, key, format!("invalid regex {s:?}: {first}"));
+                None
+            }
+        }
+    }
+
+    fn jsonpath(&mut self, s: &str, loc: &Location, key: &str) -> Option<JsonPath> {
+        match JsonPath::parse(s) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                let hint = if s.starts_with('$') { "" } else { " (a JSONPath starts with $, e.g. $.token)" };
+                self.err(loc, key, format!("invalid JSONPath {s:?}: {e}{hint}"));
+                None
+            }
+        }
+    }
+
+    fn path(&mut self, s: &Spanned<String>, key: &str) -> Option<PathBuf> {
+        let p = self.dir.join(&s.value);
+        if p.is_file() {
+            Some(p)
+        } else {
+            self.err(
+                &s.referenced,
+                key,
+                format!("file {} does not exist", s.value),
+            );
+            None
+        }
+    }
+}
+
+/// Decodes one YAML document, turning the first decode error into a located [`ConfigError`].
+fn decode<T: DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigError> {
+    let mut path = String::new();
+    let mut options = serde_saphyr::Options::default();
+    options.with_snippet = false;
+    let res = serde_saphyr::with_deserializer_from_str_with_options(src, options, |de| {
+        serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
+            path = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    res.map_err(|e| {
+        let (line, col) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
+        let mut message = e.to_string();
+        if let Some(i) = message.rfind(" at line ") {
+            message.truncate(i);
+        }
+        let message = message.lines().next().unwrap_or("invalid YAML");
+        // The decoder's advice to library users means nothing to someone editing a file.
+        let message = message.split(", set DuplicateKeyPolicy").next().unwrap_or(message).to_string();
+        let key = path.replace(".value", "").replace(".?", "");
+        let key = if key == "." { String::new() } else { key };
+        ConfigError {
+            file: file.to_path_buf(),
+            line: line.max(1),
+            col: col.max(1),
+            key,
+            message,
+        }
+    })
+}
+
+struct Defaults {
+    interval: Duration,
+    timeout: Duration,
+    body_limit: u64,
+}
+
+/// See [`super::load`].
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let src = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                line: 1,
+                col: 1,
+                key: String::new(),
+                message: format!("cannot read configuration: {e}"),
+            }]))
+        }
+    };
+    let daemon: DaemonFile = match decode(path, &src) {
+        Ok(d) => d,
+        Err(e) => return Err(ConfigErrors(vec![e])),
+    };
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    };
+    let mut ctx = Ctx {
+        file: path.to_path_buf(),
+        src: &src,
+        dir: dir.clone(),
+        errors: &mut errors,
+    };
+
+    let listen = match &daemon.listen {
+        None => DEFAULT_LISTEN.parse().expect("valid default"),
+        Some(s) => s.value.parse::<SocketAddr>().unwrap_or_else(|_| {
+            ctx.err(
+                &s.referenced,
+                "listen",
+                format!(
+                    "invalid address {:?}: write host:port, e.g. 127.0.0.1:9464",
+                    s.value
+                ),
+            );
+            DEFAULT_LISTEN.parse().expect("valid default")
+        }),
+    };
+    let state_dir = daemon
+        .state_dir
+        .as_ref()
+        .map(|s| dir.join(&s.value))
+        .unwrap_or_else(|| dir.join("state"));
+    let max_concurrency = match &daemon.max_concurrency {
+        Some(n) if n.value == 0 => {
+            ctx.err(&n.referenced, "max_concurrency", "must be at least 1");
+            1
+        }
+        Some(n) => n.value as usize,
+        None => 256,
+    };
+    let defaults = daemon_defaults(&mut ctx, &daemon.defaults);
+
+    let receivers = receivers(&mut ctx, &daemon.receivers);
+    let names: HashSet<&str> = receivers.iter().map(|r| r.name.as_str()).collect();
+    let routes = routes(&mut ctx, &daemon.routes, &names);
+    let maintenance = maintenance(&mut ctx, &daemon.maintenance);
+    let watchdog = daemon.watchdog.as_ref().and_then(|w| {
+        let url = ctx.template(&w.url, "watchdog.url")?;
+        let every = w
+            .every
+            .as_ref()
+            .map(|d| d.value.0)
+            .unwrap_or(Duration::from_secs(60));
+        Some(Watchdog { url, every })
+    });
+
+    let mut seen = HashMap::new();
+    let mut checks = Vec::new();
+    checks_of(&mut ctx, &daemon.checks, &defaults, &mut seen, &mut checks);
+
+    let mut files = Vec::new();
+    for pattern in &daemon.check_files {
+        let full = dir.join(&pattern.value);
+        let matched = match glob::glob(&full.to_string_lossy()) {
+            Ok(paths) => {
+                let mut v: Vec<PathBuf> = paths
+                    .filter_map(Result::ok)
+                    .filter(|p| p.is_file())
+                    .collect();
+                v.sort();
+                v
+            }
+            Err(e) => {
+                ctx.err(
+                    &pattern.referenced,
+                    "check_files",
+                    format!("invalid glob {:?}: {}", pattern.value, e.msg),
+                );
+                continue;
+            }
+        };
+        if matched.is_empty() && !pattern.value.contains(['*', '?', '[']) {
+            ctx.err(
+                &pattern.referenced,
+                "check_files",
+                format!("file {} does not exist", pattern.value),
+            );
+        }
+        for f in matched {
+            if !files.contains(&f) {
+                files.push(f);
+            }
+        }
+    }
+    drop(ctx);
+    for f in &files {
+        match std::fs::read_to_string(f) {
+            Ok(src) => match decode::<CheckFile>(f, &src) {
+                Ok(cf) => {
+                    let fdir = f
+                        .parent()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| dir.clone());
+                    let mut fctx = Ctx {
+                        file: f.clone(),
+                        src: &src,
+                        dir: fdir,
+                        errors: &mut errors,
+                    };
+                    checks_of(&mut fctx, &cf.checks, &defaults, &mut seen, &mut checks);
+                }
+                Err(e) => errors.push(e),
+            },
+            Err(e) => errors.push(ConfigError {
+                file: f.clone(),
+                line: 1,
+                col: 1,
+                key: String::new(),
+                message: format!("cannot read check file: {e}"),
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Config {
+        path: path.to_path_buf(),
+        listen,
+        state_dir,
+        max_concurrency,
+        checks,
+        receivers,
+        routes,
+        maintenance,
+        watchdog,
+        files,
+    })
+}
+
+/// See [`super::load_checks_str`].
+pub fn load_checks_str(file: &Path, yaml: &str) -> Result<Vec<Arc<Check>>, ConfigErrors> {
+    let cf: CheckFile = decode(file, yaml).map_err(|e| ConfigErrors(vec![e]))?;
+    let mut errors = Vec::new();
+    let dir = file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut ctx = Ctx {
+        file: file.to_path_buf(),
+        src: yaml,
+        dir,
+        errors: &mut errors,
+    };
+    let defaults = Defaults {
+        interval: DEFAULT_INTERVAL,
+        timeout: DEFAULT_TIMEOUT,
+        body_limit: DEFAULT_BODY_LIMIT,
+    };
+    let mut checks = Vec::new();
+    checks_of(
+        &mut ctx,
+        &cf.checks,
+        &defaults,
+        &mut HashMap::new(),
+        &mut checks,
+    );
+    if errors.is_empty() {
+        Ok(checks)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn daemon_defaults(ctx: &mut Ctx, d: &model::Defaults) -> Defaults {
+    let interval = d
+        .interval
+        .as_ref()
+        .map(|i| i.value.0)
+        .unwrap_or(DEFAULT_INTERVAL);
+    let timeout = d
+        .timeout
+        .as_ref()
+        .map(|t| t.value.0)
+        .unwrap_or(DEFAULT_TIMEOUT.min(interval));
+    if let Some(i) = &d.interval {
+        if i.value.0.is_zero() {
+            ctx.err(&i.referenced, "defaults.interval", "must be greater than 0");
+        }
+    }
+    if let Some(t) = &d.timeout {
+        if t.value.0 > interval {
+            ctx.err(
+                &t.referenced,
+                "defaults.timeout",
+                format!(
+                    "{} exceeds the default interval {}",
+                    fmt_d(t.value.0),
+                    fmt_d(interval)
+                ),
+            );
+        }
+    }
+    let body_limit = d
+        .body_limit
+        .as_ref()
+        .map(|b| b.value.0)
+        .unwrap_or(DEFAULT_BODY_LIMIT);
+    Defaults {
+        interval,
+        timeout,
+        body_limit,
+    }
+}
+
+fn fmt_d(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn valid_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_lowercase() || ch.is_ascii_digit())
+        && c.all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-')
+        && s.len() <= 128
+}
+
+fn checks_of(
+    ctx: &mut Ctx,
+    defs: &[CheckDef],
+    defaults: &Defaults,
+    seen: &mut HashMap<String, Origin>,
+    out: &mut Vec<Arc<Check>>,
+) {
+    for (i, def) in defs.iter().enumerate() {
+        let key = format!("checks[{i}]");
+        let name = &def.name.value;
+        if !valid_name(name) {
+            ctx.err(
+                &def.name.referenced,
+                format!("{key}.name"),
+                format!("invalid check name {name:?}: use lowercase letters, digits, - and _, starting with a letter or digit"),
+            );
+        }
+        let origin = ctx.origin(&def.name.referenced);
+        if let Some(first) = seen.get(name) {
+            ctx.err(
+                &def.name.referenced,
+                format!("{key}.name"),
+                format!("duplicate check name {name:?} (first defined at {first})"),
+            );
+        } else {
+            seen.insert(name.clone(), origin.clone());
+        }
+        if let Some(c) = check(ctx, def, &key, defaults, origin) {
+            out.push(Arc::new(c));
+        }
+    }
+}
+
+fn check(
+    ctx: &mut Ctx,
+    def: &CheckDef,
+    key: &str,
+    defaults: &Defaults,
+    origin: Origin,
+) -> Option<Check> {
+    let n_before = ctx.errors.len();
+    let interval = def
+        .interval
+        .as_ref()
+        .map(|d| d.value.0)
+        .unwrap_or(defaults.interval);
+    if let Some(i) = &def.interval {
+        if i.value.0 < Duration::from_millis(100) {
+            ctx.err(
+                &i.referenced,
+                format!("{key}.interval"),
+                "must be at least 100ms",
+            );
+        }
+    }
+    let timeout = match &def.timeout {
+        Some(t) => {
+            if t.value.0.is_zero() {
+                ctx.err(
+                    &t.referenced,
+                    format!("{key}.timeout"),
+                    "must be greater than 0",
+                );
+            } else if t.value.0 > interval {
+                ctx.err(
+                    &t.referenced,
+                    format!("{key}.timeout"),
+                    format!("timeout {} exceeds interval {} (a run must end before the next one is due)", fmt_d(t.value.0), fmt_d(interval)),
+                );
+            }
+            t.value.0
+        }
+        None => defaults.timeout.min(interval),
+    };
+    for l in def.labels.keys() {
+        if !valid_label(l) {
+            ctx.err(
+                &def.name.referenced,
+                format!("{key}.labels"),
+                format!("invalid label name {l:?}: use [a-zA-Z_][a-zA-Z0-9_]*"),
+            );
+        }
+    }
+    let kinds = [def.http.is_some(), def.tcp.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    let kind = match (kinds, &def.http, &def.tcp) {
+        (0, _, _) => {
+            ctx.err(
+                &def.name.referenced,
+                key,
+                format!(
+                    "check {:?} has no kind: add one of http, tcp",
+                    def.name.value
+                ),
+            );
+            None
+        }
+        (1, Some(h), _) => http(
+            ctx,
+            &h.value,
+            &format!("{key}.http"),
+            defaults,
+            &h.referenced,
+        )
+        .map(CheckKind::Http),
+        (1, _, Some(t)) => tcp(ctx, &t.value, &format!("{key}.tcp")).map(CheckKind::Tcp),
+        _ => {
+            ctx.err(
+                &def.name.referenced,
+                key,
+                "a check has exactly one kind: http or tcp, not both",
+            );
+            None
+        }
+    };
+    let kind = kind?;
+    let alerts = alerts(ctx, &def.alerts, key, &kind);
+    if ctx.errors.len() > n_before {
+        return None;
+    }
+    Some(Check {
+        name: def.name.value.clone(),
+        interval,
+        timeout,
+        labels: def.labels.clone(),
+        kind,
+        alerts,
+        origin,
+    })
+}
+
+fn valid_label(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+}
+
+fn tls(ctx: &mut Ctx, t: Option<&TlsDef>, key: &str) -> TlsSettings {
+    let Some(t) = t else {
+        return TlsSettings::default();
+    };
+    let ca_file = t
+        .ca_file
+        .as_ref()
+        .and_then(|p| ctx.path(p, &format!("{key}.ca_file")));
+    let cert_file = t
+        .cert_file
+        .as_ref()
+        .and_then(|p| ctx.path(p, &format!("{key}.cert_file")));
+    let key_file = t
+        .key_file
+        .as_ref()
+        .and_then(|p| ctx.path(p, &format!("{key}.key_file")));
+    match (&t.cert_file, &t.key_file) {
+        (Some(c), None) => ctx.err(
+            &c.referenced,
+            format!("{key}.cert_file"),
+            "cert_file needs key_file",
+        ),
+        (None, Some(k)) => ctx.err(
+            &k.referenced,
+            format!("{key}.key_file"),
+            "key_file needs cert_file",
+        ),
+        _ => {}
+    }
+    TlsSettings {
+        insecure_skip_verify: t.insecure_skip_verify,
+        ca_file,
+        cert_file,
+        key_file,
+        server_name: t.server_name.as_ref().map(|s| s.value.clone()),
+    }
+}
+
+fn tcp(ctx: &mut Ctx, t: &TcpDef, key: &str) -> Option<TcpCheck> {
+    let target = &t.target.value;
+    let ok = target
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+    if !ok {
+        ctx.err(
+            &t.target.referenced,
+            format!("{key}.target"),
+            format!("invalid target {target:?}: write host:port"),
+        );
+    }
+    if t.tls_config.is_some() && !t.tls {
+        let loc = t.target.referenced;
+        ctx.err(
+            &loc,
+            format!("{key}.tls_config"),
+            "tls_config is set but tls is false",
+        );
+    }
+    let tls = t
+        .tls
+        .then(|| tls(ctx, t.tls_config.as_ref(), &format!("{key}.tls_config")));
+    if let (Some(d), false) = (&t.cert_min_days, t.tls) {
+        ctx.err(
+            &d.referenced,
+            format!("{key}.cert_min_days"),
+            "cert_min_days needs tls: true",
+        );
+    }
+    Some(TcpCheck {
+        target: target.clone(),
+        tls,
+        cert_min_days: t.cert_min_days.as_ref().map(|d| d.value),
+    })
+}
+
+fn http(
+    ctx: &mut Ctx,
+    h: &HttpDef,
+    key: &str,
+    defaults: &Defaults,
+    at: &Location,
+) -> Option<HttpSpec> {
+    let base_url = h
+        .base_url
+        .as_ref()
+        .and_then(|b| match Url::parse(&b.value) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+            Ok(u) => {
+                ctx.err(
+                    &b.referenced,
+                    format!("{key}.base_url"),
+                    format!(
+                        "unsupported URL {:?}: only http and https with a host",
+                        u.as_str()
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                ctx.err(
+                    &b.referenced,
+                    format!("{key}.base_url"),
+                    format!("invalid URL {:?}: {e}", b.value),
+                );
+                None
+            }
+        });
+    let follow = h.follow_redirects.unwrap_or(true);
+    let mut steps = Vec::new();
+    match (&h.request, &h.steps) {
+        (Some(_), Some(s)) => {
+            ctx.err(
+                &s.referenced,
+                format!("{key}.steps"),
+                "write either request (one request) or steps (a flow), not both",
+            );
+        }
+        (None, None) => ctx.err(at, key, "http needs a request or steps"),
+        (Some(r), None) => {
+            let mut known: HashSet<String> = builtins();
+            let expect = h.expect.as_ref();
+            let req = request(
+                ctx,
+                &r.value,
+                &format!("{key}.request"),
+                base_url.is_some(),
+                &known,
+            );
+            let ex = expect_spec(ctx, expect, &format!("{key}.expect"));
+            let extract = extracts(ctx, &h.extract, &format!("{key}.extract"), &mut known);
+            if let (Some(request), Some(expect)) = (req, ex) {
+                let follow_redirects = r.value.follow_redirects.unwrap_or(follow);
+                let timeout = r.value.timeout.as_ref().map(|t| t.value.0);
+                steps.push(StepSpec {
+                    name: "request".into(),
+                    request,
+                    expect,
+                    extract,
+                    always_run: false,
+                    continue_on_failure: false,
+                    follow_redirects,
+                    timeout,
+                });
+            }
+        }
+        (None, Some(s)) => {
+            if h.expect.is_some() || !h.extract.is_empty() {
+                ctx.err(
+                    &s.referenced,
+                    format!("{key}.expect"),
+                    "with steps, put expect and extract inside each step",
+                );
+            }
+            if s.value.is_empty() {
+                ctx.err(&s.referenced, format!("{key}.steps"), "steps is empty");
+            }
+            let mut known = builtins();
+            let mut names = HashSet::new();
+            for (i, st) in s.value.iter().enumerate() {
+                let skey = format!("{key}.steps[{i}]");
+                let name = &st.name.value;
+                if !valid_name(name) {
+                    ctx.err(
+                        &st.name.referenced,
+                        format!("{skey}.name"),
+                        format!(
+                            "invalid step name {name:?}: use lowercase letters, digits, - and _"
+                        ),
+                    );
+                } else if !names.insert(name.clone()) {
+                    ctx.err(
+                        &st.name.referenced,
+                        format!("{skey}.name"),
+                        format!("duplicate step name {name:?}"),
+                    );
+                }
+                let req = request(
+                    ctx,
+                    &st.request.value,
+                    &format!("{skey}.request"),
+                    base_url.is_some(),
+                    &known,
+                );
+                let ex = expect_spec(ctx, st.expect.as_ref(), &format!("{skey}.expect"));
+                let extract = extracts(ctx, &st.extract, &format!("{skey}.extract"), &mut known);
+                if let (Some(request), Some(expect)) = (req, ex) {
+                    steps.push(StepSpec {
+                        name: name.clone(),
+                        request,
+                        expect,
+                        extract,
+                        always_run: st.always_run,
+                        continue_on_failure: st.continue_on_failure,
+                        follow_redirects: st.request.value.follow_redirects.unwrap_or(follow),
+                        timeout: st.request.value.timeout.as_ref().map(|t| t.value.0),
+                    });
+                }
+            }
+        }
+    }
+    let tls = tls(ctx, h.tls_config.as_ref(), &format!("{key}.tls_config"));
+    let body_limit = h
+        .body_limit
+        .as_ref()
+        .map(|b| b.value.0)
+        .unwrap_or(defaults.body_limit);
+    if let Some(b) = &h.body_limit {
+        if b.value.0 == 0 {
+            ctx.err(
+                &b.referenced,
+                format!("{key}.body_limit"),
+                "must be greater than 0",
+            );
+        }
+    }
+    let max_redirects = h.max_redirects.as_ref().map(|m| m.value).unwrap_or(10);
+    if let Some(m) = &h.max_redirects {
+        if m.value > 100 {
+            ctx.err(&m.referenced, format!("{key}.max_redirects"), "at most 100");
+        }
+    }
+    Some(HttpSpec {
+        base_url,
+        steps,
+        tls,
+        body_limit: usize::try_from(body_limit).unwrap_or(usize::MAX),
+        max_redirects,
+    })
+}
+
+fn builtins() -> HashSet<String> {
+    ["base_url", "uuid", "now"]
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+fn request(
+    ctx: &mut Ctx,
+    r: &RequestDef,
+    key: &str,
+    has_base: bool,
+    known: &HashSet<String>,
+) -> Option<RequestSpec> {
+    let n_before = ctx.errors.len();
+    let method = match &r.method {
+        None => Method::GET,
+        Some(m) => {
+            let up = m.value.trim().to_ascii_uppercase();
+            match up.as_str() {
+                "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS" => {
+                    Method::from_bytes(up.as_bytes()).ok()?
+                }
+                _ => {
+                    ctx.err(&m.referenced, format!("{key}.method"), format!("invalid method {:?}: use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS", m.value));
+                    Method::GET
+                }
+            }
+        }
+    };
+    let url = ctx.template(&r.url, &format!("{key}.url"));
+    if let Some(u) = &url {
+        check_vars(ctx, u, &r.url.referenced, &format!("{key}.url"), known);
+        // A URL whose scheme and host are written literally is checked now.
+        let text = u.redacted();
+        if text.starts_with("http://") || text.starts_with("https://") {
+            let probe = text.replace("${", "x").replace('}', "");
+            if let Err(e) = Url::parse(&probe) {
+                ctx.err(
+                    &r.url.referenced,
+                    format!("{key}.url"),
+                    format!("invalid URL {:?}: {e}", text),
+                );
+            }
+        } else if let Some((scheme, _)) = text.split_once("://") {
+            ctx.err(
+                &r.url.referenced,
+                format!("{key}.url"),
+                format!("unsupported scheme {scheme:?}: only http and https"),
+            );
+        } else if !text.starts_with('/') && !text.starts_with("${") {
+            ctx.err(
+                &r.url.referenced,
+                format!("{key}.url"),
+                format!(
+                    "invalid URL {text:?}: write an absolute http(s) URL or a path starting with /"
+                ),
+            );
+        } else if !has_base && text.starts_with('/') {
+            ctx.err(
+                &r.url.referenced,
+                format!("{key}.url"),
+                format!("relative URL {text:?} needs http.base_url"),
+            );
+        }
+    }
+    let mut headers = Vec::new();
+    for (name, v) in &r.headers {
+        let hkey = format!("{key}.headers.{name}");
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) => {
+                if let Some(t) = ctx.template(v, &hkey) {
+                    check_vars(ctx, &t, &v.referenced, &hkey, known);
+                    headers.push((h, t));
+                }
+            }
+            Err(_) => ctx.err(&v.referenced, hkey, format!("invalid header name {name:?}")),
+        }
+    }
+    let mut query = Vec::new();
+    for (name, v) in &r.query {
+        let qkey = format!("{key}.query.{name}");
+        if let Some(t) = ctx.template(v, &qkey) {
+            check_vars(ctx, &t, &v.referenced, &qkey, known);
+            query.push((name.clone(), t));
+        }
+    }
+    let bodies = [r.body.is_some(), r.form.is_some(), r.json.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if bodies > 1 {
+        ctx.err(
+            &r.url.referenced,
+            key,
+            "write at most one of body, form, json",
+        );
+    }
+    let body = if let Some(b) = &r.body {
+        ctx.template(b, &format!("{key}.body"))
+            .map(BodySpec::Raw)
+            .unwrap_or(BodySpec::None)
+    } else if let Some(form) = &r.form {
+        let mut fields = Vec::new();
+        for (name, v) in form {
+            let fkey = format!("{key}.form.{name}");
+            if let Some(t) = ctx.template(v, &fkey) {
+                check_vars(ctx, &t, &v.referenced, &fkey, known);
+                fields.push((name.clone(), t));
+            }
+        }
+        BodySpec::Form(fields)
+    } else if let Some(j) = &r.json {
+        json_template(ctx, &j.value, &j.referenced, &format!("{key}.json"), known)
+            .map(BodySpec::Json)
+            .unwrap_or(BodySpec::None)
+    } else {
+        BodySpec::None
+    };
+    if let Some(t) = &r.timeout {
+        if t.value.0.is_zero() {
+            ctx.err(
+                &t.referenced,
+                format!("{key}.timeout"),
+                "must be greater than 0",
+            );
+        }
+    }
+    if ctx.errors.len() > n_before {
+        return None;
+    }
+    Some(RequestSpec {
+        method,
+        url: url?,
+        headers,
+        query,
+        body,
+    })
+}
+
+fn json_template(
+    ctx: &mut Ctx,
+    v: &serde_json::Value,
+    loc: &Location,
+    key: &str,
+    known: &HashSet<String>,
+) -> Option<JsonTemplate> {
+    Some(match v {
+        serde_json::Value::String(s) => {
+            let t = match Template::parse(s, &ctx.dir) {
+                Ok(t) => t,
+                Err(e) => {
+                    ctx.err(loc, key, e);
+                    return None;
+                }
+            };
+            check_vars(ctx, &t, loc, key, known);
+            JsonTemplate::String(t)
+        }
+        serde_json::Value::Array(a) => JsonTemplate::Array(
+            a.iter()
+                .map(|x| json_template(ctx, x, loc, key, known))
+                .collect::<Option<Vec<_>>>()?,
+        ),
+        serde_json::Value::Object(o) => JsonTemplate::Object(
+            o.iter()
+                .map(|(k, x)| {
+                    json_template(ctx, x, loc, &format!("{key}.{k}"), known).map(|t| (k.clone(), t))
+                })
+                .collect::<Option<Vec<_>>>()?,
+        ),
+        other => JsonTemplate::Scalar(other.clone()),
+    })
+}
+
+fn check_vars(ctx: &mut Ctx, t: &Template, loc: &Location, key: &str, known: &HashSet<String>) {
+    for v in t.variables() {
+        if !known.contains(v) {
+            ctx.err(loc, key, format!("undefined variable ${{{v}}}: no earlier step extracts it and it is not a built-in (base_url, uuid, now)"));
+        }
+    }
+}
+
+fn extracts(
+    ctx: &mut Ctx,
+    defs: &BTreeMap<String, Spanned<ExtractDef>>,
+    key: &str,
+    known: &mut HashSet<String>,
+) -> Vec<ExtractSpec> {
+    let mut out = Vec::new();
+    for (var, def) in defs {
+        let ekey = format!("{key}.{var}");
+        let loc = def.referenced;
+        let d = &def.value;
+        if !super::template::is_var_name(var) || builtins().contains(var) {
+            ctx.err(&loc, &ekey, format!("invalid variable name {var:?}"));
+            continue;
+        }
+        let n = [
+            d.regex.is_some(),
+            d.css.is_some(),
+            d.json.is_some(),
+            d.header.is_some(),
+            d.cookie.is_some(),
+            d.status.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if n != 1 {
+            ctx.err(
+                &loc,
+                &ekey,
+                "an extraction has exactly one source: regex, css, json, header, cookie or status",
+            );
+            continue;
+        }
+        if d.attr.is_some() && d.css.is_none() {
+            ctx.err(&loc, format!("{ekey}.attr"), "attr goes with css");
+            continue;
+        }
+        let source = if let Some(r) = &d.regex {
+            ctx.regex(&r.value, &r.referenced, &format!("{ekey}.regex"))
+                .map(ExtractSource::Regex)
+        } else if let Some(c) = &d.css {
+            match scraper::Selector::parse(&c.value) {
+                Ok(selector) => Some(ExtractSource::Css {
+                    selector,
+                    src: c.value.clone(),
+                    attr: d.attr.clone(),
+                }),
+                Err(e) => {
+                    ctx.err(
+                        &c.referenced,
+                        format!("{ekey}.css"),
+                        format!("invalid CSS selector {:?}: {}", c.value, css_error(&e)),
+                    );
+                    None
+                }
+            }
+        } else if let Some(j) = &d.json {
+            ctx.jsonpath(&j.value, &j.referenced, &format!("{ekey}.json"))
+                .map(|path| ExtractSource::Json {
+                    path,
+                    src: j.value.clone(),
+                })
+        } else if let Some(h) = &d.header {
+            match HeaderName::from_bytes(h.as_bytes()) {
+                Ok(h) => Some(ExtractSource::Header(h)),
+                Err(_) => {
+                    ctx.err(
+                        &loc,
+                        format!("{ekey}.header"),
+                        format!("invalid header name {h:?}"),
+                    );
+                    None
+                }
+            }
+        } else if let Some(c) = &d.cookie {
+            Some(ExtractSource::Cookie(c.clone()))
+        } else {
+            Some(ExtractSource::Status)
+        };
+        if let Some(source) = source {
+            known.insert(var.clone());
+            out.push(ExtractSpec {
+                var: var.clone(),
+                source,
+            });
+        }
+    }
+    out
+}
+
+fn css_error(e: &scraper::error::SelectorErrorKind) -> String {
+    let s = e.to_string();
+    s.lines().next().unwrap_or("parse error").to_string()
+}
+
+fn expect_spec(ctx: &mut Ctx, e: Option<&ExpectDef>, key: &str) -> Option<ExpectSpec> {
+    let Some(e) = e else {
+        return Some(ExpectSpec::default());
+    };
+    let n_before = ctx.errors.len();
+    let mut spec = ExpectSpec::default();
+    if let Some(s) = &e.status {
+        spec.status = s.value.0.iter().map(|r| (r.0, r.1)).collect();
+    }
+    spec.body_contains = e.body_contains.clone().map(|o| o.0).unwrap_or_default();
+    spec.body_not_contains = e.body_not_contains.clone().map(|o| o.0).unwrap_or_default();
+    if let Some(rs) = &e.body_regex {
+        for r in &rs.value.0 {
+            if let Some(re) = ctx.regex(r, &rs.referenced, &format!("{key}.body_regex")) {
+                spec.body_regex.push(re);
+            }
+        }
+    }
+    for (name, v) in &e.header {
+        match HeaderName::from_bytes(name.0.value.as_bytes()) {
+            Ok(h) => spec.headers.push((h, v.clone())),
+            Err(_) => ctx.err(
+                &name.0.referenced,
+                format!("{key}.header"),
+                format!("invalid header name {:?}", name.0.value),
+            ),
+        }
+    }
+    for (path, want) in &e.json {
+        let jkey = format!("{key}.json.{}", path.0.value);
+        let Some(compiled) = ctx.jsonpath(&path.0.value, &path.0.referenced, &jkey) else {
+            continue;
+        };
+        let op = match &want.value {
+            JsonExpect::Equals(v) => Some(JsonOp::Equals(v.clone())),
+            JsonExpect::Ops(ops) => {
+                let n = [
+                    ops.equals.is_some(),
+                    ops.exists.is_some(),
+                    ops.matches.is_some(),
+                    ops.less_than.is_some(),
+                    ops.greater_than.is_some(),
+                ]
+                .iter()
+                .filter(|b| **b)
+                .count();
+                if n != 1 {
+                    ctx.err(&want.referenced, &jkey, "write one operator per JSON assertion (equals, exists, matches, less_than or greater_than)");
+                    None
+                } else if let Some(v) = &ops.equals {
+                    Some(JsonOp::Equals(v.clone()))
+                } else if let Some(b) = ops.exists {
+                    Some(JsonOp::Exists(b))
+                } else if let Some(m) = &ops.matches {
+                    ctx.regex(m, &want.referenced, &format!("{jkey}.matches"))
+                        .map(JsonOp::Matches)
+                } else if let Some(x) = ops.less_than {
+                    Some(JsonOp::LessThan(x))
+                } else {
+                    ops.greater_than.map(JsonOp::GreaterThan)
+                }
+            }
+        };
+        if let Some(op) = op {
+            spec.json.push(JsonAssertion {
+                path_src: path.0.value.clone(),
+                path: compiled,
+                op,
+            });
+        }
+    }
+    spec.max_duration = e.max_duration.as_ref().map(|d| d.value.0);
+    spec.cert_min_days = e.cert_min_days.as_ref().map(|d| d.value);
+    spec.cookies = e.cookie.clone().map(|o| o.0).unwrap_or_default();
+    spec.url = e.url.as_ref().map(|u| u.value.clone());
+    if ctx.errors.len() > n_before {
+        return None;
+    }
+    Some(spec)
+}
+
+/// The alert variables a check provides, with their types.
+pub fn var_type(kind: &CheckKind, name: &str) -> Result<Type, String> {
+    match name {
+        "failed" => return Ok(Type::Bool),
+        "duration" => return Ok(Type::Duration),
+        "reason" => return Ok(Type::String),
+        _ => {}
+    }
+    match kind {
+        CheckKind::Http(h) => {
+            match name {
+                "status" => return Ok(Type::Number),
+                "failed_step" => return Ok(Type::String),
+                "cert_expires_in" => return Ok(Type::Duration),
+                _ => {}
+            }
+            if let Some(rest) = name.strip_prefix("step.") {
+                let Some((step, field)) = rest.rsplit_once('.') else {
+                    return Err(format!("unknown variable {name:?}: write step.<name>.duration, .status or .failed"));
+                };
+                if !h.steps.iter().any(|s| s.name == step) {
+                    let names: Vec<&str> = h.steps.iter().map(|s| s.name.as_str()).collect();
+                    return Err(format!("unknown step {step:?} (this check's steps: {})", names.join(", ")));
+                }
+                return match field {
+                    "duration" => Ok(Type::Duration),
+                    "status" => Ok(Type::Number),
+                    "failed" => Ok(Type::Bool),
+                    _ => Err(format!("unknown variable {name:?}: a step has duration, status and failed")),
+                };
+            }
+            Err(format!(
+                "unknown variable {name:?} for an http check (known: failed, duration, reason, status, failed_step, cert_expires_in, step.<name>.duration|status|failed)"
+            ))
+        }
+        CheckKind::Tcp(_) => match name {
+            "cert_expires_in" => Ok(Type::Duration),
+            _ => Err(format!("unknown variable {name:?} for a tcp check (known: failed, duration, reason, cert_expires_in)")),
+        },
+    }
+}
+
+fn alerts(ctx: &mut Ctx, defs: &[AlertDef], key: &str, kind: &CheckKind) -> Vec<AlertRule> {
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    for (i, a) in defs.iter().enumerate() {
+        let akey = format!("{key}.alerts[{i}]");
+        let name = &a.name.value;
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            ctx.err(&a.name.referenced, format!("{akey}.name"), format!("invalid alert name {name:?}: use letters, digits and _, starting with a letter"));
+        } else if !names.insert(name.clone()) {
+            ctx.err(
+                &a.name.referenced,
+                format!("{akey}.name"),
+                format!("duplicate alert name {name:?} in this check"),
+            );
+        }
+        let expr = match expr::check(&a.when.value, &|v| var_type(kind, v)) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                let col = ctx.text_col(&a.when.referenced) + e.offset as u64;
+                ctx.err_at(
+                    a.when.referenced.line(),
+                    col,
+                    format!("{akey}.when"),
+                    format!("{} in {:?}", e.message, a.when.value),
+                );
+                None
+            }
+        };
+        let severity = match a.severity.as_ref().map(|s| s.value.as_str()) {
+            None | Some("critical") => Severity::Critical,
+            Some("error") => Severity::Error,
+            Some("warning") => Severity::Warning,
+            Some("info") => Severity::Info,
+            Some(other) => {
+                let loc = a
+                    .severity
+                    .as_ref()
+                    .map(|s| s.referenced)
+                    .unwrap_or(a.name.referenced);
+                ctx.err(
+                    &loc,
+                    format!("{akey}.severity"),
+                    format!("invalid severity {other:?}: use critical, error, warning or info"),
+                );
+                Severity::Critical
+            }
+        };
+        if a.for_.is_some() as u8 + a.consecutive.is_some() as u8 + a.window.is_some() as u8 > 1 {
+            ctx.err(
+                &a.name.referenced,
+                &akey,
+                "use one of for, consecutive and window",
+            );
+        }
+        if let Some(c) = &a.consecutive {
+            if c.value == 0 {
+                ctx.err(
+                    &c.referenced,
+                    format!("{akey}.consecutive"),
+                    "must be at least 1",
+                );
+            }
+        }
+        let window = a.window.as_ref().and_then(|w| {
+            let parsed = w.value.split_once(" of ").and_then(|(n, m)| {
+                Some((n.trim().parse::<u32>().ok()?, m.trim().parse::<u32>().ok()?))
+            });
+            match parsed {
+                Some((n, m)) if n >= 1 && n <= m && m <= 1000 => Some((n, m)),
+                _ => {
+                    ctx.err(
+                        &w.referenced,
+                        format!("{akey}.window"),
+                        format!(
+                            "invalid window {:?}: write \"N of M\" with 1 <= N <= M <= 1000",
+                            w.value
+                        ),
+                    );
+                    None
+                }
+            }
+        });
+        for l in a.labels.keys() {
+            if !valid_label(l) {
+                ctx.err(
+                    &a.name.referenced,
+                    format!("{akey}.labels"),
+                    format!("invalid label name {l:?}"),
+                );
+            }
+        }
+        let mut annotations = Vec::new();
+        for (k, v) in &a.annotations {
+            let ankey = format!("{akey}.annotations.{k}");
+            if let Some(t) = ctx.template(v, &ankey) {
+                if t.has_secret() {
+                    ctx.err(
+                        &v.referenced,
+                        ankey,
+                        "secrets are not allowed in annotations (they would be sent to receivers)",
+                    );
+                } else {
+                    annotations.push((k.clone(), t));
+                }
+            }
+        }
+        if let Some(expr) = expr {
+            out.push(AlertRule {
+                name: name.clone(),
+                when: a.when.value.clone(),
+                expr,
+                for_: a.for_.as_ref().map(|d| d.value.0),
+                consecutive: a.consecutive.as_ref().map(|c| c.value),
+                window,
+                keep_firing_for: a.keep_firing_for.as_ref().map(|d| d.value.0),
+                severity,
+                labels: a.labels.clone(),
+                annotations,
+            });
+        }
+    }
+    if defs.is_empty() {
+        out.push(AlertRule {
+            name: "CheckFailing".into(),
+            when: "failed".into(),
+            expr: expr::parse("failed").expect("valid default expression"),
+            for_: None,
+            consecutive: Some(3),
+            window: None,
+            keep_firing_for: None,
+            severity: Severity::Critical,
+            labels: BTreeMap::new(),
+            annotations: vec![(
+                "summary".into(),
+                Template::literal("check ${check} failing: ${reason}"),
+            )],
+        });
+    }
+    out
+}
+
+fn parse_url(ctx: &mut Ctx, s: &Spanned<String>, key: &str) -> Option<Url> {
+    match Url::parse(&s.value) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+        Ok(_) => {
+            ctx.err(
+                &s.referenced,
+                key,
+                format!("unsupported URL {:?}: only http and https", s.value),
+            );
+            None
+        }
+        Err(e) => {
+            ctx.err(
+                &s.referenced,
+                key,
+                format!("invalid URL {:?}: {e}", s.value),
+            );
+            None
+        }
+    }
+}
+
+fn receivers(ctx: &mut Ctx, defs: &[ReceiverDef]) -> Vec<Receiver> {
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    for (i, r) in defs.iter().enumerate() {
+        let key = format!("receivers[{i}]");
+        if !valid_name(&r.name.value) {
+            ctx.err(
+                &r.name.referenced,
+                format!("{key}.name"),
+                format!("invalid receiver name {:?}", r.name.value),
+            );
+        } else if !names.insert(r.name.value.clone()) {
+            ctx.err(
+                &r.name.referenced,
+                format!("{key}.name"),
+                format!("duplicate receiver name {:?}", r.name.value),
+            );
+        }
+        let n = [
+            r.pagerduty.is_some(),
+            r.alertmanager.is_some(),
+            r.slack.is_some(),
+            r.webhook.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if n != 1 {
+            ctx.err(
+                &r.name.referenced,
+                &key,
+                "a receiver has exactly one kind: pagerduty, alertmanager, slack or webhook",
+            );
+            continue;
+        }
+        let kind = if let Some(p) = &r.pagerduty {
+            let routing_key = ctx.template(
+                &p.value.routing_key,
+                &format!("{key}.pagerduty.routing_key"),
+            );
+            let url = match &p.value.url {
+                Some(u) => parse_url(ctx, u, &format!("{key}.pagerduty.url")),
+                None => Url::parse("https://events.pagerduty.com/v2/enqueue").ok(),
+            };
+            routing_key
+                .zip(url)
+                .map(|(routing_key, url)| ReceiverKind::PagerDuty { routing_key, url })
+        } else if let Some(a) = &r.alertmanager {
+            parse_url(ctx, &a.value.url, &format!("{key}.alertmanager.url"))
+                .map(|url| ReceiverKind::Alertmanager { url })
+        } else if let Some(s) = &r.slack {
+            ctx.template(&s.value.webhook_url, &format!("{key}.slack.webhook_url"))
+                .map(|webhook_url| ReceiverKind::Slack { webhook_url })
+        } else if let Some(w) = &r.webhook {
+            let url = ctx.template(&w.value.url, &format!("{key}.webhook.url"));
+            let secret = w
+                .value
+                .secret
+                .as_ref()
+                .and_then(|s| ctx.template(s, &format!("{key}.webhook.secret")));
+            let headers = w
+                .value
+                .headers
+                .iter()
+                .filter_map(|(k, v)| {
+                    ctx.template(v, &format!("{key}.webhook.headers.{k}"))
+                        .map(|t| (k.clone(), t))
+                })
+                .collect();
+            url.map(|url| ReceiverKind::Webhook {
+                url,
+                secret,
+                headers,
+            })
+        } else {
+            None
+        };
+        if let Some(kind) = kind {
+            out.push(Receiver {
+                name: r.name.value.clone(),
+                kind,
+            });
+        }
+    }
+    out
+}
+
+fn routes(ctx: &mut Ctx, defs: &[RouteDef], receivers: &HashSet<&str>) -> Vec<Route> {
+    let mut out = Vec::new();
+    for (i, r) in defs.iter().enumerate() {
+        let key = format!("routes[{i}]");
+        let check_refs = |ctx: &mut Ctx, list: &[Spanned<String>], k: &str| -> Vec<String> {
+            list.iter()
+                .map(|n| {
+                    if !receivers.contains(n.value.as_str()) {
+                        ctx.err(
+                            &n.referenced,
+                            format!("{key}.{k}"),
+                            format!("unknown receiver {:?}", n.value),
+                        );
+                    }
+                    n.value.clone()
+                })
+                .collect()
+        };
+        let recv = check_refs(ctx, &r.receivers, "receivers");
+        let escalate = r.escalate.as_ref().map(|e| {
+            (
+                e.after.value.0,
+                check_refs(ctx, &e.receivers, "escalate.receivers"),
+            )
+        });
+        out.push(Route {
+            matchers: r.matchers.clone(),
+            receivers: recv,
+            escalate,
+            repeat_interval: r.repeat_interval.as_ref().map(|d| d.value.0),
+        });
+    }
+    out
+}
+
+fn maintenance(ctx: &mut Ctx, defs: &[MaintenanceDef]) -> Vec<Maintenance> {
+    let mut out = Vec::new();
+    for (i, m) in defs.iter().enumerate() {
+        let key = format!("maintenance[{i}]");
+        let mut checks = Vec::new();
+        for g in &m.checks {
+            match glob::Pattern::new(&g.value) {
+                Ok(p) => checks.push(p),
+                Err(e) => ctx.err(
+                    &g.referenced,
+                    format!("{key}.checks"),
+                    format!("invalid glob {:?}: {}", g.value, e.msg),
+                ),
+            }
+        }
+        let start = match humantime::parse_rfc3339_weak(&m.start.value) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                ctx.err(
+                    &m.start.referenced,
+                    format!("{key}.start"),
+                    format!(
+                        "invalid time {:?}: {e} (write RFC 3339, e.g. 2026-12-01T22:00:00Z)",
+                        m.start.value
+                    ),
+                );
+                None
+            }
+        };
+        if let Some(tz) = &m.timezone {
+            if tz.value != "UTC" {
+                ctx.err(
+                    &tz.referenced,
+                    format!("{key}.timezone"),
+                    format!(
+                        "unsupported timezone {:?}: only UTC is supported so far",
+                        tz.value
+                    ),
+                );
+            }
+        }
+        if let Some(start) = start {
+            out.push(Maintenance {
+                checks,
+                start,
+                duration: m.duration.value.0,
+                every: m.every.as_ref().map(|d| d.value.0),
+            });
+        }
+    }
+    out
+}
