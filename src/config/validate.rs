@@ -1047,8 +1047,12 @@ fn extracts(
 }
 
 fn css_error(e: &scraper::error::SelectorErrorKind) -> String {
-    let s = e.to_string();
-    s.lines().next().unwrap_or("parse error").to_string()
+    use scraper::error::SelectorErrorKind as K;
+    match e {
+        // Its Display asks the reader to report a bug; the kind itself says what is wrong.
+        K::UnexpectedSelectorParseError(kind) => format!("{kind:?}"),
+        other => other.to_string().lines().next().unwrap_or("parse error").to_string(),
+    }
 }
 
 fn expect_spec(ctx: &mut Ctx, e: Option<&ExpectDef>, key: &str) -> Option<ExpectSpec> {
