@@ -16,3 +16,4 @@
 pub mod config;
 pub mod metrics;
 pub mod probe;
+pub mod schedule;

@@ -32,15 +32,26 @@ fn fixtures() -> Vec<PathBuf> {
 fn every_bad_fixture_fails_with_its_exact_message() {
     let bless = std::env::var("CANARYD_BLESS").is_ok();
     let all = fixtures();
-    assert!(all.len() >= 30, "the corpus has one file per rule; found only {}", all.len());
+    assert!(
+        all.len() >= 30,
+        "the corpus has one file per rule; found only {}",
+        all.len()
+    );
     let mut failures = Vec::new();
     for path in &all {
         let src = std::fs::read_to_string(path).unwrap();
-        let expected: Vec<String> =
-            src.lines().filter_map(|l| l.strip_prefix("# expect: ")).map(str::to_string).collect();
+        let expected: Vec<String> = src
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .map(str::to_string)
+            .collect();
         let got = errors_for(path);
         if bless {
-            let body: String = src.lines().filter(|l| !l.starts_with("# expect: ")).map(|l| format!("{l}\n")).collect();
+            let body: String = src
+                .lines()
+                .filter(|l| !l.starts_with("# expect: "))
+                .map(|l| format!("{l}\n"))
+                .collect();
             let tail: String = got.iter().map(|e| format!("# expect: {e}\n")).collect();
             std::fs::write(path, body + &tail).unwrap();
             continue;
@@ -50,11 +61,17 @@ fn every_bad_fixture_fails_with_its_exact_message() {
         } else if expected.is_empty() {
             failures.push(format!("{}: no `# expect:` line", path.display()));
         } else if got != expected {
-            failures.push(format!("{}:\n  expected: {expected:#?}\n  got:      {got:#?}", path.display()));
+            failures.push(format!(
+                "{}:\n  expected: {expected:#?}\n  got:      {got:#?}",
+                path.display()
+            ));
         }
         for e in &got {
             let prefix = format!("{}:", path.display());
-            assert!(e.starts_with(&prefix), "error does not start with file:line:col: {e}");
+            assert!(
+                e.starts_with(&prefix),
+                "error does not start with file:line:col: {e}"
+            );
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -96,7 +96,11 @@ impl Ctx<'_> {
         match JsonPath::parse(s) {
             Ok(p) => Some(p),
             Err(e) => {
-                let hint = if s.starts_with('$') { "" } else { " (a JSONPath starts with $, e.g. $.token)" };
+                let hint = if s.starts_with('$') {
+                    ""
+                } else {
+                    " (a JSONPath starts with $, e.g. $.token)"
+                };
                 self.err(loc, key, format!("invalid JSONPath {s:?}: {e}{hint}"));
                 None
             }
@@ -140,7 +144,11 @@ fn decode<T: DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigError>
         }
         let message = message.lines().next().unwrap_or("invalid YAML");
         // The decoder's advice to library users means nothing to someone editing a file.
-        let message = message.split(", set DuplicateKeyPolicy").next().unwrap_or(message).to_string();
+        let message = message
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(message)
+            .to_string();
         let key = path.replace(".value", "").replace(".?", "");
         let key = if key == "." { String::new() } else { key };
         ConfigError {
@@ -1051,7 +1059,12 @@ fn css_error(e: &scraper::error::SelectorErrorKind) -> String {
     match e {
         // Its Display asks the reader to report a bug; the kind itself says what is wrong.
         K::UnexpectedSelectorParseError(kind) => format!("{kind:?}"),
-        other => other.to_string().lines().next().unwrap_or("parse error").to_string(),
+        other => other
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("parse error")
+            .to_string(),
     }
 }
 

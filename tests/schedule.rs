@@ -1,0 +1,272 @@
+//! Scheduler behaviour under a paused tokio clock: no real waiting.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use canaryd::config::{self, Check};
+use canaryd::probe::{BoxFuture, CheckResult, Probe, Reason, RunContext};
+use canaryd::schedule::{Entry, Scheduler, Sink};
+use tokio::time::Instant;
+
+#[derive(Default)]
+struct Recorder {
+    results: Mutex<Vec<(String, Instant, CheckResult)>>,
+    lags: Mutex<Vec<Duration>>,
+}
+
+impl Sink for Recorder {
+    fn record(&self, check: &Arc<Check>, result: CheckResult) {
+        self.results
+            .lock()
+            .unwrap()
+            .push((check.name.clone(), Instant::now(), result));
+    }
+    fn schedule_lag(&self, lag: Duration) {
+        self.lags.lock().unwrap().push(lag);
+    }
+}
+
+/// A probe that takes a fixed time and counts how many of its runs overlap.
+struct Sleeper {
+    takes: Duration,
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+    runs: AtomicUsize,
+}
+
+impl Sleeper {
+    fn new(takes: Duration) -> Arc<Sleeper> {
+        Arc::new(Sleeper {
+            takes,
+            running: AtomicUsize::new(0),
+            max_running: AtomicUsize::new(0),
+            runs: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl Probe for Sleeper {
+    fn run<'a>(&'a self, _ctx: RunContext) -> BoxFuture<'a, CheckResult> {
+        Box::pin(async move {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_running.fetch_max(now, Ordering::SeqCst);
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            // Counts down even when the scheduler aborts the run at its timeout.
+            struct Done<'a>(&'a AtomicUsize);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            let _done = Done(&self.running);
+            tokio::time::sleep(self.takes).await;
+            CheckResult {
+                success: true,
+                reason: None,
+                message: None,
+                duration: self.takes,
+                started_at: std::time::SystemTime::now(),
+                steps: vec![],
+                observations: vec![],
+            }
+        })
+    }
+}
+
+struct Panicker;
+impl Probe for Panicker {
+    fn run<'a>(&'a self, _ctx: RunContext) -> BoxFuture<'a, CheckResult> {
+        Box::pin(async move { panic!("probe bug") })
+    }
+}
+
+fn check(name: &str, interval: &str, timeout: &str) -> Arc<Check> {
+    let yaml = format!("checks:\n  - name: {name}\n    interval: {interval}\n    timeout: {timeout}\n    tcp: {{target: \"127.0.0.1:9\"}}\n");
+    config::load_checks_str(Path::new("test.yaml"), &yaml)
+        .unwrap()
+        .remove(0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn runs_every_interval_without_overlap_and_skips_missed_ticks() {
+    let sink = Arc::new(Recorder::default());
+    let sched = Scheduler::new(10, sink.clone());
+    // Takes 2.5 intervals: ticks that fall inside a run are skipped, never queued up.
+    let probe = Sleeper::new(Duration::from_millis(2500));
+    sched.apply(vec![Entry {
+        check: check("slow", "1s", "1s"),
+        probe: probe.clone(),
+    }]);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(
+        probe.max_running.load(Ordering::SeqCst),
+        1,
+        "runs overlapped"
+    );
+    // The 1s timeout cuts each run, so every run is a timeout, one per interval.
+    let results = sink.results.lock().unwrap();
+    assert!(
+        (18..=21).contains(&results.len()),
+        "got {} runs",
+        results.len()
+    );
+    assert!(results
+        .iter()
+        .all(|(_, _, r)| r.reason == Some(Reason::Timeout)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalling_probe_ends_at_its_timeout() {
+    let sink = Arc::new(Recorder::default());
+    let sched = Scheduler::new(10, sink.clone());
+    let probe = Sleeper::new(Duration::from_secs(3600));
+    sched.apply(vec![Entry {
+        check: check("stall", "10s", "2s"),
+        probe,
+    }]);
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let results = sink.results.lock().unwrap();
+    assert!(results.len() >= 2);
+    for (_, _, r) in results.iter() {
+        assert_eq!(r.reason, Some(Reason::Timeout));
+        assert!(r.duration < Duration::from_millis(2100), "{:?}", r.duration);
+        assert_eq!(r.message.as_deref(), Some("timed out after 2s"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_probe_is_reported_and_the_scheduler_goes_on() {
+    let sink = Arc::new(Recorder::default());
+    let sched = Scheduler::new(10, sink.clone());
+    sched.apply(vec![
+        Entry {
+            check: check("buggy", "1s", "1s"),
+            probe: Arc::new(Panicker),
+        },
+        Entry {
+            check: check("fine", "1s", "1s"),
+            probe: Sleeper::new(Duration::from_millis(10)),
+        },
+    ]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let results = sink.results.lock().unwrap();
+    let buggy: Vec<_> = results.iter().filter(|(n, _, _)| n == "buggy").collect();
+    assert!(buggy.len() >= 4, "the panicking check kept its schedule");
+    assert!(buggy
+        .iter()
+        .all(|(_, _, r)| r.reason == Some(Reason::Internal)));
+    assert!(
+        results
+            .iter()
+            .filter(|(n, _, r)| n == "fine" && r.success)
+            .count()
+            >= 4
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_concurrency_cap_holds() {
+    let sink = Arc::new(Recorder::default());
+    let sched = Scheduler::new(3, sink.clone());
+    let probe = Sleeper::new(Duration::from_millis(900));
+    let entries = (0..20)
+        .map(|i| Entry {
+            check: check(&format!("c{i}"), "1s", "1s"),
+            probe: probe.clone(),
+        })
+        .collect();
+    sched.apply(entries);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(probe.max_running.load(Ordering::SeqCst) <= 3);
+    assert!(probe.runs.load(Ordering::SeqCst) > 10);
+    // Waiting for a permit shows up as lateness.
+    assert!(sink
+        .lags
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| *l > Duration::from_millis(100)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn reload_keeps_unchanged_schedules_and_drops_removed_checks() {
+    let sink = Arc::new(Recorder::default());
+    let sched = Scheduler::new(10, sink.clone());
+    let a = Sleeper::new(Duration::from_millis(1));
+    let b = Sleeper::new(Duration::from_millis(1));
+    sched.apply(vec![
+        Entry {
+            check: check("keep", "10s", "1s"),
+            probe: a.clone(),
+        },
+        Entry {
+            check: check("gone", "10s", "1s"),
+            probe: b.clone(),
+        },
+    ]);
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let before: Vec<Instant> = sink
+        .results
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(n, _, _)| n == "keep")
+        .map(|(_, t, _)| *t)
+        .collect();
+    let a2 = Sleeper::new(Duration::from_millis(1));
+    sched.apply(vec![Entry {
+        check: check("keep", "10s", "1s"),
+        probe: a2.clone(),
+    }]);
+    let gone_runs = b.runs.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        b.runs.load(Ordering::SeqCst),
+        gone_runs,
+        "a removed check kept running"
+    );
+    assert!(
+        a2.runs.load(Ordering::SeqCst) >= 2,
+        "the new definition is used"
+    );
+    let after: Vec<Instant> = sink
+        .results
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(n, _, _)| n == "keep")
+        .map(|(_, t, _)| *t)
+        .collect();
+    // Same phase: every run is a whole number of intervals after the first one.
+    let first = before[0];
+    for t in &after {
+        let since = t.duration_since(first).as_millis();
+        assert!(since % 10_000 <= 5, "run at +{since}ms is off the schedule");
+    }
+    assert_eq!(sched.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_lets_in_flight_runs_finish() {
+    let sink = Arc::new(Recorder::default());
+    let sched = Scheduler::new(10, sink.clone());
+    let probe = Sleeper::new(Duration::from_millis(500));
+    sched.apply(vec![Entry {
+        check: check("drain", "1s", "1s"),
+        probe: probe.clone(),
+    }]);
+    // Wait until a run is in flight, then shut down.
+    while probe.running.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let n = sink.results.lock().unwrap().len();
+    sched.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        sink.results.lock().unwrap().len(),
+        n + 1,
+        "the in-flight run was recorded"
+    );
+    assert!(sched.is_empty());
+}
