@@ -1,0 +1,299 @@
+//! The metric families of DESIGN.md ("Metrics"), and their encoding as Prometheus text 0.0.4 or
+//! OpenMetrics.
+//!
+//! # Families
+//!
+//! Per check (label `check`), from [`Metrics::observe`]:
+//! - `canary_check_success` (gauge 0/1) and `canary_check_last_run_timestamp_seconds` (gauge,
+//!   when the last run finished): from the check's first run on;
+//! - `canary_check_duration_seconds` (histogram, buckets .005 … 10) and
+//!   `canary_check_runs_total{result="success"|"failure"}`: from configuration on (zeros first);
+//! - `canary_check_failures_total{reason}`: a series per [`Reason`](crate::probe::Reason), from its
+//!   first occurrence (a failure without a reason counts as `internal`).
+//!
+//! Per step (labels `check`, `step`; only steps that ran update their series):
+//! `canary_step_success`, `canary_http_status_code` (0 when no response arrived),
+//! `canary_http_phase_duration_seconds{phase}` (gauge: the last run's value, like
+//! blackbox_exporter's `probe_http_duration_seconds`) from the step's first run on;
+//! `canary_step_duration_seconds` (histogram) from configuration on;
+//! `canary_tls_cert_expiry_timestamp_seconds` while the step's last response came with a
+//! certificate (a step that failed before any response keeps the last one seen).
+//!
+//! Self: `canaryd_schedule_lag_seconds` (histogram, 0.5 ms … 5 s), `canaryd_checks`,
+//! `canaryd_config_last_reload_successful`, `canaryd_config_last_reload_timestamp_seconds` (the
+//! last reload attempt), `canaryd_build_info{version}` (1; an OpenMetrics info metric).
+//!
+//! # Design
+//!
+//! Per-check state lives in [`series`]: one `CheckSeries` of atomics per configured check, kept in
+//! a map (for `observe`) and a name-sorted list (for encoding) that [`Metrics::set_checks`]
+//! replaces at once, so a removed check loses every series in one step and `observe` never takes
+//! more than a read lock for a map lookup. A custom prometheus-client
+//! [`Collector`] encodes it from the table in [`families`]. Self metrics are ordinary
+//! prometheus-client metrics registered on the same [`Registry`].
+//!
+//! Adding a family:
+//! - per check: a field in `series.rs`, its update in `record` (or a setter here), and an entry
+//!   in `families::CHECK_FAMILIES` (queue depth, alert state, heartbeat, ...);
+//! - global: register a prometheus-client metric in [`Metrics::new`] (e.g.
+//!   `canaryd_notifications_total` as a `Family<[(&str, String); 2], Counter>`).
+//!
+//! Labels only ever carry configured check and step names and fixed sets (reasons, phases,
+//! results): never URLs, error strings or anything else a target controls.
+
+mod families;
+mod format;
+mod series;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{text, DescriptorEncoder};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::probe::CheckResult;
+
+pub use format::Format;
+
+use families::{descriptor, fits, write_sample, CHECK_FAMILIES};
+use series::{unix_seconds, CheckSeries};
+
+/// Buckets of `canaryd_schedule_lag_seconds`: fine around the 5 ms p99 budget.
+const SCHEDULE_LAG_BUCKETS: [f64; 13] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+];
+
+/// What the metrics layer needs to know about one configured check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckMeta {
+    /// The check's unique name (the `check` label).
+    pub name: String,
+    /// Its probe kind: `"http"`, `"tcp"`, ...
+    pub kind: &'static str,
+    /// Step names in configuration order (the `step` label); empty for kinds without steps.
+    pub steps: Vec<String>,
+}
+
+/// The registry of every metric canaryd exports. `Send + Sync`: share it as `Arc<Metrics>`.
+pub struct Metrics {
+    registry: Registry,
+    checks: Arc<CheckSet>,
+    /// Serialises `set_checks`, so concurrent reloads cannot lose each other's series.
+    reload: Mutex<()>,
+    schedule_lag: Histogram,
+    checks_gauge: Gauge,
+    reload_successful: Gauge,
+    reload_timestamp: Gauge<f64, AtomicU64>,
+    /// Capacity for the next encoding: the last output's size plus a margin.
+    size_hint: AtomicUsize,
+}
+
+/// The configured checks, replaced as a whole by `set_checks`.
+#[derive(Default)]
+struct CheckSet {
+    current: RwLock<Arc<Checks>>,
+}
+
+#[derive(Default)]
+struct Checks {
+    by_name: HashMap<String, Arc<CheckSeries>>,
+    sorted: Vec<Arc<CheckSeries>>,
+}
+
+impl CheckSet {
+    fn snapshot(&self) -> Arc<Checks> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<CheckSeries>> {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        current.by_name.get(name).cloned()
+    }
+
+    fn replace(&self, checks: Checks) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(checks);
+    }
+}
+
+impl fmt::Debug for CheckSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckSet")
+            .field("checks", &self.snapshot().sorted.len())
+            .finish()
+    }
+}
+
+/// Encodes the per-check families of every configured check.
+#[derive(Debug)]
+struct CheckCollector(Arc<CheckSet>);
+
+impl Collector for CheckCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let checks = self.0.snapshot();
+        for family in CHECK_FAMILIES {
+            // Leave out families without any sample, as prometheus-client does for its own.
+            let present = checks.sorted.iter().any(|check| {
+                let mut any = false;
+                let _ = (family.samples)(check, &mut |_, _| {
+                    any = true;
+                    Ok(())
+                });
+                any
+            });
+            if !present {
+                continue;
+            }
+            let (name, unit) = descriptor(family.name, family.metric_type);
+            let mut metric = encoder.encode_descriptor(name, family.help, unit, family.metric_type)?;
+            for check in &checks.sorted {
+                (family.samples)(check, &mut |labels, sample| {
+                    debug_assert!(fits(family.metric_type, &sample), "{}", family.name);
+                    write_sample(&mut metric, labels, sample)
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Metrics {
+    /// A registry with every family and no checks.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let checks = Arc::new(CheckSet::default());
+
+        let schedule_lag = Histogram::new(SCHEDULE_LAG_BUCKETS);
+        let checks_gauge = Gauge::default();
+        let reload_successful = Gauge::default();
+        let reload_timestamp = Gauge::<f64, AtomicU64>::default();
+        // prometheus-client appends a period to these help texts.
+        registry.register_with_unit(
+            "canaryd_schedule_lag",
+            "How late check runs started compared with their schedule",
+            Unit::Seconds,
+            schedule_lag.clone(),
+        );
+        registry.register(
+            "canaryd_checks",
+            "Number of configured checks",
+            checks_gauge.clone(),
+        );
+        registry.register(
+            "canaryd_config_last_reload_successful",
+            "Whether the last configuration reload succeeded (1) or was refused (0)",
+            reload_successful.clone(),
+        );
+        registry.register_with_unit(
+            "canaryd_config_last_reload_timestamp",
+            "When the configuration was last loaded or a reload was attempted, in Unix seconds",
+            Unit::Seconds,
+            reload_timestamp.clone(),
+        );
+        registry.register(
+            "canaryd_build",
+            "canaryd build information",
+            Info::new([("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        registry.register_collector(Box::new(CheckCollector(Arc::clone(&checks))));
+
+        Metrics {
+            registry,
+            checks,
+            reload: Mutex::new(()),
+            schedule_lag,
+            checks_gauge,
+            reload_successful,
+            reload_timestamp,
+            size_hint: AtomicUsize::new(4096),
+        }
+    }
+
+    /// Sets the configured checks, on start and on every successful reload.
+    ///
+    /// Checks not in `checks` lose all their series; new ones are added; a check whose name and
+    /// kind are unchanged keeps its counters and histograms (and those of the steps it still
+    /// has). Duplicate check or step names keep the first.
+    pub fn set_checks(&self, checks: &[CheckMeta]) {
+        let _reload = self.reload.lock().unwrap_or_else(PoisonError::into_inner);
+        let old = self.checks.snapshot();
+        let mut by_name = HashMap::with_capacity(checks.len());
+        for meta in checks {
+            if by_name.contains_key(&meta.name) {
+                continue;
+            }
+            let series = CheckSeries::build(
+                &meta.name,
+                meta.kind,
+                &meta.steps,
+                old.by_name.get(&meta.name),
+            );
+            by_name.insert(meta.name.clone(), series);
+        }
+        let mut sorted: Vec<_> = by_name.values().cloned().collect();
+        sorted.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let count = sorted.len();
+        self.checks.replace(Checks { by_name, sorted });
+        self.checks_gauge
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Records one finished run of a check; ignored if the check is unknown (a run that raced a
+    /// reload). Steps that did not run keep their series as they were.
+    pub fn observe(&self, check: &str, result: &CheckResult) {
+        if let Some(series) = self.checks.get(check) {
+            series.record(result);
+        }
+    }
+
+    /// Records how late a run started compared with its schedule.
+    pub fn observe_schedule_lag(&self, lag: Duration) {
+        self.schedule_lag.observe(lag.as_secs_f64());
+    }
+
+    /// Records the outcome of a configuration load or reload attempt.
+    pub fn set_reload(&self, ok: bool, at: SystemTime) {
+        self.reload_successful.set(i64::from(ok));
+        self.reload_timestamp.set(unix_seconds(at));
+    }
+
+    /// Every family, in the given format.
+    pub fn encode(&self, format: Format) -> String {
+        let mut out = String::with_capacity(self.size_hint.load(Relaxed));
+        let result = match format {
+            Format::OpenMetrics => text::encode(&mut out, &self.registry),
+            Format::Text => {
+                let mut writer = format::TextRewriter::new(&mut out);
+                let result = text::encode_registry(&mut writer, &self.registry);
+                writer.finish();
+                result
+            }
+        };
+        // Writing to a String cannot fail, and neither can our collector.
+        if result.is_err() {
+            tracing::error!("encoding metrics failed; the output may be incomplete");
+        }
+        self.size_hint.store(out.len() + out.len() / 16 + 1024, Relaxed);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics")
+            .field("checks", &self.checks)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,283 @@
+//! Per-check state: plain atomics, updated by `observe` without any lock and read by the encoder.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::probe::{CheckResult, Phase, Reason, StepResult};
+
+/// Buckets of `canary_check_duration_seconds` and `canary_step_duration_seconds`.
+pub(crate) const DURATION_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Number of buckets including `+Inf`.
+const NB: usize = DURATION_BUCKETS.len() + 1;
+
+/// An `f64` stored as its bits.
+#[derive(Debug)]
+pub(crate) struct AtomicF64(AtomicU64);
+
+impl AtomicF64 {
+    pub(crate) fn new(v: f64) -> Self {
+        AtomicF64(AtomicU64::new(v.to_bits()))
+    }
+
+    pub(crate) fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Relaxed))
+    }
+
+    pub(crate) fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Relaxed);
+    }
+
+    pub(crate) fn add(&self, v: f64) {
+        // The closure always returns Some, so this never fails.
+        let _ = self
+            .0
+            .fetch_update(Relaxed, Relaxed, |bits| Some((f64::from_bits(bits) + v).to_bits()));
+    }
+}
+
+/// A histogram with the fixed [`DURATION_BUCKETS`].
+#[derive(Debug)]
+pub(crate) struct DurationHistogram {
+    /// Non-cumulative count per bucket, the last one being `+Inf`.
+    counts: [AtomicU64; NB],
+    sum: AtomicF64,
+}
+
+/// A consistent-enough copy of a histogram for encoding: `count` is the sum of the buckets, so
+/// it always equals the `+Inf` bucket (OpenMetrics requires it), even mid-`observe`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HistogramSnapshot {
+    pub(crate) sum: f64,
+    pub(crate) count: u64,
+    /// `(upper bound, non-cumulative count)`, `+Inf` last, as prometheus-client's encoder wants.
+    pub(crate) buckets: [(f64, u64); NB],
+}
+
+impl DurationHistogram {
+    fn new() -> Self {
+        DurationHistogram {
+            counts: Default::default(),
+            sum: AtomicF64::new(0.0),
+        }
+    }
+
+    pub(crate) fn observe(&self, seconds: f64) {
+        let i = DURATION_BUCKETS
+            .iter()
+            .position(|&le| seconds <= le)
+            .unwrap_or(NB - 1);
+        self.counts[i].fetch_add(1, Relaxed);
+        self.sum.add(seconds);
+    }
+
+    pub(crate) fn snapshot(&self) -> HistogramSnapshot {
+        let mut buckets = [(f64::INFINITY, 0); NB];
+        let mut count = 0;
+        for (i, slot) in buckets.iter_mut().enumerate() {
+            let n = self.counts[i].load(Relaxed);
+            count += n;
+            *slot = (DURATION_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY), n);
+        }
+        HistogramSnapshot {
+            sum: self.sum.get(),
+            count,
+            buckets,
+        }
+    }
+}
+
+/// Seconds since the Unix epoch (0 for times before it).
+pub(crate) fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn reason_index(reason: Reason) -> usize {
+    Reason::ALL
+        .iter()
+        .position(|&r| r == reason)
+        .unwrap_or(Reason::ALL.len() - 1)
+}
+
+/// Everything exported about one configured check.
+///
+/// Immutable apart from its atomics; a reload that changes the check's steps builds a new one
+/// that shares `core` and the steps that remain, so counters carry over.
+#[derive(Debug)]
+pub(crate) struct CheckSeries {
+    pub(crate) name: String,
+    pub(crate) kind: &'static str,
+    pub(crate) core: Arc<CoreSeries>,
+    pub(crate) steps: Box<[Arc<StepSeries>]>,
+}
+
+/// The check-level series.
+#[derive(Debug)]
+pub(crate) struct CoreSeries {
+    /// `[success, failure]`.
+    pub(crate) runs: [AtomicU64; 2],
+    pub(crate) success: AtomicBool,
+    /// When the last run finished (started_at + duration), Unix seconds.
+    pub(crate) last_run: AtomicF64,
+    pub(crate) duration: DurationHistogram,
+    /// Indexed like [`Reason::ALL`]; a series is exported once its count is non-zero.
+    pub(crate) failures: [AtomicU64; Reason::ALL.len()],
+}
+
+/// The series of one HTTP step.
+#[derive(Debug)]
+pub(crate) struct StepSeries {
+    pub(crate) name: String,
+    /// Set once the step has run: its gauges are exported from then on.
+    pub(crate) ran: AtomicBool,
+    pub(crate) success: AtomicBool,
+    /// Final status of the last run of the step; 0 when no response arrived.
+    pub(crate) status: AtomicU32,
+    pub(crate) duration: DurationHistogram,
+    /// Indexed like [`Phase::ALL`].
+    pub(crate) phases: [AtomicF64; Phase::ALL.len()],
+    /// Leaf certificate expiry, Unix seconds; NaN when none was seen.
+    pub(crate) cert_expiry: AtomicF64,
+}
+
+impl CoreSeries {
+    fn new() -> Self {
+        CoreSeries {
+            runs: Default::default(),
+            success: AtomicBool::new(false),
+            last_run: AtomicF64::new(0.0),
+            duration: DurationHistogram::new(),
+            failures: Default::default(),
+        }
+    }
+
+    /// Whether the check has finished a run since it was configured.
+    pub(crate) fn has_run(&self) -> bool {
+        self.runs.iter().any(|r| r.load(Relaxed) > 0)
+    }
+
+    fn record(&self, result: &CheckResult) {
+        let duration = result.duration.as_secs_f64();
+        self.duration.observe(duration);
+        self.success.store(result.success, Relaxed);
+        self.last_run
+            .set(unix_seconds(result.started_at) + duration);
+        if !result.success {
+            // A failure without a reason is a probe bug: count it as internal.
+            let reason = result.reason.unwrap_or(Reason::Internal);
+            self.failures[reason_index(reason)].fetch_add(1, Relaxed);
+        }
+        // Last, so that a check counted as having run has its gauges set.
+        self.runs[usize::from(!result.success)].fetch_add(1, Relaxed);
+    }
+}
+
+impl StepSeries {
+    fn new(name: &str) -> Self {
+        StepSeries {
+            name: name.to_owned(),
+            ran: AtomicBool::new(false),
+            success: AtomicBool::new(false),
+            status: AtomicU32::new(0),
+            duration: DurationHistogram::new(),
+            phases: Default::default(),
+            cert_expiry: AtomicF64::new(f64::NAN),
+        }
+    }
+
+    fn record(&self, step: &StepResult) {
+        self.duration.observe(step.duration.as_secs_f64());
+        self.success.store(step.success, Relaxed);
+        self.status
+            .store(step.status.map_or(0, u32::from), Relaxed);
+        for (slot, phase) in self.phases.iter().zip(Phase::ALL) {
+            slot.set(step.phases.get(phase).as_secs_f64());
+        }
+        match step.cert_not_after {
+            Some(t) => self.cert_expiry.set(unix_seconds(t)),
+            // A response without a certificate: the target is plain HTTP now. A step that failed
+            // before any response keeps the last certificate seen.
+            None if step.status.is_some() => self.cert_expiry.set(f64::NAN),
+            None => {}
+        }
+        self.ran.store(true, Relaxed);
+    }
+
+    /// The certificate expiry, if a certificate was seen.
+    pub(crate) fn cert_expiry(&self) -> Option<f64> {
+        let v = self.cert_expiry.get();
+        (!v.is_nan()).then_some(v)
+    }
+}
+
+impl Default for AtomicF64 {
+    fn default() -> Self {
+        AtomicF64::new(0.0)
+    }
+}
+
+impl CheckSeries {
+    /// The series for a check as configured, reusing what `previous` (the same check before a
+    /// reload) had: everything when kind and steps are unchanged, else the check-level series
+    /// and the steps that remain. A check whose kind changed starts afresh.
+    pub(crate) fn build(
+        name: &str,
+        kind: &'static str,
+        steps: &[String],
+        previous: Option<&Arc<CheckSeries>>,
+    ) -> Arc<CheckSeries> {
+        let previous = previous.filter(|p| p.kind == kind);
+        // Duplicate step names would be duplicate series: keep the first.
+        let mut names: Vec<&str> = Vec::with_capacity(steps.len());
+        for s in steps {
+            if !names.contains(&s.as_str()) {
+                names.push(s);
+            }
+        }
+        if let Some(p) = previous {
+            if p.steps.iter().map(|s| s.name.as_str()).eq(names.iter().copied()) {
+                return Arc::clone(p);
+            }
+        }
+        let steps = names
+            .iter()
+            .map(|&n| {
+                previous
+                    .and_then(|p| p.steps.iter().find(|s| s.name == n))
+                    .map(Arc::clone)
+                    .unwrap_or_else(|| Arc::new(StepSeries::new(n)))
+            })
+            .collect();
+        Arc::new(CheckSeries {
+            name: name.to_owned(),
+            kind,
+            core: previous
+                .map(|p| Arc::clone(&p.core))
+                .unwrap_or_else(|| Arc::new(CoreSeries::new())),
+            steps,
+        })
+    }
+
+    pub(crate) fn record(&self, result: &CheckResult) {
+        for (i, step) in result.steps.iter().enumerate() {
+            if !step.ran {
+                continue;
+            }
+            // Results list steps in configuration order; fall back to a search otherwise.
+            let series = match self.steps.get(i) {
+                Some(s) if s.name == step.name => Some(s),
+                _ => self.steps.iter().find(|s| s.name == step.name),
+            };
+            // A step that is not configured (a run that raced a reload) is ignored.
+            if let Some(series) = series {
+                series.record(step);
+            }
+        }
+        self.core.record(result);
+    }
+}
