@@ -551,3 +551,141 @@ fn promtool_accepts(text: &str) {
         out.status
     );
 }
+
+/// A real Prometheus scrapes both formats from a tiny HTTP server: both targets must be up
+/// (Prometheus parsed every line: its OpenMetrics parser is the strict one) with the same
+/// number of samples. Without Prometheus the test fails under `CI=true` and is skipped
+/// otherwise.
+#[test]
+fn prometheus_scrapes_both_formats() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::net::{TcpListener, TcpStream};
+
+    let prometheus = std::env::var("PROMETHEUS").unwrap_or_else(|_| "/usr/bin/prometheus".into());
+    if !std::path::Path::new(&prometheus).exists() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("CI=true and {prometheus} is missing; install the prometheus package");
+        }
+        eprintln!("SKIPPED: {prometheus} is missing; install the prometheus package");
+        return;
+    }
+
+    let m = populated();
+    let bodies = [
+        ("/text", Format::Text, m.encode(Format::Text)),
+        ("/om", Format::OpenMetrics, m.encode(Format::OpenMetrics)),
+    ];
+    let target = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let target_addr = target.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in target.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut request_line = String::new();
+            let _ = reader.read_line(&mut request_line);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let path = request_line.split(' ').nth(1).unwrap_or_default();
+            let Some((_, format, body)) = bodies.iter().find(|(p, _, _)| *p == path) else {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                continue;
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                format.content_type(),
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body.as_bytes());
+        }
+    });
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let web = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s, scrape_timeout: 1s}}\n\
+             scrape_configs:\n\
+             - {{job_name: text, metrics_path: /text, static_configs: [{{targets: ['{target_addr}']}}]}}\n\
+             - {{job_name: om, metrics_path: /om, static_configs: [{{targets: ['{target_addr}']}}]}}\n"
+        ),
+    )
+    .expect("write config");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(
+        Command::new(&prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={web}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus"),
+    );
+
+    let get = |path: &str| -> Option<serde_json::Value> {
+        let mut s = TcpStream::connect(web).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: {web}\r\n\r\n").ok()?;
+        let mut response = String::new();
+        s.read_to_string(&mut response).ok()?;
+        serde_json::from_str(response.split_once("\r\n\r\n")?.1).ok()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut last = None;
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        let Some(targets) = get("/api/v1/targets") else {
+            continue;
+        };
+        let active = targets["data"]["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let scraped = active.len() == 2 && active.iter().all(|t| t["health"] != "unknown");
+        last = Some(targets);
+        if !scraped {
+            continue;
+        }
+        for t in &active {
+            assert_eq!(
+                t["health"], "up",
+                "{} format rejected by Prometheus: {}",
+                t["labels"]["job"], t["lastError"]
+            );
+        }
+        let Some(samples) = get("/api/v1/query?query=scrape_samples_scraped") else {
+            continue;
+        };
+        let counts: Vec<(String, String)> = samples["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|r| (r["metric"]["job"].to_string(), r["value"][1].to_string()))
+            .collect();
+        if counts.len() < 2 {
+            continue;
+        }
+        assert_eq!(counts[0].1, counts[1].1, "sample counts differ: {counts:?}");
+        return;
+    }
+    panic!("Prometheus did not scrape both targets in 30 s; last /api/v1/targets: {last:?}");
+}
