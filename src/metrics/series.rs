@@ -1,43 +1,48 @@
 //! Per-check state: plain atomics, updated by `observe` without any lock and read by the encoder.
+//! Durations and times are integer nanoseconds.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::families::render_label;
 use crate::probe::{CheckResult, Phase, Reason, StepResult};
 
-/// Buckets of `canary_check_duration_seconds` and `canary_step_duration_seconds`.
+/// Buckets of `canary_check_duration_seconds` and `canary_step_duration_seconds`, in seconds.
 pub(crate) const DURATION_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The same bounds in nanoseconds, so observing compares integers exactly.
+const BUCKET_NANOS: [u64; 11] = [
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
 ];
 
 /// Number of buckets including `+Inf`.
 const NB: usize = DURATION_BUCKETS.len() + 1;
 
-/// An `f64` stored as its bits.
-#[derive(Debug)]
-pub(crate) struct AtomicF64(AtomicU64);
+/// Marks "no value" in a nanosecond gauge.
+const NONE: u64 = u64::MAX;
 
-impl AtomicF64 {
-    pub(crate) fn new(v: f64) -> Self {
-        AtomicF64(AtomicU64::new(v.to_bits()))
-    }
+/// Durations and times are kept as integer nanoseconds (durations, or since the Unix epoch) and
+/// written as exact decimal seconds: no rounding, and no float formatting in the encoder.
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(NONE - 1)
+}
 
-    pub(crate) fn get(&self) -> f64 {
-        f64::from_bits(self.0.load(Relaxed))
-    }
-
-    pub(crate) fn set(&self, v: f64) {
-        self.0.store(v.to_bits(), Relaxed);
-    }
-
-    pub(crate) fn add(&self, v: f64) {
-        // The closure always returns Some, so this never fails.
-        let _ = self.0.fetch_update(Relaxed, Relaxed, |bits| {
-            Some((f64::from_bits(bits) + v).to_bits())
-        });
-    }
+/// Nanoseconds since the Unix epoch (0 for times before it).
+pub(crate) fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, nanos)
 }
 
 /// A histogram with the fixed [`DURATION_BUCKETS`].
@@ -45,57 +50,45 @@ impl AtomicF64 {
 pub(crate) struct DurationHistogram {
     /// Non-cumulative count per bucket, the last one being `+Inf`.
     counts: [AtomicU64; NB],
-    sum: AtomicF64,
+    sum_nanos: AtomicU64,
 }
 
 /// A consistent-enough copy of a histogram for encoding: `count` is the sum of the buckets, so
 /// it always equals the `+Inf` bucket (OpenMetrics requires it), even mid-`observe`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HistogramSnapshot {
-    pub(crate) sum: f64,
+    pub(crate) sum_nanos: u64,
     pub(crate) count: u64,
-    /// `(upper bound, non-cumulative count)`, `+Inf` last, as prometheus-client's encoder wants.
-    pub(crate) buckets: [(f64, u64); NB],
+    /// Non-cumulative count per bucket, `+Inf` last.
+    pub(crate) buckets: [u64; NB],
 }
 
 impl DurationHistogram {
     fn new() -> Self {
         DurationHistogram {
             counts: Default::default(),
-            sum: AtomicF64::new(0.0),
+            sum_nanos: AtomicU64::new(0),
         }
     }
 
-    pub(crate) fn observe(&self, seconds: f64) {
-        let i = DURATION_BUCKETS
+    pub(crate) fn observe(&self, d: Duration) {
+        let n = nanos(d);
+        let i = BUCKET_NANOS
             .iter()
-            .position(|&le| seconds <= le)
+            .position(|&le| n <= le)
             .unwrap_or(NB - 1);
         self.counts[i].fetch_add(1, Relaxed);
-        self.sum.add(seconds);
+        self.sum_nanos.fetch_add(n, Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> HistogramSnapshot {
-        let mut buckets = [(f64::INFINITY, 0); NB];
-        let mut count = 0;
-        for (i, slot) in buckets.iter_mut().enumerate() {
-            let n = self.counts[i].load(Relaxed);
-            count += n;
-            *slot = (DURATION_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY), n);
-        }
+        let buckets: [u64; NB] = std::array::from_fn(|i| self.counts[i].load(Relaxed));
         HistogramSnapshot {
-            sum: self.sum.get(),
-            count,
+            sum_nanos: self.sum_nanos.load(Relaxed),
+            count: buckets.iter().sum(),
             buckets,
         }
     }
-}
-
-/// Seconds since the Unix epoch (0 for times before it).
-pub(crate) fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 fn reason_index(reason: Reason) -> usize {
@@ -125,8 +118,8 @@ pub(crate) struct CoreSeries {
     /// `[success, failure]`.
     pub(crate) runs: [AtomicU64; 2],
     pub(crate) success: AtomicBool,
-    /// When the last run finished (started_at + duration), Unix seconds.
-    pub(crate) last_run: AtomicF64,
+    /// When the last run finished (started_at + duration), Unix nanoseconds.
+    pub(crate) last_run: AtomicU64,
     pub(crate) duration: DurationHistogram,
     /// Indexed like [`Reason::ALL`]; a series is exported once its count is non-zero.
     pub(crate) failures: [AtomicU64; Reason::ALL.len()],
@@ -144,10 +137,10 @@ pub(crate) struct StepSeries {
     /// Final status of the last run of the step; 0 when no response arrived.
     pub(crate) status: AtomicU32,
     pub(crate) duration: DurationHistogram,
-    /// Indexed like [`Phase::ALL`].
-    pub(crate) phases: [AtomicF64; Phase::ALL.len()],
-    /// Leaf certificate expiry, Unix seconds; NaN when none was seen.
-    pub(crate) cert_expiry: AtomicF64,
+    /// Nanoseconds, indexed like [`Phase::ALL`].
+    pub(crate) phases: [AtomicU64; Phase::ALL.len()],
+    /// Leaf certificate expiry, Unix nanoseconds; `NONE` when none was seen.
+    pub(crate) cert_expiry: AtomicU64,
 }
 
 impl CoreSeries {
@@ -155,7 +148,7 @@ impl CoreSeries {
         CoreSeries {
             runs: Default::default(),
             success: AtomicBool::new(false),
-            last_run: AtomicF64::new(0.0),
+            last_run: AtomicU64::new(0),
             duration: DurationHistogram::new(),
             failures: Default::default(),
         }
@@ -167,11 +160,10 @@ impl CoreSeries {
     }
 
     fn record(&self, result: &CheckResult) {
-        let duration = result.duration.as_secs_f64();
-        self.duration.observe(duration);
+        self.duration.observe(result.duration);
         self.success.store(result.success, Relaxed);
-        self.last_run
-            .set(unix_seconds(result.started_at) + duration);
+        let finished = unix_nanos(result.started_at).saturating_add(nanos(result.duration));
+        self.last_run.store(finished, Relaxed);
         if !result.success {
             // A failure without a reason is a probe bug: count it as internal.
             let reason = result.reason.unwrap_or(Reason::Internal);
@@ -195,37 +187,31 @@ impl StepSeries {
             status: AtomicU32::new(0),
             duration: DurationHistogram::new(),
             phases: Default::default(),
-            cert_expiry: AtomicF64::new(f64::NAN),
+            cert_expiry: AtomicU64::new(NONE),
         }
     }
 
     fn record(&self, step: &StepResult) {
-        self.duration.observe(step.duration.as_secs_f64());
+        self.duration.observe(step.duration);
         self.success.store(step.success, Relaxed);
         self.status.store(step.status.map_or(0, u32::from), Relaxed);
         for (slot, phase) in self.phases.iter().zip(Phase::ALL) {
-            slot.set(step.phases.get(phase).as_secs_f64());
+            slot.store(nanos(step.phases.get(phase)), Relaxed);
         }
         match step.cert_not_after {
-            Some(t) => self.cert_expiry.set(unix_seconds(t)),
+            Some(t) => self.cert_expiry.store(unix_nanos(t), Relaxed),
             // A response without a certificate: the target is plain HTTP now. A step that failed
             // before any response keeps the last certificate seen.
-            None if step.status.is_some() => self.cert_expiry.set(f64::NAN),
+            None if step.status.is_some() => self.cert_expiry.store(NONE, Relaxed),
             None => {}
         }
         self.ran.store(true, Relaxed);
     }
 
     /// The certificate expiry, if a certificate was seen.
-    pub(crate) fn cert_expiry(&self) -> Option<f64> {
-        let v = self.cert_expiry.get();
-        (!v.is_nan()).then_some(v)
-    }
-}
-
-impl Default for AtomicF64 {
-    fn default() -> Self {
-        AtomicF64::new(0.0)
+    pub(crate) fn cert_expiry(&self) -> Option<u64> {
+        let v = self.cert_expiry.load(Relaxed);
+        (v != NONE).then_some(v)
     }
 }
 
@@ -294,5 +280,31 @@ impl CheckSeries {
             }
         }
         self.core.record(result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_bounds_agree() {
+        for (secs, nanos) in DURATION_BUCKETS.iter().zip(BUCKET_NANOS) {
+            assert_eq!(Duration::from_secs_f64(*secs).as_nanos(), u128::from(nanos));
+        }
+    }
+
+    #[test]
+    fn histogram_buckets_are_inclusive() {
+        let h = DurationHistogram::new();
+        h.observe(Duration::from_millis(5));
+        h.observe(Duration::from_micros(5_001));
+        h.observe(Duration::from_secs(11));
+        let s = h.snapshot();
+        assert_eq!(s.buckets[0], 1);
+        assert_eq!(s.buckets[1], 1);
+        assert_eq!(s.buckets[NB - 1], 1);
+        assert_eq!(s.count, 3);
+        assert_eq!(s.sum_nanos, 11_010_001_000);
     }
 }
