@@ -347,7 +347,17 @@ fn describe_hyper(e: &hyper::Error) -> (Reason, String) {
             if let Some(tls_err) = dial::rustls_error(io_err) {
                 return (Reason::Tls, tls::describe(tls_err));
             }
-            return (Reason::Protocol, dial::io_error(io_err));
+            let message = match io_err.kind() {
+                io::ErrorKind::UnexpectedEof => {
+                    "connection closed before the response was complete".to_string()
+                }
+                // hyper's body decoder (chunked framing) reports bad framing this way.
+                io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput => {
+                    format!("invalid HTTP response: {io_err}")
+                }
+                _ => dial::io_error(io_err),
+            };
+            return (Reason::Protocol, message);
         }
         source = err.source();
     }
