@@ -169,6 +169,48 @@ async fn post_sends_its_body_with_content_length() {
 }
 
 #[tokio::test]
+async fn methods_are_sent_as_given() {
+    let server = Server::start(Behavior::Reply(
+        Reply::new(200).header("Content-Length", "5").body("hello"),
+    ));
+    let mut req = request(&server.url("/x"));
+    req.method = Method::HEAD;
+    let resp = Call::default().send(&req).await.expect("HEAD");
+    assert_eq!(resp.status, 200);
+    assert!(
+        resp.body.is_empty(),
+        "HEAD has no body whatever Content-Length says"
+    );
+
+    for method in [
+        Method::OPTIONS,
+        Method::DELETE,
+        Method::from_bytes(b"PURGE").unwrap(),
+    ] {
+        req.method = method.clone();
+        let resp = Call::default().send(&req).await.expect("response");
+        assert_eq!(resp.body, "hello");
+    }
+    let methods: Vec<String> = server.requests().into_iter().map(|r| r.method).collect();
+    assert_eq!(methods, ["HEAD", "OPTIONS", "DELETE", "PURGE"]);
+
+    // CONNECT makes no sense for a probe; it must fail cleanly, not panic or hang.
+    req.method = Method::CONNECT;
+    let call = Call {
+        timeout: 500 * MS,
+        ..Call::default()
+    };
+    let _ = call.send(&req).await;
+}
+
+#[tokio::test]
+async fn unsupported_scheme_is_refused() {
+    let err = get("ftp://127.0.0.1/file").await.unwrap_err();
+    assert_eq!(err.reason, Reason::Protocol);
+    assert_eq!(err.phase, None);
+}
+
+#[tokio::test]
 async fn redirects_are_returned_not_followed() {
     let server = Server::start(Behavior::Reply(
         Reply::new(302).header("Location", "/elsewhere"),
@@ -655,6 +697,32 @@ async fn phases_match_injected_delays() {
 }
 
 #[tokio::test]
+async fn first_byte_is_the_status_line_not_the_parsed_head() {
+    // The status line after 100 ms, the rest of the head 100 ms later: a transport that took
+    // "headers parsed" as the first byte would report 200 ms of processing.
+    let server = Server::start(Behavior::Script(vec![
+        (100 * MS, b"HTTP/1.1 200 OK\r\n".to_vec()),
+        (100 * MS, b"Content-Length: 2\r\n\r\nok".to_vec()),
+    ]));
+    let mut seen = Vec::new();
+    for _ in 0..ATTEMPTS {
+        let resp = get(&server.url("/")).await.expect("response");
+        assert_eq!(resp.body, "ok");
+        let p = resp.phases;
+        eprintln!(
+            "status line after 100 ms, head 100 ms later: processing {:.3} ms, transfer {:.3} ms",
+            ms(p.processing),
+            ms(p.transfer)
+        );
+        seen.push(p);
+        if close_to(p.processing, 100 * MS) && close_to(p.transfer, 100 * MS) {
+            return;
+        }
+    }
+    panic!("no run within ±2 ms or 5%: {seen:#?}");
+}
+
+#[tokio::test]
 async fn phases_over_tls_match_injected_delays() {
     let server = Server::start_tls(delayed(100 * MS, 150 * MS), TlsSetup::default());
     let call = tls_call(TlsOptions {
@@ -721,7 +789,9 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// Interleaves runs of canaryd and curl against `server` and compares the median of each
-/// phase; up to [`ATTEMPTS`] rounds of three runs each (see [`ATTEMPTS`] for why).
+/// phase; up to [`ATTEMPTS`] rounds of three runs each (see [`ATTEMPTS`] for why). The total
+/// is compared for plain HTTP only: over TLS it includes the handshake's CPU cost, which
+/// differs between rustls and curl's TLS library and says nothing about timing accuracy.
 async fn compare_with_curl(server: &Server, call: &Call<'_>, ca_file: Option<&Path>) {
     type Pick = fn(&Phases) -> Duration;
     let picks: [(&str, Pick); 3] = [
@@ -761,7 +831,9 @@ async fn compare_with_curl(server: &Server, call: &Call<'_>, ca_file: Option<&Pa
             ms(b),
             ms(a) - ms(b)
         );
-        all_close &= close_to(a, b);
+        if ca_file.is_none() {
+            all_close &= close_to(a, b);
+        }
         if all_close {
             return;
         }

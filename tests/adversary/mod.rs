@@ -126,6 +126,9 @@ pub enum Behavior {
         first: Vec<u8>,
         rest: Vec<u8>,
     },
+    /// Raw pieces, each written after its delay (timed from the end of the previous write,
+    /// the first from the moment the whole request was read), then close.
+    Script(Vec<(Duration, Vec<u8>)>),
     /// A fixed reply.
     Reply(Reply),
     /// A reply computed from the request.
@@ -147,6 +150,7 @@ impl fmt::Debug for Behavior {
             Behavior::ResetMidBody { .. } => "ResetMidBody",
             Behavior::Huge { .. } => "Huge",
             Behavior::Delayed { .. } => "Delayed",
+            Behavior::Script(_) => "Script",
             Behavior::Reply(_) => "Reply",
             Behavior::Handler(_) => "Handler",
             Behavior::Raw(_) => "Raw",
@@ -574,6 +578,17 @@ async fn serve<S: Conn>(mut s: S, behavior: &Behavior, shared: &Shared) {
             }
             if *chunked {
                 let _ = write_all(&mut s, b"0\r\n\r\n").await;
+            }
+            let _ = s.shutdown().await;
+        }
+        Behavior::Script(pieces) => {
+            let mut from = received;
+            for (delay, bytes) in pieces {
+                precise_sleep_until(from + *delay).await;
+                if !write_all(&mut s, bytes).await {
+                    return;
+                }
+                from = Instant::now();
             }
             let _ = s.shutdown().await;
         }
