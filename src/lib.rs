@@ -13,7 +13,10 @@
 //! - [`cli`]: the `run`, `check` and `probe` commands (the binary only parses arguments).
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod metrics;
 pub mod probe;
 pub mod schedule;
+pub mod server;

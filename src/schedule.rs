@@ -43,6 +43,11 @@ pub trait Sink: Send + Sync + 'static {
 /// Slack given to a probe past its deadline before the scheduler aborts it.
 const ABORT_GRACE: Duration = Duration::from_millis(50);
 
+/// Tokio's timer wheel rounds every deadline up to the next millisecond, so a tick armed for T
+/// fires in (T, T+1ms] plus the OS wake-up time. Arming ticks this much early cancels the rounding;
+/// lateness is still measured against the true slot, and a run that starts before it counts as 0.
+const TIMER_ROUNDING: Duration = Duration::from_millis(1);
+
 struct Task {
     interval: Duration,
     slot: Arc<Mutex<Entry>>,
@@ -182,7 +187,9 @@ async fn run_loop(
     sink: Arc<dyn Sink>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval_at(start, interval);
+    let armed = start.checked_sub(TIMER_ROUNDING).unwrap_or(start);
+    let early = start - armed;
+    let mut ticker = tokio::time::interval_at(armed, interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
         let tick = tokio::select! {
@@ -196,7 +203,7 @@ async fn run_loop(
             return;
         };
         let begun = Instant::now();
-        sink.schedule_lag(begun.saturating_duration_since(tick));
+        sink.schedule_lag(begun.saturating_duration_since(tick + early));
         let entry = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let result = run_once(&entry, begun).await;
         sink.record(&entry.check, result);

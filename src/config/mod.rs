@@ -145,7 +145,7 @@ pub struct Check {
 #[derive(Debug)]
 pub enum CheckKind {
     /// HTTP request or flow.
-    Http(HttpSpec),
+    Http(Arc<HttpSpec>),
     /// TCP connect.
     Tcp(TcpCheck),
 }

@@ -262,7 +262,7 @@ mod tests {
         let t = Template::parse("a ${csrf} $${x} $5", Path::new(".")).unwrap();
         assert_eq!(t.variables().collect::<Vec<_>>(), ["csrf"]);
         let out = t
-            .render(|n| (n == "csrf").then(|| Cow::Borrowed("T")))
+            .render(|n| (n == "csrf").then_some(Cow::Borrowed("T")))
             .unwrap();
         assert_eq!(out, "a T ${x} $5");
         assert!(Template::parse("${oops", Path::new("."))

@@ -517,7 +517,7 @@ fn check(
             defaults,
             &h.referenced,
         )
-        .map(CheckKind::Http),
+        .map(|h| CheckKind::Http(Arc::new(h))),
         (1, _, Some(t)) => tcp(ctx, &t.value, &format!("{key}.tcp")).map(CheckKind::Tcp),
         _ => {
             ctx.err(

@@ -1,0 +1,272 @@
+//! The commands behind the binary: `run`, `check`, `probe`.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::daemon::{self, Daemon};
+use crate::probe::http::{days_until, short_duration};
+use crate::probe::{CheckResult, Phase};
+use crate::schedule;
+
+/// canaryd: synthetic and background-job health monitor.
+#[derive(Debug, Parser)]
+#[command(name = "canaryd", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter (e.g. info, debug, canaryd=trace); RUST_LOG works too.
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: schedule every check, serve /metrics and the API.
+    Run {
+        /// The daemon configuration.
+        #[arg(long, short, default_value = "canaryd.yaml")]
+        config: PathBuf,
+    },
+    /// Validate the configuration and every check file; print every error; exit 1 on any.
+    Check {
+        /// The daemon configuration.
+        #[arg(long, short, default_value = "canaryd.yaml")]
+        config: PathBuf,
+    },
+    /// Run one check once and print a trace of every step; exit 0 if it passed, 1 if not.
+    Probe {
+        /// The daemon configuration.
+        #[arg(long, short, default_value = "canaryd.yaml")]
+        config: PathBuf,
+        /// The check to run.
+        name: String,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn main(cli: Cli) -> ExitCode {
+    init_logging(&cli.log_level, matches!(cli.command, Command::Run { .. }));
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("canaryd: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Run { config } => rt.block_on(run(config)),
+        Command::Check { config } => check(config),
+        Command::Probe { config, name } => rt.block_on(probe(config, name)),
+    }
+}
+
+fn init_logging(level: &str, daemon: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // One-shot commands keep stdout for their own output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(if daemon {
+            filter
+        } else {
+            filter.add_directive("warn".parse().expect("valid"))
+        })
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn check(config: PathBuf) -> ExitCode {
+    match daemon::load(&config) {
+        Ok((cfg, _)) => {
+            println!(
+                "{}: ok: {} checks in {} check files",
+                config.display(),
+                cfg.checks.len(),
+                cfg.files.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                println!("{e}");
+            }
+            eprintln!(
+                "{} error{} found",
+                errors.0.len(),
+                if errors.0.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(config: PathBuf) -> ExitCode {
+    let daemon = match Daemon::start(&config) {
+        Ok(d) => d,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "canaryd: configuration has {} error(s); not starting",
+                errors.0.len()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let listen = daemon.config().listen;
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("canaryd: cannot listen on {listen}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(%listen, "serving /metrics and the API");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::server::serve(listener, daemon.clone(), async move {
+        let _ = stop_rx.await;
+    }));
+    wait_for_signals(&daemon).await;
+    tracing::info!("shutting down: draining in-flight runs");
+    daemon.shutdown().await;
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+#[cfg(unix)]
+async fn wait_for_signals(daemon: &Daemon) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => { let _ = daemon.reload().await; }
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signals(_daemon: &Daemon) {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn probe(config: PathBuf, name: String) -> ExitCode {
+    let (_, entries) = match daemon::load(&config) {
+        Ok(x) => x,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(entry) = entries.into_iter().find(|e| e.check.name == name) else {
+        eprintln!("canaryd: no check named {name:?} in {}", config.display());
+        return ExitCode::from(2);
+    };
+    let result = schedule::run_once(&entry, tokio::time::Instant::now()).await;
+    print!(
+        "{}",
+        trace(&entry.check.name, entry.check.kind.name(), &result)
+    );
+    if result.success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}ms", d.as_secs_f64() * 1000.0)
+}
+
+/// A readable trace of one run (what `canaryd probe` prints). Contains no secret values:
+/// request lines come from redacted templates, messages were redacted by the probe.
+pub fn trace(name: &str, kind: &str, r: &CheckResult) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "check {name} ({kind})");
+    for (i, st) in r.steps.iter().enumerate() {
+        let _ = writeln!(s, "step {} {:?}: {}", i + 1, st.name, st.request_line);
+        if !st.ran {
+            let _ = writeln!(s, "  skipped (an earlier step failed)");
+            continue;
+        }
+        for hop in &st.hops {
+            let _ = writeln!(s, "  redirect {} -> {}", hop.status, hop.location);
+        }
+        let status = st
+            .status
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "no response".into());
+        let phases: Vec<String> = Phase::ALL
+            .iter()
+            .map(|p| format!("{} {}", p, ms(st.phases.get(*p))))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  {status} in {}  [{}]",
+            short_duration(st.duration),
+            phases.join(", ")
+        );
+        if let Some(t) = st.cert_not_after {
+            let _ = writeln!(s, "  certificate expires in {:.1} days", days_until(t));
+        }
+        for a in &st.assertions {
+            match &a.detail {
+                None => {
+                    let _ = writeln!(s, "  ok   {}", a.what);
+                }
+                Some(d) => {
+                    let _ = writeln!(s, "  FAIL {}: {d}", a.what);
+                }
+            }
+        }
+        if !st.extracted.is_empty() {
+            let _ = writeln!(
+                s,
+                "  extracted: {} (values hidden)",
+                st.extracted.join(", ")
+            );
+        }
+        if let (false, Some(m)) = (st.success, &st.message) {
+            let phase = st
+                .failed_phase
+                .map(|p| format!(" during {p}"))
+                .unwrap_or_default();
+            let reason = st.reason.map(|r| r.as_str()).unwrap_or("failed");
+            let _ = writeln!(s, "  error ({reason}{phase}): {m}");
+        }
+    }
+    match (&r.success, &r.message) {
+        (true, _) => {
+            let _ = writeln!(s, "PASS in {}", short_duration(r.duration));
+        }
+        (false, m) => {
+            let reason = r.reason.map(|r| r.as_str()).unwrap_or("unknown");
+            let _ = writeln!(
+                s,
+                "FAIL ({reason}) in {}: {}",
+                short_duration(r.duration),
+                m.as_deref().unwrap_or("")
+            );
+        }
+    }
+    s
+}
