@@ -1,6 +1,8 @@
 //! The real `canaryd` binary: `check`, `probe`, and `run` with reload and shutdown, as an SRE
 //! would drive it. A planted canary secret must appear in none of the outputs.
 
+mod services;
+
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -344,4 +346,60 @@ fn the_canary_secret_appears_in_no_output() {
             "the canary secret leaked into {what}:\n{text}"
         );
     }
+}
+
+#[test]
+fn a_real_prometheus_scrapes_canaryd_and_sees_each_checks_success() {
+    let Some(prometheus_bin) = services::require("prometheus") else {
+        return;
+    };
+    let _ = prometheus_bin;
+    let www = tempfile::tempdir().unwrap();
+    write(www.path(), "index.html", "<h1>Demo shop</h1>");
+    let Some(nginx) = services::Nginx::start(www.path()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    write(
+        dir.path(),
+        "canaryd.yaml",
+        &format!("listen: {addr}\ncheck_files: [checks.yaml]\n"),
+    );
+    let refused = format!("127.0.0.1:{}", free_port());
+    write(
+        dir.path(),
+        "checks.yaml",
+        &format!(
+            "checks:\n  - name: shop\n    interval: 1s\n    timeout: 500ms\n    http:\n      request: {{url: \"{}/\"}}\n      expect: {{body_contains: Demo shop}}\n  - name: db\n    interval: 1s\n    timeout: 500ms\n    tcp: {{target: \"{refused}\"}}\n",
+            nginx.url()
+        ),
+    );
+    let d = Daemon::start(&dir.path().join("canaryd.yaml"), addr.clone());
+    let Some(prom) = services::Prometheus::start(&[("canaryd", addr.clone())], "1s") else {
+        return;
+    };
+    let has = |want: f64| move |v: &serde_json::Value| services::sample_value(v) == Some(want);
+    prom.wait_for(
+        "canary_check_success{check=\"shop\"}",
+        has(1.0),
+        Duration::from_secs(30),
+    );
+    prom.wait_for(
+        "canary_check_success{check=\"db\"}",
+        has(0.0),
+        Duration::from_secs(30),
+    );
+    prom.wait_for(
+        "canary_check_failures_total{check=\"db\",reason=\"connect\"} > 0",
+        |v| services::sample_value(v).is_some(),
+        Duration::from_secs(30),
+    );
+    prom.wait_for(
+        "canary_http_phase_duration_seconds{check=\"shop\",step=\"request\",phase=\"connect\"} > 0",
+        |v| services::sample_value(v).is_some(),
+        Duration::from_secs(30),
+    );
+    let (code, _) = d.stop();
+    assert_eq!(code, 0);
 }
