@@ -82,6 +82,11 @@ impl Probe for Panicker {
     }
 }
 
+/// Lets `d` pass on the paused test clock (tokio jumps straight to each timer; nothing waits).
+async fn elapse(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
 fn check(name: &str, interval: &str, timeout: &str) -> Arc<Check> {
     let yaml = format!("checks:\n  - name: {name}\n    interval: {interval}\n    timeout: {timeout}\n    tcp: {{target: \"127.0.0.1:9\"}}\n");
     config::load_checks_str(Path::new("test.yaml"), &yaml)
@@ -99,7 +104,7 @@ async fn runs_every_interval_without_overlap_and_skips_missed_ticks() {
         check: check("slow", "1s", "1s"),
         probe: probe.clone(),
     }]);
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    elapse(Duration::from_secs(20)).await;
     assert_eq!(
         probe.max_running.load(Ordering::SeqCst),
         1,
@@ -126,7 +131,7 @@ async fn a_stalling_probe_ends_at_its_timeout() {
         check: check("stall", "10s", "2s"),
         probe,
     }]);
-    tokio::time::sleep(Duration::from_secs(25)).await;
+    elapse(Duration::from_secs(25)).await;
     let results = sink.results.lock().unwrap();
     assert!(results.len() >= 2);
     for (_, _, r) in results.iter() {
@@ -150,7 +155,7 @@ async fn a_panicking_probe_is_reported_and_the_scheduler_goes_on() {
             probe: Sleeper::new(Duration::from_millis(10)),
         },
     ]);
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    elapse(Duration::from_secs(5)).await;
     let results = sink.results.lock().unwrap();
     let buggy: Vec<_> = results.iter().filter(|(n, _, _)| n == "buggy").collect();
     assert!(buggy.len() >= 4, "the panicking check kept its schedule");
@@ -178,7 +183,7 @@ async fn the_concurrency_cap_holds() {
         })
         .collect();
     sched.apply(entries);
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    elapse(Duration::from_secs(10)).await;
     assert!(probe.max_running.load(Ordering::SeqCst) <= 3);
     assert!(probe.runs.load(Ordering::SeqCst) > 10);
     // Waiting for a permit shows up as lateness.
@@ -206,7 +211,7 @@ async fn reload_keeps_unchanged_schedules_and_drops_removed_checks() {
             probe: b.clone(),
         },
     ]);
-    tokio::time::sleep(Duration::from_secs(35)).await;
+    elapse(Duration::from_secs(35)).await;
     let before: Vec<Instant> = sink
         .results
         .lock()
@@ -221,7 +226,7 @@ async fn reload_keeps_unchanged_schedules_and_drops_removed_checks() {
         probe: a2.clone(),
     }]);
     let gone_runs = b.runs.load(Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    elapse(Duration::from_secs(30)).await;
     assert_eq!(
         b.runs.load(Ordering::SeqCst),
         gone_runs,
