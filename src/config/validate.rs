@@ -669,31 +669,22 @@ fn http(
         }
         (None, None) => ctx.err(at, key, "http needs a request or steps"),
         (Some(r), None) => {
-            let mut known: HashSet<String> = builtins();
-            let expect = h.expect.as_ref();
-            let req = request(
+            let parts = StepParts {
+                name: "request".into(),
+                prefix: key.to_string(),
+                request: &r.value,
+                expect: h.expect.as_ref(),
+                extract: &h.extract,
+                always_run: false,
+                continue_on_failure: false,
+            };
+            steps.extend(step(
                 ctx,
-                &r.value,
-                &format!("{key}.request"),
+                parts,
                 base_url.is_some(),
-                &known,
-            );
-            let ex = expect_spec(ctx, expect, &format!("{key}.expect"));
-            let extract = extracts(ctx, &h.extract, &format!("{key}.extract"), &mut known);
-            if let (Some(request), Some(expect)) = (req, ex) {
-                let follow_redirects = r.value.follow_redirects.unwrap_or(follow);
-                let timeout = r.value.timeout.as_ref().map(|t| t.value.0);
-                steps.push(StepSpec {
-                    name: "request".into(),
-                    request,
-                    expect,
-                    extract,
-                    always_run: false,
-                    continue_on_failure: false,
-                    follow_redirects,
-                    timeout,
-                });
-            }
+                follow,
+                &mut builtins(),
+            ));
         }
         (None, Some(s)) => {
             if h.expect.is_some() || !h.extract.is_empty() {
@@ -726,27 +717,16 @@ fn http(
                         format!("duplicate step name {name:?}"),
                     );
                 }
-                let req = request(
-                    ctx,
-                    &st.request.value,
-                    &format!("{skey}.request"),
-                    base_url.is_some(),
-                    &known,
-                );
-                let ex = expect_spec(ctx, st.expect.as_ref(), &format!("{skey}.expect"));
-                let extract = extracts(ctx, &st.extract, &format!("{skey}.extract"), &mut known);
-                if let (Some(request), Some(expect)) = (req, ex) {
-                    steps.push(StepSpec {
-                        name: name.clone(),
-                        request,
-                        expect,
-                        extract,
-                        always_run: st.always_run,
-                        continue_on_failure: st.continue_on_failure,
-                        follow_redirects: st.request.value.follow_redirects.unwrap_or(follow),
-                        timeout: st.request.value.timeout.as_ref().map(|t| t.value.0),
-                    });
-                }
+                let parts = StepParts {
+                    name: name.clone(),
+                    prefix: skey,
+                    request: &st.request.value,
+                    expect: st.expect.as_ref(),
+                    extract: &st.extract,
+                    always_run: st.always_run,
+                    continue_on_failure: st.continue_on_failure,
+                };
+                steps.extend(step(ctx, parts, base_url.is_some(), follow, &mut known));
             }
         }
     }
@@ -777,6 +757,49 @@ fn http(
         tls,
         body_limit: usize::try_from(body_limit).unwrap_or(usize::MAX),
         max_redirects,
+    })
+}
+
+/// One step as written. The single-request form is a step named `request` whose keys sit
+/// directly under `http`, so both forms are validated by [`step`].
+struct StepParts<'a> {
+    name: String,
+    /// Key path that `request`, `expect` and `extract` hang from (for messages).
+    prefix: String,
+    request: &'a RequestDef,
+    expect: Option<&'a ExpectDef>,
+    extract: &'a BTreeMap<String, Spanned<ExtractDef>>,
+    always_run: bool,
+    continue_on_failure: bool,
+}
+
+/// Validates one step; variables it extracts become known to the steps after it.
+fn step(
+    ctx: &mut Ctx,
+    p: StepParts,
+    has_base: bool,
+    follow: bool,
+    known: &mut HashSet<String>,
+) -> Option<StepSpec> {
+    let prefix = &p.prefix;
+    let request = request(
+        ctx,
+        p.request,
+        &format!("{prefix}.request"),
+        has_base,
+        known,
+    );
+    let expect = expect_spec(ctx, p.expect, &format!("{prefix}.expect"));
+    let extract = extracts(ctx, p.extract, &format!("{prefix}.extract"), known);
+    Some(StepSpec {
+        name: p.name,
+        request: request?,
+        expect: expect?,
+        extract,
+        always_run: p.always_run,
+        continue_on_failure: p.continue_on_failure,
+        follow_redirects: p.request.follow_redirects.unwrap_or(follow),
+        timeout: p.request.timeout.as_ref().map(|t| t.value.0),
     })
 }
 
