@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::{self, Check, CheckKind, Config, ConfigError, ConfigErrors};
 use crate::metrics::{CheckMeta, Metrics};
-use crate::probe::http::transport::{client_config, TlsOptions};
 use crate::probe::http::HttpProbe;
 use crate::probe::tcp::{TcpProbe, TcpSpec};
 use crate::probe::{CheckResult, Probe};
@@ -18,18 +17,7 @@ pub fn build_probe(check: &Check) -> Result<Arc<dyn Probe>, String> {
     match &check.kind {
         CheckKind::Http(spec) => Ok(Arc::new(HttpProbe::new(spec.clone())?)),
         CheckKind::Tcp(t) => {
-            let tls = match &t.tls {
-                None => None,
-                Some(s) => Some(
-                    client_config(&TlsOptions {
-                        insecure_skip_verify: s.insecure_skip_verify,
-                        ca_file: s.ca_file.clone(),
-                        cert_file: s.cert_file.clone(),
-                        key_file: s.key_file.clone(),
-                    })
-                    .map_err(|e| e.to_string())?,
-                ),
-            };
+            let tls = t.tls.as_ref().map(|s| s.client_config()).transpose()?;
             let server_name = t.tls.as_ref().and_then(|s| s.server_name.clone());
             Ok(Arc::new(TcpProbe::new(TcpSpec {
                 target: t.target.clone(),

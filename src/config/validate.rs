@@ -590,9 +590,8 @@ fn tls(ctx: &mut Ctx, t: Option<&TlsDef>, key: &str) -> TlsSettings {
 
 fn tcp(ctx: &mut Ctx, t: &TcpDef, key: &str) -> Option<TcpCheck> {
     let target = &t.target.value;
-    let ok = target
-        .rsplit_once(':')
-        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+    // The tcp probe's own parser: what loads here is exactly what the probe can dial.
+    let ok = crate::probe::tcp::parse_target(target).is_ok();
     if !ok {
         ctx.err(
             &t.target.referenced,

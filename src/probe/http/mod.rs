@@ -38,14 +38,7 @@ pub struct HttpProbe {
 impl HttpProbe {
     /// Builds the probe: loads TLS material now, so a bad file is a load error, not a run error.
     pub fn new(spec: Arc<HttpSpec>) -> Result<HttpProbe, String> {
-        let t = &spec.tls;
-        let tls = transport::client_config(&transport::TlsOptions {
-            insecure_skip_verify: t.insecure_skip_verify,
-            ca_file: t.ca_file.clone(),
-            cert_file: t.cert_file.clone(),
-            key_file: t.key_file.clone(),
-        })
-        .map_err(|e| e.to_string())?;
+        let tls = spec.tls.client_config()?;
         let mut secrets = Vec::new();
         for step in &spec.steps {
             collect_secrets(step, &mut secrets);

@@ -24,6 +24,20 @@ pub struct TlsSettings {
     pub server_name: Option<String>,
 }
 
+impl TlsSettings {
+    /// The rustls client configuration for these settings (reads the CA and client files now,
+    /// so a bad file is a load error). Used by every probe kind that speaks TLS.
+    pub fn client_config(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+        super::transport::client_config(&super::transport::TlsOptions {
+            insecure_skip_verify: self.insecure_skip_verify,
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+        })
+        .map_err(|e| e.to_string())
+    }
+}
+
 /// A whole http check.
 #[derive(Debug)]
 pub struct HttpSpec {
