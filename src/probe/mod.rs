@@ -5,6 +5,7 @@
 //! built from check/step names, phases and status codes, never from rendered templates.
 
 pub mod http;
+pub mod queue;
 pub mod tcp;
 
 use std::fmt;
