@@ -1026,3 +1026,121 @@ fn read_resp(r: &mut impl BufRead) -> io::Result<Resp> {
         _ => return Err(bad(format!("unknown RESP reply {line:?}"))),
     })
 }
+
+// ---------------------------------------------------------------------------------------------
+// Job-system workers (RQ, Celery, BullMQ, Sidekiq) and the tools that run them
+// ---------------------------------------------------------------------------------------------
+
+/// The repository root (where `scripts/setup` puts `.cache/venv` and `scripts/lib/node`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python of the test virtualenv (`.cache/venv`, made by `scripts/setup`), with Django, RQ
+/// and Celery. Missing: panics under CI, otherwise skips like [`require`].
+pub fn venv_python() -> Option<PathBuf> {
+    require(&repo_root().join(".cache/venv/bin/python").to_string_lossy())
+}
+
+/// `node` and the directory whose `node_modules` holds BullMQ (`scripts/lib/node`, installed by
+/// `scripts/setup`); run scripts with this as their working directory or `NODE_PATH`.
+pub fn node_with_modules() -> Option<(PathBuf, PathBuf)> {
+    let node = require("node")?;
+    let dir = repo_root().join("scripts/lib/node");
+    if dir.join("node_modules/bullmq").is_dir() {
+        return Some((node, dir));
+    }
+    if under_ci() {
+        panic!("scripts/lib/node/node_modules/bullmq missing: run scripts/setup (CI=true: tests never skip)");
+    }
+    eprintln!("SKIPPED: BullMQ not installed under scripts/lib/node; run scripts/setup");
+    None
+}
+
+/// A worker or helper process (a job system's worker, an enqueuing script) with its output in a
+/// log file. Killed on drop.
+pub struct Worker {
+    proc: Proc,
+    _dir: Option<TempDir>,
+}
+
+impl Worker {
+    /// Starts `cmd` with stdout and stderr going to a log in a fresh temporary directory.
+    pub fn spawn(name: &'static str, cmd: Command) -> Worker {
+        let dir = TempDir::new().expect("temp dir for worker log");
+        let log = dir.path().join(format!("{name}.log"));
+        Worker {
+            proc: Proc::spawn(name, cmd, &log),
+            _dir: Some(dir),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.pid()
+    }
+
+    /// Whether it has exited (and how).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.proc.exited()
+    }
+
+    /// The last `lines` lines of its output.
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.proc.log_tail(lines)
+    }
+
+    /// The whole log so far.
+    pub fn log(&self) -> String {
+        fs::read(&self.proc.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Polls `ready` until true; panics with the log tail if the process exits or `timeout` passes.
+    pub fn wait_until(&mut self, timeout: Duration, ready: impl FnMut() -> bool) {
+        if let Err(e) = self.proc.wait_ready(timeout, ready) {
+            panic!("{e}\n--- {} log ---\n{}", self.proc.name, self.proc.log_tail(40));
+        }
+    }
+
+    /// Waits for the process to exit by itself within `timeout` and returns its status; panics
+    /// with the log tail otherwise (a one-shot script that hangs or fails).
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.proc.exited() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let tail = self.proc.log_tail(40);
+                self.proc.kill();
+                panic!("{} did not exit within {timeout:?}\n{tail}", self.proc.name);
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM (a worker's graceful stop), then SIGKILL after `grace`.
+    pub fn stop(&mut self, grace: Duration) {
+        if let Some(pid) = self.proc.pid() {
+            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        }
+        self.proc.reap_within(grace);
+    }
+
+    /// SIGKILL now (a worker that dies without cleaning up).
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+}
+
+/// Runs a one-shot command to completion (bounded by `timeout`), panicking with its output if it
+/// fails; returns its stdout.
+pub fn run_ok(name: &'static str, cmd: Command, timeout: Duration) -> String {
+    let mut w = Worker::spawn(name, cmd);
+    let status = w.wait_exit(timeout);
+    let log = w.log();
+    assert!(status.success(), "{name} failed ({status}):\n{log}");
+    log
+}
