@@ -61,6 +61,7 @@ fn result(i: usize, run: usize) -> CheckResult {
             ..StepResult::default()
         }],
         observations: Vec::new(),
+        queue: None,
     }
 }
 

@@ -254,6 +254,32 @@ pub fn trace(name: &str, kind: &str, r: &CheckResult) -> String {
             let _ = writeln!(s, "  error ({reason}{phase}): {m}");
         }
     }
+    if let Some(q) = &r.queue {
+        for (stats, age) in q.snapshot.queues.iter().zip(&q.oldest_age_seconds) {
+            let depths: Vec<String> = stats
+                .depths
+                .iter()
+                .map(|(state, n)| format!("{} {n}", state.as_str()))
+                .collect();
+            let age = age
+                .map(|a| {
+                    format!(
+                        ", oldest waiting {}",
+                        short_duration(Duration::from_secs_f64(a.clamp(0.0, 1e12)))
+                    )
+                })
+                .unwrap_or_default();
+            let _ = writeln!(s, "queue {:?}: {}{age}", stats.name, depths.join(", "));
+        }
+    }
+    if !r.observations.is_empty() {
+        let vars: Vec<String> = r
+            .observations
+            .iter()
+            .map(|(k, v)| format!("{k}={}", (v * 1000.0).round() / 1000.0))
+            .collect();
+        let _ = writeln!(s, "variables: {}", vars.join(" "));
+    }
     match (&r.success, &r.message) {
         (true, _) => {
             let _ = writeln!(s, "PASS in {}", short_duration(r.duration));

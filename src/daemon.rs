@@ -26,6 +26,7 @@ pub fn build_probe(check: &Check) -> Result<Arc<dyn Probe>, String> {
                 cert_min_days: t.cert_min_days,
             })))
         }
+        CheckKind::Queue(q) => Ok(Arc::new(crate::probe::queue::build_probe(q)?)),
     }
 }
 

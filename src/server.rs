@@ -103,5 +103,11 @@ pub fn result_json(r: &CheckResult) -> Value {
             "message": s.message,
             "extracted": s.extracted,
         })).collect::<Vec<_>>(),
+        "variables": r.observations.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "queues": r.queue.as_ref().map(|q| q.snapshot.queues.iter().zip(&q.oldest_age_seconds).map(|(s, age)| json!({
+            "name": s.name,
+            "depth": s.depths.iter().map(|(st, n)| (st.as_str().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+            "oldest_age_seconds": age,
+        })).collect::<Vec<_>>()),
     })
 }

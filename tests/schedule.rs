@@ -70,6 +70,7 @@ impl Probe for Sleeper {
                 started_at: std::time::SystemTime::now(),
                 steps: vec![],
                 observations: vec![],
+                queue: None,
             }
         })
     }

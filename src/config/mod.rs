@@ -148,6 +148,8 @@ pub enum CheckKind {
     Http(Arc<HttpSpec>),
     /// TCP connect.
     Tcp(TcpCheck),
+    /// Job-system health read from Redis.
+    Queue(Arc<QueueCheck>),
 }
 
 impl CheckKind {
@@ -156,6 +158,7 @@ impl CheckKind {
         match self {
             CheckKind::Http(_) => "http",
             CheckKind::Tcp(_) => "tcp",
+            CheckKind::Queue(_) => "queue",
         }
     }
 
@@ -164,6 +167,7 @@ impl CheckKind {
         match self {
             CheckKind::Http(h) => h.steps.iter().map(|s| s.name.clone()).collect(),
             CheckKind::Tcp(_) => vec!["connect".into()],
+            CheckKind::Queue(_) => Vec::new(),
         }
     }
 }
@@ -177,6 +181,31 @@ pub struct TcpCheck {
     pub tls: Option<TlsSettings>,
     /// Minimum days of certificate validity.
     pub cert_min_days: Option<u32>,
+}
+
+/// A queue check, validated.
+#[derive(Debug, Clone)]
+pub struct QueueCheck {
+    /// Whose layout to read.
+    pub system: crate::probe::queue::System,
+    /// The Redis URL; may carry a password from a secret, so never print its rendering.
+    pub redis: Template,
+    /// Configured queues; `None`: discover.
+    pub queues: Option<Vec<String>>,
+    /// Key prefix / namespace, when set.
+    pub prefix: Option<String>,
+    /// Celery priority steps (default 0, 3, 6, 9).
+    pub priority_steps: Vec<u32>,
+    /// Celery priority separator (default `\x06\x16`).
+    pub priority_separator: String,
+    /// Generic redis: exact keys.
+    pub keys: Vec<String>,
+    /// Generic redis: SCAN patterns.
+    pub patterns: Vec<String>,
+    /// Bound on connecting.
+    pub connect_timeout: Duration,
+    /// TLS settings for `rediss://`.
+    pub tls: TlsSettings,
 }
 
 /// Alert severities.

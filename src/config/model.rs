@@ -293,6 +293,8 @@ pub struct CheckDef {
     pub http: Option<Spanned<HttpDef>>,
     /// TCP connect (optionally TLS).
     pub tcp: Option<Spanned<TcpDef>>,
+    /// Background-job health read from Redis.
+    pub queue: Option<Spanned<QueueDef>>,
     /// Alert rules.
     #[serde(default)]
     pub alerts: Vec<AlertDef>,
@@ -504,6 +506,33 @@ pub struct TcpDef {
     pub tls_config: Option<TlsDef>,
     /// The certificate must be valid for at least this many days.
     pub cert_min_days: Option<Spanned<u32>>,
+}
+
+/// The `queue:` kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueDef {
+    /// sidekiq | celery | rq | bullmq | resque | redis
+    pub system: Spanned<String>,
+    /// `redis://[:password@]host:port/db` or `rediss://…`; secrets allowed.
+    pub redis: Spanned<String>,
+    /// Queues to read; omitted: discover every queue.
+    pub queues: Option<Spanned<Vec<String>>>,
+    /// Key prefix or namespace (Sidekiq namespace, Celery `global_keyprefix`, BullMQ prefix,
+    /// Resque namespace).
+    pub prefix: Option<Spanned<String>>,
+    /// Celery: the priority steps the broker was configured with.
+    pub priority_steps: Option<Spanned<Vec<u32>>>,
+    /// Celery: the separator between queue name and priority.
+    pub priority_separator: Option<Spanned<String>>,
+    /// Generic `redis`: exact keys.
+    pub keys: Option<Spanned<Vec<String>>>,
+    /// Generic `redis`: SCAN MATCH patterns.
+    pub patterns: Option<Spanned<Vec<String>>>,
+    /// Bound on connecting (the check's timeout bounds the whole run).
+    pub connect_timeout: Option<Spanned<Dur>>,
+    /// TLS options for `rediss://`.
+    pub tls_config: Option<TlsDef>,
 }
 
 /// One alert rule.

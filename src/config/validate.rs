@@ -494,36 +494,53 @@ fn check(
             );
         }
     }
-    let kinds = [def.http.is_some(), def.tcp.is_some()]
-        .iter()
-        .filter(|b| **b)
-        .count();
-    let kind = match (kinds, &def.http, &def.tcp) {
-        (0, _, _) => {
+    let given: Vec<&str> = [
+        ("http", def.http.is_some()),
+        ("tcp", def.tcp.is_some()),
+        ("queue", def.queue.is_some()),
+    ]
+    .iter()
+    .filter(|(_, set)| *set)
+    .map(|(k, _)| *k)
+    .collect();
+    let kind = match given.as_slice() {
+        [] => {
             ctx.err(
                 &def.name.referenced,
                 key,
                 format!(
-                    "check {:?} has no kind: add one of http, tcp",
+                    "check {:?} has no kind: add one of http, tcp, queue",
                     def.name.value
                 ),
             );
             None
         }
-        (1, Some(h), _) => http(
-            ctx,
-            &h.value,
-            &format!("{key}.http"),
-            defaults,
-            &h.referenced,
-        )
-        .map(|h| CheckKind::Http(Arc::new(h))),
-        (1, _, Some(t)) => tcp(ctx, &t.value, &format!("{key}.tcp")).map(CheckKind::Tcp),
-        _ => {
+        ["http"] => def.http.as_ref().and_then(|h| {
+            http(
+                ctx,
+                &h.value,
+                &format!("{key}.http"),
+                defaults,
+                &h.referenced,
+            )
+            .map(|h| CheckKind::Http(Arc::new(h)))
+        }),
+        ["tcp"] => def
+            .tcp
+            .as_ref()
+            .and_then(|t| tcp(ctx, &t.value, &format!("{key}.tcp")).map(CheckKind::Tcp)),
+        ["queue"] => def.queue.as_ref().and_then(|q| {
+            queue(ctx, &q.value, &format!("{key}.queue"), timeout)
+                .map(|q| CheckKind::Queue(Arc::new(q)))
+        }),
+        several => {
             ctx.err(
                 &def.name.referenced,
                 key,
-                "a check has exactly one kind: http or tcp, not both",
+                format!(
+                    "a check has exactly one kind, this one has {}",
+                    several.join(" and ")
+                ),
             );
             None
         }
@@ -621,6 +638,188 @@ fn tcp(ctx: &mut Ctx, t: &TcpDef, key: &str) -> Option<TcpCheck> {
         target: target.clone(),
         tls,
         cert_min_days: t.cert_min_days.as_ref().map(|d| d.value),
+    })
+}
+
+fn queue(ctx: &mut Ctx, q: &QueueDef, key: &str, timeout: Duration) -> Option<QueueCheck> {
+    use crate::probe::queue::System;
+    let system = match q.system.value.as_str() {
+        "sidekiq" => Some(System::Sidekiq),
+        "celery" => Some(System::Celery),
+        "rq" => Some(System::Rq),
+        "bullmq" => Some(System::Bullmq),
+        "resque" => Some(System::Resque),
+        "redis" => Some(System::Redis),
+        other => {
+            ctx.err(
+                &q.system.referenced,
+                format!("{key}.system"),
+                format!(
+                    "unknown system {other:?}: use sidekiq, celery, rq, bullmq, resque or redis"
+                ),
+            );
+            None
+        }
+    };
+    let redis = ctx.template(&q.redis, &format!("{key}.redis"));
+    if let Some(t) = &redis {
+        if let Some(v) = t.variables().next() {
+            ctx.err(
+                &q.redis.referenced,
+                format!("{key}.redis"),
+                format!("${{{v}}}: the redis URL takes secrets (${{env:..}}, ${{file:..}}) but no run-time variables"),
+            );
+        } else if let Err(e) = t
+            .render(|_| None)
+            .map_err(|_| "undefined variable".to_string())
+            .and_then(|url| crate::probe::queue::conn::check_url(&url))
+        {
+            // The message is built from the URL's structure, never its password.
+            ctx.err(
+                &q.redis.referenced,
+                format!("{key}.redis"),
+                format!(
+                    "invalid redis URL {:?}: {e}",
+                    crate::probe::queue::conn::without_password(t.redacted())
+                ),
+            );
+        }
+    }
+    let only = |ctx: &mut Ctx, set: bool, loc: Option<&Location>, field: &str, sys: &[System]| {
+        if let (true, Some(loc), Some(system)) = (set, loc, system) {
+            if !sys.contains(&system) {
+                let names: Vec<&str> = sys.iter().map(|s| s.as_str()).collect();
+                ctx.err(
+                    loc,
+                    format!("{key}.{field}"),
+                    format!(
+                        "{field} applies to {} only, not {}",
+                        names.join(", "),
+                        system.as_str()
+                    ),
+                );
+            }
+        }
+    };
+    only(
+        ctx,
+        q.priority_steps.is_some(),
+        q.priority_steps.as_ref().map(|s| &s.referenced),
+        "priority_steps",
+        &[System::Celery],
+    );
+    only(
+        ctx,
+        q.priority_separator.is_some(),
+        q.priority_separator.as_ref().map(|s| &s.referenced),
+        "priority_separator",
+        &[System::Celery],
+    );
+    only(
+        ctx,
+        q.keys.is_some(),
+        q.keys.as_ref().map(|s| &s.referenced),
+        "keys",
+        &[System::Redis],
+    );
+    only(
+        ctx,
+        q.patterns.is_some(),
+        q.patterns.as_ref().map(|s| &s.referenced),
+        "patterns",
+        &[System::Redis],
+    );
+    only(
+        ctx,
+        q.queues.is_some(),
+        q.queues.as_ref().map(|s| &s.referenced),
+        "queues",
+        &[
+            System::Sidekiq,
+            System::Celery,
+            System::Rq,
+            System::Bullmq,
+            System::Resque,
+        ],
+    );
+    only(
+        ctx,
+        q.prefix.is_some(),
+        q.prefix.as_ref().map(|s| &s.referenced),
+        "prefix",
+        &[
+            System::Sidekiq,
+            System::Celery,
+            System::Bullmq,
+            System::Resque,
+        ],
+    );
+    if let Some(queues) = &q.queues {
+        if queues.value.is_empty() {
+            ctx.err(
+                &queues.referenced,
+                format!("{key}.queues"),
+                "queues is empty: list queues, or leave it out to discover them",
+            );
+        }
+        for (i, name) in queues.value.iter().enumerate() {
+            if name.is_empty() || queues.value[..i].contains(name) {
+                ctx.err(
+                    &queues.referenced,
+                    format!("{key}.queues[{i}]"),
+                    format!("queue name {name:?} is empty or listed twice"),
+                );
+            }
+        }
+    }
+    if system == Some(System::Redis)
+        && q.keys.as_ref().is_none_or(|k| k.value.is_empty())
+        && q.patterns.as_ref().is_none_or(|p| p.value.is_empty())
+    {
+        ctx.err(
+            &q.system.referenced,
+            key.to_string(),
+            "system redis needs keys or patterns (what to read)",
+        );
+    }
+    let connect_timeout = match &q.connect_timeout {
+        Some(d) if d.value.0 > timeout => {
+            ctx.err(
+                &d.referenced,
+                format!("{key}.connect_timeout"),
+                format!(
+                    "connect_timeout {} exceeds the check's timeout {}",
+                    fmt_d(d.value.0),
+                    fmt_d(timeout)
+                ),
+            );
+            timeout
+        }
+        Some(d) => d.value.0,
+        None => timeout.min(Duration::from_secs(5)),
+    };
+    let tls = tls(ctx, q.tls_config.as_ref(), &format!("{key}.tls_config"));
+    Some(QueueCheck {
+        system: system?,
+        redis: redis?,
+        queues: q.queues.as_ref().map(|q| q.value.clone()),
+        prefix: q.prefix.as_ref().map(|p| p.value.clone()),
+        priority_steps: q
+            .priority_steps
+            .as_ref()
+            .map_or_else(|| vec![0, 3, 6, 9], |s| s.value.clone()),
+        priority_separator: q
+            .priority_separator
+            .as_ref()
+            .map_or_else(|| "\x06\x16".to_string(), |s| s.value.clone()),
+        keys: q.keys.as_ref().map(|k| k.value.clone()).unwrap_or_default(),
+        patterns: q
+            .patterns
+            .as_ref()
+            .map(|p| p.value.clone())
+            .unwrap_or_default(),
+        connect_timeout,
+        tls,
     })
 }
 
@@ -1209,6 +1408,26 @@ pub fn var_type(kind: &CheckKind, name: &str) -> Result<Type, String> {
         CheckKind::Tcp(_) => match name {
             "cert_expires_in" => Ok(Type::Duration),
             _ => Err(format!("unknown variable {name:?} for a tcp check (known: failed, duration, reason, cert_expires_in)")),
+        },
+        CheckKind::Queue(q) => match name {
+            "depth" | "processed_rate" | "failed_rate" | "workers" | "busy" | "scheduled"
+            | "retries" | "dead" => Ok(Type::Number),
+            "oldest_age" => Ok(Type::Duration),
+            "unreachable" => Ok(Type::Bool),
+            _ => {
+                if let Some(rest) = name.strip_prefix("queue.") {
+                    if let Some(queue) = rest.strip_suffix(".depth") {
+                        return match &q.queues {
+                            Some(qs) if !qs.iter().any(|n| n == queue) => Err(format!(
+                                "unknown queue {queue:?} (this check's queues: {})",
+                                qs.join(", ")
+                            )),
+                            _ => Ok(Type::Number),
+                        };
+                    }
+                }
+                Err(format!("unknown variable {name:?} for a queue check (known: failed, duration, reason, depth, queue.<name>.depth, oldest_age, processed_rate, failed_rate, workers, busy, scheduled, retries, dead, unreachable)"))
+            }
         },
     }
 }

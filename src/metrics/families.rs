@@ -12,6 +12,7 @@
 
 use super::format::Format;
 use super::series::{CheckSeries, HistogramSnapshot, DURATION_BUCKETS};
+use crate::probe::queue::JobState;
 use crate::probe::{Phase, Reason};
 
 /// One sample's value.
@@ -203,6 +204,90 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
             for s in c.steps.iter() {
                 if let Some(expiry) = s.cert_expiry() {
                     emit(Labels::of(&s.labels), Sample::Seconds(expiry));
+                }
+            }
+        },
+    },
+    CheckFamily {
+        name: "canary_queue_depth",
+        help: "Jobs in each state in the queue, at the last successful read.",
+        metric_type: GAUGE,
+        samples: |c, emit| {
+            if let Some(q) = c.core.queue().as_ref() {
+                for e in q.queues.values() {
+                    for (state, n) in &e.depths {
+                        emit(
+                            Labels::with(&e.labels, "state", state.as_str()),
+                            Sample::Int(i64::try_from(*n).unwrap_or(i64::MAX)),
+                        );
+                    }
+                }
+            }
+        },
+    },
+    CheckFamily {
+        name: "canary_queue_oldest_job_age_seconds",
+        help: "How long the oldest waiting job of the queue has waited, 0 when none waits.",
+        metric_type: GAUGE,
+        samples: |c, emit| {
+            if let Some(q) = c.core.queue().as_ref() {
+                for e in q.queues.values() {
+                    let waiting = e
+                        .depths
+                        .iter()
+                        .find(|(s, _)| *s == JobState::Waiting)
+                        .map_or(0, |(_, n)| *n);
+                    match e.oldest_age {
+                        Some(age) => emit(Labels::of(&e.labels), Sample::Seconds(age)),
+                        // Nothing waits: the age is honestly zero. Jobs wait but the system
+                        // records no enqueue time: no sample rather than a made-up one.
+                        None if waiting == 0 => emit(Labels::of(&e.labels), Sample::Seconds(0)),
+                        None => {}
+                    }
+                }
+            }
+        },
+    },
+    CheckFamily {
+        name: "canary_jobs_processed_total",
+        help: "Jobs processed, as the job system counts them (or as drained from the queue where it keeps no count), since canaryd started.",
+        metric_type: COUNTER,
+        samples: |c, emit| {
+            if let Some(q) = c.core.queue().as_ref() {
+                emit(Labels::of(&q.labels), Sample::Counter(q.processed));
+            }
+        },
+    },
+    CheckFamily {
+        name: "canary_jobs_failed_total",
+        help: "Jobs failed, as the job system counts them, since canaryd started.",
+        metric_type: COUNTER,
+        samples: |c, emit| {
+            if let Some(failed) = c.core.queue().as_ref().and_then(|q| q.failed.map(|f| (q, f))) {
+                emit(Labels::of(&failed.0.labels), Sample::Counter(failed.1));
+            }
+        },
+    },
+    CheckFamily {
+        name: "canary_workers",
+        help: "Live workers the job system records.",
+        metric_type: GAUGE,
+        samples: |c, emit| {
+            if let Some(q) = c.core.queue().as_ref() {
+                if let Some(w) = q.workers {
+                    emit(Labels::of(&q.labels), Sample::Int(i64::try_from(w).unwrap_or(i64::MAX)));
+                }
+            }
+        },
+    },
+    CheckFamily {
+        name: "canary_workers_busy",
+        help: "Live workers running a job now.",
+        metric_type: GAUGE,
+        samples: |c, emit| {
+            if let Some(q) = c.core.queue().as_ref() {
+                if let Some(b) = q.busy {
+                    emit(Labels::of(&q.labels), Sample::Int(i64::try_from(b).unwrap_or(i64::MAX)));
                 }
             }
         },

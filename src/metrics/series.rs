@@ -1,11 +1,13 @@
 //! Per-check state: plain atomics, updated by `observe` without any lock and read by the encoder.
 //! Durations and times are integer nanoseconds.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::families::render_label;
+use crate::probe::queue::{JobState, QueueReport};
 use crate::probe::{CheckResult, Phase, Reason, StepResult};
 
 /// Buckets of `canary_check_duration_seconds` and `canary_step_duration_seconds`, in seconds.
@@ -123,6 +125,83 @@ pub(crate) struct CoreSeries {
     pub(crate) duration: DurationHistogram,
     /// Indexed like [`Reason::ALL`]; a series is exported once its count is non-zero.
     pub(crate) failures: [AtomicU64; Reason::ALL.len()],
+    /// Queue checks: what the last successful read found, and the job counters.
+    pub(crate) queue: Mutex<Option<QueueState>>,
+}
+
+/// The queue families of one check. Behind a mutex: queues come and go with discovery, and a
+/// run replaces them all at once (queue checks are few and run seconds apart).
+#[derive(Debug, Default)]
+pub(crate) struct QueueState {
+    /// `check="..",system=".."`.
+    pub(crate) labels: String,
+    /// By queue name, in name order.
+    pub(crate) queues: BTreeMap<String, QueueEntry>,
+    /// Jobs processed, summed over runs (a canaryd-side counter: it starts at 0).
+    pub(crate) processed: u64,
+    /// Jobs failed, summed over runs, when the system counts failures.
+    pub(crate) failed: Option<u64>,
+    pub(crate) workers: Option<u64>,
+    pub(crate) busy: Option<u64>,
+}
+
+/// One queue's last figures.
+#[derive(Debug)]
+pub(crate) struct QueueEntry {
+    /// `check="..",system="..",queue=".."`.
+    pub(crate) labels: String,
+    pub(crate) depths: Vec<(JobState, u64)>,
+    /// Age of the oldest waiting job, nanoseconds.
+    pub(crate) oldest_age: Option<u64>,
+}
+
+impl QueueState {
+    fn record(&mut self, check: &str, report: &QueueReport) {
+        if self.labels.is_empty() {
+            render_label(&mut self.labels, "check", check);
+            render_label(&mut self.labels, "system", report.system.as_str());
+        }
+        let mut queues = BTreeMap::new();
+        for (q, age) in report.snapshot.queues.iter().zip(
+            report
+                .oldest_age_seconds
+                .iter()
+                .chain(std::iter::repeat(&None)),
+        ) {
+            let labels = match self.queues.remove(&q.name) {
+                Some(e) => e.labels,
+                None => {
+                    let mut l = self.labels.clone();
+                    render_label(&mut l, "queue", &q.name);
+                    l
+                }
+            };
+            let mut depths = q.depths.clone();
+            depths.sort_by_key(|(s, _)| *s);
+            depths.dedup_by_key(|(s, _)| *s);
+            queues.insert(
+                q.name.clone(),
+                QueueEntry {
+                    labels,
+                    depths,
+                    oldest_age: age.map(|a| nanos(Duration::from_secs_f64(a.clamp(0.0, 1e12)))),
+                },
+            );
+        }
+        self.queues = queues;
+        self.processed = self
+            .processed
+            .saturating_add(report.processed_delta.unwrap_or(0));
+        if report.has_failed_counter {
+            self.failed = Some(
+                self.failed
+                    .unwrap_or(0)
+                    .saturating_add(report.failed_delta.unwrap_or(0)),
+            );
+        }
+        self.workers = report.snapshot.workers;
+        self.busy = report.snapshot.busy;
+    }
 }
 
 /// The series of one HTTP step.
@@ -151,7 +230,13 @@ impl CoreSeries {
             last_run: AtomicU64::new(0),
             duration: DurationHistogram::new(),
             failures: Default::default(),
+            queue: Mutex::new(None),
         }
+    }
+
+    /// The queue state, if this is a queue check that has read something.
+    pub(crate) fn queue(&self) -> MutexGuard<'_, Option<QueueState>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether the check has finished a run since it was configured.
@@ -159,7 +244,12 @@ impl CoreSeries {
         self.runs.iter().any(|r| r.load(Relaxed) > 0)
     }
 
-    fn record(&self, result: &CheckResult) {
+    fn record(&self, check: &str, result: &CheckResult) {
+        if let Some(report) = &result.queue {
+            self.queue()
+                .get_or_insert_with(QueueState::default)
+                .record(check, report);
+        }
         self.duration.observe(result.duration);
         self.success.store(result.success, Relaxed);
         let finished = unix_nanos(result.started_at).saturating_add(nanos(result.duration));
@@ -279,7 +369,7 @@ impl CheckSeries {
                 series.record(step);
             }
         }
-        self.core.record(result);
+        self.core.record(&self.name, result);
     }
 }
 

@@ -34,8 +34,10 @@ pub enum Reason {
     Extraction,
     /// The response body exceeded the configured cap.
     BodyTooLarge,
-    /// A Redis command failed (queue checks).
+    /// A Redis command failed or Redis held data the job system would not write (queue checks).
     Redis,
+    /// Redis could not be reached: connect refused or timed out, connection lost (queue checks).
+    Unreachable,
     /// The peer broke the protocol: reset, garbage, truncated response, too many redirects.
     Protocol,
     /// A bug or an unexpected internal condition (a panicking probe lands here).
@@ -44,7 +46,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in label order.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::Dns,
         Reason::Connect,
         Reason::Tls,
@@ -54,6 +56,7 @@ impl Reason {
         Reason::Extraction,
         Reason::BodyTooLarge,
         Reason::Redis,
+        Reason::Unreachable,
         Reason::Protocol,
         Reason::Internal,
     ];
@@ -70,6 +73,7 @@ impl Reason {
             Reason::Extraction => "extraction",
             Reason::BodyTooLarge => "body_too_large",
             Reason::Redis => "redis",
+            Reason::Unreachable => "unreachable",
             Reason::Protocol => "protocol",
             Reason::Internal => "internal",
         }
@@ -237,6 +241,8 @@ pub struct CheckResult {
     pub steps: Vec<StepResult>,
     /// Kind-specific numbers for alert expressions.
     pub observations: Observations,
+    /// What a queue check read, for the queue metric families.
+    pub queue: Option<Box<queue::QueueReport>>,
 }
 
 impl CheckResult {
@@ -255,6 +261,7 @@ impl CheckResult {
             started_at,
             steps: Vec::new(),
             observations: Vec::new(),
+            queue: None,
         }
     }
 

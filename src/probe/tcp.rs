@@ -167,6 +167,7 @@ impl TcpProbe {
             started_at,
             steps: vec![step],
             observations,
+            queue: None,
         }
     }
 }

@@ -1100,7 +1100,11 @@ impl Worker {
     /// Polls `ready` until true; panics with the log tail if the process exits or `timeout` passes.
     pub fn wait_until(&mut self, timeout: Duration, ready: impl FnMut() -> bool) {
         if let Err(e) = self.proc.wait_ready(timeout, ready) {
-            panic!("{e}\n--- {} log ---\n{}", self.proc.name, self.proc.log_tail(40));
+            panic!(
+                "{e}\n--- {} log ---\n{}",
+                self.proc.name,
+                self.proc.log_tail(40)
+            );
         }
     }
 
@@ -1124,7 +1128,10 @@ impl Worker {
     /// SIGTERM (a worker's graceful stop), then SIGKILL after `grace`.
     pub fn stop(&mut self, grace: Duration) {
         if let Some(pid) = self.proc.pid() {
-            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
         }
         self.proc.reap_within(grace);
     }

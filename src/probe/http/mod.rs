@@ -207,6 +207,7 @@ impl HttpProbe {
             started_at,
             steps,
             observations: Vec::new(),
+            queue: None,
         }
     }
 

@@ -8,9 +8,19 @@
 //! Round trips: a system reads everything for one check with at most two pipelines, whatever the
 //! number of queues — one to discover (queue names, worker names) and one for the data.
 
+pub mod conn;
+pub mod generic;
+mod probe;
+
+use std::sync::Arc;
+use std::time::Duration;
+
 use redis::aio::MultiplexedConnection;
 
 use super::BoxFuture;
+use crate::config::QueueCheck;
+
+pub use probe::QueueProbe;
 
 /// Which job system's layout a check reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,7 +106,10 @@ pub struct QueueStats {
 impl QueueStats {
     /// The count in one state, if the system reported it.
     pub fn depth(&self, state: JobState) -> Option<u64> {
-        self.depths.iter().find(|(s, _)| *s == state).map(|(_, n)| *n)
+        self.depths
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map(|(_, n)| *n)
     }
 }
 
@@ -141,4 +154,52 @@ pub trait JobSystem: Send + Sync + 'static {
         &'a self,
         conn: &'a mut MultiplexedConnection,
     ) -> BoxFuture<'a, Result<Snapshot, QueueError>>;
+}
+
+/// What one successful run of a queue check found, for metrics, alert variables and the API.
+#[derive(Debug, Clone)]
+pub struct QueueReport {
+    /// Which system was read.
+    pub system: System,
+    /// The raw read.
+    pub snapshot: Snapshot,
+    /// Age in seconds of each queue's oldest waiting job (same order as `snapshot.queues`).
+    pub oldest_age_seconds: Vec<Option<f64>>,
+    /// Jobs processed since the previous run: from the system's counter when it keeps one,
+    /// else what drained from the waiting depth. `None` on the first run.
+    pub processed_delta: Option<u64>,
+    /// Jobs failed since the previous run, when the system counts failures.
+    pub failed_delta: Option<u64>,
+    /// Whether `processed_delta` comes from a counter the system keeps.
+    pub processed_is_counter: bool,
+    /// Whether the system keeps a failure counter.
+    pub has_failed_counter: bool,
+    /// Time since the previous successful read.
+    pub since_previous: Option<Duration>,
+}
+
+/// The job-system reader for a validated queue check.
+pub fn build_system(check: &QueueCheck) -> Result<Arc<dyn JobSystem>, String> {
+    match check.system {
+        System::Redis => Ok(Arc::new(generic::GenericRedis::new(
+            check.keys.clone(),
+            check.patterns.clone(),
+        ))),
+        other => Err(format!(
+            "queue system {} is not available in this build yet",
+            other.as_str()
+        )),
+    }
+}
+
+/// The probe for a validated queue check: its system's reader on the shared connection for its
+/// URL. Nothing is dialled here.
+pub fn build_probe(check: &QueueCheck) -> Result<QueueProbe, String> {
+    let system = build_system(check)?;
+    let url = check
+        .redis
+        .render(|_| None)
+        .map_err(|_| "the redis URL references a run-time variable".to_string())?;
+    let conn = conn::shared(&url, &check.tls, check.connect_timeout)?;
+    Ok(QueueProbe::new(system, conn))
 }

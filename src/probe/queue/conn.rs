@@ -1,0 +1,282 @@
+//! One shared Redis connection per Redis URL, made lazily and remade after a failure.
+//!
+//! Every queue check naming the same URL (and TLS settings) shares one multiplexed connection:
+//! a hundred checks against one Redis cost one socket, and their pipelines interleave on it.
+//! Nothing connects at load time, so canaryd starts while Redis is down; the first run that needs
+//! the connection makes it, bounded by the check's `connect_timeout`. A run that sees the
+//! connection fail (I/O error, dropped, timed out) throws it away, so the next run — or the one
+//! retry the probe allows itself — dials afresh.
+//!
+//! The URL may hold a password from a secret: it is used to dial and never printed. Messages
+//! from this module describe the URL by scheme, host and port only.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError};
+use url::Url;
+
+use crate::probe::http::spec::TlsSettings;
+
+/// Checks that a rendered Redis URL is one canaryd can dial. The error never quotes the URL.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let parsed = Url::parse(url).map_err(|e| format!("{e}"))?;
+    match parsed.scheme() {
+        "redis" | "rediss" => {}
+        "unix" | "redis+unix" => {}
+        other => {
+            return Err(format!(
+                "scheme {other:?}: use redis://, rediss:// or unix://"
+            ))
+        }
+    }
+    if matches!(parsed.scheme(), "redis" | "rediss") && parsed.host_str().is_none_or(str::is_empty)
+    {
+        return Err("no host".into());
+    }
+    url.into_connection_info()
+        .map(|_| ())
+        .map_err(|e| e.category().to_string())
+}
+
+/// Where a connection goes, for messages: `redis://host:port/db`, without credentials.
+pub fn describe(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("");
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let path = if u.path().is_empty() || u.path() == "/" {
+                String::new()
+            } else {
+                u.path().to_string()
+            };
+            format!("{}://{host}{port}{path}", u.scheme())
+        }
+        Err(_) => "redis".into(),
+    }
+}
+
+/// The URL as written with a literal password masked, for messages (a `${env:..}` reference is
+/// already shown by name). Unparsable text is not quoted at all.
+pub fn without_password(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() && !u.password().is_some_and(|p| p.starts_with("$%7B")) {
+                let _ = u.set_password(Some("xxxxx"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(unparsable)".into(),
+    }
+}
+
+/// A lazily made, shared connection to one Redis.
+pub struct RedisConn {
+    client: Client,
+    /// `redis://host:port/db`, safe to print.
+    target: String,
+    connect_timeout: Duration,
+    /// The live connection, if one was made and has not failed since.
+    live: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+}
+
+impl std::fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConn")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why no connection could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Connecting did not finish within `connect_timeout`.
+    #[error("connect to {target} timed out after {after:?}")]
+    Timeout {
+        /// Where (no credentials).
+        target: String,
+        /// The bound that ran out.
+        after: Duration,
+    },
+    /// Connecting failed (refused, DNS, TLS, AUTH).
+    #[error("connect to {target}: {error}")]
+    Failed {
+        /// Where (no credentials).
+        target: String,
+        /// What the client said (redis-rs never includes the URL's password in an error).
+        error: RedisError,
+    },
+}
+
+impl RedisConn {
+    fn new(url: &str, tls: &TlsSettings, connect_timeout: Duration) -> Result<RedisConn, String> {
+        let client = if url.starts_with("rediss://") && tls_needs_certs(tls) {
+            let root_cert =
+                match &tls.ca_file {
+                    Some(p) => Some(std::fs::read(p).map_err(|e| {
+                        format!("cannot read ca_file {}: {}", p.display(), e.kind())
+                    })?),
+                    None => None,
+                };
+            let client_tls = match (&tls.cert_file, &tls.key_file) {
+                (Some(c), Some(k)) => Some(redis::ClientTlsConfig {
+                    client_cert: std::fs::read(c).map_err(|e| {
+                        format!("cannot read cert_file {}: {}", c.display(), e.kind())
+                    })?,
+                    client_key: std::fs::read(k).map_err(|e| {
+                        format!("cannot read key_file {}: {}", k.display(), e.kind())
+                    })?,
+                }),
+                _ => None,
+            };
+            Client::build_with_tls(
+                with_insecure(url, tls),
+                redis::TlsCertificates {
+                    client_tls,
+                    root_cert,
+                },
+            )
+        } else {
+            Client::open(with_insecure(url, tls).as_str())
+        }
+        .map_err(|e| format!("invalid redis URL {}: {}", describe(url), e.category()))?;
+        Ok(RedisConn {
+            client,
+            target: describe(url),
+            connect_timeout,
+            live: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// `redis://host:port/db`, for messages.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The live connection, dialling one if there is none. Cheap when connected (a clone of a
+    /// handle); concurrent callers wait for one dial rather than each making their own.
+    pub async fn get(&self) -> Result<MultiplexedConnection, ConnectError> {
+        let mut live = self.live.lock().await;
+        if let Some(conn) = live.as_ref() {
+            return Ok(conn.clone());
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            // The probe bounds each run by its deadline; no separate response timeout.
+            .set_response_timeout(None);
+        let dial = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config);
+        // A second bound around the client's own, so a DNS or TLS stall cannot outlive it.
+        match tokio::time::timeout(self.connect_timeout, dial).await {
+            Ok(Ok(conn)) => {
+                *live = Some(conn.clone());
+                Ok(conn)
+            }
+            Ok(Err(error)) if error.is_timeout() => Err(ConnectError::Timeout {
+                target: self.target.clone(),
+                after: self.connect_timeout,
+            }),
+            Ok(Err(error)) => Err(ConnectError::Failed {
+                target: self.target.clone(),
+                error,
+            }),
+            Err(_) => Err(ConnectError::Timeout {
+                target: self.target.clone(),
+                after: self.connect_timeout,
+            }),
+        }
+    }
+
+    /// Forgets the live connection after it failed (or a run timed out on it), so the next
+    /// caller dials afresh. Harmless when another caller already replaced it.
+    pub async fn reset(&self) {
+        *self.live.lock().await = None;
+    }
+}
+
+fn tls_needs_certs(tls: &TlsSettings) -> bool {
+    tls.ca_file.is_some() || tls.cert_file.is_some()
+}
+
+/// redis-rs turns verification off with a `#insecure` fragment on a `rediss://` URL.
+fn with_insecure(url: &str, tls: &TlsSettings) -> String {
+    if tls.insecure_skip_verify && url.starts_with("rediss://") && !url.contains('#') {
+        format!("{url}#insecure")
+    } else {
+        url.to_string()
+    }
+}
+
+/// Identity of a connection: the URL (with its password) and the TLS settings. Kept as a hash so
+/// the registry holds no secret.
+fn key(url: &str, tls: &TlsSettings) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    url.hash(&mut h);
+    tls.insecure_skip_verify.hash(&mut h);
+    tls.ca_file.hash(&mut h);
+    tls.cert_file.hash(&mut h);
+    tls.key_file.hash(&mut h);
+    h.finish()
+}
+
+fn registry() -> &'static Mutex<HashMap<u64, Weak<RedisConn>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<u64, Weak<RedisConn>>>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// The shared connection for this URL and TLS settings: the existing one while any check holds
+/// it (a reload keeps it), else a new, not yet connected one.
+pub fn shared(
+    url: &str,
+    tls: &TlsSettings,
+    connect_timeout: Duration,
+) -> Result<Arc<RedisConn>, String> {
+    let k = key(url, tls);
+    let mut map = registry().lock().unwrap_or_else(PoisonError::into_inner);
+    map.retain(|_, w| w.strong_count() > 0);
+    if let Some(conn) = map.get(&k).and_then(Weak::upgrade) {
+        return Ok(conn);
+    }
+    let conn = Arc::new(RedisConn::new(url, tls, connect_timeout)?);
+    map.insert(k, Arc::downgrade(&conn));
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
+        assert!(check_url("rediss://:pw@redis.internal:6380/2").is_ok());
+        assert!(check_url("http://x").unwrap_err().contains("scheme"));
+        assert!(check_url("not a url").is_err());
+        let e = check_url("redis://:hunter2@/0").unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn describe_drops_credentials() {
+        assert_eq!(
+            describe("redis://user:hunter2@db.internal:6380/3"),
+            "redis://db.internal:6380/3"
+        );
+        assert_eq!(describe("redis://127.0.0.1"), "redis://127.0.0.1");
+    }
+
+    #[test]
+    fn one_connection_per_url() {
+        let tls = TlsSettings::default();
+        let a = shared("redis://127.0.0.1:1/0", &tls, Duration::from_secs(1)).unwrap();
+        let b = shared("redis://127.0.0.1:1/0", &tls, Duration::from_secs(1)).unwrap();
+        let c = shared("redis://127.0.0.1:1/1", &tls, Duration::from_secs(1)).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+    }
+}

@@ -1,0 +1,216 @@
+//! `system: redis` — plain Redis keys used as queues by hand-rolled job systems.
+//!
+//! Each listed key (and each key a `patterns` SCAN finds) is one queue named after the key. Its
+//! type is detected and its depth read the way that type counts:
+//!
+//! | type   | waiting                                   | active                     |
+//! |--------|-------------------------------------------|----------------------------|
+//! | list   | `LLEN`                                    |                            |
+//! | zset   | `ZCARD`                                   |                            |
+//! | set    | `SCARD`                                   |                            |
+//! | hash   | `HLEN`                                    |                            |
+//! | stream | lag of the most-behind consumer group (`XINFO GROUPS`), `XLEN` without groups | entries pending in all groups |
+//!
+//! A listed key that does not exist is an empty queue (a drained list disappears in Redis).
+//! Generic keys carry no enqueue times, processed counters or workers: progress is derived from
+//! the waiting depth draining.
+//!
+//! Round trips: SCAN calls for patterns (one per 1,000 keys examined, at most
+//! [`MAX_SCAN_CALLS`] per pattern), one pipeline of `TYPE`, one pipeline of counts.
+
+use redis::aio::MultiplexedConnection;
+use redis::Value;
+
+use super::{JobState, JobSystem, QueueError, QueueStats, Snapshot, System};
+use crate::probe::BoxFuture;
+
+/// Bound on SCAN calls per pattern, so a pattern over a huge keyspace cannot stall a run.
+pub const MAX_SCAN_CALLS: usize = 50;
+/// Bound on the keys one check reads.
+pub const MAX_KEYS: usize = 1_000;
+
+/// Reads listed keys and keys matching patterns.
+#[derive(Debug, Clone)]
+pub struct GenericRedis {
+    keys: Vec<String>,
+    patterns: Vec<String>,
+}
+
+impl GenericRedis {
+    /// Reads `keys` and whatever `patterns` match.
+    pub fn new(keys: Vec<String>, patterns: Vec<String>) -> GenericRedis {
+        GenericRedis { keys, patterns }
+    }
+
+    async fn discover(&self, conn: &mut MultiplexedConnection) -> Result<Vec<String>, QueueError> {
+        let mut keys = self.keys.clone();
+        for pattern in &self.patterns {
+            let mut cursor: u64 = 0;
+            let mut found = Vec::new();
+            for _ in 0..MAX_SCAN_CALLS {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(conn)
+                    .await?;
+                found.extend(batch);
+                cursor = next;
+                if cursor == 0 || keys.len() + found.len() >= MAX_KEYS {
+                    break;
+                }
+            }
+            found.sort();
+            for k in found {
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+        keys.truncate(MAX_KEYS);
+        Ok(keys)
+    }
+
+    async fn read(&self, conn: &mut MultiplexedConnection) -> Result<Snapshot, QueueError> {
+        let keys = self.discover(conn).await?;
+        if keys.is_empty() {
+            return Ok(Snapshot::default());
+        }
+        let mut types = redis::pipe();
+        for k in &keys {
+            types.cmd("TYPE").arg(k);
+        }
+        let types: Vec<String> = types.query_async(conn).await?;
+        if let Some((k, t)) = keys.iter().zip(&types).find(|(_, t)| {
+            !matches!(
+                t.as_str(),
+                "list" | "zset" | "set" | "hash" | "stream" | "none"
+            )
+        }) {
+            return Err(QueueError::Data(format!(
+                "key {k:?} is a {t}, not a list, zset, set, hash or stream"
+            )));
+        }
+        if types.iter().all(|t| t == "none") {
+            let queues = keys
+                .iter()
+                .map(|k| QueueStats {
+                    name: k.clone(),
+                    depths: vec![(JobState::Waiting, 0)],
+                    oldest_enqueued_at: None,
+                })
+                .collect();
+            return Ok(Snapshot {
+                queues,
+                ..Snapshot::default()
+            });
+        }
+
+        let mut counts = redis::pipe();
+        for (k, t) in keys.iter().zip(&types) {
+            match t.as_str() {
+                "list" => counts.cmd("LLEN").arg(k),
+                "zset" => counts.cmd("ZCARD").arg(k),
+                "set" => counts.cmd("SCARD").arg(k),
+                "hash" => counts.cmd("HLEN").arg(k),
+                "stream" => counts.cmd("XLEN").arg(k).cmd("XINFO").arg("GROUPS").arg(k),
+                // Missing key, or a type that is no queue (string): nothing to read.
+                _ => &mut counts,
+            };
+        }
+        let values: Vec<Value> = counts.query_async(conn).await?;
+        let mut values = values.into_iter();
+        let mut queues = Vec::with_capacity(keys.len());
+        for (k, t) in keys.iter().zip(&types) {
+            let depths = match t.as_str() {
+                "list" | "zset" | "set" | "hash" => {
+                    vec![(JobState::Waiting, int(values.next(), k)?)]
+                }
+                "stream" => {
+                    let len = int(values.next(), k)?;
+                    let (lag, pending) = stream_groups(values.next(), len);
+                    vec![(JobState::Waiting, lag), (JobState::Active, pending)]
+                }
+                _ => vec![(JobState::Waiting, 0)],
+            };
+            queues.push(QueueStats {
+                name: k.clone(),
+                depths,
+                oldest_enqueued_at: None,
+            });
+        }
+        Ok(Snapshot {
+            queues,
+            ..Snapshot::default()
+        })
+    }
+}
+
+fn int(v: Option<Value>, key: &str) -> Result<u64, QueueError> {
+    match v {
+        Some(Value::Int(n)) => Ok(u64::try_from(n).unwrap_or(0)),
+        // The key changed type between TYPE and the count: read it as empty this time.
+        Some(Value::ServerError(_)) => Ok(0),
+        _ => Err(QueueError::Data(format!("no count for key {key:?}"))),
+    }
+}
+
+/// Lag of the most-behind group and entries pending across groups, from `XINFO GROUPS`.
+/// Without groups, every entry is waiting. A group whose lag Redis cannot tell (after
+/// deletions) counts the whole stream, an upper bound.
+fn stream_groups(v: Option<Value>, len: u64) -> (u64, u64) {
+    let Some(Value::Array(groups)) = v else {
+        return (len, 0);
+    };
+    if groups.is_empty() {
+        return (len, 0);
+    }
+    let mut lag = 0u64;
+    let mut pending = 0u64;
+    for g in groups {
+        let fields: Vec<(String, Value)> = match g {
+            Value::Map(m) => m
+                .into_iter()
+                .filter_map(|(k, v)| redis::from_redis_value::<String>(k).ok().map(|k| (k, v)))
+                .collect(),
+            Value::Array(items) => {
+                let mut out = Vec::new();
+                let mut it = items.into_iter();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    if let Ok(k) = redis::from_redis_value::<String>(k) {
+                        out.push((k, v));
+                    }
+                }
+                out
+            }
+            _ => continue,
+        };
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| match v {
+                    Value::Int(n) => u64::try_from(*n).ok(),
+                    _ => None,
+                })
+        };
+        lag = lag.max(get("lag").unwrap_or(len));
+        pending = pending.saturating_add(get("pending").unwrap_or(0));
+    }
+    (lag, pending)
+}
+
+impl JobSystem for GenericRedis {
+    fn system(&self) -> System {
+        System::Redis
+    }
+
+    fn collect<'a>(
+        &'a self,
+        conn: &'a mut MultiplexedConnection,
+    ) -> BoxFuture<'a, Result<Snapshot, QueueError>> {
+        Box::pin(self.read(conn))
+    }
+}
