@@ -202,6 +202,7 @@ fn check_accepts_the_example_configuration() {
         .args(["check", "--config", "examples/canaryd.yaml"])
         .env("DEMO_PASSWORD", "x")
         .env("SHOP_PROBE_PASSWORD", "x")
+        .env("DJANGO_PROBE_PASSWORD", "x")
         .output()
         .unwrap();
     assert_eq!(
@@ -210,7 +211,7 @@ fn check_accepts_the_example_configuration() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 6 checks in 2 check files"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 7 checks in 3 check files"));
 }
 
 #[test]

@@ -229,6 +229,29 @@ checks:
         r.message.as_deref(),
         Some(r#"step "submit": expected status 302, got 403"#)
     );
+
+    // A body assertion beside the status names the page that came back: the message lists every
+    // failed assertion, the reason stays the first one's.
+    let r = run(&format!(
+        r#"
+checks:
+  - name: login
+    http:
+      base_url: "http://{addr}"
+      steps:
+        - name: submit
+          request: {{method: POST, url: /login, form: {{password: x}}}}
+          expect: {{status: 302, body_not_contains: "CSRF verification failed"}}
+"#
+    ))
+    .await;
+    assert_eq!(r.reason, Some(Reason::Status));
+    assert_eq!(
+        r.message.as_deref(),
+        Some(
+            r#"step "submit": expected status 302, got 403; body contains "CSRF verification failed""#
+        )
+    );
 }
 
 #[tokio::test]

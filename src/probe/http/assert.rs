@@ -1,5 +1,7 @@
-//! Assertions on a step's final response. Each is recorded (for traces), and the first that
-//! fails sets the step's reason and message.
+//! Assertions on a step's final response. Each is recorded (for traces); the first that fails
+//! sets the step's reason, and the message lists every one that failed, so a wrong status comes
+//! with the body assertion that says why (`expected status 302, got 403; body contains "CSRF
+//! verification failed"`).
 
 use std::time::Duration;
 
@@ -24,7 +26,10 @@ fn excerpt(s: &str) -> String {
 
 struct Recorder<'a> {
     out: &'a mut StepResult,
-    first_failure: Option<(Reason, String)>,
+    /// The reason of the first failed assertion: one reason per step, for metrics and alerts.
+    reason: Option<Reason>,
+    /// The detail of every failed assertion, in the order evaluated: the step's message.
+    failures: Vec<String>,
 }
 
 impl Recorder<'_> {
@@ -36,9 +41,9 @@ impl Recorder<'_> {
         detail: impl FnOnce() -> String,
     ) {
         let detail = if passed { None } else { Some(detail()) };
-        if let (false, None) = (passed, &self.first_failure) {
-            let d = detail.clone().unwrap_or_default();
-            self.first_failure = Some((reason, d));
+        if let Some(d) = &detail {
+            self.reason.get_or_insert(reason);
+            self.failures.push(d.clone());
         }
         self.out.assertions.push(AssertionOutcome {
             what,
@@ -72,7 +77,8 @@ pub fn evaluate(
     let e = &step.expect;
     let mut rec = Recorder {
         out,
-        first_failure: None,
+        reason: None,
+        failures: Vec::new(),
     };
     let status_ok = e
         .status
@@ -265,12 +271,12 @@ pub fn evaluate(
             ),
         }
     }
-    match rec.first_failure.take() {
+    match rec.reason {
         None => true,
-        Some((reason, msg)) => {
+        Some(reason) => {
             rec.out.success = false;
             rec.out.reason = Some(reason);
-            rec.out.message = Some(msg);
+            rec.out.message = Some(rec.failures.join("; "));
             false
         }
     }
