@@ -8,6 +8,7 @@
 pub mod expr;
 pub mod model;
 pub mod template;
+pub mod totp;
 mod validate;
 
 use std::collections::BTreeMap;

@@ -97,6 +97,13 @@ pub enum Part {
         /// The value (not printable).
         value: Secret,
     },
+    /// `${totp:env:..}`: the current one-time code from the seed in that secret.
+    Totp {
+        /// The seed as read (kept to redact it from peer output).
+        seed: Secret,
+        /// How codes are made from it.
+        totp: Arc<super::totp::Totp>,
+    },
 }
 
 /// A parsed string with `${...}` references.
@@ -110,6 +117,27 @@ pub struct Template {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("variable ${{{0}}} is not defined")]
 pub struct Undefined(pub String);
+
+/// `env:NAME` or `file:PATH` as a secret source (relative paths from `base_dir`).
+fn secret_source(reference: &str, base_dir: &Path) -> Result<SecretSource, String> {
+    if let Some(name) = reference.strip_prefix("env:") {
+        let name = name.trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "invalid environment variable name in ${{env:{name}}}"
+            ));
+        }
+        Ok(SecretSource::Env(name.to_string()))
+    } else if let Some(path) = reference.strip_prefix("file:") {
+        let path = path.trim();
+        if path.is_empty() {
+            return Err("empty path in ${file:}".into());
+        }
+        Ok(SecretSource::File(base_dir.join(path)))
+    } else {
+        Err(format!("{reference:?} is not a secret reference"))
+    }
+}
 
 /// Whether `s` is a valid variable name (`csrf`, `step.login.token` is not allowed).
 pub fn is_var_name(s: &str) -> bool {
@@ -157,29 +185,31 @@ impl Template {
                 redacted.push_str(&lit);
                 parts.push(Part::Literal(std::mem::take(&mut lit)));
             }
-            if let Some(name) = inner.strip_prefix("env:") {
-                let name = name.trim();
-                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(format!(
-                        "invalid environment variable name in ${{env:{name}}}"
-                    ));
-                }
-                let source = SecretSource::Env(name.to_string());
+            if let Some(reference) = inner.strip_prefix("totp:") {
+                // `${totp:env:SEED;digits=8}`: the options follow the first `;`.
+                let (reference, options) = reference.split_once(';').unwrap_or((reference, ""));
+                let source = secret_source(reference.trim(), base_dir).map_err(|e| {
+                    format!("{e} (write ${{totp:env:NAME}} or ${{totp:file:PATH}})")
+                })?;
+                let seed = source.resolve()?;
+                let totp = super::totp::Totp::parse(seed.expose(), options)
+                    .map_err(|e| format!("secret source {source}: {e}"))?;
+                redacted.push_str(&format!("${{totp:{}}}", reference.trim()));
+                parts.push(Part::Totp {
+                    seed,
+                    totp: Arc::new(totp),
+                });
+            } else if inner.starts_with("env:") || inner.starts_with("file:") {
+                let source = secret_source(inner, base_dir)?;
                 let value = source.resolve()?;
-                redacted.push_str(&source.to_string());
-                parts.push(Part::Secret { source, value });
-            } else if let Some(path) = inner.strip_prefix("file:") {
-                let path = path.trim();
-                if path.is_empty() {
-                    return Err("empty path in ${file:}".into());
-                }
-                let source = SecretSource::File(base_dir.join(path));
-                let value = source.resolve()?;
-                redacted.push_str(&format!("${{file:{path}}}"));
+                redacted.push_str(&match &source {
+                    SecretSource::Env(_) => source.to_string(),
+                    SecretSource::File(_) => format!("${{{inner}}}"),
+                });
                 parts.push(Part::Secret { source, value });
             } else if let Some((func, _)) = inner.split_once(':') {
                 return Err(format!(
-                    "unknown reference ${{{func}:...}} (expected env:, file: or a variable name)"
+                    "unknown reference ${{{func}:...}} (expected env:, file:, totp: or a variable name)"
                 ));
             } else if is_var_name(inner) {
                 redacted.push_str(&format!("${{{inner}}}"));
@@ -206,7 +236,9 @@ impl Template {
 
     /// Whether rendering includes a secret value (such output must never be printed).
     pub fn has_secret(&self) -> bool {
-        self.parts.iter().any(|p| matches!(p, Part::Secret { .. }))
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::Secret { .. } | Part::Totp { .. }))
     }
 
     /// Names of the run-time variables referenced.
@@ -239,6 +271,7 @@ impl Template {
                     None => return Err(Undefined(name.clone())),
                 },
                 Part::Secret { value, .. } => out.push_str(value.expose()),
+                Part::Totp { totp, .. } => out.push_str(&totp.now()),
             }
         }
         Ok(Cow::Owned(out))
@@ -248,6 +281,7 @@ impl Template {
     pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
         self.parts.iter().filter_map(|p| match p {
             Part::Secret { value, .. } => Some(value),
+            Part::Totp { seed, .. } => Some(seed),
             _ => None,
         })
     }
@@ -290,5 +324,46 @@ mod tests {
             missing.contains("CANARYD_SURELY_UNSET_VAR is not set"),
             "{missing}"
         );
+    }
+
+    #[test]
+    fn totp_codes_from_a_seed_in_a_secret() {
+        std::env::set_var(
+            "CANARYD_TEMPLATE_TEST_TOTP",
+            "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+        );
+        let t = Template::parse(
+            "code=${totp:env:CANARYD_TEMPLATE_TEST_TOTP}",
+            Path::new("."),
+        )
+        .unwrap();
+        assert!(t.has_secret());
+        assert_eq!(t.redacted(), "code=${totp:env:CANARYD_TEMPLATE_TEST_TOTP}");
+        let code = t.render(|_| None).unwrap().into_owned();
+        assert_eq!(code.len(), "code=".len() + 6);
+        assert!(code["code=".len()..].chars().all(|c| c.is_ascii_digit()));
+        // The seed is among the secrets redacted from peer output; Debug never shows it.
+        assert!(t
+            .secrets()
+            .any(|s| s.expose() == "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"));
+        assert!(!format!("{t:?}").contains("GEZDGNBV"));
+
+        let t = Template::parse(
+            "${totp:env:CANARYD_TEMPLATE_TEST_TOTP;digits=8}",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(t.render(|_| None).unwrap().len(), 8);
+
+        std::env::set_var("CANARYD_TEMPLATE_TEST_TOTP_BAD", "not base32 at all!");
+        let e = Template::parse("${totp:env:CANARYD_TEMPLATE_TEST_TOTP_BAD}", Path::new("."))
+            .unwrap_err();
+        assert!(
+            e.contains("${env:CANARYD_TEMPLATE_TEST_TOTP_BAD}: the TOTP seed is not valid base32"),
+            "{e}"
+        );
+        assert!(!e.contains("not base32 at all"), "{e}");
+        let e = Template::parse("${totp:SEED}", Path::new(".")).unwrap_err();
+        assert!(e.contains("write ${totp:env:NAME}"), "{e}");
     }
 }
