@@ -12,6 +12,8 @@ use redis::aio::MultiplexedConnection;
 
 use super::BoxFuture;
 
+pub mod bullmq;
+
 /// Which job system's layout a check reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum System {
