@@ -22,6 +22,8 @@ use crate::config::QueueCheck;
 
 pub use probe::QueueProbe;
 
+pub mod bullmq;
+
 /// Which job system's layout a check reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum System {
