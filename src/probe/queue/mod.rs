@@ -8,6 +8,8 @@
 //! Round trips: a system reads everything for one check with at most two pipelines, whatever the
 //! number of queues — one to discover (queue names, worker names) and one for the data.
 
+pub mod rq;
+
 use redis::aio::MultiplexedConnection;
 
 use super::BoxFuture;
