@@ -750,6 +750,7 @@ fn queue(ctx: &mut Ctx, q: &QueueDef, key: &str, timeout: Duration) -> Option<Qu
         &[
             System::Sidekiq,
             System::Celery,
+            System::Rq,
             System::Bullmq,
             System::Resque,
         ],
@@ -763,6 +764,13 @@ fn queue(ctx: &mut Ctx, q: &QueueDef, key: &str, timeout: Duration) -> Option<Qu
             );
         }
         for (i, name) in queues.value.iter().enumerate() {
+            if system == Some(System::Bullmq) && name.contains(':') {
+                ctx.err(
+                    &queues.referenced,
+                    format!("{key}.queues[{i}]"),
+                    format!("queue name {name:?}: BullMQ queue names cannot contain ':'"),
+                );
+            }
             if name.is_empty() || queues.value[..i].contains(name) {
                 ctx.err(
                     &queues.referenced,

@@ -8,9 +8,12 @@
 //! Round trips: a system reads everything for one check with at most two pipelines, whatever the
 //! number of queues — one to discover (queue names, worker names) and one for the data.
 
+pub mod bullmq;
+pub mod celery;
 pub mod conn;
 pub mod generic;
 mod probe;
+pub mod rq;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +24,6 @@ use super::BoxFuture;
 use crate::config::QueueCheck;
 
 pub use probe::QueueProbe;
-
-pub mod bullmq;
 
 /// Which job system's layout a check reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -187,6 +188,21 @@ pub fn build_system(check: &QueueCheck) -> Result<Arc<dyn JobSystem>, String> {
             check.keys.clone(),
             check.patterns.clone(),
         ))),
+        System::Bullmq => Ok(Arc::new(bullmq::Bullmq::new(&bullmq::BullmqOptions {
+            queues: check.queues.clone(),
+            prefix: check.prefix.clone(),
+        }))),
+        System::Rq => Ok(Arc::new(rq::Rq::new(&rq::RqOptions {
+            queues: check.queues.clone(),
+            prefix: check.prefix.clone(),
+        }))),
+        System::Celery => Ok(Arc::new(celery::Celery::new(&celery::CeleryOptions {
+            queues: check.queues.clone(),
+            prefix: check.prefix.clone(),
+            priority_steps: Some(check.priority_steps.clone()),
+            sep: Some(check.priority_separator.clone()),
+            ..Default::default()
+        }))),
         other => Err(format!(
             "queue system {} is not available in this build yet",
             other.as_str()

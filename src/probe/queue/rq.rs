@@ -1,0 +1,491 @@
+//! RQ (Python): queue depths, registries, oldest-job time and worker counters, read from RQ's own
+//! keys in two pipelined round trips.
+//!
+//! # What is read, and where RQ writes it (rq 2.12, `site-packages/rq/`)
+//!
+//! Every key below starts with `rq:` (the `prefix` option replaces it; RQ hard-codes `rq:` in
+//! class attributes, so a different namespace means subclassed `Queue`/`Job`/`Worker` classes or
+//! a key-prefixing proxy).
+//!
+//! | key | type | written by | read as |
+//! |---|---|---|---|
+//! | `rq:queues` | set of queue *keys* (`rq:queue:<name>`) | `Queue.enqueue_job` → `pipe.sadd(redis_queues_keys, self.key)` (`queue.py`) | queue discovery |
+//! | `rq:queue:<name>` | list of job ids | `Queue.push_job_id`: `RPUSH` (`LPUSH` only for `at_front=True`); workers `BLPOP`/`LPOP` or `BLMOVE … LEFT` | `waiting` = `LLEN`; head (index 0) = oldest |
+//! | `rq:queue:<name>:intermediate` | list | `Queue.lmove` moves a job here when a worker listens on one queue (`intermediate_queue.py`); removed in `prepare_job_execution` in the same transaction that adds it to `rq:wip` | added to `active` |
+//! | `rq:job:<id>` | hash, field `enqueued_at` = `%Y-%m-%dT%H:%M:%S.%fZ` UTC | `Job.to_dict` with `utils.utcformat` (`job.py`, `utils.py`) | oldest enqueue time |
+//! | `rq:wip:<name>` | zset (`StartedJobRegistry`, `registry.py`; the 1.x name was `rq:wip` too) | worker, just before running a job | `active` = `ZCARD` |
+//! | `rq:scheduled:<name>` | zset (`ScheduledJobRegistry`) | `enqueue_at`/`enqueue_in`, retries with an interval | `scheduled` = `ZCARD` |
+//! | `rq:failed:<name>` | zset (`FailedJobRegistry`, entries kept `DEFAULT_FAILURE_TTL` = 1 year) | worker on failure | `failed` = `ZCARD` |
+//! | `rq:workers` | set of worker keys (`rq:worker:<name>`) | `worker_registration.register` at birth, `unregister` at death | worker discovery |
+//! | `rq:worker:<name>` | hash: `state`, `successful_job_count`, `failed_job_count`, `last_heartbeat`, `death` | `BaseWorker.register_birth`, `set_state`, `increment_*_job_count`, `heartbeat`, `register_death` (`worker/base.py`) | workers, busy, processed, failed |
+//!
+//! Not reported: the per-queue worker sets `rq:workers:<name>` (workers are counted system-wide),
+//! `rq:deferred:<name>` (jobs waiting for a dependency: no [`JobState`] means that,
+//! and they are not a backlog a worker can drain), `rq:finished:<name>` and `rq:canceled:<name>`.
+//!
+//! # Round trips
+//!
+//! 1. Discovery: `SMEMBERS rq:workers`, plus `SMEMBERS rq:queues` when no queues are configured.
+//! 2. Data: per queue `LLEN` ×2 and `ZCARD` ×3, one `HMGET` per worker, and one `EVAL` for the
+//!    oldest jobs of all queues together.
+//!
+//! The oldest job's time needs the head job's id before its hash can be read, a third dependent
+//! step. A small read-only Lua script ([`HEAD_ENQUEUED_AT`]) does `LINDEX <queue> 0` then
+//! `HGET rq:job:<id> enqueued_at` inside Redis for every queue, so the bound holds whatever the
+//! number of queues. RQ itself computes job keys inside Lua the same way (`queue.py`), and RQ does
+//! not run on Redis Cluster, where undeclared keys would be refused.
+//!
+//! The script needs the `EVAL` permission (`@scripting`); a Redis that refuses it fails the read
+//! with [`QueueError::Redis`].
+//!
+//! The head is the oldest job: jobs are appended with `RPUSH` and taken from the left. A job
+//! enqueued with `at_front=True` jumps the line and makes the head younger than the oldest job.
+//!
+//! # Progress signal
+//!
+//! RQ keeps no queue-wide processed counter. Each live worker's hash counts the jobs it finished
+//! (`successful_job_count`) and failed (`failed_job_count`); `processed` is the sum of both over
+//! the live workers (processed includes failures, as in Sidekiq) and `failed` the sum of the
+//! failures. Limits: the counters belong to a worker process, so the sum **drops** when a worker
+//! stops (its hash leaves `rq:workers`) and starts again from zero in a new one — the probe
+//! treats a decrease as a counter reset. With no worker the sum is 0 and stays flat, which is the
+//! stalled-jobs signal. The finished registry was not chosen: it is trimmed after `result_ttl`
+//! (500 s by default), and jobs with `result_ttl=0` never enter it.
+//!
+//! # Workers
+//!
+//! A worker counts when its key is in `rq:workers`, its hash still exists (RQ expires it
+//! `worker_ttl + 60` s after the last heartbeat, 480 s by default) and has no `death` field. A
+//! worker that stops cleanly leaves at once; one killed with SIGKILL stays counted until its hash
+//! expires. `busy` counts the workers whose `state` is `busy`.
+//!
+//! # Unexpected data
+//!
+//! A queue list, registry or set of the wrong type fails the read with [`QueueError::Data`]
+//! naming the key (RQ itself could not use that queue). A worker hash of the wrong type or with
+//! unparsable counters is skipped; a head job that is missing or has no parsable `enqueued_at`
+//! gives no oldest time for that queue.
+
+use redis::aio::MultiplexedConnection;
+use redis::Value;
+
+use super::{JobState, JobSystem, QueueError, QueueStats, Snapshot, System};
+use crate::probe::BoxFuture;
+
+/// The namespace RQ hard-codes in its class attributes.
+pub const DEFAULT_PREFIX: &str = "rq:";
+
+/// Reads, for every queue key in `KEYS`, the `enqueued_at` field of the job at the head of the
+/// list (`ARGV[1]` is the job key prefix). Returns one entry per queue, `false` (nil) when the
+/// queue is empty, the key has the wrong type or the job has no such field: `pcall` keeps one bad
+/// key from failing the whole read, and `false` rather than `nil` keeps the reply array whole.
+pub const HEAD_ENQUEUED_AT: &str = r#"
+local out = {}
+for i, key in ipairs(KEYS) do
+  local at = false
+  local head = redis.pcall('LINDEX', key, 0)
+  if type(head) == 'string' then
+    local v = redis.pcall('HGET', ARGV[1] .. head, 'enqueued_at')
+    if type(v) == 'string' then at = v end
+  end
+  out[i] = at
+end
+return out
+"#;
+
+/// What an RQ check reads; the lead's `QueueOptions` maps onto this.
+#[derive(Debug, Clone, Default)]
+pub struct RqOptions {
+    /// Queue names (as given to `Queue(name)`); `None` discovers them from `rq:queues`.
+    pub queues: Option<Vec<String>>,
+    /// Replaces the `rq:` namespace at the start of every key; `None` is `rq:`.
+    pub prefix: Option<String>,
+}
+
+/// The RQ layout reader.
+#[derive(Debug, Clone)]
+pub struct Rq {
+    /// Configured queue names, in configured order; `None` discovers.
+    queues: Option<Vec<String>>,
+    /// Namespace of every key, `rq:` unless configured.
+    prefix: String,
+}
+
+impl Rq {
+    /// A reader for the queues and namespace in `opts`.
+    pub fn new(opts: &RqOptions) -> Rq {
+        Rq {
+            queues: opts.queues.clone(),
+            prefix: opts
+                .prefix
+                .clone()
+                .unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
+        }
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    /// `rq:queue:<name>`, what `Queue.key` is.
+    fn queue_key(&self, name: &str) -> String {
+        format!("{}queue:{name}", self.prefix)
+    }
+
+    async fn read(&self, conn: &mut MultiplexedConnection) -> Result<Snapshot, QueueError> {
+        // Round trip 1: discovery.
+        let queues_key = self.key("queues");
+        let workers_key = self.key("workers");
+        let mut discovery = redis::pipe();
+        discovery.ignore_errors();
+        if self.queues.is_none() {
+            discovery.cmd("SMEMBERS").arg(&queues_key);
+        }
+        discovery.cmd("SMEMBERS").arg(&workers_key);
+        let mut replies = Replies::new(discovery.query_async(conn).await?);
+        let queues = match &self.queues {
+            Some(names) => names.clone(),
+            None => {
+                let queue_prefix = self.queue_key("");
+                let mut names: Vec<String> = members(replies.next(&queues_key)?, &queues_key)?
+                    .into_iter()
+                    .filter_map(|k| k.strip_prefix(&queue_prefix).map(str::to_string))
+                    .filter(|n| !n.is_empty())
+                    .collect();
+                names.sort();
+                names.dedup();
+                names
+            }
+        };
+        let mut workers = members(replies.next(&workers_key)?, &workers_key)?;
+        workers.sort();
+        workers.dedup();
+
+        if queues.is_empty() && workers.is_empty() {
+            // Nothing to read (a Redis RQ has not used yet): no second round trip.
+            return Ok(Snapshot {
+                queues: Vec::new(),
+                processed: Some(0),
+                failed: Some(0),
+                workers: Some(0),
+                busy: Some(0),
+            });
+        }
+
+        // Round trip 2: everything else.
+        let mut data = redis::pipe();
+        data.ignore_errors();
+        let mut per_queue = Vec::with_capacity(queues.len());
+        for name in &queues {
+            let keys = QueueKeys {
+                list: self.queue_key(name),
+                intermediate: format!("{}:intermediate", self.queue_key(name)),
+                wip: self.key(&format!("wip:{name}")),
+                scheduled: self.key(&format!("scheduled:{name}")),
+                failed: self.key(&format!("failed:{name}")),
+            };
+            data.cmd("LLEN").arg(&keys.list);
+            data.cmd("LLEN").arg(&keys.intermediate);
+            data.cmd("ZCARD").arg(&keys.wip);
+            data.cmd("ZCARD").arg(&keys.scheduled);
+            data.cmd("ZCARD").arg(&keys.failed);
+            per_queue.push(keys);
+        }
+        for worker in &workers {
+            data.cmd("HMGET").arg(worker).arg(&WORKER_FIELDS[..]);
+        }
+        if !queues.is_empty() {
+            data.cmd("EVAL")
+                .arg(HEAD_ENQUEUED_AT)
+                .arg(per_queue.len())
+                .arg(per_queue.iter().map(|k| &k.list).collect::<Vec<_>>())
+                .arg(self.key("job:"));
+        }
+        let mut replies = Replies::new(data.query_async(conn).await?);
+
+        let mut stats = Vec::with_capacity(queues.len());
+        for (name, keys) in queues.iter().zip(&per_queue) {
+            let waiting = count(replies.next(&keys.list)?, &keys.list)?;
+            let intermediate = count(replies.next(&keys.intermediate)?, &keys.intermediate)?;
+            let wip = count(replies.next(&keys.wip)?, &keys.wip)?;
+            let scheduled = count(replies.next(&keys.scheduled)?, &keys.scheduled)?;
+            let failed = count(replies.next(&keys.failed)?, &keys.failed)?;
+            stats.push(QueueStats {
+                name: name.clone(),
+                depths: vec![
+                    (JobState::Waiting, waiting),
+                    (JobState::Active, wip.saturating_add(intermediate)),
+                    (JobState::Scheduled, scheduled),
+                    (JobState::Failed, failed),
+                ],
+                oldest_enqueued_at: None,
+            });
+        }
+
+        let mut tally = WorkerTally::default();
+        for worker in &workers {
+            tally.add(replies.next(worker)?);
+        }
+
+        if !queues.is_empty() {
+            match replies.next("the oldest-job script")? {
+                Value::Array(heads) => {
+                    for (queue, head) in stats.iter_mut().zip(heads) {
+                        queue.oldest_enqueued_at = text(&head).as_deref().and_then(parse_rq_time);
+                    }
+                }
+                // The script reads with `pcall`, so no data makes it fail: an error here is
+                // Redis refusing it (an ACL without EVAL, scripting disabled), said as such
+                // rather than hidden behind ages that are never reported.
+                Value::ServerError(err) => return Err(QueueError::Redis(err.into())),
+                _ => {
+                    return Err(QueueError::Data(
+                        "rq: unexpected reply from the oldest-job script".into(),
+                    ))
+                }
+            }
+        }
+
+        Ok(Snapshot {
+            queues: stats,
+            processed: Some(tally.successful.saturating_add(tally.failed)),
+            failed: Some(tally.failed),
+            workers: Some(tally.live),
+            busy: Some(tally.busy),
+        })
+    }
+}
+
+impl JobSystem for Rq {
+    fn system(&self) -> System {
+        System::Rq
+    }
+
+    fn collect<'a>(
+        &'a self,
+        conn: &'a mut MultiplexedConnection,
+    ) -> BoxFuture<'a, Result<Snapshot, QueueError>> {
+        Box::pin(self.read(conn))
+    }
+}
+
+/// The keys of one queue read in the data pipeline, kept to name them in errors.
+struct QueueKeys {
+    list: String,
+    intermediate: String,
+    wip: String,
+    scheduled: String,
+    failed: String,
+}
+
+/// The worker hash fields read, in this order.
+const WORKER_FIELDS: [&str; 5] = [
+    "last_heartbeat",
+    "death",
+    "state",
+    "successful_job_count",
+    "failed_job_count",
+];
+
+/// Sums over the live workers.
+#[derive(Default)]
+struct WorkerTally {
+    live: u64,
+    busy: u64,
+    successful: u64,
+    failed: u64,
+}
+
+impl WorkerTally {
+    /// Adds one worker's `HMGET` reply; anything but a live RQ worker hash is skipped.
+    fn add(&mut self, reply: Value) {
+        let Value::Array(fields) = reply else { return };
+        let [heartbeat, death, state, successful, failed] = fields.as_slice() else {
+            return;
+        };
+        // An expired hash reads as all nils; a stopped worker has `death` for its last 60 s.
+        if matches!(heartbeat, Value::Nil) || !matches!(death, Value::Nil) {
+            return;
+        }
+        // A counter RQ would not write (not a non-negative integer) makes the hash suspect.
+        let parse = |v: &Value| match v {
+            Value::Nil => Some(0),
+            other => text(other)?.trim().parse::<u64>().ok(),
+        };
+        let (Some(successful), Some(failed)) = (parse(successful), parse(failed)) else {
+            return;
+        };
+        self.live += 1;
+        if text(state).as_deref() == Some("busy") {
+            self.busy += 1;
+        }
+        self.successful = self.successful.saturating_add(successful);
+        self.failed = self.failed.saturating_add(failed);
+    }
+}
+
+/// The replies of one pipeline, taken in the order the commands were added.
+struct Replies(std::vec::IntoIter<Value>);
+
+impl Replies {
+    fn new(values: Vec<Value>) -> Replies {
+        Replies(values.into_iter())
+    }
+
+    /// The next reply; `what` names the key if Redis answered fewer replies than commands.
+    fn next(&mut self, what: &str) -> Result<Value, QueueError> {
+        self.0
+            .next()
+            .ok_or_else(|| QueueError::Data(format!("rq: no reply for {}", what.escape_debug())))
+    }
+}
+
+/// A server error in a reply: the wrong type under one of RQ's keys is bad data, anything else
+/// (no permission, loading, …) is a Redis error.
+fn server_error(err: redis::ServerError, key: &str) -> QueueError {
+    if err.code() == "WRONGTYPE" {
+        QueueError::Data(format!(
+            "rq: key \"{}\" holds the wrong type of value",
+            key.escape_debug()
+        ))
+    } else {
+        QueueError::Redis(err.into())
+    }
+}
+
+/// An `LLEN`/`ZCARD` reply.
+fn count(reply: Value, key: &str) -> Result<u64, QueueError> {
+    match reply {
+        Value::Int(n) => u64::try_from(n).map_err(|_| {
+            QueueError::Data(format!(
+                "rq: negative length for \"{}\"",
+                key.escape_debug()
+            ))
+        }),
+        Value::ServerError(err) => Err(server_error(err, key)),
+        _ => Err(QueueError::Data(format!(
+            "rq: unexpected reply for \"{}\"",
+            key.escape_debug()
+        ))),
+    }
+}
+
+/// An `SMEMBERS` reply (an array in RESP2, a set in RESP3); members that are not text are
+/// skipped.
+fn members(reply: Value, key: &str) -> Result<Vec<String>, QueueError> {
+    match reply {
+        Value::Array(items) | Value::Set(items) => Ok(items.iter().filter_map(text).collect()),
+        Value::ServerError(err) => Err(server_error(err, key)),
+        _ => Err(QueueError::Data(format!(
+            "rq: unexpected reply for \"{}\"",
+            key.escape_debug()
+        ))),
+    }
+}
+
+/// A string reply as UTF-8 text.
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        _ => None,
+    }
+}
+
+/// Parses RQ's `utcformat` (`2026-11-21T06:20:21.117990Z`) or the seconds-only format of older
+/// jobs that `utils.utcparse` also accepts, into Unix seconds.
+pub fn parse_rq_time(s: &str) -> Option<f64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-');
+    let year: i64 = digits(d.next()?, 4)?;
+    let month: i64 = digits(d.next()?, 2)?;
+    let day: i64 = digits(d.next()?, 2)?;
+    let (hms, frac) = match time.split_once('.') {
+        Some((hms, frac)) => (hms, Some(frac)),
+        None => (time, None),
+    };
+    let mut t = hms.splitn(3, ':');
+    let hour: i64 = digits(t.next()?, 2)?;
+    let minute: i64 = digits(t.next()?, 2)?;
+    let second: i64 = digits(t.next()?, 2)?;
+    if !(1..=12).contains(&month)
+        || !(1..=days_in_month(year, month)).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let fraction = match frac {
+        None => 0.0,
+        Some(f) if !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("0.{f}").parse::<f64>().ok()?
+        }
+        Some(_) => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    Some(secs as f64 + fraction)
+}
+
+/// Exactly `len` ASCII digits.
+fn digits(s: &str, len: usize) -> Option<i64> {
+    (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_timestamps_rq_writes() {
+        assert_eq!(parse_rq_time("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(
+            parse_rq_time("2026-11-21T06:20:21.500000Z"),
+            Some(1_795_242_021.5)
+        );
+        assert_eq!(parse_rq_time("2000-02-29T12:00:00Z"), Some(951_825_600.0));
+    }
+
+    #[test]
+    fn rejects_what_rq_would_not_write() {
+        for bad in [
+            "",
+            "2026-11-21",
+            "2026-11-21T06:20:21",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-11-21T24:00:00Z",
+            "2026-11-21T06:20:21.Z",
+            "2026-11-21T06:20:21.12345678901Z",
+            "+026-11-21T06:20:21Z",
+            "２０２６-11-21T06:20:21Z",
+        ] {
+            assert_eq!(parse_rq_time(bad), None, "{bad:?}");
+        }
+    }
+}
