@@ -33,6 +33,12 @@ fn var(r: &CheckResult, name: &str) -> Option<f64> {
         .map(|(_, v)| *v)
 }
 
+/// Evaluates an alert expression against a result, as the alert engine does.
+fn holds(r: &CheckResult, when: &str) -> bool {
+    let e = canaryd::config::expr::parse(when).unwrap();
+    canaryd::config::expr::truthy(canaryd::config::expr::eval(&e, &|n| r.variable(n)))
+}
+
 fn generic(url: &str, extra: &str) -> String {
     format!(
         "checks:\n  - name: jobs\n    interval: 10s\n    timeout: 2s\n    queue:\n      system: redis\n      redis: \"{url}\"\n{extra}"
@@ -59,11 +65,14 @@ async fn list_depth_and_progress_from_draining() {
     assert_eq!(var(&r1, "unreachable"), Some(0.0));
     // Nothing to compare with on the first run: no rate rather than a made-up zero.
     assert_eq!(var(&r1, "processed_rate"), None);
+    assert!(!holds(&r1, "depth > 0 && processed_rate == 0"));
 
     // Nobody works the queue: depth stays, rate is zero — the stalled-jobs signal.
     let r2 = run(probe.as_ref(), Duration::from_secs(2)).await;
     assert_eq!(var(&r2, "depth"), Some(5.0));
     assert_eq!(var(&r2, "processed_rate"), Some(0.0));
+    assert!(holds(&r2, "depth > 0 && processed_rate == 0"));
+    assert!(holds(&r2, "queue.jobs:default.depth == 5 && !unreachable"));
 
     // A worker takes three: progress is derived from the drain.
     for _ in 0..3 {
@@ -174,6 +183,7 @@ async fn redis_down_is_unreachable_and_recovers_by_itself() {
     assert!(!r.success);
     assert_eq!(r.reason, Some(Reason::Unreachable), "{:?}", r.message);
     assert_eq!(var(&r, "unreachable"), Some(1.0));
+    assert!(holds(&r, "unreachable && failed"));
     let msg = r.message.unwrap();
     assert!(msg.contains("redis unreachable"), "{msg}");
 

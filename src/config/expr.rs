@@ -148,7 +148,7 @@ fn lex(src: &str) -> Result<Vec<(usize, Tok)>, ExprError> {
         }
         if c.is_ascii_alphabetic() || c == '_' {
             while i < chars.len()
-                && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '_' | '.' | '-'))
+                && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '_' | '.' | '-' | ':'))
             {
                 i += 1;
             }

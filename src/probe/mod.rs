@@ -15,6 +15,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+pub use crate::config::expr::Value;
+
 /// Why a run failed. A fixed set, so it is safe as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
@@ -268,6 +270,64 @@ impl CheckResult {
     /// The first failed step, if any.
     pub fn failed_step(&self) -> Option<&StepResult> {
         self.steps.iter().find(|s| s.ran && !s.success)
+    }
+
+    /// The value of an alert variable (DESIGN.md, "Alert rules") for this result, as `when`
+    /// expressions see it. `None` when the run has no value for it (a step that did not run,
+    /// a rate on the first run of a queue check); the expression is then not true.
+    pub fn variable(&self, name: &str) -> Option<Value> {
+        match name {
+            "failed" => return Some(Value::Bool(!self.success)),
+            "duration" => return Some(Value::Duration(self.duration)),
+            "reason" => {
+                return Some(Value::String(
+                    self.reason.map(Reason::as_str).unwrap_or("").to_string(),
+                ))
+            }
+            // The final response: of the failed step, else of the last step that ran.
+            "status" => {
+                return self
+                    .failed_step()
+                    .or_else(|| self.steps.iter().rev().find(|s| s.ran))
+                    .and_then(|s| s.status)
+                    .map(|c| Value::Number(f64::from(c)))
+            }
+            "failed_step" => {
+                return Some(Value::String(
+                    self.failed_step()
+                        .map(|s| s.name.clone())
+                        .unwrap_or_default(),
+                ))
+            }
+            "cert_expires_in" => {
+                let now = SystemTime::now();
+                return self
+                    .steps
+                    .iter()
+                    .filter_map(|s| s.cert_not_after)
+                    .min()
+                    .map(|t| Value::Duration(t.duration_since(now).unwrap_or_default()));
+            }
+            _ => {}
+        }
+        if let Some(rest) = name.strip_prefix("step.") {
+            let (step, field) = rest.rsplit_once('.')?;
+            let s = self.steps.iter().find(|s| s.name == step)?;
+            return match field {
+                "failed" => Some(Value::Bool(s.ran && !s.success)),
+                "duration" if s.ran => Some(Value::Duration(s.duration)),
+                "status" if s.ran => s.status.map(|c| Value::Number(f64::from(c))),
+                _ => None,
+            };
+        }
+        let (_, v) = self.observations.iter().find(|(k, _)| k == name)?;
+        Some(match name {
+            "oldest_age" | "since_last" | "running_for" => {
+                Value::Duration(Duration::from_secs_f64(v.clamp(0.0, 1e12)))
+            }
+            "unreachable" | "late" => Value::Bool(*v != 0.0),
+            _ => Value::Number(*v),
+        })
     }
 }
 
