@@ -46,6 +46,10 @@ pub enum Command {
         config: PathBuf,
         /// The check to run.
         name: String,
+        /// Print the values of extracted variables (secrets from the configuration stay
+        /// redacted even then).
+        #[arg(long)]
+        show_values: bool,
     },
 }
 
@@ -65,7 +69,11 @@ pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run { config } => rt.block_on(run(config)),
         Command::Check { config } => check(config),
-        Command::Probe { config, name } => rt.block_on(probe(config, name)),
+        Command::Probe {
+            config,
+            name,
+            show_values,
+        } => rt.block_on(probe(config, name, show_values)),
     }
 }
 
@@ -169,7 +177,7 @@ async fn wait_for_signals(_daemon: &Daemon) {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-async fn probe(config: PathBuf, name: String) -> ExitCode {
+async fn probe(config: PathBuf, name: String, show_values: bool) -> ExitCode {
     let (_, entries) = match daemon::load(&config) {
         Ok(x) => x,
         Err(errors) => {
@@ -182,15 +190,40 @@ async fn probe(config: PathBuf, name: String) -> ExitCode {
         return ExitCode::from(2);
     };
     let result = schedule::run_once(&entry, tokio::time::Instant::now()).await;
-    print!(
-        "{}",
-        trace(&entry.check.name, entry.check.kind.name(), &result)
-    );
+    let mut out = trace(&entry.check.name, entry.check.kind.name(), &result);
+    if show_values {
+        out = with_values(&out, &result);
+    }
+    print!("{out}");
     if result.success {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     }
+}
+
+/// The trace with each step's `extracted:` line followed by the values (`--show-values`).
+fn with_values(trace: &str, result: &CheckResult) -> String {
+    let mut steps = result.steps.iter();
+    let mut current = None;
+    let mut out = String::with_capacity(trace.len());
+    for line in trace.lines() {
+        if line.starts_with("step ") {
+            current = steps.next();
+        }
+        if line.starts_with("  extracted: ") {
+            if let Some(step) = current {
+                out.push_str("  extracted:\n");
+                for (name, value) in &step.extracted_values {
+                    let _ = writeln!(out, "    {name} = {:?}", value.expose());
+                }
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 fn ms(d: Duration) -> String {

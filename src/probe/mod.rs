@@ -213,8 +213,13 @@ pub struct StepResult {
     pub cert_not_after: Option<SystemTime>,
     /// Every assertion that was evaluated, in order.
     pub assertions: Vec<AssertionOutcome>,
-    /// Names of variables this step extracted (values are never kept here).
+    /// Names of variables this step extracted.
     pub extracted: Vec<String>,
+    /// The extracted values, for `canaryd probe --show-values` only: a [`Secret`] never prints,
+    /// and configured secrets echoed by the peer are already replaced by `<redacted>`.
+    ///
+    /// [`Secret`]: crate::config::template::Secret
+    pub extracted_values: Vec<(String, crate::config::template::Secret)>,
     /// The failure reason, if the step failed.
     pub reason: Option<Reason>,
     /// The phase in progress when the step failed, if it failed inside a phase.

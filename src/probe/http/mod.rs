@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::{BoxFuture, CheckResult, Hop, Probe, Reason, RunContext, StepResult};
-use crate::config::template::{Template, Undefined};
+use crate::config::template::{Secret, Template, Undefined};
 use spec::{BodySpec, HttpSpec, JsonTemplate, StepSpec};
 
 /// A built `http` probe.
@@ -348,8 +348,13 @@ impl HttpProbe {
         }
         match extract::run(step, &response, &scope.jar, &req.url) {
             Ok(values) => {
+                // Kept for `canaryd probe --show-values` only, in a type that never prints, with
+                // any configured secret the peer echoed into it already removed.
+                let secrets = Redactor::new(self.secrets.iter().map(String::as_str));
                 for (k, v) in values {
                     out.extracted.push(k.clone());
+                    out.extracted_values
+                        .push((k.clone(), Secret::new(secrets.apply(&v))));
                     scope.vars.insert(k, v);
                 }
             }
