@@ -256,11 +256,11 @@ async fn run_check(yaml: &str, name: &str) -> CheckResult {
 }
 
 /// Every test here sets the same process environment; run them one at a time.
-static ENV: Mutex<()> = Mutex::new(());
+static ENV: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test(flavor = "multi_thread")]
 async fn json_login_extracts_a_bearer_token_and_calls_the_api_with_it() {
-    let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let _env = ENV.lock().await;
     let addr = serve(Arc::default());
     set_env(PASSWORD, SEED);
     let r = run_check(&checks_yaml(&addr), "api-login").await;
@@ -287,7 +287,7 @@ async fn json_login_extracts_a_bearer_token_and_calls_the_api_with_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn totp_second_factor_is_accepted_by_a_verifying_server_and_logout_always_runs() {
-    let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let _env = ENV.lock().await;
     let site = Arc::new(Site::default());
     let addr = serve(Arc::clone(&site));
     set_env(PASSWORD, SEED);
@@ -324,7 +324,7 @@ async fn totp_second_factor_is_accepted_by_a_verifying_server_and_logout_always_
 
 #[test]
 fn canary_password_seed_and_token_appear_in_no_output() {
-    let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let _env = ENV.blocking_lock();
     let addr = serve(Arc::default());
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", services::free_port());
