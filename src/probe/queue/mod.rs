@@ -13,7 +13,10 @@ pub mod celery;
 pub mod conn;
 pub mod generic;
 mod probe;
+mod reply;
+pub mod resque;
 pub mod rq;
+pub mod sidekiq;
 
 use std::sync::Arc;
 use std::time::Duration;

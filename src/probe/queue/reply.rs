@@ -1,0 +1,259 @@
+//! Turning the replies of one pipelined read into numbers, for the job-system modules.
+//!
+//! A pipeline is sent with `ignore_errors()`, so one command's error reply (a key of the wrong
+//! type) arrives as that command's [`Value::ServerError`] instead of failing the whole read: the
+//! helpers here turn `WRONGTYPE` into a [`QueueError::Data`] naming the key, and any other error
+//! reply into [`QueueError::Redis`]. They accept both RESP2 and RESP3 shapes (a RESP3 `SMEMBERS`
+//! is a set, `HGETALL` a map). Messages name keys, never values: a value may be a job payload.
+
+use redis::Value;
+
+use super::QueueError;
+
+/// Longest key shown in an error message: keys come from Redis (discovered queue names) and a
+/// hostile one could be megabytes long.
+const KEY_IN_MESSAGE: usize = 120;
+
+/// A key for an error message: lossy UTF-8, cut at [`KEY_IN_MESSAGE`] characters.
+pub(super) fn show(key: &[u8]) -> String {
+    let text = String::from_utf8_lossy(key);
+    if text.chars().count() <= KEY_IN_MESSAGE {
+        return text.into_owned();
+    }
+    let cut: String = text.chars().take(KEY_IN_MESSAGE).collect();
+    format!("{cut}…")
+}
+
+/// The replies of a pipeline sent with `ignore_errors()`, one per command, in order.
+pub(super) struct Replies(std::vec::IntoIter<Value>);
+
+impl Replies {
+    /// Splits a pipeline's reply into its commands' replies; `expected` is the number of commands
+    /// sent, so a short reply is an error rather than a panic further on.
+    pub(super) fn new(reply: Value, expected: usize) -> Result<Replies, QueueError> {
+        let items = match reply {
+            Value::Array(items) if items.len() == expected => items,
+            Value::Array(items) => {
+                return Err(QueueError::Data(format!(
+                    "pipeline answered {} replies to {expected} commands",
+                    items.len()
+                )))
+            }
+            Value::ServerError(e) => return Err(QueueError::Redis(e.into())),
+            _ => return Err(QueueError::Data("pipeline answered no reply list".into())),
+        };
+        Ok(Replies(items.into_iter()))
+    }
+
+    /// The next command's reply, with its error reply turned into a `QueueError`. `key` and
+    /// `kind` ("list", "set", ...) name what the command read, for the message.
+    pub(super) fn next(&mut self, key: &[u8], kind: &str) -> Result<Value, QueueError> {
+        match self.0.next() {
+            Some(Value::ServerError(e)) if e.code() == "WRONGTYPE" => Err(QueueError::Data(
+                format!("key {} is not a {kind}", show(key)),
+            )),
+            Some(Value::ServerError(e)) => Err(QueueError::Redis(e.into())),
+            Some(v) => Ok(v),
+            // Replies::new checked the count; reaching this is a bug, reported, not a panic.
+            None => Err(QueueError::Data("pipeline reply ended early".into())),
+        }
+    }
+}
+
+/// The reply of `LLEN`, `ZCARD`, `SCARD`, `STRLEN`, `HLEN`: a non-negative integer.
+pub(super) fn length(v: Value, key: &[u8]) -> Result<u64, QueueError> {
+    match v {
+        Value::Int(n) => u64::try_from(n)
+            .map_err(|_| QueueError::Data(format!("negative length for key {}", show(key)))),
+        _ => Err(QueueError::Data(format!(
+            "unexpected reply reading the length of key {}",
+            show(key)
+        ))),
+    }
+}
+
+/// The reply of `GET` on a counter kept with `INCRBY`: absent is 0 (the system has not counted
+/// anything yet); anything but a non-negative integer is a `Data` error naming the key.
+pub(super) fn counter(v: Value, key: &[u8]) -> Result<u64, QueueError> {
+    let bad = || QueueError::Data(format!("key {} holds no counter", show(key)));
+    match v {
+        Value::Nil => Ok(0),
+        Value::Int(n) => u64::try_from(n).map_err(|_| bad()),
+        Value::BulkString(b) => std::str::from_utf8(&b)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or_else(bad),
+        _ => Err(bad()),
+    }
+}
+
+/// The reply of `GET`, `LINDEX`, `HGET` or one field of `HMGET`: the bytes, or `None` when absent.
+pub(super) fn bulk(v: Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        Value::VerbatimString { text, .. } => Some(text.into_bytes()),
+        Value::Int(n) => Some(n.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+/// The reply of `SMEMBERS` (or any array of strings): the members, sorted and deduplicated so
+/// discovered queues come out in a stable order.
+pub(super) fn members(v: Value, key: &[u8]) -> Result<Vec<Vec<u8>>, QueueError> {
+    let items = match v {
+        Value::Array(items) | Value::Set(items) => items,
+        Value::Nil => Vec::new(),
+        _ => {
+            return Err(QueueError::Data(format!(
+                "unexpected reply reading the members of key {}",
+                show(key)
+            )))
+        }
+    };
+    let mut out: Vec<Vec<u8>> = items.into_iter().filter_map(bulk).collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// The reply of `HMGET`: one optional value per field asked for, in order (missing fields, and
+/// a short or odd reply, read as absent).
+pub(super) fn fields(v: Value, n: usize) -> Vec<Option<Vec<u8>>> {
+    let items = match v {
+        Value::Array(items) => items,
+        _ => Vec::new(),
+    };
+    let mut out: Vec<Option<Vec<u8>>> = items.into_iter().take(n).map(bulk).collect();
+    out.resize(n, None);
+    out
+}
+
+/// A hash's field/value pairs.
+pub(super) type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The reply of `HGETALL`: field/value pairs (RESP2 flat array or RESP3 map).
+pub(super) fn pairs(v: Value, key: &[u8]) -> Result<Pairs, QueueError> {
+    let bad = || QueueError::Data(format!("unexpected reply reading hash {}", show(key)));
+    match v {
+        Value::Nil => Ok(Vec::new()),
+        Value::Map(entries) => Ok(entries
+            .into_iter()
+            .filter_map(|(k, v)| Some((bulk(k)?, bulk(v)?)))
+            .collect()),
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len() / 2);
+            let mut it = items.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                if let (Some(k), Some(v)) = (bulk(k), bulk(v)) {
+                    out.push((k, v));
+                }
+            }
+            Ok(out)
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// The reply of `TIME`: the Redis server's clock in Unix seconds.
+pub(super) fn server_time(v: Value) -> Result<f64, QueueError> {
+    let bad = || QueueError::Data("unexpected reply to TIME".into());
+    let Value::Array(items) = v else {
+        return Err(bad());
+    };
+    let mut parts = items
+        .into_iter()
+        .map(|v| bulk(v).and_then(|b| String::from_utf8(b).ok()?.parse::<u64>().ok()));
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(secs), Some(micros)) => Ok(secs as f64 + micros as f64 / 1e6),
+        _ => Err(bad()),
+    }
+}
+
+/// `prefix:key` when the system's keys live under a namespace (redis-namespace's layout),
+/// `key` otherwise.
+pub(super) fn namespaced(prefix: Option<&str>, key: &[u8]) -> Vec<u8> {
+    match prefix {
+        Some(p) => {
+            let mut out = Vec::with_capacity(p.len() + 1 + key.len());
+            out.extend_from_slice(p.as_bytes());
+            out.push(b':');
+            out.extend_from_slice(key);
+            out
+        }
+        None => key.to_vec(),
+    }
+}
+
+/// `a` followed by `b`: builds `queue:<name>` from raw bytes (queue names need not be UTF-8).
+pub(super) fn concat(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    out.extend_from_slice(a);
+    out.extend_from_slice(b);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_counter_is_zero_and_a_garbage_one_names_its_key() {
+        assert_eq!(counter(Value::Nil, b"stat:processed").unwrap(), 0);
+        assert_eq!(
+            counter(Value::BulkString(b"42".to_vec()), b"stat:processed").unwrap(),
+            42
+        );
+        let e = counter(Value::BulkString(b"-3".to_vec()), b"stat:processed").unwrap_err();
+        assert_eq!(e.to_string(), "key stat:processed holds no counter");
+        let huge = Value::BulkString(b"99999999999999999999999".to_vec());
+        assert!(counter(huge, b"stat:failed").is_err());
+    }
+
+    #[test]
+    fn long_keys_are_cut_in_messages() {
+        let key = vec![b'q'; 10_000];
+        assert_eq!(show(&key).chars().count(), KEY_IN_MESSAGE + 1);
+        assert_eq!(show(b"queue:\xff"), "queue:\u{fffd}");
+    }
+
+    #[test]
+    fn a_short_pipeline_reply_is_an_error_not_a_panic() {
+        let reply = Value::Array(vec![Value::Int(1)]);
+        assert!(Replies::new(reply, 2).is_err());
+        let mut r = Replies::new(Value::Array(vec![Value::Int(1)]), 1).unwrap();
+        assert!(r.next(b"k", "list").is_ok());
+        assert!(r.next(b"k", "list").is_err());
+    }
+
+    #[test]
+    fn hash_pairs_read_both_protocols() {
+        let flat = Value::Array(vec![
+            Value::BulkString(b"a".to_vec()),
+            Value::BulkString(b"1".to_vec()),
+            Value::BulkString(b"dangling".to_vec()),
+        ]);
+        assert_eq!(
+            pairs(flat, b"h").unwrap(),
+            vec![(b"a".to_vec(), b"1".to_vec())]
+        );
+        let map = Value::Map(vec![(
+            Value::BulkString(b"b".to_vec()),
+            Value::BulkString(b"2".to_vec()),
+        )]);
+        assert_eq!(
+            pairs(map, b"h").unwrap(),
+            vec![(b"b".to_vec(), b"2".to_vec())]
+        );
+    }
+
+    #[test]
+    fn server_time_reads_seconds_and_microseconds() {
+        let v = Value::Array(vec![
+            Value::BulkString(b"1700000000".to_vec()),
+            Value::BulkString(b"250000".to_vec()),
+        ]);
+        assert_eq!(server_time(v).unwrap(), 1_700_000_000.25);
+        assert!(server_time(Value::Nil).is_err());
+    }
+}

@@ -1,0 +1,27 @@
+# Job classes for the real `sidekiq` process the queue_sidekiq tests run
+# (`sidekiq -r tests/jobs/sidekiq/jobs.rb`). Redis comes from REDIS_URL, which Sidekiq reads itself.
+require "sidekiq"
+# redis-rb 4.8 warns about a return type Sidekiq 6.4 does not use.
+Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
+
+# A job that takes a few milliseconds, so a queue drains quickly but visibly.
+class CanaryJob
+  include Sidekiq::Worker
+  sidekiq_options retry: false
+
+  def perform(_n)
+    sleep 0.01
+  end
+end
+
+# A job that runs until the test deletes the `canary:hold` key (at most 30 s), so the test can
+# see a busy worker thread in the next process heartbeat.
+class HoldJob
+  include Sidekiq::Worker
+  sidekiq_options retry: false
+
+  def perform
+    deadline = Time.now + 30
+    sleep 0.05 while Time.now < deadline && Sidekiq.redis { |c| c.exists?("canary:hold") }
+  end
+end
