@@ -206,10 +206,16 @@ pub fn build_system(check: &QueueCheck) -> Result<Arc<dyn JobSystem>, String> {
             sep: Some(check.priority_separator.clone()),
             ..Default::default()
         }))),
-        other => Err(format!(
-            "queue system {} is not available in this build yet",
-            other.as_str()
-        )),
+        System::Sidekiq => Ok(Arc::new(sidekiq::Sidekiq::new(&sidekiq::SidekiqOptions {
+            queues: check.queues.clone(),
+            prefix: check.prefix.clone(),
+            ..Default::default()
+        }))),
+        System::Resque => Ok(Arc::new(resque::Resque::new(&resque::ResqueOptions {
+            queues: check.queues.clone(),
+            prefix: check.prefix.clone(),
+            ..Default::default()
+        }))),
     }
 }
 
