@@ -203,6 +203,9 @@ fn check_accepts_the_example_configuration() {
         .env("DEMO_PASSWORD", "x")
         .env("SHOP_PROBE_PASSWORD", "x")
         .env("DJANGO_PROBE_PASSWORD", "x")
+        .env("API_PROBE_PASSWORD", "x")
+        .env("ADMIN_PROBE_PASSWORD", "x")
+        .env("ADMIN_PROBE_TOTP_SEED", "JBSWY3DPEHPK3PXP")
         .output()
         .unwrap();
     assert_eq!(
@@ -211,7 +214,7 @@ fn check_accepts_the_example_configuration() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 7 checks in 3 check files"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 10 checks in 4 check files"));
 }
 
 #[test]
