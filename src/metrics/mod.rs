@@ -19,6 +19,12 @@
 //! `canary_tls_cert_expiry_timestamp_seconds` while the step's last response came with a
 //! certificate (a step that failed before any response keeps the last one seen).
 //!
+//! Per queue check (from the run's `QueueReport`, kept in `CoreSeries::queue` behind a mutex
+//! because queues come and go with discovery): `canary_queue_depth{system,queue,state}`,
+//! `canary_queue_oldest_job_age_seconds{system,queue}`, `canary_jobs_processed_total` and
+//! `canary_jobs_failed_total{system}` (sums of per-run increases since canaryd started),
+//! `canary_workers` and `canary_workers_busy{system}` where the system records them.
+//!
 //! Self: `canaryd_schedule_lag_seconds` (histogram, 0.5 ms … 5 s), `canaryd_checks`,
 //! `canaryd_config_last_reload_successful`, `canaryd_config_last_reload_timestamp_seconds` (the
 //! last reload attempt), `canaryd_build_info{version}` (1; an OpenMetrics info metric).
