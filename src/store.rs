@@ -144,7 +144,8 @@ impl Store {
         Store::open_file(&dir.join(FILE_NAME), true)
     }
 
-    /// Opens `dir/canaryd.db` if it exists (for one-shot commands that must not create state).
+    /// Opens `dir/canaryd.db` read-only if it exists, without migrating it (for one-shot
+    /// commands, which must neither create state nor change a running daemon's file).
     pub fn open_existing(dir: &Path) -> Result<Option<Store>, StoreError> {
         let path = dir.join(FILE_NAME);
         if !path.is_file() {
@@ -153,18 +154,24 @@ impl Store {
         Store::open_file(&path, false).map(Some)
     }
 
-    fn open_file(path: &Path, create: bool) -> Result<Store, StoreError> {
+    fn open_file(path: &Path, writable: bool) -> Result<Store, StoreError> {
         use rusqlite::OpenFlags as F;
-        let mut flags = F::SQLITE_OPEN_READ_WRITE | F::SQLITE_OPEN_NO_MUTEX | F::SQLITE_OPEN_URI;
-        if create {
-            flags |= F::SQLITE_OPEN_CREATE;
-        }
+        let flags = if writable {
+            F::SQLITE_OPEN_READ_WRITE | F::SQLITE_OPEN_CREATE | F::SQLITE_OPEN_NO_MUTEX
+        } else {
+            F::SQLITE_OPEN_READ_ONLY | F::SQLITE_OPEN_NO_MUTEX
+        };
         let mut conn =
             Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
                 path: path.to_path_buf(),
                 source,
             })?;
-        prepare(&mut conn, path)?;
+        if writable {
+            prepare(&mut conn, path)?;
+        } else {
+            conn.busy_timeout(Duration::from_secs(5))
+                .map_err(|e| classify(path, e))?;
+        }
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("canaryd-store".into())
@@ -378,9 +385,12 @@ fn to_ms(t: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// A stored time back to a `SystemTime`; values no clock can hold read as missing.
+/// Last millisecond of the year 9999: later stored times are damage, not data.
+const MAX_MS: u64 = 253_402_300_799_999;
+
+/// A stored time back to a `SystemTime`; values outside 1970-9999 read as missing.
 fn from_ms(ms: Option<i64>) -> Option<SystemTime> {
-    let ms = u64::try_from(ms?).ok()?;
+    let ms = u64::try_from(ms?).ok().filter(|ms| *ms <= MAX_MS)?;
     UNIX_EPOCH.checked_add(Duration::from_millis(ms))
 }
 
@@ -529,6 +539,25 @@ mod tests {
         let e = Store::open(&file.join("state")).unwrap_err().to_string();
         assert!(e.starts_with("cannot create the state directory"), "{e}");
         assert!(e.contains("writable directory"), "{e}");
+    }
+
+    #[test]
+    fn open_existing_reads_a_closed_store_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .save_heartbeats_blocking(vec![HeartbeatRow::new("x", at(9))])
+            .unwrap();
+        drop(store);
+        let ro = Store::open_existing(dir.path()).unwrap().unwrap();
+        assert_eq!(
+            ro.load_heartbeats().unwrap(),
+            vec![HeartbeatRow::new("x", at(9))]
+        );
+        let e = ro
+            .save_heartbeats_blocking(vec![HeartbeatRow::new("y", at(9))])
+            .unwrap_err();
+        assert!(e.to_string().contains("readonly"), "{e}");
     }
 
     #[test]

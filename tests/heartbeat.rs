@@ -373,6 +373,28 @@ async fn a_body_keeps_its_last_10_kib_and_one_over_1_mib_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_watches_new_heartbeat_checks_and_forgets_removed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(at(T0)));
+    let d = Running::start_in(dir.path(), HOURLY, clock.clone()).await;
+    assert_eq!(d.ping("/ping/hourly", &[], b"").await, 200);
+    clock.set(at(T0 + 60));
+    std::fs::write(
+        dir.path().join("checks.yaml"),
+        "checks:\n  - name: daily\n    heartbeat: {every: 1d}\n",
+    )
+    .unwrap();
+    assert_eq!(d.daemon.reload().await.unwrap(), 1);
+    assert_eq!(d.ping("/ping/hourly", &[], b"").await, 404);
+    let api = d.api("daily").await;
+    assert_eq!(api["heartbeat"]["first_seen"], (T0 + 60) as f64);
+    // The default grace of a daily job is an hour, and it is judged every 30s (the default).
+    assert_eq!(api["heartbeat"]["grace_seconds"], 3600.0);
+    assert_eq!(api["interval_seconds"], 30.0);
+    assert_eq!(d.ping("/ping/daily", &[], b"").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_seen_survives_a_restart_so_a_job_that_never_pinged_is_still_late() {
     let dir = tempfile::tempdir().unwrap();
     let checks = "checks:\n  - name: hourly\n    heartbeat: {every: 1h, grace: 1m}\n";
@@ -610,5 +632,45 @@ async fn the_real_daemon_keeps_heartbeat_state_across_a_restart_and_never_shows_
             !text.contains(CANARY),
             "the token leaked into {what}:\n{text}"
         );
+    }
+}
+
+#[test]
+fn the_daemon_refuses_to_start_on_a_state_dir_it_cannot_use_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("checks.yaml"), "checks: []\n").unwrap();
+    std::fs::write(dir.path().join("not-a-dir"), "x").unwrap();
+    std::fs::create_dir(dir.path().join("damaged")).unwrap();
+    std::fs::write(
+        dir.path().join("damaged/canaryd.db"),
+        "this is not a database, but long enough to look like a header of one".repeat(100),
+    )
+    .unwrap();
+    let config = dir.path().join("canaryd.yaml");
+    for (state_dir, expect) in [
+        ("not-a-dir/state", "cannot create the state directory"),
+        ("damaged", "is not a canaryd database or is damaged"),
+    ] {
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:{}\nstate_dir: {state_dir}\ncheck_files: [checks.yaml]\n",
+                free_port()
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with(&format!("{}:2:12: state_dir: ", config.display())),
+            "{stderr}"
+        );
+        assert!(first.contains(expect), "{stderr}");
     }
 }

@@ -56,6 +56,13 @@ pub enum Schedule {
     },
 }
 
+/// A time as chrono's UTC time; `None` outside chrono's range (or before 1970), where its own
+/// conversion would panic.
+fn utc(t: SystemTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    chrono::DateTime::from_timestamp(i64::try_from(d.as_secs()).ok()?, d.subsec_nanos())
+}
+
 /// Parses a five-field crontab expression (or a `@daily`-style nickname), as cron does.
 pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
     use croner::parser::{CronParser, Seconds, Year};
@@ -74,7 +81,7 @@ impl Schedule {
         match self {
             Schedule::Every(every) => t.checked_add(*every),
             Schedule::Cron { cron, tz, .. } => {
-                let local = chrono::DateTime::<chrono::Utc>::from(t).with_timezone(tz);
+                let local = utc(t)?.with_timezone(tz);
                 cron.find_next_occurrence(&local, false)
                     .ok()
                     .map(SystemTime::from)
@@ -319,12 +326,14 @@ fn fmt_d(d: Duration) -> String {
 
 /// A time as RFC 3339, in the schedule's zone for cron (so it reads like the crontab line).
 fn fmt_t(t: SystemTime, tz: Option<Tz>) -> String {
-    match tz {
-        None => humantime::format_rfc3339_seconds(t).to_string(),
-        Some(tz) => chrono::DateTime::<chrono::Utc>::from(t)
+    match (utc(t), tz) {
+        (Some(t), None) => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        (Some(t), Some(tz)) => t
             .with_timezone(&tz)
             .format("%Y-%m-%dT%H:%M:%S%:z")
             .to_string(),
+        // Only a damaged store holds such times: say what it is rather than fail.
+        (None, _) => format!("{:?}", t),
     }
 }
 
@@ -859,6 +868,22 @@ mod tests {
             default_grace(quarter.shortest_period(at(T0))),
             Duration::from_secs(90)
         );
+    }
+
+    #[test]
+    fn times_no_calendar_can_hold_are_judged_without_panicking() {
+        // What a damaged store or an absurd `every` could produce.
+        let far = UNIX_EPOCH + Duration::from_secs(u64::MAX / 4);
+        let mut row = HeartbeatRow::new("n", far);
+        row.last_start = Some(far);
+        row.last_finish = Some(UNIX_EPOCH);
+        for spec in [
+            cron("0 2 * * *", "Europe/Paris", 60),
+            every(u64::MAX / 2, 60, Some(u64::MAX / 2)),
+        ] {
+            let v = evaluate(&spec, &row, far);
+            assert!(!result(&spec, &row, &v, far).observations.is_empty());
+        }
     }
 
     #[test]
