@@ -1,4 +1,5 @@
-//! The running daemon: configuration, scheduler, metrics, API state, reload and shutdown.
+//! The running daemon: configuration, scheduler, metrics, API state, state store, reload and
+//! shutdown.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -7,13 +8,22 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::{self, Check, CheckKind, Config, ConfigError, ConfigErrors};
 use crate::metrics::{CheckMeta, Metrics};
+use crate::probe::heartbeat::{Book, Clock, HeartbeatProbe, Ping, Pinged, SystemClock};
 use crate::probe::http::HttpProbe;
 use crate::probe::tcp::{TcpProbe, TcpSpec};
 use crate::probe::{CheckResult, Probe};
 use crate::schedule::{Entry, Scheduler, Sink};
+use crate::store::Store;
 
-/// Builds the probe of one check (loading TLS material, so errors surface at load time).
+/// Builds the probe of one check (loading TLS material, so errors surface at load time). A
+/// heartbeat probe built here reads a book of its own, in memory: use [`build_probe_with`] to
+/// share one.
 pub fn build_probe(check: &Check) -> Result<Arc<dyn Probe>, String> {
+    build_probe_with(check, &Arc::new(Book::memory(Arc::new(SystemClock))))
+}
+
+/// Builds the probe of one check; heartbeat probes read `heartbeats`.
+pub fn build_probe_with(check: &Check, heartbeats: &Arc<Book>) -> Result<Arc<dyn Probe>, String> {
     match &check.kind {
         CheckKind::Http(spec) => Ok(Arc::new(HttpProbe::new(spec.clone())?)),
         CheckKind::Tcp(t) => {
@@ -27,17 +37,33 @@ pub fn build_probe(check: &Check) -> Result<Arc<dyn Probe>, String> {
             })))
         }
         CheckKind::Queue(q) => Ok(Arc::new(crate::probe::queue::build_probe(q)?)),
+        CheckKind::Heartbeat(h) => Ok(Arc::new(HeartbeatProbe::new(
+            &check.name,
+            h.clone(),
+            heartbeats.clone(),
+        ))),
     }
 }
 
-/// Loads the configuration and builds every probe: what `canaryd check` validates and what a
-/// reload swaps in. All-or-nothing.
+/// Loads the configuration and builds every probe: what `canaryd check` validates and
+/// `canaryd probe` runs. All-or-nothing. Heartbeat probes built here read the daemon's state
+/// store on their first run, if there is one, and write nothing; building them touches nothing.
 pub fn load(path: &Path) -> Result<(Config, Vec<Entry>), ConfigErrors> {
     let config = config::load(path)?;
+    let book = Arc::new(Book::offline(
+        config.state_dir.clone(),
+        Arc::new(SystemClock),
+    ));
+    let entries = entries(&config, &book)?;
+    Ok((config, entries))
+}
+
+/// Builds every check's probe, heartbeat probes reading `heartbeats`.
+fn entries(config: &Config, heartbeats: &Arc<Book>) -> Result<Vec<Entry>, ConfigErrors> {
     let mut errors = Vec::new();
     let mut entries = Vec::with_capacity(config.checks.len());
     for check in &config.checks {
-        match build_probe(check) {
+        match build_probe_with(check, heartbeats) {
             Ok(probe) => entries.push(Entry {
                 check: check.clone(),
                 probe,
@@ -52,10 +78,19 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Entry>), ConfigErrors> {
         }
     }
     if errors.is_empty() {
-        Ok((config, entries))
+        Ok(entries)
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+/// Names of the heartbeat checks of a configuration.
+fn heartbeat_names(config: &Config) -> impl Iterator<Item = &str> {
+    config
+        .checks
+        .iter()
+        .filter(|c| matches!(c.kind, CheckKind::Heartbeat(_)))
+        .map(|c| c.name.as_str())
 }
 
 /// The last result of every check, for the API.
@@ -122,7 +157,21 @@ pub struct Daemon {
     pub metrics: Arc<Metrics>,
     /// Last results.
     pub states: Arc<States>,
+    /// Heartbeat state: what pings said, in memory and in the store.
+    pub heartbeats: Arc<Book>,
+    /// The state store under `state_dir` (kept across reloads; a new `state_dir` needs a
+    /// restart).
+    pub store: Store,
     reload_lock: tokio::sync::Mutex<()>,
+}
+
+/// Sets each heartbeat check's last-ping metric from the book (after a start or a reload).
+fn seed_heartbeat_metrics(metrics: &Metrics, heartbeats: &Book, config: &Config) {
+    for name in heartbeat_names(config) {
+        if let Some(t) = heartbeats.get(name).and_then(|r| r.last_ping) {
+            metrics.set_heartbeat_last_ping(name, t);
+        }
+    }
 }
 
 fn metas(config: &Config) -> Vec<CheckMeta> {
@@ -138,12 +187,40 @@ fn metas(config: &Config) -> Vec<CheckMeta> {
 }
 
 impl Daemon {
-    /// Loads the configuration and starts every check. Must run inside a tokio runtime.
+    /// Loads the configuration, opens the state store and starts every check. Must run inside
+    /// a tokio runtime. A state store that cannot be opened is reported as an error of
+    /// `state_dir`.
     pub fn start(config_path: &Path) -> Result<Arc<Daemon>, ConfigErrors> {
-        let (config, entries) = load(config_path)?;
+        Daemon::start_with_clock(config_path, Arc::new(SystemClock))
+    }
+
+    /// [`Daemon::start`] with the clock heartbeat lateness is judged by (tests set it).
+    pub fn start_with_clock(
+        config_path: &Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Daemon>, ConfigErrors> {
+        let config = config::load(config_path)?;
+        let store_error = |e: crate::store::StoreError| {
+            let o = &config.state_dir_origin;
+            ConfigErrors(vec![ConfigError {
+                file: o.file.clone(),
+                line: o.line,
+                col: o.col,
+                key: "state_dir".into(),
+                message: e.to_string(),
+            }])
+        };
+        let store = Store::open(&config.state_dir).map_err(store_error)?;
+        let heartbeats = Book::open(store.clone(), clock).map_err(store_error)?;
+        heartbeats
+            .track_blocking(heartbeat_names(&config))
+            .map_err(store_error)?;
+        let heartbeats = Arc::new(heartbeats);
+        let entries = entries(&config, &heartbeats)?;
         let metrics = Arc::new(Metrics::new());
         let states = Arc::new(States::default());
         metrics.set_checks(&metas(&config));
+        seed_heartbeat_metrics(&metrics, &heartbeats, &config);
         metrics.set_reload(true, SystemTime::now());
         let sink = Arc::new(Recorder {
             metrics: metrics.clone(),
@@ -154,6 +231,7 @@ impl Daemon {
         tracing::info!(
             checks = config.checks.len(),
             files = config.files.len(),
+            state = %store.path().display(),
             "configuration loaded"
         );
         Ok(Arc::new(Daemon {
@@ -162,8 +240,33 @@ impl Daemon {
             scheduler,
             metrics,
             states,
+            heartbeats,
+            store,
             reload_lock: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// Records a heartbeat ping for `check` (which the caller has found to be a configured
+    /// heartbeat check): state, store and the last-ping metric at once.
+    pub async fn ping(&self, check: &str, ping: Ping, body: &[u8]) -> Pinged {
+        let pinged = self.heartbeats.ping(check, ping, body).await;
+        if let Some(t) = pinged.row.last_ping {
+            self.metrics.set_heartbeat_last_ping(check, t);
+        }
+        match &pinged.saved {
+            Ok(()) => tracing::debug!(
+                check,
+                ping = ping.as_str(),
+                body_bytes = body.len(),
+                "heartbeat ping"
+            ),
+            Err(e) => tracing::error!(
+                check,
+                ping = ping.as_str(),
+                "heartbeat ping kept in memory but not saved: {e}"
+            ),
+        }
+        pinged
     }
 
     /// The running configuration.
@@ -178,13 +281,22 @@ impl Daemon {
     /// `canaryd_config_last_reload_successful` drops to 0.
     pub async fn reload(&self) -> Result<usize, ConfigErrors> {
         let _one_at_a_time = self.reload_lock.lock().await;
-        match load(&self.config_path) {
+        let loaded = config::load(&self.config_path)
+            .and_then(|config| entries(&config, &self.heartbeats).map(|e| (config, e)));
+        match loaded {
             Ok((config, entries)) => {
                 let n = config.checks.len();
                 if config.listen != self.config().listen {
                     tracing::warn!("listen address changed: it takes effect after a restart");
                 }
+                if config.state_dir != self.config().state_dir {
+                    tracing::warn!("state_dir changed: it takes effect after a restart");
+                }
+                if let Err(e) = self.heartbeats.track(heartbeat_names(&config)).await {
+                    tracing::error!("new heartbeat checks are watched but not saved: {e}");
+                }
                 self.metrics.set_checks(&metas(&config));
+                seed_heartbeat_metrics(&self.metrics, &self.heartbeats, &config);
                 let names: Vec<&str> = config.checks.iter().map(|c| c.name.as_str()).collect();
                 self.states.retain(&names);
                 self.scheduler.apply(entries);

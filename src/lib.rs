@@ -5,10 +5,13 @@
 //! - [`config`]: loads `canaryd.yaml` and `checks/*.yaml`, validates everything, reports every
 //!   error as `file:line:col: key: message`, resolves secrets into a type that cannot be printed.
 //! - [`probe`]: the [`probe::Probe`] trait, [`probe::CheckResult`], and one module per probe kind
-//!   (`http` with its transport, `tcp`).
+//!   (`http` with its transport, `tcp`, `queue`, `heartbeat`).
 //! - [`schedule`]: one task per check, spread offsets, no overlap, concurrency cap, lag measurement.
 //! - [`metrics`]: the metric families of DESIGN.md, encoded as Prometheus text or OpenMetrics.
-//! - [`server`]: the HTTP API (`/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/*`).
+//! - [`server`]: the HTTP API (`/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/*`,
+//!   heartbeat pings under `/ping/*`).
+//! - [`store`]: the embedded SQLite state store under `state_dir` (heartbeat state; one thread
+//!   owns the connection).
 //! - [`daemon`]: wires config, scheduler, metrics and server together; reload and shutdown.
 //! - [`cli`]: the `run`, `check` and `probe` commands (the binary only parses arguments).
 #![forbid(unsafe_code)]
@@ -20,3 +23,4 @@ pub mod metrics;
 pub mod probe;
 pub mod schedule;
 pub mod server;
+pub mod store;

@@ -1,21 +1,34 @@
-//! The HTTP API: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/checks`.
+//! The HTTP API: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/checks`, and the
+//! heartbeat pings `/ping/<check>[/start|/fail|/<exit code>]` (GET or POST).
 //!
 //! No endpoint takes a probe target from a request: targets come only from configuration files.
+//!
+//! A ping is checked in this order, before any of its body is read: the check must exist and be
+//! a heartbeat check (else 404, the same answer either way), the suffix must be `start`, `fail` or
+//! an exit code 0-255 (else 404), and when the check has a token the request must carry
+//! `Authorization: Bearer <token>` (else 401; compared in constant time, never logged). Then
+//! the body is read up to [`BODY_READ_LIMIT`] (more: 413, nothing recorded) and its last
+//! [`BODY_KEEP`](crate::probe::heartbeat::BODY_KEEP) bytes are kept.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use crate::config::CheckKind;
 use crate::daemon::Daemon;
 use crate::metrics::Format;
+use crate::probe::heartbeat::{HeartbeatSpec, Ping, Schedule, BODY_READ_LIMIT};
 use crate::probe::{CheckResult, Phase};
+use crate::store::HeartbeatRow;
 
 /// The API's routes over a daemon.
 pub fn router(daemon: Arc<Daemon>) -> Router {
@@ -25,6 +38,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/-/ready", get(|| async { "Ready\n" }))
         .route("/-/reload", post(reload))
         .route("/api/v1/checks", get(checks))
+        .route("/ping/{check}", get(ping).post(ping))
+        .route("/ping/{check}/{what}", get(ping_what).post(ping_what))
         .with_state(daemon)
 }
 
@@ -60,6 +75,148 @@ async fn reload(State(d): State<Arc<Daemon>>) -> Response {
     }
 }
 
+// A path that does not decode (invalid UTF-8) names no check: 404 like any unknown name.
+async fn ping(
+    State(d): State<Arc<Daemon>>,
+    check: Result<Path<String>, PathRejection>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (check, ping) = match check {
+        Ok(Path(check)) => (check, Some(Ping::Success)),
+        Err(_) => (String::new(), None),
+    };
+    record_ping(&d, &check, ping, method, &headers, body).await
+}
+
+async fn ping_what(
+    State(d): State<Arc<Daemon>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (check, ping) = match path {
+        Ok(Path((check, what))) => (check, Ping::from_suffix(&what)),
+        Err(_) => (String::new(), None),
+    };
+    record_ping(&d, &check, ping, method, &headers, body).await
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    (status, text).into_response()
+}
+
+async fn record_ping(
+    d: &Daemon,
+    check: &str,
+    ping: Option<Ping>,
+    method: Method,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    // HEAD is answered by GET routes; a HEAD (a link checker, a preview) must not count as a run.
+    if method == Method::HEAD {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, POST")],
+            "",
+        )
+            .into_response();
+    }
+    let config = d.config();
+    let spec = config.checks.iter().find_map(|c| match &c.kind {
+        CheckKind::Heartbeat(h) if c.name == check => Some(h.clone()),
+        _ => None,
+    });
+    // An unknown check and a check of another kind look the same from outside.
+    let (Some(spec), Some(ping)) = (spec, ping) else {
+        return plain(StatusCode::NOT_FOUND, "no such heartbeat ping URL\n");
+    };
+    if let Some(token) = &spec.token {
+        if !bearer_matches(headers, token.expose()) {
+            tracing::info!(check, "heartbeat ping refused: missing or wrong token");
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "missing or wrong token: send Authorization: Bearer <token>\n",
+            )
+                .into_response();
+        }
+    }
+    let Ok(body) = axum::body::to_bytes(body, BODY_READ_LIMIT).await else {
+        tracing::info!(
+            check,
+            "heartbeat ping refused: body over the limit or unreadable"
+        );
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body larger than 1 MiB (only its last 10 KiB is kept: send the tail of the log)\n",
+        );
+    };
+    match d.ping(check, ping, &body).await.saved {
+        Ok(()) => plain(StatusCode::OK, "OK\n"),
+        Err(_) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ping recorded in memory, but saving it to the state store failed (see canaryd's log)\n",
+        ),
+    }
+}
+
+/// Whether the request carries `Authorization: Bearer <expected>`. The comparison takes the
+/// same time wherever the bytes differ (only a length mismatch returns sooner).
+fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some(value) = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()) else {
+        return false;
+    };
+    let Some((scheme, token)) = value.split_at_checked(6) else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return false;
+    }
+    let token = token.trim_ascii();
+    token.ct_eq(expected.as_bytes()).into()
+}
+
+fn unix(t: std::time::SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A heartbeat check's configuration and live state for the API (never its token).
+fn heartbeat_json(spec: &HeartbeatSpec, row: Option<&HeartbeatRow>) -> Value {
+    let (every, cron, timezone) = match &spec.schedule {
+        Schedule::Every(e) => (Some(e.as_secs_f64()), None, None),
+        Schedule::Cron { expr, tz, .. } => (None, Some(expr.as_str()), Some(tz.name())),
+    };
+    let running = row.is_some_and(|r| {
+        r.last_start
+            .is_some_and(|s| r.last_finish.is_none_or(|f| s > f))
+    });
+    json!({
+        "every_seconds": every,
+        "cron": cron,
+        "timezone": timezone,
+        "grace_seconds": spec.grace.as_secs_f64(),
+        "max_runtime_seconds": spec.max_runtime.map(|m| m.as_secs_f64()),
+        "token_required": spec.token.is_some(),
+        "first_seen": row.map(|r| unix(r.first_seen)),
+        "last_ping": row.and_then(|r| r.last_ping.map(unix)),
+        "last_start": row.and_then(|r| r.last_start.map(unix)),
+        "last_finish": row.and_then(|r| r.last_finish.map(unix)),
+        "last_success": row.and_then(|r| r.last_success.map(unix)),
+        "last_exit_code": row.and_then(|r| r.last_exit_code),
+        "last_result": row.and_then(|r| r.last_result.map(|x| x.as_str())),
+        "running": running,
+        "ping_count": row.map_or(0, |r| r.ping_count),
+        "last_body": row.and_then(|r| r.last_body.as_deref()),
+    })
+}
+
 async fn checks(State(d): State<Arc<Daemon>>) -> Json<Value> {
     let config = d.config();
     let list: Vec<Value> = config
@@ -67,7 +224,7 @@ async fn checks(State(d): State<Arc<Daemon>>) -> Json<Value> {
         .iter()
         .map(|c| {
             let last = d.states.get(&c.name);
-            json!({
+            let mut check = json!({
                 "name": c.name,
                 "kind": c.kind.name(),
                 "interval_seconds": c.interval.as_secs_f64(),
@@ -76,7 +233,11 @@ async fn checks(State(d): State<Arc<Daemon>>) -> Json<Value> {
                 "source": c.origin.to_string(),
                 "alerts": c.alerts.iter().map(|a| json!({"name": a.name, "when": a.when, "severity": a.severity.as_str()})).collect::<Vec<_>>(),
                 "last_result": last.as_deref().map(result_json),
-            })
+            });
+            if let CheckKind::Heartbeat(h) = &c.kind {
+                check["heartbeat"] = heartbeat_json(h, d.heartbeats.get(&c.name).as_ref());
+            }
+            check
         })
         .collect();
     Json(json!({ "checks": list }))

@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use url::Url;
 
+use crate::probe::heartbeat::HeartbeatSpec;
 use crate::probe::http::spec::{HttpSpec, TlsSettings};
 use template::Template;
 
@@ -105,8 +106,11 @@ pub struct Config {
     pub path: PathBuf,
     /// Listen address of the HTTP server.
     pub listen: SocketAddr,
-    /// State directory.
+    /// State directory (the embedded store lives in `state_dir/canaryd.db`).
     pub state_dir: PathBuf,
+    /// Where `state_dir` was written (the daemon file's start when it was left out), for errors
+    /// opening the store.
+    pub state_dir_origin: Origin,
     /// Global cap on concurrent runs.
     pub max_concurrency: usize,
     /// Every check, in file order.
@@ -151,15 +155,18 @@ pub enum CheckKind {
     Tcp(TcpCheck),
     /// Job-system health read from Redis.
     Queue(Arc<QueueCheck>),
+    /// Pushed heartbeats from batch jobs.
+    Heartbeat(Arc<HeartbeatSpec>),
 }
 
 impl CheckKind {
-    /// The kind's name (`http`, `tcp`).
+    /// The kind's name (`http`, `tcp`, `queue`, `heartbeat`).
     pub fn name(&self) -> &'static str {
         match self {
             CheckKind::Http(_) => "http",
             CheckKind::Tcp(_) => "tcp",
             CheckKind::Queue(_) => "queue",
+            CheckKind::Heartbeat(_) => "heartbeat",
         }
     }
 
@@ -168,7 +175,7 @@ impl CheckKind {
         match self {
             CheckKind::Http(h) => h.steps.iter().map(|s| s.name.clone()).collect(),
             CheckKind::Tcp(_) => vec!["connect".into()],
-            CheckKind::Queue(_) => Vec::new(),
+            CheckKind::Queue(_) | CheckKind::Heartbeat(_) => Vec::new(),
         }
     }
 }

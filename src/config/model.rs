@@ -276,7 +276,7 @@ pub struct CheckFile {
     pub checks: Vec<CheckDef>,
 }
 
-/// One check. Exactly one kind key (`http`, `tcp`) must be set.
+/// One check. Exactly one kind key (`http`, `tcp`, `queue`, `heartbeat`) must be set.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckDef {
@@ -295,6 +295,8 @@ pub struct CheckDef {
     pub tcp: Option<Spanned<TcpDef>>,
     /// Background-job health read from Redis.
     pub queue: Option<Spanned<QueueDef>>,
+    /// Pushed heartbeats from batch jobs (`/ping/<name>`).
+    pub heartbeat: Option<Spanned<HeartbeatDef>>,
     /// Alert rules.
     #[serde(default)]
     pub alerts: Vec<AlertDef>,
@@ -533,6 +535,24 @@ pub struct QueueDef {
     pub connect_timeout: Option<Spanned<Dur>>,
     /// TLS options for `rediss://`.
     pub tls_config: Option<TlsDef>,
+}
+
+/// The `heartbeat:` kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatDef {
+    /// A run is expected this long after the previous one finished.
+    pub every: Option<Spanned<Dur>>,
+    /// Or: runs are expected at the times this crontab line names.
+    pub cron: Option<Spanned<String>>,
+    /// IANA zone of `cron`'s wall-clock times (default UTC).
+    pub timezone: Option<Spanned<String>>,
+    /// How long after the due time a missing ping becomes late.
+    pub grace: Option<Spanned<Dur>>,
+    /// A started run must finish within this.
+    pub max_runtime: Option<Spanned<Dur>>,
+    /// Pings must carry `Authorization: Bearer <token>`; secrets allowed.
+    pub token: Option<Spanned<String>>,
 }
 
 /// One alert rule.

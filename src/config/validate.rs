@@ -218,6 +218,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         .as_ref()
         .map(|s| dir.join(&s.value))
         .unwrap_or_else(|| dir.join("state"));
+    let state_dir_origin = match &daemon.state_dir {
+        Some(s) => ctx.origin(&s.referenced),
+        None => Origin {
+            file: path.to_path_buf(),
+            line: 1,
+            col: 1,
+        },
+    };
     let max_concurrency = match &daemon.max_concurrency {
         Some(n) if n.value == 0 => {
             ctx.err(&n.referenced, "max_concurrency", "must be at least 1");
@@ -315,6 +323,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         path: path.to_path_buf(),
         listen,
         state_dir,
+        state_dir_origin,
         max_concurrency,
         checks,
         receivers,
@@ -452,11 +461,18 @@ fn check(
     origin: Origin,
 ) -> Option<Check> {
     let n_before = ctx.errors.len();
-    let interval = def
-        .interval
+    // Validated first: its grace sets the default interval.
+    let heartbeat = def
+        .heartbeat
         .as_ref()
-        .map(|d| d.value.0)
-        .unwrap_or(defaults.interval);
+        .map(|h| heartbeat(ctx, &h.value, &format!("{key}.heartbeat"), &h.referenced));
+    let interval = def.interval.as_ref().map(|d| d.value.0).unwrap_or_else(|| {
+        match &heartbeat {
+            // Lateness is noticed within one interval: at most the grace, at least 1s.
+            Some(Some(h)) => defaults.interval.min(h.grace).max(Duration::from_secs(1)),
+            _ => defaults.interval,
+        }
+    });
     if let Some(i) = &def.interval {
         if i.value.0 < Duration::from_millis(100) {
             ctx.err(
@@ -498,6 +514,7 @@ fn check(
         ("http", def.http.is_some()),
         ("tcp", def.tcp.is_some()),
         ("queue", def.queue.is_some()),
+        ("heartbeat", def.heartbeat.is_some()),
     ]
     .iter()
     .filter(|(_, set)| *set)
@@ -509,7 +526,7 @@ fn check(
                 &def.name.referenced,
                 key,
                 format!(
-                    "check {:?} has no kind: add one of http, tcp, queue",
+                    "check {:?} has no kind: add one of http, tcp, queue, heartbeat",
                     def.name.value
                 ),
             );
@@ -533,6 +550,9 @@ fn check(
             queue(ctx, &q.value, &format!("{key}.queue"), timeout)
                 .map(|q| CheckKind::Queue(Arc::new(q)))
         }),
+        ["heartbeat"] => heartbeat
+            .flatten()
+            .map(|h| CheckKind::Heartbeat(Arc::new(h))),
         several => {
             ctx.err(
                 &def.name.referenced,
@@ -828,6 +848,141 @@ fn queue(ctx: &mut Ctx, q: &QueueDef, key: &str, timeout: Duration) -> Option<Qu
             .unwrap_or_default(),
         connect_timeout,
         tls,
+    })
+}
+
+fn heartbeat(
+    ctx: &mut Ctx,
+    h: &HeartbeatDef,
+    key: &str,
+    at: &Location,
+) -> Option<crate::probe::heartbeat::HeartbeatSpec> {
+    use crate::probe::heartbeat::{default_grace, parse_cron, HeartbeatSpec, Schedule};
+    let n_before = ctx.errors.len();
+    let at_least_1s = |ctx: &mut Ctx, d: &Option<Spanned<Dur>>, field: &str| {
+        if let Some(d) = d {
+            if d.value.0 < Duration::from_secs(1) {
+                ctx.err(
+                    &d.referenced,
+                    format!("{key}.{field}"),
+                    "must be at least 1s",
+                );
+            }
+        }
+    };
+    at_least_1s(ctx, &h.every, "every");
+    at_least_1s(ctx, &h.grace, "grace");
+    at_least_1s(ctx, &h.max_runtime, "max_runtime");
+    let tz = match &h.timezone {
+        None => Some(chrono_tz::Tz::UTC),
+        Some(t) => match t.value.parse::<chrono_tz::Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                ctx.err(
+                    &t.referenced,
+                    format!("{key}.timezone"),
+                    format!(
+                        "unknown time zone {:?}: use an IANA name such as Europe/Paris, America/New_York or UTC",
+                        t.value
+                    ),
+                );
+                None
+            }
+        },
+    };
+    if let (Some(t), None) = (&h.timezone, &h.cron) {
+        ctx.err(
+            &t.referenced,
+            format!("{key}.timezone"),
+            "timezone goes with cron (every is a plain duration)",
+        );
+    }
+    let schedule = match (&h.every, &h.cron) {
+        (None, None) => {
+            ctx.err(
+                at,
+                key,
+                "heartbeat needs every (e.g. every: 1d) or cron (e.g. cron: \"0 2 * * *\")",
+            );
+            None
+        }
+        (Some(_), Some(c)) => {
+            ctx.err(
+                &c.referenced,
+                format!("{key}.cron"),
+                "write either every or cron, not both",
+            );
+            None
+        }
+        (Some(e), None) => Some(Schedule::Every(e.value.0)),
+        (None, Some(c)) => match parse_cron(&c.value) {
+            Err(e) => {
+                ctx.err(
+                    &c.referenced,
+                    format!("{key}.cron"),
+                    format!(
+                        "invalid cron expression {:?}: {e} (write five fields: minute hour day-of-month month day-of-week, e.g. \"0 2 * * *\")",
+                        c.value
+                    ),
+                );
+                None
+            }
+            Ok(cron) => tz.and_then(|tz| {
+                let s = Schedule::Cron {
+                    expr: c.value.clone(),
+                    cron: Box::new(cron),
+                    tz,
+                };
+                if s.next_after(std::time::SystemTime::now()).is_none() {
+                    ctx.err(
+                        &c.referenced,
+                        format!("{key}.cron"),
+                        format!("cron expression {:?} never fires", c.value),
+                    );
+                    return None;
+                }
+                Some(s)
+            }),
+        },
+    };
+    let token = h.token.as_ref().and_then(|t| {
+        let tkey = format!("{key}.token");
+        let template = ctx.template(t, &tkey)?;
+        if let Some(v) = template.variables().next() {
+            ctx.err(
+                &t.referenced,
+                tkey,
+                format!("${{{v}}}: the token takes secrets (${{env:..}}, ${{file:..}}) but no run-time variables"),
+            );
+            return None;
+        }
+        let value = template.render(|_| None).ok()?;
+        if value.trim().is_empty() {
+            ctx.err(
+                &t.referenced,
+                tkey,
+                format!(
+                    "the token {} is empty: set it, or leave token out to accept pings without one",
+                    template.redacted()
+                ),
+            );
+            return None;
+        }
+        Some(crate::config::template::Secret::new(value.into_owned()))
+    });
+    let schedule = schedule?;
+    let grace = h.grace.as_ref().map_or_else(
+        || default_grace(schedule.shortest_period(std::time::SystemTime::now())),
+        |g| g.value.0,
+    );
+    if ctx.errors.len() > n_before {
+        return None;
+    }
+    Some(HeartbeatSpec {
+        schedule,
+        grace,
+        max_runtime: h.max_runtime.as_ref().map(|m| m.value.0),
+        token,
     })
 }
 
@@ -1436,6 +1591,12 @@ pub fn var_type(kind: &CheckKind, name: &str) -> Result<Type, String> {
                 }
                 Err(format!("unknown variable {name:?} for a queue check (known: failed, duration, reason, depth, queue.<name>.depth, oldest_age, processed_rate, failed_rate, workers, busy, scheduled, retries, dead, unreachable)"))
             }
+        },
+        CheckKind::Heartbeat(_) => match name {
+            "late" => Ok(Type::Bool),
+            "since_last" | "running_for" => Ok(Type::Duration),
+            "last_exit_code" => Ok(Type::Number),
+            _ => Err(format!("unknown variable {name:?} for a heartbeat check (known: failed, duration, reason, late, since_last, running_for, last_exit_code)")),
         },
     }
 }

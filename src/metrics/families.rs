@@ -292,6 +292,26 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
             }
         },
     },
+    CheckFamily {
+        name: "canary_heartbeat_last_ping_timestamp_seconds",
+        help: "When the heartbeat check last received a ping of any kind (start, success, failure), in Unix seconds.",
+        metric_type: GAUGE,
+        samples: |c, emit| {
+            if let Some(t) = c.core.heartbeat_last_ping() {
+                emit(Labels::of(&c.labels), Sample::Seconds(t));
+            }
+        },
+    },
+    CheckFamily {
+        name: "canary_heartbeat_late",
+        help: "Whether the heartbeat check's job was late at its last run (1) or not (0).",
+        metric_type: GAUGE,
+        samples: |c, emit| {
+            if let Some(late) = c.core.heartbeat_late() {
+                emit(Labels::of(&c.labels), bool_sample(late));
+            }
+        },
+    },
 ];
 
 fn bool_sample(b: bool) -> Sample {

@@ -25,6 +25,10 @@
 //! `canary_jobs_failed_total{system}` (sums of per-run increases since canaryd started),
 //! `canary_workers` and `canary_workers_busy{system}` where the system records them.
 //!
+//! Heartbeat checks: `canary_heartbeat_last_ping_timestamp_seconds` (set by each ping through
+//! [`Metrics::set_heartbeat_last_ping`], and from the state store at start) and
+//! `canary_heartbeat_late` (the `late` variable of the check's last run).
+//!
 //! Self: `canaryd_schedule_lag_seconds` (histogram, 0.5 ms … 5 s), `canaryd_checks`,
 //! `canaryd_config_last_reload_successful`, `canaryd_config_last_reload_timestamp_seconds` (the
 //! last reload attempt), `canaryd_build_info{version}` (1; an OpenMetrics info metric).
@@ -230,6 +234,17 @@ impl Metrics {
     pub fn observe(&self, check: &str, result: &CheckResult) {
         if let Some(series) = self.checks.get(check) {
             series.record(result);
+        }
+    }
+
+    /// Records when a heartbeat check last got a ping (`canary_heartbeat_last_ping_timestamp_seconds`);
+    /// ignored if the check is unknown.
+    pub fn set_heartbeat_last_ping(&self, check: &str, at: SystemTime) {
+        if let Some(series) = self.checks.get(check) {
+            series
+                .core
+                .heartbeat_last_ping
+                .store(series::unix_nanos(at), std::sync::atomic::Ordering::Relaxed);
         }
     }
 

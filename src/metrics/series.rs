@@ -2,7 +2,7 @@
 //! Durations and times are integer nanoseconds.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -127,7 +127,15 @@ pub(crate) struct CoreSeries {
     pub(crate) failures: [AtomicU64; Reason::ALL.len()],
     /// Queue checks: what the last successful read found, and the job counters.
     pub(crate) queue: Mutex<Option<QueueState>>,
+    /// Heartbeat checks: the last ping of any kind, Unix nanoseconds; `NONE` before the first.
+    /// Set by the ping itself (and from the store at start), not by a run.
+    pub(crate) heartbeat_last_ping: AtomicU64,
+    /// Heartbeat checks: `late` of the last run (0/1); `LATE_UNKNOWN` before the first run.
+    pub(crate) heartbeat_late: AtomicU8,
 }
+
+/// `heartbeat_late` before any run.
+const LATE_UNKNOWN: u8 = u8::MAX;
 
 /// The queue families of one check. Behind a mutex: queues come and go with discovery, and a
 /// run replaces them all at once (queue checks are few and run seconds apart).
@@ -231,6 +239,22 @@ impl CoreSeries {
             duration: DurationHistogram::new(),
             failures: Default::default(),
             queue: Mutex::new(None),
+            heartbeat_last_ping: AtomicU64::new(NONE),
+            heartbeat_late: AtomicU8::new(LATE_UNKNOWN),
+        }
+    }
+
+    /// When the last heartbeat ping arrived, Unix nanoseconds.
+    pub(crate) fn heartbeat_last_ping(&self) -> Option<u64> {
+        let v = self.heartbeat_last_ping.load(Relaxed);
+        (v != NONE).then_some(v)
+    }
+
+    /// Whether the last heartbeat run found the job late.
+    pub(crate) fn heartbeat_late(&self) -> Option<bool> {
+        match self.heartbeat_late.load(Relaxed) {
+            LATE_UNKNOWN => None,
+            v => Some(v == 1),
         }
     }
 
@@ -244,7 +268,13 @@ impl CoreSeries {
         self.runs.iter().any(|r| r.load(Relaxed) > 0)
     }
 
-    fn record(&self, check: &str, result: &CheckResult) {
+    fn record(&self, check: &str, kind: &str, result: &CheckResult) {
+        if kind == "heartbeat" {
+            // The `late` alert variable is the gauge's value.
+            if let Some((_, late)) = result.observations.iter().find(|(k, _)| k == "late") {
+                self.heartbeat_late.store(u8::from(*late > 0.0), Relaxed);
+            }
+        }
         if let Some(report) = &result.queue {
             self.queue()
                 .get_or_insert_with(QueueState::default)
@@ -369,7 +399,7 @@ impl CheckSeries {
                 series.record(step);
             }
         }
-        self.core.record(&self.name, result);
+        self.core.record(&self.name, self.kind, result);
     }
 }
 

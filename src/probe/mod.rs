@@ -4,6 +4,7 @@
 //! `Arc<dyn Probe>` and a [`CheckResult`]. Results carry no secret values: messages are
 //! built from check/step names, phases and status codes, never from rendered templates.
 
+pub mod heartbeat;
 pub mod http;
 pub mod queue;
 pub mod tcp;
@@ -42,13 +43,19 @@ pub enum Reason {
     Unreachable,
     /// The peer broke the protocol: reset, garbage, truncated response, too many redirects.
     Protocol,
+    /// A heartbeat job did not report by its due time plus grace.
+    Late,
+    /// A heartbeat job reported that its last run failed (`/fail`, non-zero exit code).
+    JobFailed,
+    /// A heartbeat job's run has been going for longer than its `max_runtime`.
+    RunningTooLong,
     /// A bug or an unexpected internal condition (a panicking probe lands here).
     Internal,
 }
 
 impl Reason {
     /// Every reason, in label order.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 15] = [
         Reason::Dns,
         Reason::Connect,
         Reason::Tls,
@@ -60,6 +67,9 @@ impl Reason {
         Reason::Redis,
         Reason::Unreachable,
         Reason::Protocol,
+        Reason::Late,
+        Reason::JobFailed,
+        Reason::RunningTooLong,
         Reason::Internal,
     ];
 
@@ -77,6 +87,9 @@ impl Reason {
             Reason::Redis => "redis",
             Reason::Unreachable => "unreachable",
             Reason::Protocol => "protocol",
+            Reason::Late => "late",
+            Reason::JobFailed => "job_failed",
+            Reason::RunningTooLong => "running_too_long",
             Reason::Internal => "internal",
         }
     }

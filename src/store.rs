@@ -1,0 +1,571 @@
+//! The embedded state store: one SQLite database, `state_dir/canaryd.db`.
+//!
+//! What must survive a restart lives here: heartbeat state now; alert states, the notification
+//! outbox and silences later. The daemon opens it at startup; `canaryd check` never touches it.
+//!
+//! # Threading
+//!
+//! SQLite calls block. One dedicated thread (`canaryd-store`) owns the only connection and runs
+//! jobs from a channel in the order they were sent; async callers await a oneshot reply
+//! ([`Store::request`] / [`Pending::wait`]), so no tokio worker ever waits on the disk. One
+//! connection and one thread also means writes from this process never contend with each
+//! other, and a caller that enqueues while holding its own lock gets its writes stored in the
+//! order of its in-memory updates. Startup (open, migrate, first load) uses the blocking
+//! variant ([`Store::call_blocking`]) before anything else runs.
+//!
+//! # Durability
+//!
+//! WAL journal with `synchronous=NORMAL`: a commit survives a crash of canaryd; a power loss may
+//! lose the last few commits but never corrupts the file.
+//!
+//! # Schema
+//!
+//! `schema_version` holds one row, the number of [`MIGRATIONS`] applied. Opening applies the
+//! missing ones in order, each in its own transaction. Adding a table = appending one entry to
+//! [`MIGRATIONS`] (never edit a released one) and a few typed functions below, like the
+//! heartbeat ones.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+
+/// The database file inside `state_dir`.
+pub const FILE_NAME: &str = "canaryd.db";
+
+/// Schema migrations: entry `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: heartbeat state, one row per heartbeat check. Times are Unix milliseconds.
+    "CREATE TABLE heartbeats (
+        check_name      TEXT PRIMARY KEY NOT NULL,
+        first_seen_ms   INTEGER NOT NULL,
+        last_ping_ms    INTEGER,
+        last_start_ms   INTEGER,
+        last_finish_ms  INTEGER,
+        last_success_ms INTEGER,
+        last_exit_code  INTEGER,
+        last_result     TEXT CHECK (last_result IN ('ok', 'fail')),
+        last_body       TEXT,
+        ping_count      INTEGER NOT NULL DEFAULT 0
+    ) STRICT;",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// What can go wrong with the state store. Every message names the file and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `state_dir` could not be created.
+    #[error("cannot create the state directory {}: {source} (set state_dir to a writable directory)", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database file could not be opened or written.
+    #[error("cannot open the state store {}: {source} (state_dir must be a writable directory)", path.display())]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// The file is not a SQLite database, or it is damaged.
+    #[error("the state store {} is not a canaryd database or is damaged ({source}); move it aside to start with an empty state", path.display())]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// A newer canaryd migrated the file past what this build knows.
+    #[error("the state store {} has schema version {found}, newer than this canaryd knows ({known}): run the newer canaryd, or move the file aside", path.display())]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Version in the file.
+        found: i64,
+        /// Version this build writes.
+        known: usize,
+    },
+    /// A statement failed at run time (disk full, I/O error, ...).
+    #[error("state store {}: {source}", path.display())]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// The store thread is gone (a bug; the store is unusable until restart).
+    #[error("the state store thread stopped")]
+    Closed,
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// A handle to the store; clones share the one connection thread, which ends when the last
+/// handle is dropped (after finishing the jobs already sent).
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Job>,
+    path: Arc<PathBuf>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// A reply still to come from the store thread.
+pub struct Pending<R> {
+    rx: tokio::sync::oneshot::Receiver<Result<R, StoreError>>,
+}
+
+impl<R> Pending<R> {
+    /// Waits for the job's result without blocking the runtime.
+    pub async fn wait(self) -> Result<R, StoreError> {
+        self.rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+}
+
+impl Store {
+    /// Opens (creating the directory and file if missing) and migrates `dir/canaryd.db`.
+    /// Blocks: call at startup, or from `spawn_blocking`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Store::open_file(&dir.join(FILE_NAME), true)
+    }
+
+    /// Opens `dir/canaryd.db` read-only if it exists, without migrating it (for one-shot
+    /// commands, which must neither create state nor change a running daemon's file).
+    pub fn open_existing(dir: &Path) -> Result<Option<Store>, StoreError> {
+        let path = dir.join(FILE_NAME);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        Store::open_file(&path, false).map(Some)
+    }
+
+    fn open_file(path: &Path, writable: bool) -> Result<Store, StoreError> {
+        use rusqlite::OpenFlags as F;
+        let flags = if writable {
+            F::SQLITE_OPEN_READ_WRITE | F::SQLITE_OPEN_CREATE | F::SQLITE_OPEN_NO_MUTEX
+        } else {
+            F::SQLITE_OPEN_READ_ONLY | F::SQLITE_OPEN_NO_MUTEX
+        };
+        let mut conn =
+            Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if writable {
+            prepare(&mut conn, path)?;
+        } else {
+            conn.busy_timeout(Duration::from_secs(5))
+                .map_err(|e| classify(path, e))?;
+        }
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("canaryd-store".into())
+            .spawn(move || {
+                for job in rx {
+                    // A panicking job must not take the store down for every later caller.
+                    let _ =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut conn)));
+                }
+            })
+            .map_err(|e| StoreError::CreateDir {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
+        Ok(Store {
+            tx,
+            path: Arc::new(path.to_path_buf()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues `f` on the store thread and returns at once; await the reply with
+    /// [`Pending::wait`]. Jobs run in the order they were queued.
+    pub fn request<R, F>(&self, f: F) -> Pending<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let path = self.path.clone();
+        // If the thread is gone the sender is dropped with the job, and `wait` says Closed.
+        let _ = self.tx.send(Box::new(move |conn: &mut Connection| {
+            let _ = tx.send(f(conn).map_err(|e| classify(&path, e)));
+        }));
+        Pending { rx }
+    }
+
+    /// Runs `f` on the store thread and waits for it, blocking the calling thread.
+    pub fn call_blocking<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let path = self.path.clone();
+        self.tx
+            .send(Box::new(move |conn: &mut Connection| {
+                let _ = tx.send(f(conn).map_err(|e| classify(&path, e)));
+            }))
+            .map_err(|_| StoreError::Closed)?;
+        rx.recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Every heartbeat row (blocking; at startup).
+    pub fn load_heartbeats(&self) -> Result<Vec<HeartbeatRow>, StoreError> {
+        self.call_blocking(load_heartbeats)
+    }
+
+    /// Inserts or replaces one heartbeat row; await the returned reply for the outcome.
+    pub fn save_heartbeat(&self, row: HeartbeatRow) -> Pending<()> {
+        self.request(move |conn| save_heartbeat(conn, &row))
+    }
+
+    /// Inserts or replaces heartbeat rows in one transaction (blocking; at startup).
+    pub fn save_heartbeats_blocking(&self, rows: Vec<HeartbeatRow>) -> Result<(), StoreError> {
+        self.call_blocking(move |conn| {
+            let tx = conn.transaction()?;
+            for row in &rows {
+                save_heartbeat(&tx, row)?;
+            }
+            tx.commit()
+        })
+    }
+}
+
+/// Sets the pragmas and brings the schema up to date.
+fn prepare(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let err = |e| classify(path, e);
+    // The first statements read the file: a non-database fails here, as Corrupt.
+    conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(path = %path.display(), mode, "the state store could not switch to WAL; it works, with slower writes");
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(err)?;
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .map_err(err)?;
+    let found: Option<i64> = conn
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .optional()
+        .map_err(err)?;
+    let found = match found {
+        Some(v) => v,
+        None => {
+            conn.execute("INSERT INTO schema_version (version) VALUES (0)", [])
+                .map_err(err)?;
+            0
+        }
+    };
+    let Ok(from) = usize::try_from(found) else {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            source: rusqlite::Error::IntegralValueOutOfRange(0, found),
+        });
+    };
+    if from > MIGRATIONS.len() {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from) {
+        let tx = conn.transaction().map_err(err)?;
+        tx.execute_batch(sql).map_err(err)?;
+        tx.execute("UPDATE schema_version SET version = ?1", [i as i64 + 1])
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        tracing::info!(path = %path.display(), version = i + 1, "state store migrated");
+    }
+    Ok(())
+}
+
+/// Tells a damaged or foreign file apart from an ordinary failure.
+fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
+    let path = path.to_path_buf();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            StoreError::Corrupt { path, source: e }
+        }
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => {
+            StoreError::Open { path, source: e }
+        }
+        _ => StoreError::Sqlite { path, source: e },
+    }
+}
+
+/// How a finished run ended, as a job reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunResult {
+    /// `/ping/<check>` or exit code 0.
+    Ok,
+    /// `/ping/<check>/fail` or a non-zero exit code.
+    Fail,
+}
+
+impl RunResult {
+    /// `ok` or `fail`, as stored and shown by the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Ok => "ok",
+            RunResult::Fail => "fail",
+        }
+    }
+}
+
+/// The persisted state of one heartbeat check (see `probe::heartbeat` for what each field means
+/// to lateness).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatRow {
+    /// The check's name.
+    pub check: String,
+    /// When canaryd first knew the check: lateness of a check that never got a ping counts
+    /// from here, and a restart does not reset it.
+    pub first_seen: SystemTime,
+    /// The last ping of any kind.
+    pub last_ping: Option<SystemTime>,
+    /// The last `/start` ping.
+    pub last_start: Option<SystemTime>,
+    /// The last ping that ended a run (success, `/fail` or an exit code).
+    pub last_finish: Option<SystemTime>,
+    /// The last successful finish.
+    pub last_success: Option<SystemTime>,
+    /// The exit code of the last finish, when it carried one (`/ping/<check>` counts as 0).
+    pub last_exit_code: Option<u8>,
+    /// How the last finished run ended.
+    pub last_result: Option<RunResult>,
+    /// The tail of the last ping's body (at most [`crate::probe::heartbeat::BODY_KEEP`] bytes).
+    pub last_body: Option<String>,
+    /// Pings received, all kinds.
+    pub ping_count: u64,
+}
+
+impl HeartbeatRow {
+    /// A check canaryd just learned about.
+    pub fn new(check: &str, first_seen: SystemTime) -> HeartbeatRow {
+        HeartbeatRow {
+            check: check.to_string(),
+            first_seen,
+            last_ping: None,
+            last_start: None,
+            last_finish: None,
+            last_success: None,
+            last_exit_code: None,
+            last_result: None,
+            last_body: None,
+            ping_count: 0,
+        }
+    }
+}
+
+fn to_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Last millisecond of the year 9999: later stored times are damage, not data.
+const MAX_MS: u64 = 253_402_300_799_999;
+
+/// A stored time back to a `SystemTime`; values outside 1970-9999 read as missing.
+fn from_ms(ms: Option<i64>) -> Option<SystemTime> {
+    let ms = u64::try_from(ms?).ok().filter(|ms| *ms <= MAX_MS)?;
+    UNIX_EPOCH.checked_add(Duration::from_millis(ms))
+}
+
+fn load_heartbeats(conn: &mut Connection) -> rusqlite::Result<Vec<HeartbeatRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT check_name, first_seen_ms, last_ping_ms, last_start_ms, last_finish_ms,
+                last_success_ms, last_exit_code, last_result, last_body, ping_count
+         FROM heartbeats",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let result: Option<String> = r.get(7)?;
+        let exit: Option<i64> = r.get(6)?;
+        Ok(HeartbeatRow {
+            check: r.get(0)?,
+            first_seen: from_ms(Some(r.get(1)?)).unwrap_or(UNIX_EPOCH),
+            last_ping: from_ms(r.get(2)?),
+            last_start: from_ms(r.get(3)?),
+            last_finish: from_ms(r.get(4)?),
+            last_success: from_ms(r.get(5)?),
+            last_exit_code: exit.and_then(|c| u8::try_from(c).ok()),
+            last_result: match result.as_deref() {
+                Some("ok") => Some(RunResult::Ok),
+                Some("fail") => Some(RunResult::Fail),
+                _ => None,
+            },
+            last_body: r.get(8)?,
+            ping_count: u64::try_from(r.get::<_, i64>(9)?).unwrap_or(0),
+        })
+    })?;
+    rows.collect()
+}
+
+fn save_heartbeat(conn: &Connection, row: &HeartbeatRow) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO heartbeats (check_name, first_seen_ms, last_ping_ms, last_start_ms,
+             last_finish_ms, last_success_ms, last_exit_code, last_result, last_body, ping_count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (check_name) DO UPDATE SET
+             first_seen_ms = excluded.first_seen_ms, last_ping_ms = excluded.last_ping_ms,
+             last_start_ms = excluded.last_start_ms, last_finish_ms = excluded.last_finish_ms,
+             last_success_ms = excluded.last_success_ms, last_exit_code = excluded.last_exit_code,
+             last_result = excluded.last_result, last_body = excluded.last_body,
+             ping_count = excluded.ping_count",
+    )?
+    .execute(params![
+        row.check,
+        to_ms(row.first_seen),
+        row.last_ping.map(to_ms),
+        row.last_start.map(to_ms),
+        row.last_finish.map(to_ms),
+        row.last_success.map(to_ms),
+        row.last_exit_code.map(i64::from),
+        row.last_result.map(RunResult::as_str),
+        row.last_body,
+        i64::try_from(row.ping_count).unwrap_or(i64::MAX),
+    ])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn a_new_store_is_migrated_and_keeps_rows_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("nested/state");
+        let store = Store::open(&state).unwrap();
+        assert!(state.join(FILE_NAME).is_file());
+        let mut row = HeartbeatRow::new("nightly", at(1_000));
+        row.last_ping = Some(at(2_000));
+        row.last_finish = Some(at(2_000));
+        row.last_result = Some(RunResult::Fail);
+        row.last_exit_code = Some(3);
+        row.last_body = Some("disk full".into());
+        row.ping_count = 7;
+        store
+            .save_heartbeats_blocking(vec![row.clone(), HeartbeatRow::new("other", at(5))])
+            .unwrap();
+        drop(store);
+
+        let store = Store::open(&state).unwrap();
+        let mut rows = store.load_heartbeats().unwrap();
+        rows.sort_by(|a, b| a.check.cmp(&b.check));
+        assert_eq!(rows, vec![row, HeartbeatRow::new("other", at(5))]);
+        let (mode, version): (String, i64) = store
+            .call_blocking(|c| {
+                Ok((
+                    c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
+                    c.query_row("SELECT version FROM schema_version", [], |r| r.get(0))?,
+                ))
+            })
+            .unwrap();
+        assert_eq!((mode.as_str(), version), ("wal", SCHEMA_VERSION as i64));
+    }
+
+    #[tokio::test]
+    async fn async_writes_land_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut pending = Vec::new();
+        for n in 0..50 {
+            let mut row = HeartbeatRow::new("x", at(1));
+            row.ping_count = n;
+            pending.push(store.save_heartbeat(row));
+        }
+        for p in pending {
+            p.wait().await.unwrap();
+        }
+        assert_eq!(store.load_heartbeats().unwrap()[0].ping_count, 49);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), vec![0x5a; 8192]).unwrap();
+        let e = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("is not a canaryd database or is damaged"), "{e}");
+        assert!(e.contains("move it aside"), "{e}");
+    }
+
+    #[test]
+    fn a_store_from_a_newer_canaryd_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        conn.execute("UPDATE schema_version SET version = 99", [])
+            .unwrap();
+        drop(conn);
+        let e = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("schema version 99, newer than this canaryd knows (1)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_state_dir_that_cannot_be_created_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, "x").unwrap();
+        let e = Store::open(&file.join("state")).unwrap_err().to_string();
+        assert!(e.starts_with("cannot create the state directory"), "{e}");
+        assert!(e.contains("writable directory"), "{e}");
+    }
+
+    #[test]
+    fn open_existing_reads_a_closed_store_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .save_heartbeats_blocking(vec![HeartbeatRow::new("x", at(9))])
+            .unwrap();
+        drop(store);
+        let ro = Store::open_existing(dir.path()).unwrap().unwrap();
+        assert_eq!(
+            ro.load_heartbeats().unwrap(),
+            vec![HeartbeatRow::new("x", at(9))]
+        );
+        let e = ro
+            .save_heartbeats_blocking(vec![HeartbeatRow::new("y", at(9))])
+            .unwrap_err();
+        assert!(e.to_string().contains("readonly"), "{e}");
+    }
+
+    #[test]
+    fn open_existing_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Store::open_existing(&dir.path().join("none"))
+            .unwrap()
+            .is_none());
+        assert!(!dir.path().join("none").exists());
+    }
+}
