@@ -1,0 +1,202 @@
+//! The demo (`cargo run --release --example demo`) as a newcomer sees it, on free ports: every
+//! demo check passes; then `/control?break_login=1` makes `demo-login` fail at step "submit",
+//! naming the page that came back, and `/control?stall_worker=1` makes `demo-jobs` report
+//! `depth > 0 && processed_rate == 0` (its JobsStalled rule) while the oldest job ages — all read
+//! from canaryd's `/api/v1/checks`, with bounded polling.
+//!
+//! The demo's own modules are compiled into this test with `#[path]` and started through the
+//! same `launch::start` as the example's `main`, with port 0 for both listeners. Without
+//! redis-server the queue part is skipped, except under `CI=true`, where it fails.
+
+mod services;
+
+#[path = "../examples/demo/app.rs"]
+mod app;
+#[path = "../examples/demo/jobs.rs"]
+mod jobs;
+#[path = "../examples/demo/launch.rs"]
+mod launch;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Every check's entry in `/api/v1/checks`.
+fn checks(demo: &launch::Demo) -> Vec<Value> {
+    let url = format!("http://{}/api/v1/checks", demo.canaryd);
+    let response = services::http_get(&url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    response.json()["checks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The last result of check `name`, once it has run.
+fn last<'a>(checks: &'a [Value], name: &str) -> Option<&'a Value> {
+    checks
+        .iter()
+        .find(|c| c["name"] == name)
+        .map(|c| &c["last_result"])
+        .filter(|r| !r.is_null())
+}
+
+/// An alert variable of check `name`'s last result.
+fn variable(checks: &[Value], name: &str, var: &str) -> Option<f64> {
+    last(checks, name)?["variables"][var].as_f64()
+}
+
+/// Polls `/api/v1/checks` until `done` holds; past `within`, fails with the demo's status print.
+fn wait_until(
+    demo: &launch::Demo,
+    what: &str,
+    within: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let checks = checks(demo);
+        if done(&checks) {
+            return checks;
+        }
+        assert!(
+            start.elapsed() < within,
+            "{what}: not within {within:?}\n{}",
+            demo.status()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn control(demo: &launch::Demo, query: &str) -> String {
+    let url = format!("http://{}/control?{query}", demo.app);
+    services::http_get(&url)
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+}
+
+#[test]
+fn demo_checks_pass_until_the_login_breaks_and_the_worker_stalls() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+    let demo = rt
+        .block_on(launch::start(launch::Options {
+            app: any_port,
+            canaryd: any_port,
+        }))
+        .unwrap_or_else(|e| panic!("the demo did not start: {e}"));
+    let with_jobs = match &demo.jobs {
+        Ok(_) => true,
+        Err(why) if services::under_ci() => panic!("CI=true: the demo's job queue: {why}"),
+        Err(why) => {
+            eprintln!("SKIPPED (queue part): {why}");
+            false
+        }
+    };
+    let banner = demo.banner();
+    assert!(
+        banner.contains("control?break_login=1") && banner.contains("control?stall_worker=1"),
+        "{banner}"
+    );
+
+    let mut expected = vec![
+        "demo-home",
+        "demo-identity",
+        "demo-login",
+        "demo-port",
+        "demo-login-totp",
+        "demo-api",
+    ];
+    if with_jobs {
+        expected.push("demo-jobs");
+    }
+    let configured: Vec<String> = demo
+        .daemon
+        .config()
+        .checks
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(configured, expected);
+
+    // Healthy: every check passes (the TOTP code is accepted, the bearer token works) and the
+    // worker keeps up with the producer. demo-port runs every 10 s, the longest interval.
+    wait_until(
+        &demo,
+        "every demo check passes",
+        Duration::from_secs(25),
+        |c| {
+            expected
+                .iter()
+                .all(|n| last(c, n).is_some_and(|r| r["success"] == true))
+                && (!with_jobs || variable(c, "demo-jobs", "processed_rate") > Some(0.0))
+        },
+    );
+
+    // A deploy that rejects every password, and a worker that hangs, at once.
+    let reply = control(&demo, "break_login=1&stall_worker=1");
+    assert!(
+        reply.contains("break_login=true stall_worker=true"),
+        "{reply}"
+    );
+
+    let c = wait_until(&demo, "demo-login fails", Duration::from_secs(15), |c| {
+        last(c, "demo-login").is_some_and(|r| r["success"] == false)
+    });
+    let login = last(&c, "demo-login").unwrap();
+    let failed: Vec<&Value> = login["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["ran"] == true && s["success"] == false)
+        .map(|s| &s["name"])
+        .collect();
+    assert_eq!(failed, ["submit"], "{login:#}");
+    assert_eq!(login["reason"], "status");
+    let message = login["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "step \"submit\": expected status 302, got 200; \
+             body contains \"Please enter a correct username and password\""
+        ),
+        "{message}"
+    );
+    assert!(!message.contains(app::PASSWORD), "{message}");
+
+    if with_jobs {
+        let stalled = |c: &[Value]| {
+            variable(c, "demo-jobs", "depth") > Some(0.0)
+                && variable(c, "demo-jobs", "processed_rate") == Some(0.0)
+        };
+        let c = wait_until(
+            &demo,
+            "demo-jobs shows depth > 0 && processed_rate == 0",
+            Duration::from_secs(15),
+            stalled,
+        );
+        let jobs = last(&c, "demo-jobs").unwrap();
+        assert_eq!(jobs["success"], true, "a stalled queue still reads fine");
+        assert_eq!(
+            jobs["variables"]["workers"], 1.0,
+            "the hung worker still beats"
+        );
+        let age = variable(&c, "demo-jobs", "oldest_age").unwrap_or(0.0);
+        wait_until(&demo, "the oldest job ages", Duration::from_secs(10), |c| {
+            stalled(c) && variable(c, "demo-jobs", "oldest_age") > Some(age)
+        });
+        let status = demo.status();
+        let line = status.lines().find(|l| l.contains("demo-jobs")).unwrap();
+        assert!(line.contains("[when true: JobsStalled]"), "{status}");
+    }
+
+    let reply = control(&demo, "reset");
+    assert!(
+        reply.contains("break_login=false stall_worker=false"),
+        "{reply}"
+    );
+    rt.block_on(demo.stop());
+}
