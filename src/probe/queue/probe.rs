@@ -62,7 +62,7 @@ impl QueueProbe {
     async fn read(&self) -> Result<Snapshot, Failure> {
         match self.read_once().await {
             Err(Failure::Read(QueueError::Redis(e))) if connection_broken(&e) => {
-                self.conn.reset().await;
+                self.conn.reset();
                 self.read_once().await
             }
             other => other,
@@ -86,7 +86,7 @@ impl QueueProbe {
         match outcome {
             Err(_) => {
                 // A read stuck on the connection leaves it unusable: dial afresh next run.
-                self.conn.reset().await;
+                self.conn.reset();
                 failure(
                     Reason::Unreachable,
                     format!(
@@ -102,7 +102,7 @@ impl QueueProbe {
             ),
             Ok(Err(Failure::Read(QueueError::Redis(e)))) => {
                 if connection_broken(&e) {
-                    self.conn.reset().await;
+                    self.conn.reset();
                     failure(
                         Reason::Unreachable,
                         format!(
