@@ -196,6 +196,16 @@ fn check_prints_every_error_of_every_broken_file_and_exits_1() {
     );
 }
 
+/// The environment variables holding the Redis URLs of `checks/queues.yaml`.
+const QUEUE_EXAMPLE_URLS: [&str; 6] = [
+    "SIDEKIQ_REDIS_URL",
+    "CELERY_BROKER_URL",
+    "RQ_REDIS_URL",
+    "BULLMQ_REDIS_URL",
+    "RESQUE_REDIS_URL",
+    "JOBS_REDIS_URL",
+];
+
 #[test]
 fn check_accepts_the_example_configuration() {
     let out = Command::new(BIN)
@@ -203,6 +213,8 @@ fn check_accepts_the_example_configuration() {
         .env("DEMO_PASSWORD", "x")
         .env("SHOP_PROBE_PASSWORD", "x")
         .env("DJANGO_PROBE_PASSWORD", "x")
+        // checks/queues.yaml: Redis URLs, checked for form at load time; nothing is dialled.
+        .envs(QUEUE_EXAMPLE_URLS.map(|v| (v, "redis://:x@127.0.0.1:6379/0")))
         .output()
         .unwrap();
     assert_eq!(
@@ -211,7 +223,7 @@ fn check_accepts_the_example_configuration() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 7 checks in 3 check files"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 13 checks in 4 check files"));
 }
 
 #[test]

@@ -202,6 +202,71 @@ fn the_check_from_yaml_sees_the_backlog_age_then_progress_under_sidekiq_then_a_s
     assert!(holds(&b, STALLED), "{:?}", b.observations);
 }
 
+/// The environment variables holding the Redis URLs of `checks/queues.yaml`: every check of the
+/// file is validated on load, so each must be set.
+const EXAMPLE_URLS: [&str; 6] = [
+    "SIDEKIQ_REDIS_URL",
+    "CELERY_BROKER_URL",
+    "RQ_REDIS_URL",
+    "BULLMQ_REDIS_URL",
+    "RESQUE_REDIS_URL",
+    "JOBS_REDIS_URL",
+];
+
+#[test]
+fn the_example_sidekiq_check_and_its_alerts_on_a_real_sidekiq_layout() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let Some(ruby) = require("ruby") else {
+        return;
+    };
+    for name in EXAMPLE_URLS {
+        std::env::set_var(name, redis.url());
+    }
+    let jobs = QueueCheck::from_file(&repo_root().join("checks/queues.yaml"), "billing-jobs");
+
+    // Jobs pushed by Sidekiq's client, and one that has waited eleven minutes, as Sidekiq writes
+    // it: pushed on the left, so the oldest is the right end, where Sidekiq takes jobs from.
+    enqueue(&ruby, &redis, "CanaryJob", 2, &["default", "mailers"]);
+    let t = now() - 660.0;
+    let old = format!(
+        r#"{{"class":"CanaryJob","args":[9],"retry":true,"queue":"mailers","jid":"0123456789abcdef01234567","created_at":{t},"enqueued_at":{t}}}"#
+    );
+    redis.cmd(&["RPUSH", "queue:mailers", &old]);
+
+    let first = jobs.run();
+    assert_ok(&first);
+    assert!(
+        holds(
+            &first,
+            "depth == 5 && queue.default.depth == 2 && queue.mailers.depth == 3"
+        ),
+        "{:?}",
+        first.observations
+    );
+    assert!(jobs.alert_holds("JobsBacklog", &first));
+    assert!(jobs.alert_holds("JobsNoWorkers", &first));
+    assert!(
+        !jobs.alert_holds("JobsStalled", &first),
+        "no rate on the first run"
+    );
+    assert!(!jobs.alert_holds("QueueCheckFailing", &first));
+    sleep(Duration::from_millis(200));
+    let second = jobs.run();
+    assert!(jobs.alert_holds("JobsStalled", &second));
+
+    // Redis gone: the check fails as unreachable, which the file's QueueCheckFailing catches;
+    // the alerts on figures stay silent rather than see made-up ones.
+    redis.stop();
+    let down = jobs.run();
+    assert!(holds(&down, "unreachable"), "{:?}", down.message);
+    assert!(jobs.alert_holds("QueueCheckFailing", &down));
+    for alert in ["JobsStalled", "JobsBacklog", "JobsNoWorkers"] {
+        assert!(!jobs.alert_holds(alert, &down), "{alert}");
+    }
+}
+
 #[test]
 fn a_killed_sidekiq_counts_until_its_process_hash_expires() {
     let Some(redis) = Redis::start() else {
