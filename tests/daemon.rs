@@ -196,6 +196,16 @@ fn check_prints_every_error_of_every_broken_file_and_exits_1() {
     );
 }
 
+/// The environment variables holding the Redis URLs of `checks/queues.yaml`.
+const QUEUE_EXAMPLE_URLS: [&str; 6] = [
+    "SIDEKIQ_REDIS_URL",
+    "CELERY_BROKER_URL",
+    "RQ_REDIS_URL",
+    "BULLMQ_REDIS_URL",
+    "RESQUE_REDIS_URL",
+    "JOBS_REDIS_URL",
+];
+
 #[test]
 fn check_accepts_the_example_configuration() {
     let out = Command::new(BIN)
@@ -207,6 +217,8 @@ fn check_accepts_the_example_configuration() {
         .env("ADMIN_PROBE_PASSWORD", "x")
         .env("ADMIN_PROBE_TOTP_SEED", "JBSWY3DPEHPK3PXP")
         .env("HEARTBEAT_TOKEN", "x")
+        // checks/queues.yaml: Redis URLs, checked for form at load time; nothing is dialled.
+        .envs(QUEUE_EXAMPLE_URLS.map(|v| (v, "redis://:x@127.0.0.1:6379/0")))
         .output()
         .unwrap();
     assert_eq!(
@@ -215,7 +227,7 @@ fn check_accepts_the_example_configuration() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 12 checks in 5 check files"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 18 checks in 6 check files"));
 }
 
 #[test]

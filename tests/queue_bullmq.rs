@@ -1,6 +1,7 @@
 //! The BullMQ reader against real BullMQ: jobs added with `Queue.add` from a node script, run by a
 //! real `Worker` process, read back by `Bullmq::collect` from a fresh redis-server per test.
 
+mod queue_check;
 mod services;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use canaryd::probe::queue::bullmq::{Bullmq, BullmqOptions};
 use canaryd::probe::queue::{JobState, JobSystem, QueueError, QueueStats, Snapshot};
+use queue_check::{assert_ok, holds, var, QueueCheck, STALLED};
 use redis::aio::MultiplexedConnection;
 use serde_json::{json, Value};
 use services::{secs, Redis, Worker};
@@ -268,6 +270,67 @@ async fn jobs_wait_then_drain_under_a_real_worker_and_stay_flat_once_it_stops() 
     assert_eq!(s5.processed, s3.processed);
     assert_eq!(s6.processed, s3.processed);
     assert!(queue(&s6, "emails").oldest_enqueued_at.is_some());
+}
+
+/// Through the real probe, synchronously: the check's runs block on a runtime of their own.
+#[test]
+fn the_check_from_yaml_sees_the_backlog_age_then_progress_under_a_worker_then_a_stall() {
+    let (Some(redis), Some(node)) = (Redis::start(), Node::find()) else {
+        return;
+    };
+    let jobs = QueueCheck::from_yaml(&format!(
+        "checks:\n  - name: jobs\n    interval: 10s\n    timeout: 2s\n    queue:\n      system: bullmq\n      redis: \"{}\"\n      prefix: app\n      queues: [emails]\n",
+        redis.url()
+    ));
+
+    // Five jobs under the application's prefix, two of them prioritized, and no worker. The
+    // first run has nothing to compare with: no rate, so the stalled-jobs alert cannot hold.
+    node.enqueue(
+        &redis,
+        "app",
+        json!([
+            {"queue": "emails", "jobs": 3},
+            {"queue": "emails", "jobs": 2, "opts": {"priority": 5}},
+        ]),
+    );
+    let first = jobs.run();
+    assert_ok(&first);
+    assert_eq!(var(&first, "depth"), Some(5.0));
+    assert_eq!(var(&first, "processed_rate"), None);
+    assert!(!holds(&first, STALLED));
+    // A run later the oldest job has aged by the time between the runs, and nothing moved.
+    std::thread::sleep(Duration::from_millis(300));
+    let second = jobs.run();
+    let age = |r| var(r, "oldest_age").expect("BullMQ records the add time");
+    assert!(
+        age(&second) >= age(&first) + 0.3,
+        "the oldest job ages: {} then {}",
+        age(&first),
+        age(&second)
+    );
+    assert!(holds(
+        &second,
+        "depth == 5 && workers == 0 && oldest_age > 250ms"
+    ));
+    assert!(holds(&second, STALLED), "{:?}", second.observations);
+
+    // A real worker drains the queue; the completed set grows, and some run sees it as a rate.
+    let mut worker = node.worker(&redis, "app", json!({"emails": {}}));
+    let mut progressed = false;
+    worker.wait_until(secs(30), || {
+        let r = jobs.run();
+        progressed |= holds(&r, "processed_rate > 0 && !unreachable");
+        holds(&r, "depth == 0") && progressed
+    });
+
+    // The worker stops with jobs waiting: stalled within two runs.
+    worker.stop(secs(10));
+    node.enqueue(&redis, "app", json!([{"queue": "emails", "jobs": 3}]));
+    let a = jobs.run();
+    std::thread::sleep(Duration::from_millis(200));
+    let b = jobs.run();
+    assert_eq!((var(&a, "depth"), var(&b, "depth")), (Some(3.0), Some(3.0)));
+    assert!(holds(&b, STALLED), "{:?}", b.observations);
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! priorities, so kombu's priority lists are exercised) and a real `celery worker`
 //! (`tests/jobs/celery/`, run by the venv's Python).
 
+mod queue_check;
 mod round_trips;
 mod services;
 
@@ -12,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use canaryd::probe::queue::celery::{Celery, CeleryOptions};
 use canaryd::probe::queue::{JobState, JobSystem, QueueError, Snapshot, ALL_QUEUES};
+use queue_check::{assert_ok, holds, var, QueueCheck, STALLED};
 use redis::aio::MultiplexedConnection;
 use round_trips::RoundTrips;
 use services::{repo_root, run_ok, secs, venv_python, Redis, Resp, Worker};
@@ -223,6 +225,53 @@ fn priority_lists_are_summed_and_the_backlog_drains_then_stalls() {
     assert_eq!(depth(&a, "celery", JobState::Waiting), Some(3));
     assert_eq!(depth(&b, "celery", JobState::Waiting), Some(3));
     assert_eq!((a.processed, b.processed), (None, None));
+}
+
+#[test]
+fn the_check_from_yaml_sees_the_backlog_then_progress_under_a_worker_then_a_stall() {
+    let Some(py) = venv_python() else { return };
+    let Some(redis) = Redis::start() else { return };
+    let jobs = QueueCheck::new("celery", &redis.url(), &["celery"]);
+
+    // Five tasks, two of them with a priority (kombu's priority lists), and no worker. The
+    // first run has nothing to compare with: no rate, so the stalled-jobs alert cannot hold.
+    enqueue(&py, &redis, None, &["celery:work:3", "celery:work:2:9"]);
+    let first = jobs.run();
+    assert_ok(&first);
+    assert_eq!(var(&first, "depth"), Some(5.0));
+    assert_eq!(var(&first, "processed_rate"), None);
+    // Celery's messages carry no enqueue time: the age is unknown, neither zero nor made up
+    // (the check has no `enqueued_at_header` option).
+    assert_eq!(var(&first, "oldest_age"), None);
+    let report = first.queue.as_ref().expect("a queue report");
+    assert!(report.oldest_age_seconds.iter().all(Option::is_none));
+    assert!(
+        !holds(&first, "oldest_age >= 0s"),
+        "an unknown age compares false"
+    );
+    // Nor does Celery record workers or count jobs in Redis.
+    assert_eq!((var(&first, "workers"), var(&first, "busy")), (None, None));
+    sleep(Duration::from_millis(300));
+    let second = jobs.run();
+    assert!(holds(&second, STALLED), "{:?}", second.observations);
+
+    // A real worker drains every priority list; progress is what drained between runs.
+    let mut worker = start_worker(&py, &redis, "celery");
+    let mut progressed = false;
+    worker.wait_until(secs(60), || {
+        let r = jobs.run();
+        progressed |= holds(&r, "processed_rate > 0 && !unreachable");
+        holds(&r, "depth == 0") && progressed
+    });
+
+    // The worker stops with tasks waiting: stalled within two runs.
+    worker.stop(secs(15));
+    enqueue(&py, &redis, None, &["celery:work:2", "celery:work:1:5"]);
+    let a = jobs.run();
+    sleep(Duration::from_millis(200));
+    let b = jobs.run();
+    assert_eq!((var(&a, "depth"), var(&b, "depth")), (Some(3.0), Some(3.0)));
+    assert!(holds(&b, STALLED), "{:?}", b.observations);
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! see the script's header). The worker is a real process that drains queues with `LPOP` and
 //! counts with `INCRBY stat:processed`, as Resque's does.
 
+mod queue_check;
 mod queue_support;
 mod round_trips;
 mod services;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use canaryd::probe::queue::resque::{Resque, ResqueOptions};
 use canaryd::probe::queue::{JobState, QueueError, ALL_QUEUES};
+use queue_check::{assert_ok, holds, var, QueueCheck, STALLED};
 use queue_support::{now, poll, queue, Reader};
 use round_trips::RoundTrips;
 use services::{repo_root, require, run_ok, secs, Redis, Worker};
@@ -145,6 +147,54 @@ fn jobs_wait_drain_under_a_resque_worker_and_stall_when_it_stops() {
         assert_eq!(queue(s, "default").depth(JobState::Waiting), Some(3));
         assert_eq!((s.processed, s.failed), (Some(9), Some(1)));
     }
+}
+
+#[test]
+fn the_check_from_yaml_sees_the_backlog_then_progress_under_a_worker_then_a_stall() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let Some(ruby) = require("ruby") else {
+        return;
+    };
+    let jobs = QueueCheck::new("resque", &redis.url(), &["default"]);
+
+    // Five jobs and no worker. The first run has nothing to compare with: no rate, so the
+    // stalled-jobs alert cannot hold yet.
+    layout(&ruby, &redis, "resque", &["enqueue", "default", "5"]);
+    let first = jobs.run();
+    assert_ok(&first);
+    assert_eq!(var(&first, "depth"), Some(5.0));
+    assert_eq!(var(&first, "processed_rate"), None);
+    // A plain Resque job is only a class and arguments: the age is unknown, neither zero nor
+    // made up (Active Job's jobs carry one; see the reader test above).
+    assert_eq!(var(&first, "oldest_age"), None);
+    assert!(
+        !holds(&first, "oldest_age >= 0s"),
+        "an unknown age compares false"
+    );
+    sleep(Duration::from_millis(300));
+    let second = jobs.run();
+    assert!(holds(&second, "depth == 5 && workers == 0"));
+    assert!(holds(&second, STALLED), "{:?}", second.observations);
+
+    // A worker drains the queue; `stat:processed` rises per job, and some run sees it.
+    let mut worker = start_worker(&ruby, &redis, "default", "1");
+    let mut progressed = false;
+    worker.wait_until(secs(20), || {
+        let r = jobs.run();
+        progressed |= holds(&r, "processed_rate > 0 && !unreachable");
+        holds(&r, "depth == 0") && progressed
+    });
+
+    // The worker stops with jobs waiting: stalled within two runs.
+    worker.stop(secs(10));
+    layout(&ruby, &redis, "resque", &["enqueue", "default", "3"]);
+    let a = jobs.run();
+    sleep(Duration::from_millis(200));
+    let b = jobs.run();
+    assert_eq!((var(&a, "depth"), var(&b, "depth")), (Some(3.0), Some(3.0)));
+    assert!(holds(&b, STALLED), "{:?}", b.observations);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The RQ reader against a real redis-server, jobs enqueued with RQ's own API and a real RQ worker
 //! (`tests/jobs/rq/`, run by the venv's Python).
 
+mod queue_check;
 mod round_trips;
 mod services;
 
@@ -11,6 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use canaryd::probe::queue::rq::{Rq, RqOptions};
 use canaryd::probe::queue::{JobState, JobSystem, QueueError, Snapshot};
+use canaryd::probe::Reason;
+use queue_check::{assert_ok, holds, var, QueueCheck, STALLED};
 use redis::aio::MultiplexedConnection;
 use round_trips::RoundTrips;
 use services::{repo_root, run_ok, secs, venv_python, Redis, Resp, Worker};
@@ -411,4 +414,198 @@ fn junk_under_rq_keys_is_skipped_or_named_never_a_panic() {
         depth(&configured.read(), "default", JobState::Waiting),
         Some(2)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through the real probe: the check as a user writes it, and what its alerts see
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn the_check_from_yaml_sees_the_backlog_age_then_progress_under_a_worker_then_a_stall() {
+    let Some(py) = venv_python() else { return };
+    let Some(redis) = Redis::start() else { return };
+    let jobs = QueueCheck::new("rq", &redis.url(), &["default"]);
+
+    // Five jobs and no worker. The first run has nothing to compare with: no rate, so the
+    // stalled-jobs alert cannot hold yet.
+    enqueue(&py, &redis, &["default:work:5"]);
+    let first = jobs.run();
+    assert_ok(&first);
+    assert_eq!(var(&first, "depth"), Some(5.0));
+    assert_eq!(var(&first, "processed_rate"), None);
+    assert!(!holds(&first, STALLED));
+    // A run later the oldest job has aged by the time between the runs, and nothing moved.
+    sleep(Duration::from_millis(300));
+    let second = jobs.run();
+    let age = |r| var(r, "oldest_age").expect("RQ records enqueued_at");
+    assert!(
+        age(&second) >= age(&first) + 0.3,
+        "the oldest job ages: {} then {}",
+        age(&first),
+        age(&second)
+    );
+    assert!(holds(
+        &second,
+        "depth == 5 && workers == 0 && oldest_age > 250ms"
+    ));
+    assert!(holds(&second, STALLED), "{:?}", second.observations);
+
+    // A real worker: the queue drains, and the worker's counters show as a rate on some run.
+    let mut worker = start_worker(&py, &redis, "w1", &["default"]);
+    let mut progressed = false;
+    worker.wait_until(secs(30), || {
+        let r = jobs.run();
+        progressed |= holds(&r, "processed_rate > 0 && !unreachable");
+        holds(&r, "depth == 0") && progressed
+    });
+
+    // The worker stops with jobs waiting: stalled within two runs.
+    worker.stop(secs(15));
+    enqueue(&py, &redis, &["default:work:3"]);
+    let a = jobs.run();
+    sleep(Duration::from_millis(200));
+    let b = jobs.run();
+    assert_eq!((var(&a, "depth"), var(&b, "depth")), (Some(3.0), Some(3.0)));
+    assert!(holds(&b, STALLED), "{:?}", b.observations);
+}
+
+/// Redis's own process id, from `INFO server`.
+fn redis_pid(redis: &Redis) -> u32 {
+    let info = redis.cmd(&["INFO", "server"]).as_str().expect("INFO text");
+    info.lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("process_id in INFO server")
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{sig} {pid}: {status}");
+}
+
+/// Redis stopped with SIGSTOP: connections are accepted by the kernel, nothing ever answers.
+/// Resumed on drop, so a failing test does not leave it frozen.
+struct Paused(u32);
+
+impl Paused {
+    fn new(redis: &Redis) -> Paused {
+        let pid = redis_pid(redis);
+        signal(pid, "STOP");
+        Paused(pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+fn assert_unreachable(r: &canaryd::probe::CheckResult) {
+    assert!(!r.success);
+    assert_eq!(r.reason, Some(Reason::Unreachable), "{:?}", r.message);
+    assert!(holds(r, "unreachable && failed"), "{:?}", r.observations);
+    // No made-up figures: the alerts on depth and progress stay silent, `unreachable` speaks.
+    assert_eq!(var(r, "depth"), None);
+    assert!(!holds(r, STALLED));
+}
+
+#[test]
+fn redis_killed_is_unreachable_at_once_and_the_check_recovers_when_it_is_back() {
+    let Some(py) = venv_python() else { return };
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    enqueue(&py, &redis, &["default:work:4"]);
+    let jobs = QueueCheck::new("rq", &redis.url(), &["default"]);
+    let r = jobs.run();
+    assert_ok(&r);
+    assert_eq!(var(&r, "depth"), Some(4.0));
+
+    // Killed: the open connection breaks, then there is nothing to dial. A refused connection
+    // is an answer, so each run ends well before its timeout.
+    redis.stop();
+    for _ in 0..2 {
+        let (r, took) = jobs.run_timed();
+        assert!(took < jobs.check.timeout / 2, "{took:?}");
+        assert_unreachable(&r);
+        let msg = r.message.as_deref().unwrap_or_default();
+        assert!(msg.contains("redis unreachable"), "{msg}");
+    }
+
+    // Back on the same port, empty (no persistence), seeded again by RQ's client: the next run
+    // dials afresh and reads it.
+    redis.restart();
+    enqueue(&py, &redis, &["default:work:2"]);
+    let r = jobs.run();
+    assert_ok(&r);
+    assert!(
+        holds(&r, "depth == 2 && !unreachable"),
+        "{:?}",
+        r.observations
+    );
+
+    // Killed and back between two runs: the run finds its connection dead, redials within the
+    // run and succeeds — a restart costs no failed run.
+    redis.restart();
+    enqueue(&py, &redis, &["default:work:1"]);
+    let r = jobs.run();
+    assert_ok(&r);
+    assert_eq!(var(&r, "depth"), Some(1.0));
+}
+
+#[test]
+fn redis_paused_ends_every_run_by_its_timeout_and_the_check_redials_once_it_resumes() {
+    let Some(py) = venv_python() else { return };
+    let Some(redis) = Redis::start() else { return };
+    enqueue(&py, &redis, &["default:work:3"]);
+    // Two checks on the same Redis, hence one shared connection: a slow one, which dials first,
+    // and a quick one with a shorter timeout.
+    let check = |name: &str, timeout: &str| {
+        QueueCheck::from_yaml(&format!(
+            "checks:\n  - name: {name}\n    interval: 10s\n    timeout: {timeout}\n    queue:\n      system: rq\n      redis: \"{}\"\n      queues: [default]\n",
+            redis.url()
+        ))
+    };
+    let slow = check("slow", "1500ms");
+    let quick = check("quick", "500ms");
+    for r in [slow.run(), quick.run()] {
+        assert_ok(&r);
+        assert_eq!(var(&r, "depth"), Some(3.0));
+    }
+
+    let paused = Paused::new(&redis);
+    // First on the connection they share, which now never answers; then, that connection
+    // dropped, on a fresh one that connects (the kernel accepts) but never completes its
+    // handshake. Each run ends by its own timeout, the quick one too while the slow one dials.
+    for round in 0..2 {
+        for (c, (r, took)) in [&slow, &quick]
+            .into_iter()
+            .zip(QueueCheck::run_both(&slow, &quick))
+        {
+            let timeout = c.check.timeout;
+            assert!(
+                took >= timeout && took < timeout + Duration::from_millis(200),
+                "round {round}, {}: took {took:?}, timeout {timeout:?}",
+                c.check.name
+            );
+            assert_unreachable(&r);
+        }
+    }
+
+    // Resumed: the next run dials afresh and reads.
+    drop(paused);
+    for c in [&slow, &quick] {
+        let r = c.run();
+        assert_ok(&r);
+        assert!(
+            holds(&r, "depth == 3 && !unreachable"),
+            "{:?}",
+            r.observations
+        );
+    }
 }

@@ -3,6 +3,7 @@
 //!
 //! Scripts: `tests/jobs/sidekiq/jobs.rb` (job classes the worker runs), `enqueue.rb` (the client).
 
+mod queue_check;
 mod queue_support;
 mod round_trips;
 mod services;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use canaryd::probe::queue::sidekiq::{Sidekiq, SidekiqOptions};
 use canaryd::probe::queue::{JobState, QueueError, ALL_QUEUES};
+use queue_check::{assert_ok, holds, var, QueueCheck, STALLED};
 use queue_support::{now, poll, queue, Reader};
 use round_trips::RoundTrips;
 use services::{repo_root, require, run_ok, secs, Redis, Worker};
@@ -108,9 +110,14 @@ fn jobs_wait_drain_under_a_real_sidekiq_and_stall_when_it_stops() {
     worker.wait_until(secs(10), || r.collect().workers == Some(2));
     redis.cmd(&["SET", "canary:hold", "1"]);
     enqueue(&ruby, &redis, "HoldJob", 1, &["default"]);
-    worker.wait_until(secs(20), || r.collect().busy == Some(1));
+    // The first heartbeat may have caught a CanaryJob running (busy 1) before any count was
+    // flushed: wait for the heartbeat that flushed the five, which also wrote the true busy.
+    worker.wait_until(secs(20), || {
+        let s = r.collect();
+        s.busy == Some(1) && s.processed >= Some(5)
+    });
     let s = r.collect();
-    assert!(s.processed >= Some(5), "processed rose: {:?}", s.processed);
+    assert_eq!(s.busy, Some(1), "the held job runs");
     assert_eq!(s.workers, Some(2));
     redis.cmd(&["DEL", "canary:hold"]);
 
@@ -128,6 +135,135 @@ fn jobs_wait_drain_under_a_real_sidekiq_and_stall_when_it_stops() {
     for s in [&a, &b] {
         assert_eq!(queue(s, "default").depth(JobState::Waiting), Some(3));
         assert_eq!((s.processed, s.failed), (Some(6), Some(0)));
+    }
+}
+
+#[test]
+fn the_check_from_yaml_sees_the_backlog_age_then_progress_under_sidekiq_then_a_stall() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let (Some(ruby), Some(sidekiq)) = (require("ruby"), require("sidekiq")) else {
+        return;
+    };
+    let jobs = QueueCheck::new("sidekiq", &redis.url(), &["default"]);
+
+    // Five jobs and no Sidekiq. The first run has nothing to compare with: no rate, so the
+    // stalled-jobs alert cannot hold yet.
+    enqueue(&ruby, &redis, "CanaryJob", 5, &["default"]);
+    let first = jobs.run();
+    assert_ok(&first);
+    assert_eq!(var(&first, "depth"), Some(5.0));
+    assert_eq!(var(&first, "processed_rate"), None);
+    assert!(!holds(&first, STALLED));
+    // A run later the oldest job has aged by the time between the runs, and nothing moved.
+    sleep(Duration::from_millis(300));
+    let second = jobs.run();
+    let age = |r| var(r, "oldest_age").expect("Sidekiq records enqueued_at");
+    assert!(
+        age(&second) >= age(&first) + 0.3,
+        "the oldest job ages: {} then {}",
+        age(&first),
+        age(&second)
+    );
+    assert!(holds(
+        &second,
+        "depth == 5 && workers == 0 && oldest_age > 250ms"
+    ));
+    assert!(holds(&second, STALLED), "{:?}", second.observations);
+
+    // A real Sidekiq drains the queue. Each process adds its jobs to `stat:processed` only on
+    // its heartbeat (every 5 s) and when it stops, so the progress may show only after a
+    // graceful stop: a run then sees it, with the queue empty.
+    let mut worker = start_sidekiq(&sidekiq, &redis);
+    let mut progressed = false;
+    worker.wait_until(secs(30), || {
+        let r = jobs.run();
+        progressed |= holds(&r, "processed_rate > 0");
+        holds(&r, "depth == 0")
+    });
+    worker.stop(secs(15));
+    let r = jobs.run();
+    assert_ok(&r);
+    progressed |= holds(&r, "processed_rate > 0");
+    assert!(progressed, "the five jobs never showed as progress");
+    assert!(
+        holds(&r, "depth == 0 && workers == 0"),
+        "{:?}",
+        r.observations
+    );
+
+    // Jobs wait again, and nothing runs them: stalled within two runs.
+    enqueue(&ruby, &redis, "CanaryJob", 3, &["default"]);
+    let a = jobs.run();
+    sleep(Duration::from_millis(200));
+    let b = jobs.run();
+    assert_eq!((var(&a, "depth"), var(&b, "depth")), (Some(3.0), Some(3.0)));
+    assert!(holds(&b, STALLED), "{:?}", b.observations);
+}
+
+/// The environment variables holding the Redis URLs of `checks/queues.yaml`: every check of the
+/// file is validated on load, so each must be set.
+const EXAMPLE_URLS: [&str; 6] = [
+    "SIDEKIQ_REDIS_URL",
+    "CELERY_BROKER_URL",
+    "RQ_REDIS_URL",
+    "BULLMQ_REDIS_URL",
+    "RESQUE_REDIS_URL",
+    "JOBS_REDIS_URL",
+];
+
+#[test]
+fn the_example_sidekiq_check_and_its_alerts_on_a_real_sidekiq_layout() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let Some(ruby) = require("ruby") else {
+        return;
+    };
+    for name in EXAMPLE_URLS {
+        std::env::set_var(name, redis.url());
+    }
+    let jobs = QueueCheck::from_file(&repo_root().join("checks/queues.yaml"), "billing-jobs");
+
+    // Jobs pushed by Sidekiq's client, and one that has waited eleven minutes, as Sidekiq writes
+    // it: pushed on the left, so the oldest is the right end, where Sidekiq takes jobs from.
+    enqueue(&ruby, &redis, "CanaryJob", 2, &["default", "mailers"]);
+    let t = now() - 660.0;
+    let old = format!(
+        r#"{{"class":"CanaryJob","args":[9],"retry":true,"queue":"mailers","jid":"0123456789abcdef01234567","created_at":{t},"enqueued_at":{t}}}"#
+    );
+    redis.cmd(&["RPUSH", "queue:mailers", &old]);
+
+    let first = jobs.run();
+    assert_ok(&first);
+    assert!(
+        holds(
+            &first,
+            "depth == 5 && queue.default.depth == 2 && queue.mailers.depth == 3"
+        ),
+        "{:?}",
+        first.observations
+    );
+    assert!(jobs.alert_holds("JobsBacklog", &first));
+    assert!(jobs.alert_holds("JobsNoWorkers", &first));
+    assert!(
+        !jobs.alert_holds("JobsStalled", &first),
+        "no rate on the first run"
+    );
+    assert!(!jobs.alert_holds("QueueCheckFailing", &first));
+    sleep(Duration::from_millis(200));
+    let second = jobs.run();
+    assert!(jobs.alert_holds("JobsStalled", &second));
+
+    // Redis gone: the check fails as unreachable, which the file's QueueCheckFailing catches;
+    // the alerts on figures stay silent rather than see made-up ones.
+    redis.stop();
+    let down = jobs.run();
+    assert!(holds(&down, "unreachable"), "{:?}", down.message);
+    assert!(jobs.alert_holds("QueueCheckFailing", &down));
+    for alert in ["JobsStalled", "JobsBacklog", "JobsNoWorkers"] {
+        assert!(!jobs.alert_holds(alert, &down), "{alert}");
     }
 }
 

@@ -79,8 +79,13 @@ pub struct RedisConn {
     /// `redis://host:port/db`, safe to print.
     target: String,
     connect_timeout: Duration,
-    /// The live connection, if one was made and has not failed since.
-    live: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// The live connection, if one was made and has not failed since. A plain mutex, never held
+    /// across an await: forgetting a connection never waits, not even for a dial under way, so
+    /// a run past its deadline can drop a wedged connection and still return in time.
+    live: Mutex<Option<MultiplexedConnection>>,
+    /// Held while dialling, so concurrent callers wait for one dial rather than each making
+    /// their own.
+    dialling: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for RedisConn {
@@ -148,7 +153,8 @@ impl RedisConn {
             client,
             target: describe(url),
             connect_timeout,
-            live: tokio::sync::Mutex::new(None),
+            live: Mutex::new(None),
+            dialling: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -160,9 +166,13 @@ impl RedisConn {
     /// The live connection, dialling one if there is none. Cheap when connected (a clone of a
     /// handle); concurrent callers wait for one dial rather than each making their own.
     pub async fn get(&self) -> Result<MultiplexedConnection, ConnectError> {
-        let mut live = self.live.lock().await;
-        if let Some(conn) = live.as_ref() {
-            return Ok(conn.clone());
+        if let Some(conn) = self.live() {
+            return Ok(conn);
+        }
+        let _dialling = self.dialling.lock().await;
+        // Another caller may have dialled while this one waited.
+        if let Some(conn) = self.live() {
+            return Ok(conn);
         }
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
@@ -174,7 +184,7 @@ impl RedisConn {
         // A second bound around the client's own, so a DNS or TLS stall cannot outlive it.
         match tokio::time::timeout(self.connect_timeout, dial).await {
             Ok(Ok(conn)) => {
-                *live = Some(conn.clone());
+                *self.slot() = Some(conn.clone());
                 Ok(conn)
             }
             Ok(Err(error)) if error.is_timeout() => Err(ConnectError::Timeout {
@@ -193,9 +203,18 @@ impl RedisConn {
     }
 
     /// Forgets the live connection after it failed (or a run timed out on it), so the next
-    /// caller dials afresh. Harmless when another caller already replaced it.
-    pub async fn reset(&self) {
-        *self.live.lock().await = None;
+    /// caller dials afresh. Never waits. When another caller already replaced it, the
+    /// replacement goes too: one more dial, never a wrong read.
+    pub fn reset(&self) {
+        *self.slot() = None;
+    }
+
+    fn live(&self) -> Option<MultiplexedConnection> {
+        self.slot().clone()
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -62,7 +62,7 @@ impl QueueProbe {
     async fn read(&self) -> Result<Snapshot, Failure> {
         match self.read_once().await {
             Err(Failure::Read(QueueError::Redis(e))) if connection_broken(&e) => {
-                self.conn.reset().await;
+                self.conn.reset();
                 self.read_once().await
             }
             other => other,
@@ -86,7 +86,7 @@ impl QueueProbe {
         match outcome {
             Err(_) => {
                 // A read stuck on the connection leaves it unusable: dial afresh next run.
-                self.conn.reset().await;
+                self.conn.reset();
                 failure(
                     Reason::Unreachable,
                     format!(
@@ -102,7 +102,7 @@ impl QueueProbe {
             ),
             Ok(Err(Failure::Read(QueueError::Redis(e)))) => {
                 if connection_broken(&e) {
-                    self.conn.reset().await;
+                    self.conn.reset();
                     failure(
                         Reason::Unreachable,
                         format!(
@@ -257,12 +257,20 @@ impl QueueReport {
                 }
             }
         }
-        let oldest = self
-            .oldest_age_seconds
-            .iter()
-            .flatten()
-            .fold(0.0_f64, |a, b| a.max(*b));
-        out.push(("oldest_age".into(), oldest));
+        // The oldest known age (a queue with nothing waiting counts as zero). Jobs wait but
+        // none carries an enqueue time (Celery, plain Resque, plain keys): no value rather than
+        // a made-up zero, as in `canary_queue_oldest_job_age_seconds`.
+        let (mut oldest, mut known, mut unknown) = (0.0_f64, false, false);
+        for (q, age) in self.snapshot.queues.iter().zip(&self.oldest_age_seconds) {
+            match (age, q.depth(JobState::Waiting)) {
+                (Some(age), _) => (oldest, known) = (oldest.max(*age), true),
+                (None, Some(n)) if n > 0 => unknown = true,
+                _ => {}
+            }
+        }
+        if known || !unknown {
+            out.push(("oldest_age".into(), oldest));
+        }
         if let Some(elapsed) = self.since_previous.filter(|d| !d.is_zero()) {
             let secs = elapsed.as_secs_f64();
             if let Some(p) = self.processed_delta {
