@@ -32,11 +32,11 @@ fn thread_cpu() -> Option<Duration> {
 }
 
 fn result(i: usize, run: usize) -> CheckResult {
-    let success = (i + run) % 7 != 0;
+    let success = !(i + run).is_multiple_of(7);
     let now = SystemTime::now();
     CheckResult {
         success,
-        reason: (!success).then_some(if run % 2 == 0 {
+        reason: (!success).then_some(if run.is_multiple_of(2) {
             Reason::Status
         } else {
             Reason::Timeout

@@ -448,7 +448,7 @@ fn write_seconds(out: &mut String, nanos: u64) {
         return;
     }
     let mut width = 9;
-    while frac % 10 == 0 {
+    while frac.is_multiple_of(10) {
         frac /= 10;
         width -= 1;
     }
