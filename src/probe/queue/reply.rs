@@ -24,6 +24,30 @@ pub(super) fn show(key: &[u8]) -> String {
     format!("{cut}…")
 }
 
+/// Round trip 1 of the Ruby systems (Sidekiq, Resque), which keep the same shape: the `queues`
+/// set unless queues are configured, and one more set (Sidekiq's processes, Resque's workers).
+pub(super) async fn queues_and_members(
+    conn: &mut redis::aio::MultiplexedConnection,
+    configured: Option<&Vec<Vec<u8>>>,
+    queues_key: &[u8],
+    set_key: &[u8],
+) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), QueueError> {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    if configured.is_none() {
+        pipe.cmd("SMEMBERS").arg(queues_key);
+    }
+    pipe.cmd("SMEMBERS").arg(set_key);
+    let sent = if configured.is_none() { 2 } else { 1 };
+    let mut replies = Replies::new(pipe.query_async(conn).await?, sent)?;
+    let queues = match configured {
+        Some(configured) => configured.clone(),
+        None => members(replies.next(queues_key, "set")?, queues_key)?,
+    };
+    let set = members(replies.next(set_key, "set")?, set_key)?;
+    Ok((queues, set))
+}
+
 /// The replies of a pipeline sent with `ignore_errors()`, one per command, in order.
 pub(super) struct Replies(std::vec::IntoIter<Value>);
 

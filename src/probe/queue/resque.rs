@@ -119,19 +119,9 @@ impl Resque {
         // Round trip 1: which queues (unless configured) and which workers.
         let queues_key = self.key(b"queues");
         let workers_key = self.key(b"workers");
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        if self.queues.is_none() {
-            pipe.cmd("SMEMBERS").arg(&queues_key);
-        }
-        pipe.cmd("SMEMBERS").arg(&workers_key);
-        let sent = if self.queues.is_none() { 2 } else { 1 };
-        let mut replies = Replies::new(pipe.query_async(conn).await?, sent)?;
-        let queues = match &self.queues {
-            Some(configured) => configured.clone(),
-            None => reply::members(replies.next(&queues_key, "set")?, &queues_key)?,
-        };
-        let workers = reply::members(replies.next(&workers_key, "set")?, &workers_key)?;
+        let (queues, workers) =
+            reply::queues_and_members(conn, self.queues.as_ref(), &queues_key, &workers_key)
+                .await?;
 
         // Round trip 2: everything else.
         let queue_keys: Vec<Vec<u8>> = queues

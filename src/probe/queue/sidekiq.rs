@@ -114,19 +114,9 @@ impl Sidekiq {
         // Round trip 1: which queues (unless configured) and which processes.
         let queues_key = self.key(b"queues");
         let processes_key = self.key(b"processes");
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        if self.queues.is_none() {
-            pipe.cmd("SMEMBERS").arg(&queues_key);
-        }
-        pipe.cmd("SMEMBERS").arg(&processes_key);
-        let sent = if self.queues.is_none() { 2 } else { 1 };
-        let mut replies = Replies::new(pipe.query_async(conn).await?, sent)?;
-        let queues = match &self.queues {
-            Some(configured) => configured.clone(),
-            None => reply::members(replies.next(&queues_key, "set")?, &queues_key)?,
-        };
-        let processes = reply::members(replies.next(&processes_key, "set")?, &processes_key)?;
+        let (queues, processes) =
+            reply::queues_and_members(conn, self.queues.as_ref(), &queues_key, &processes_key)
+                .await?;
 
         // Round trip 2: everything else.
         let queue_keys: Vec<Vec<u8>> = queues
