@@ -3,6 +3,7 @@
 //! (`tests/jobs/celery/`, run by the venv's Python).
 
 mod queue_check;
+mod queue_support;
 mod round_trips;
 mod services;
 
@@ -12,50 +13,17 @@ use std::thread::sleep;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use canaryd::probe::queue::celery::{Celery, CeleryOptions};
-use canaryd::probe::queue::{JobState, JobSystem, QueueError, Snapshot, ALL_QUEUES};
+use canaryd::probe::queue::{JobState, QueueError, Snapshot, ALL_QUEUES};
 use queue_check::{assert_ok, holds, var, QueueCheck, STALLED};
-use redis::aio::MultiplexedConnection;
+use queue_support::Reader;
 use round_trips::RoundTrips;
 use services::{repo_root, run_ok, secs, venv_python, Redis, Resp, Worker};
-use tokio::runtime::Runtime;
 
 /// The header `tests/jobs/celery/app.py` stamps every message with.
 const HEADER: &str = "enqueued_at";
 
-struct Reader {
-    rt: Runtime,
-    conn: MultiplexedConnection,
-    celery: Celery,
-}
-
-impl Reader {
-    fn new(url: &str, opts: CeleryOptions) -> Reader {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let conn = rt
-            .block_on(async {
-                redis::Client::open(url)?
-                    .get_multiplexed_async_connection()
-                    .await
-            })
-            .expect("connect to the test redis");
-        Reader {
-            rt,
-            conn,
-            celery: Celery::new(&opts),
-        }
-    }
-
-    fn try_read(&mut self) -> Result<Snapshot, QueueError> {
-        self.rt.block_on(self.celery.collect(&mut self.conn))
-    }
-
-    fn read(&mut self) -> Snapshot {
-        self.try_read().expect("collect")
-    }
+fn reader(url: &str, opts: CeleryOptions) -> Reader {
+    Reader::new(url, Celery::new(&opts))
 }
 
 fn configured(queues: &[&str], header: bool) -> CeleryOptions {
@@ -146,8 +114,8 @@ fn priority_lists_are_summed_and_the_backlog_drains_then_stalls() {
         &["celery:work:3", "celery:work:1:1", "mail:work:2"],
     );
 
-    let mut r = Reader::new(&redis.url(), configured(&["celery", "mail"], true));
-    let first = r.read();
+    let mut r = reader(&redis.url(), configured(&["celery", "mail"], true));
+    let first = r.collect();
     assert_eq!(names(&first), ["celery", "mail", ALL_QUEUES]);
     assert_eq!(depth(&first, "celery", JobState::Waiting), Some(7));
     assert_eq!(depth(&first, "mail", JobState::Waiting), Some(2));
@@ -169,59 +137,63 @@ fn priority_lists_are_summed_and_the_backlog_drains_then_stalls() {
     );
     let age1 = now() - stamped;
     sleep(Duration::from_millis(50));
-    let second = r.read();
+    let second = r.collect();
     assert_eq!(oldest(&second, "celery"), Some(stamped));
     assert!(now() - stamped > age1, "the oldest message ages");
 
     // Without the application's stamp, the age is honestly unknown.
-    let mut unstamped = Reader::new(&redis.url(), configured(&["celery", "mail"], false));
-    let plain = unstamped.read();
+    let mut unstamped = reader(&redis.url(), configured(&["celery", "mail"], false));
+    let plain = unstamped.collect();
     assert_eq!(depth(&plain, "celery", JobState::Waiting), Some(7));
     assert_eq!(oldest(&plain, "celery"), None);
 
     // Discovery reads the default exchange's binding table: `mail` was created on the fly with
     // an exchange of its own, so only listing it (or its exchange) finds it.
-    let mut discovering = Reader::new(&redis.url(), CeleryOptions::default());
-    assert_eq!(names(&discovering.read()), ["celery", ALL_QUEUES]);
-    let mut both = Reader::new(
+    let mut discovering = reader(&redis.url(), CeleryOptions::default());
+    assert_eq!(names(&discovering.collect()), ["celery", ALL_QUEUES]);
+    let mut both = reader(
         &redis.url(),
         CeleryOptions {
             exchanges: Some(vec!["celery".into(), "mail".into()]),
             ..CeleryOptions::default()
         },
     );
-    let found = both.read();
+    let found = both.collect();
     assert_eq!(names(&found), ["celery", "mail", ALL_QUEUES]);
     assert_eq!(depth(&found, "celery", JobState::Waiting), Some(7));
 
     // 2. A real worker drains every priority list of both queues.
     let mut worker = start_worker(&py, &redis, "celery,mail");
     worker.wait_until(secs(60), || {
-        let s = r.read();
+        let s = r.collect();
         depth(&s, "celery", JobState::Waiting) == Some(0)
             && depth(&s, "mail", JobState::Waiting) == Some(0)
     });
-    assert_eq!(r.read().workers, None, "a running worker is not recorded");
+    assert_eq!(
+        r.collect().workers,
+        None,
+        "a running worker is not recorded"
+    );
 
     // A task that runs until released: its message (acks_late) is reserved, i.e. active.
     enqueue(&py, &redis, None, &["celery:hold=release:1"]);
     worker.wait_until(secs(30), || {
-        let s = r.read();
+        let s = r.collect();
         depth(&s, ALL_QUEUES, JobState::Active) == Some(1)
             && depth(&s, "celery", JobState::Waiting) == Some(0)
     });
     redis.cmd(&["SET", "release", "1"]);
     worker.wait_until(secs(30), || {
-        depth(&r.read(), ALL_QUEUES, JobState::Active) == Some(0)
+        depth(&r.collect(), ALL_QUEUES, JobState::Active) == Some(0)
     });
 
     // 3. Worker stopped (warm shutdown): new messages wait, and the depth — the progress signal
     // the probe uses for Celery — does not drain.
     worker.stop(secs(15));
     enqueue(&py, &redis, None, &["celery:work:2", "celery:work:1:9"]);
-    let a = r.read();
+    let a = r.collect();
     sleep(Duration::from_millis(50));
-    let b = r.read();
+    let b = r.collect();
     assert_eq!(depth(&a, "celery", JobState::Waiting), Some(3));
     assert_eq!(depth(&b, "celery", JobState::Waiting), Some(3));
     assert_eq!((a.processed, b.processed), (None, None));
@@ -286,7 +258,7 @@ fn the_global_keyprefix_is_applied_to_every_key() {
     );
     assert_eq!(redis.cmd(&["LLEN", "app1:celery\x06\x166"]), Resp::Int(3));
 
-    let mut prefixed = Reader::new(
+    let mut prefixed = reader(
         &redis.url(),
         CeleryOptions {
             prefix: Some("app1:".into()),
@@ -294,7 +266,7 @@ fn the_global_keyprefix_is_applied_to_every_key() {
             ..CeleryOptions::default()
         },
     );
-    let s = prefixed.read();
+    let s = prefixed.collect();
     assert_eq!(
         names(&s),
         ["celery", ALL_QUEUES],
@@ -303,8 +275,8 @@ fn the_global_keyprefix_is_applied_to_every_key() {
     assert_eq!(depth(&s, "celery", JobState::Waiting), Some(5));
     assert!(oldest(&s, "celery").is_some());
 
-    let mut bare = Reader::new(&redis.url(), configured(&["celery"], false));
-    assert_eq!(depth(&bare.read(), "celery", JobState::Waiting), Some(0));
+    let mut bare = reader(&redis.url(), configured(&["celery"], false));
+    assert_eq!(depth(&bare.collect(), "celery", JobState::Waiting), Some(0));
 }
 
 /// Parses `INFO commandstats` into (command, calls).
@@ -345,9 +317,9 @@ fn a_hundred_queues_take_one_round_trip_or_two_with_discovery() {
 
     let proxy = RoundTrips::start(redis.port());
     let names: Vec<&str> = queues.iter().map(String::as_str).collect();
-    let mut known = Reader::new(&proxy.url(), configured(&names, true));
+    let mut known = reader(&proxy.url(), configured(&names, true));
     proxy.reset();
-    let s = known.read();
+    let s = known.collect();
     assert_eq!(proxy.count(), 1, "configured queues: one round trip");
     assert_eq!(s.queues.len(), 101);
     assert!(s.queues[..100]
@@ -355,7 +327,7 @@ fn a_hundred_queues_take_one_round_trip_or_two_with_discovery() {
         .all(|q| q.depth(JobState::Waiting) == Some(2) && q.oldest_enqueued_at.is_some()));
 
     // Each auto-created queue has its own exchange: discovering through all 100 tables.
-    let mut discovering = Reader::new(
+    let mut discovering = reader(
         &proxy.url(),
         CeleryOptions {
             exchanges: Some(queues.clone()),
@@ -363,13 +335,13 @@ fn a_hundred_queues_take_one_round_trip_or_two_with_discovery() {
         },
     );
     proxy.reset();
-    let s = discovering.read();
+    let s = discovering.collect();
     assert_eq!(proxy.count(), 2, "discovery + data");
     assert_eq!(s.queues.len(), 101);
 
-    let mut direct = Reader::new(&redis.url(), configured(&names, true));
+    let mut direct = reader(&redis.url(), configured(&names, true));
     redis.cmd(&["CONFIG", "RESETSTAT"]);
-    direct.read();
+    direct.collect();
     let want: Vec<(String, u64)> = [("hlen", 1), ("lindex", 400), ("llen", 400)]
         .iter()
         .map(|(n, c)| (n.to_string(), *c))
@@ -403,14 +375,14 @@ fn junk_under_kombu_keys_is_skipped_or_named_never_a_panic() {
     })
     .expect("write junk");
 
-    let mut r = Reader::new(
+    let mut r = reader(
         &redis.url(),
         CeleryOptions {
             enqueued_at_header: Some(HEADER.into()),
             ..CeleryOptions::default()
         },
     );
-    let s = r.read();
+    let s = r.collect();
     assert_eq!(names(&s), ["celery", ALL_QUEUES]);
     assert_eq!(depth(&s, "celery", JobState::Waiting), Some(4));
     assert_eq!(oldest(&s, "celery"), None);
@@ -423,7 +395,7 @@ fn junk_under_kombu_keys_is_skipped_or_named_never_a_panic() {
             Resp::Simple("OK".into())
         );
         redis.cmd(&["SET", key, "SECRET-PAYLOAD"]);
-        match r.try_read() {
+        match r.try_collect() {
             Err(QueueError::Data(msg)) => {
                 let shown = key.escape_debug().to_string();
                 assert!(msg.contains(&shown), "{msg} names {shown}");

@@ -2,6 +2,7 @@
 //! (`tests/jobs/rq/`, run by the venv's Python).
 
 mod queue_check;
+mod queue_support;
 mod round_trips;
 mod services;
 
@@ -11,50 +12,15 @@ use std::thread::sleep;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use canaryd::probe::queue::rq::{Rq, RqOptions};
-use canaryd::probe::queue::{JobState, JobSystem, QueueError, Snapshot};
+use canaryd::probe::queue::{JobState, QueueError, Snapshot};
 use canaryd::probe::Reason;
 use queue_check::{assert_ok, holds, var, QueueCheck, STALLED};
-use redis::aio::MultiplexedConnection;
+use queue_support::Reader;
 use round_trips::RoundTrips;
 use services::{repo_root, run_ok, secs, venv_python, Redis, Resp, Worker};
-use tokio::runtime::Runtime;
 
-/// A reader and a connection to read with, driven from synchronous test code (the worker
-/// helpers poll with plain closures).
-struct Reader {
-    rt: Runtime,
-    conn: MultiplexedConnection,
-    rq: Rq,
-}
-
-impl Reader {
-    fn new(url: &str, opts: RqOptions) -> Reader {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let conn = rt
-            .block_on(async {
-                redis::Client::open(url)?
-                    .get_multiplexed_async_connection()
-                    .await
-            })
-            .expect("connect to the test redis");
-        Reader {
-            rt,
-            conn,
-            rq: Rq::new(&opts),
-        }
-    }
-
-    fn try_read(&mut self) -> Result<Snapshot, QueueError> {
-        self.rt.block_on(self.rq.collect(&mut self.conn))
-    }
-
-    fn read(&mut self) -> Snapshot {
-        self.try_read().expect("collect")
-    }
+fn reader(url: &str, opts: RqOptions) -> Reader {
+    Reader::new(url, Rq::new(&opts))
 }
 
 fn now() -> f64 {
@@ -103,8 +69,8 @@ fn start_worker(py: &PathBuf, redis: &Redis, name: &str, queues: &[&str]) -> Wor
 fn backlog_ages_drains_under_a_worker_and_stalls_without_one() {
     let Some(py) = venv_python() else { return };
     let Some(redis) = Redis::start() else { return };
-    let mut r = Reader::new(&redis.url(), RqOptions::default());
-    let unused = r.read();
+    let mut r = reader(&redis.url(), RqOptions::default());
+    let unused = r.collect();
     assert!(unused.queues.is_empty(), "a Redis RQ has not used yet");
     assert_eq!((unused.processed, unused.workers), (Some(0), Some(0)));
 
@@ -114,7 +80,7 @@ fn backlog_ages_drains_under_a_worker_and_stalls_without_one() {
         &redis,
         &["default:work:5", "mail:work:2", "default:later:1"],
     );
-    let first = r.read();
+    let first = r.collect();
     let names: Vec<&str> = first.queues.iter().map(|q| q.name.as_str()).collect();
     assert_eq!(
         names,
@@ -134,7 +100,7 @@ fn backlog_ages_drains_under_a_worker_and_stalls_without_one() {
     let age1 = now() - enqueued;
     assert!((0.0..60.0).contains(&age1), "age {age1}");
     sleep(Duration::from_millis(50));
-    let second = r.read();
+    let second = r.collect();
     assert_eq!(oldest(&second, "default"), Some(enqueued), "same head job");
     let age2 = now() - enqueued;
     assert!(age2 > age1, "the oldest job ages: {age1} then {age2}");
@@ -143,7 +109,7 @@ fn backlog_ages_drains_under_a_worker_and_stalls_without_one() {
     let mut worker = start_worker(&py, &redis, "w1", &["default", "mail"]);
     let mut last = None;
     worker.wait_until(secs(30), || {
-        let s = r.read();
+        let s = r.collect();
         let done = depth(&s, "default", JobState::Waiting) == Some(0)
             && depth(&s, "mail", JobState::Waiting) == Some(0)
             && s.processed == Some(7);
@@ -158,26 +124,26 @@ fn backlog_ages_drains_under_a_worker_and_stalls_without_one() {
     // A failing job and a job that holds the worker until the test releases it.
     enqueue(&py, &redis, &["default:boom:1", "default:hold=release:1"]);
     worker.wait_until(secs(30), || {
-        let s = r.read();
+        let s = r.collect();
         s.busy == Some(1)
             && depth(&s, "default", JobState::Active) == Some(1)
             && s.failed == Some(1)
     });
-    let busy = r.read();
+    let busy = r.collect();
     assert_eq!(depth(&busy, "default", JobState::Failed), Some(1));
     assert_eq!(busy.processed, Some(8), "processed counts the failure too");
     redis.cmd(&["SET", "release", "1"]);
     worker.wait_until(secs(30), || {
-        let s = r.read();
+        let s = r.collect();
         s.busy == Some(0) && s.processed == Some(9)
     });
-    let idle = r.read();
+    let idle = r.collect();
     assert_eq!(depth(&idle, "default", JobState::Active), Some(0));
 
     // 3. Worker stopped (warm shutdown): it leaves rq:workers at once and its counters with it;
     // new jobs wait and the processed signal stays flat.
     worker.stop(secs(15));
-    let stopped = r.read();
+    let stopped = r.collect();
     assert_eq!((stopped.workers, stopped.busy), (Some(0), Some(0)));
     assert_eq!(
         stopped.processed,
@@ -185,9 +151,9 @@ fn backlog_ages_drains_under_a_worker_and_stalls_without_one() {
         "per-worker counters leave with the worker (a reset for the probe)"
     );
     enqueue(&py, &redis, &["default:work:3"]);
-    let a = r.read();
+    let a = r.collect();
     sleep(Duration::from_millis(50));
-    let b = r.read();
+    let b = r.collect();
     assert_eq!(depth(&a, "default", JobState::Waiting), Some(3));
     assert_eq!(depth(&b, "default", JobState::Waiting), Some(3));
     assert_eq!(a.processed, b.processed, "no progress without a worker");
@@ -196,15 +162,15 @@ fn backlog_ages_drains_under_a_worker_and_stalls_without_one() {
     // 4. A worker killed without its warm shutdown stays counted until its hash expires
     // (worker_ttl + 60 s): the hash's existence is the liveness signal, not set membership.
     let mut killed = start_worker(&py, &redis, "w2", &["elsewhere"]);
-    killed.wait_until(secs(30), || r.read().workers == Some(1));
+    killed.wait_until(secs(30), || r.collect().workers == Some(1));
     killed.kill();
     assert_eq!(
-        r.read().workers,
+        r.collect().workers,
         Some(1),
         "SIGKILL: the hash outlives the worker"
     );
     redis.cmd(&["DEL", "rq:worker:w2"]);
-    let expired = r.read();
+    let expired = r.collect();
     assert_eq!(
         redis.cmd(&["SISMEMBER", "rq:workers", "rq:worker:w2"]),
         Resp::Int(1),
@@ -258,14 +224,14 @@ fn a_hundred_queues_take_two_round_trips() {
 
     let proxy = RoundTrips::start(redis.port());
     // The instrument itself: three commands awaited one after the other are three round trips.
-    let mut pinger = Reader::new(&proxy.url(), RqOptions::default());
+    let mut pinger = reader(&proxy.url(), RqOptions::default());
     proxy.reset();
     for _ in 0..3 {
-        let pong: String = pinger
-            .rt
-            .block_on(redis::cmd("PING").query_async(&mut pinger.conn))
-            .expect("PING");
-        assert_eq!(pong, "PONG");
+        let pong = pinger.cmd(&[b"PING"]);
+        assert!(
+            matches!(&pong, redis::Value::SimpleString(s) if s == "PONG"),
+            "{pong:?}"
+        );
     }
     assert_eq!(proxy.count(), 3);
 
@@ -274,9 +240,9 @@ fn a_hundred_queues_take_two_round_trips() {
             queues: configured.then(|| names.clone()),
             ..RqOptions::default()
         };
-        let mut r = Reader::new(&proxy.url(), opts);
+        let mut r = reader(&proxy.url(), opts);
         proxy.reset();
-        let s = r.read();
+        let s = r.collect();
         assert_eq!(
             proxy.count(),
             2,
@@ -291,9 +257,9 @@ fn a_hundred_queues_take_two_round_trips() {
     }
 
     // The commands themselves: a fixed number per queue and per worker, one script in all.
-    let mut r = Reader::new(&redis.url(), RqOptions::default());
+    let mut r = reader(&redis.url(), RqOptions::default());
     redis.cmd(&["CONFIG", "RESETSTAT"]);
-    r.read();
+    r.collect();
     let mut calls = command_calls(&redis);
     calls.sort();
     let expected: Vec<(String, u64)> = [
@@ -321,7 +287,7 @@ fn junk_under_rq_keys_is_skipped_or_named_never_a_panic() {
         .cmd(&["LINDEX", "rq:queue:default", "0"])
         .as_str()
         .expect("a job id");
-    let mut r = Reader::new(&redis.url(), RqOptions::default());
+    let mut r = reader(&redis.url(), RqOptions::default());
 
     // Garbage that RQ would never write, in places a reader must tolerate.
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -371,7 +337,7 @@ fn junk_under_rq_keys_is_skipped_or_named_never_a_panic() {
         "yesterday",
     ]);
 
-    let s = r.read();
+    let s = r.collect();
     let names: Vec<&str> = s.queues.iter().map(|q| q.name.as_str()).collect();
     assert_eq!(names, ["default", "ghost"], "junk members skipped");
     assert_eq!(depth(&s, "default", JobState::Waiting), Some(2));
@@ -388,7 +354,7 @@ fn junk_under_rq_keys_is_skipped_or_named_never_a_panic() {
 
     // Wrong types under the keys RQ reads: a data error naming the key, not the payload.
     redis.cmd(&["SET", "rq:queue:default:intermediate", "SECRET-PAYLOAD"]);
-    match r.try_read() {
+    match r.try_collect() {
         Err(QueueError::Data(msg)) => {
             assert!(msg.contains("rq:queue:default:intermediate"), "{msg}");
             assert!(!msg.contains("SECRET"), "{msg}");
@@ -397,13 +363,13 @@ fn junk_under_rq_keys_is_skipped_or_named_never_a_panic() {
     }
     redis.cmd(&["DEL", "rq:queue:default:intermediate"]);
     redis.cmd(&["HSET", "rq:wip:default", "a", "b"]);
-    assert!(matches!(r.try_read(), Err(QueueError::Data(m)) if m.contains("rq:wip:default")));
+    assert!(matches!(r.try_collect(), Err(QueueError::Data(m)) if m.contains("rq:wip:default")));
     redis.cmd(&["DEL", "rq:wip:default"]);
     redis.cmd(&["DEL", "rq:queues"]);
     redis.cmd(&["SET", "rq:queues", "SECRET-PAYLOAD"]);
-    assert!(matches!(r.try_read(), Err(QueueError::Data(m)) if m.contains("rq:queues")));
+    assert!(matches!(r.try_collect(), Err(QueueError::Data(m)) if m.contains("rq:queues")));
     // With the queues configured, the broken set is not read at all.
-    let mut configured = Reader::new(
+    let mut configured = reader(
         &redis.url(),
         RqOptions {
             queues: Some(vec!["default".into()]),
@@ -411,7 +377,7 @@ fn junk_under_rq_keys_is_skipped_or_named_never_a_panic() {
         },
     );
     assert_eq!(
-        depth(&configured.read(), "default", JobState::Waiting),
+        depth(&configured.collect(), "default", JobState::Waiting),
         Some(2)
     );
 }
