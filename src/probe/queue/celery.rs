@@ -75,7 +75,7 @@
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 
-use super::{JobState, JobSystem, QueueError, QueueStats, Snapshot, System, ALL_QUEUES};
+use super::{reply, JobState, JobSystem, QueueError, QueueStats, Snapshot, System, ALL_QUEUES};
 use crate::probe::BoxFuture;
 
 /// kombu's `PRIORITY_STEPS`.
@@ -298,50 +298,15 @@ impl Replies {
     }
 }
 
-/// A server error in a reply: the wrong type under one of kombu's keys is bad data, anything
-/// else (no permission, loading, …) is a Redis error.
-fn server_error(err: redis::ServerError, key: &str) -> QueueError {
-    if err.code() == "WRONGTYPE" {
-        QueueError::Data(format!(
-            "celery: key \"{}\" holds the wrong type of value",
-            key.escape_debug()
-        ))
-    } else {
-        QueueError::Redis(err.into())
-    }
-}
-
-/// An `LLEN`/`HLEN` reply.
+/// An `LLEN`/`ZCARD`/`HLEN` reply, error replies included.
 fn count(reply: Value, key: &str) -> Result<u64, QueueError> {
-    match reply {
-        Value::Int(n) => u64::try_from(n).map_err(|_| {
-            QueueError::Data(format!(
-                "celery: negative length for \"{}\"",
-                key.escape_debug()
-            ))
-        }),
-        Value::ServerError(err) => Err(server_error(err, key)),
-        _ => Err(QueueError::Data(format!(
-            "celery: unexpected reply for \"{}\"",
-            key.escape_debug()
-        ))),
-    }
+    reply::length(reply::checked(reply, key.as_bytes())?, key.as_bytes())
 }
 
-/// An `SMEMBERS` reply (an array in RESP2, a set in RESP3); members that are not UTF-8 are
-/// skipped.
+/// An `SMEMBERS` reply (an array in RESP2, a set in RESP3), sorted; members that are not text
+/// are skipped.
 fn members(reply: Value, key: &str) -> Result<Vec<String>, QueueError> {
-    match reply {
-        Value::Array(items) | Value::Set(items) => Ok(items
-            .iter()
-            .filter_map(|v| String::from_utf8(text_bytes(v)?.to_vec()).ok())
-            .collect()),
-        Value::ServerError(err) => Err(server_error(err, key)),
-        _ => Err(QueueError::Data(format!(
-            "celery: unexpected reply for \"{}\"",
-            key.escape_debug()
-        ))),
-    }
+    reply::text_members(reply, key.as_bytes())
 }
 
 /// The bytes of a string reply.

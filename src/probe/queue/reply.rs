@@ -14,14 +14,15 @@ use super::QueueError;
 /// hostile one could be megabytes long.
 const KEY_IN_MESSAGE: usize = 120;
 
-/// A key for an error message: lossy UTF-8, cut at [`KEY_IN_MESSAGE`] characters.
+/// A key for an error message: lossy UTF-8, escaped, cut at [`KEY_IN_MESSAGE`] characters.
 pub(super) fn show(key: &[u8]) -> String {
+    // Control characters (kombu's priority separator, a hostile newline) are shown escaped.
     let text = String::from_utf8_lossy(key);
     if text.chars().count() <= KEY_IN_MESSAGE {
-        return text.into_owned();
+        return text.escape_debug().to_string();
     }
     let cut: String = text.chars().take(KEY_IN_MESSAGE).collect();
-    format!("{cut}…")
+    format!("{}…", cut.escape_debug())
 }
 
 /// Round trip 1 of the Ruby systems (Sidekiq, Resque), which keep the same shape: the `queues`
@@ -82,6 +83,28 @@ impl Replies {
             None => Err(QueueError::Data("pipeline reply ended early".into())),
         }
     }
+}
+
+/// One command's reply with an error reply turned into a `QueueError`: `WRONGTYPE` under `key`
+/// is bad data (the job system could not have used that key either), anything else (no
+/// permission, loading, ...) is a Redis error.
+pub(super) fn checked(v: Value, key: &[u8]) -> Result<Value, QueueError> {
+    match v {
+        Value::ServerError(e) if e.code() == "WRONGTYPE" => Err(QueueError::Data(format!(
+            "key {} holds the wrong type of value",
+            show(key)
+        ))),
+        Value::ServerError(e) => Err(QueueError::Redis(e.into())),
+        v => Ok(v),
+    }
+}
+
+/// [`members`] of a checked reply, as text (members that are not UTF-8 are skipped).
+pub(super) fn text_members(v: Value, key: &[u8]) -> Result<Vec<String>, QueueError> {
+    Ok(members(checked(v, key)?, key)?
+        .into_iter()
+        .filter_map(|m| String::from_utf8(m).ok())
+        .collect())
 }
 
 /// The reply of `LLEN`, `ZCARD`, `SCARD`, `STRLEN`, `HLEN`: a non-negative integer.

@@ -69,7 +69,7 @@
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 
-use super::{JobState, JobSystem, QueueError, QueueStats, Snapshot, System};
+use super::{reply, JobState, JobSystem, QueueError, QueueStats, Snapshot, System};
 use crate::probe::BoxFuture;
 
 /// The namespace RQ hard-codes in its class attributes.
@@ -340,47 +340,15 @@ impl Replies {
     }
 }
 
-/// A server error in a reply: the wrong type under one of RQ's keys is bad data, anything else
-/// (no permission, loading, …) is a Redis error.
-fn server_error(err: redis::ServerError, key: &str) -> QueueError {
-    if err.code() == "WRONGTYPE" {
-        QueueError::Data(format!(
-            "rq: key \"{}\" holds the wrong type of value",
-            key.escape_debug()
-        ))
-    } else {
-        QueueError::Redis(err.into())
-    }
-}
-
-/// An `LLEN`/`ZCARD` reply.
+/// An `LLEN`/`ZCARD`/`HLEN` reply, error replies included.
 fn count(reply: Value, key: &str) -> Result<u64, QueueError> {
-    match reply {
-        Value::Int(n) => u64::try_from(n).map_err(|_| {
-            QueueError::Data(format!(
-                "rq: negative length for \"{}\"",
-                key.escape_debug()
-            ))
-        }),
-        Value::ServerError(err) => Err(server_error(err, key)),
-        _ => Err(QueueError::Data(format!(
-            "rq: unexpected reply for \"{}\"",
-            key.escape_debug()
-        ))),
-    }
+    reply::length(reply::checked(reply, key.as_bytes())?, key.as_bytes())
 }
 
-/// An `SMEMBERS` reply (an array in RESP2, a set in RESP3); members that are not text are
-/// skipped.
+/// An `SMEMBERS` reply (an array in RESP2, a set in RESP3), sorted; members that are not text
+/// are skipped.
 fn members(reply: Value, key: &str) -> Result<Vec<String>, QueueError> {
-    match reply {
-        Value::Array(items) | Value::Set(items) => Ok(items.iter().filter_map(text).collect()),
-        Value::ServerError(err) => Err(server_error(err, key)),
-        _ => Err(QueueError::Data(format!(
-            "rq: unexpected reply for \"{}\"",
-            key.escape_debug()
-        ))),
-    }
+    reply::text_members(reply, key.as_bytes())
 }
 
 /// A string reply as UTF-8 text.
