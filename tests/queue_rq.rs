@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use canaryd::probe::queue::rq::{Rq, RqOptions};
 use canaryd::probe::queue::{JobState, QueueError, Snapshot};
 use canaryd::probe::Reason;
-use queue_check::{assert_ok, holds, var, QueueCheck, STALLED};
+use queue_check::{assert_backlog_ages_and_stalls, assert_ok, holds, var, QueueCheck, STALLED};
 use queue_support::Reader;
 use round_trips::RoundTrips;
 use services::{repo_root, run_ok, secs, venv_python, Redis, Resp, Worker};
@@ -395,26 +395,7 @@ fn the_check_from_yaml_sees_the_backlog_age_then_progress_under_a_worker_then_a_
     // Five jobs and no worker. The first run has nothing to compare with: no rate, so the
     // stalled-jobs alert cannot hold yet.
     enqueue(&py, &redis, &["default:work:5"]);
-    let first = jobs.run();
-    assert_ok(&first);
-    assert_eq!(var(&first, "depth"), Some(5.0));
-    assert_eq!(var(&first, "processed_rate"), None);
-    assert!(!holds(&first, STALLED));
-    // A run later the oldest job has aged by the time between the runs, and nothing moved.
-    sleep(Duration::from_millis(300));
-    let second = jobs.run();
-    let age = |r| var(r, "oldest_age").expect("RQ records enqueued_at");
-    assert!(
-        age(&second) >= age(&first) + 0.3,
-        "the oldest job ages: {} then {}",
-        age(&first),
-        age(&second)
-    );
-    assert!(holds(
-        &second,
-        "depth == 5 && workers == 0 && oldest_age > 250ms"
-    ));
-    assert!(holds(&second, STALLED), "{:?}", second.observations);
+    assert_backlog_ages_and_stalls(&jobs);
 
     // A real worker: the queue drains, and the worker's counters show as a rate on some run.
     let mut worker = start_worker(&py, &redis, "w1", &["default"]);

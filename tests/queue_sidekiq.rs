@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use canaryd::probe::queue::sidekiq::{Sidekiq, SidekiqOptions};
 use canaryd::probe::queue::{JobState, QueueError, ALL_QUEUES};
-use queue_check::{assert_ok, holds, var, QueueCheck, STALLED};
+use queue_check::{assert_backlog_ages_and_stalls, assert_ok, holds, var, QueueCheck, STALLED};
 use queue_support::{now, poll, queue, Reader};
 use round_trips::RoundTrips;
 use services::{repo_root, require, run_ok, secs, Redis, Worker};
@@ -151,26 +151,7 @@ fn the_check_from_yaml_sees_the_backlog_age_then_progress_under_sidekiq_then_a_s
     // Five jobs and no Sidekiq. The first run has nothing to compare with: no rate, so the
     // stalled-jobs alert cannot hold yet.
     enqueue(&ruby, &redis, "CanaryJob", 5, &["default"]);
-    let first = jobs.run();
-    assert_ok(&first);
-    assert_eq!(var(&first, "depth"), Some(5.0));
-    assert_eq!(var(&first, "processed_rate"), None);
-    assert!(!holds(&first, STALLED));
-    // A run later the oldest job has aged by the time between the runs, and nothing moved.
-    sleep(Duration::from_millis(300));
-    let second = jobs.run();
-    let age = |r| var(r, "oldest_age").expect("Sidekiq records enqueued_at");
-    assert!(
-        age(&second) >= age(&first) + 0.3,
-        "the oldest job ages: {} then {}",
-        age(&first),
-        age(&second)
-    );
-    assert!(holds(
-        &second,
-        "depth == 5 && workers == 0 && oldest_age > 250ms"
-    ));
-    assert!(holds(&second, STALLED), "{:?}", second.observations);
+    assert_backlog_ages_and_stalls(&jobs);
 
     // A real Sidekiq drains the queue. Each process adds its jobs to `stat:processed` only on
     // its heartbeat (every 5 s) and when it stops, so the progress may show only after a

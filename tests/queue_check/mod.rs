@@ -132,3 +132,29 @@ pub fn assert_ok(r: &CheckResult) {
         r.message.as_deref()
     );
 }
+
+/// The backlog phase of every end-to-end queue test for a system that records enqueue times:
+/// five jobs wait and no worker runs. The first run has nothing to compare with (no rate, so the
+/// stalled-jobs alert cannot hold yet); a run 300 ms later sees the oldest job aged by that
+/// much, nothing moved, and the alert holding.
+pub fn assert_backlog_ages_and_stalls(jobs: &QueueCheck) {
+    let first = jobs.run();
+    assert_ok(&first);
+    assert_eq!(var(&first, "depth"), Some(5.0));
+    assert_eq!(var(&first, "processed_rate"), None);
+    assert!(!holds(&first, STALLED));
+    std::thread::sleep(Duration::from_millis(300));
+    let second = jobs.run();
+    let age = |r| var(r, "oldest_age").expect("the system records enqueue times");
+    assert!(
+        age(&second) >= age(&first) + 0.3,
+        "the oldest job ages: {} then {}",
+        age(&first),
+        age(&second)
+    );
+    assert!(holds(
+        &second,
+        "depth == 5 && workers == 0 && oldest_age > 250ms"
+    ));
+    assert!(holds(&second, STALLED), "{:?}", second.observations);
+}
