@@ -190,40 +190,20 @@ async fn probe(config: PathBuf, name: String, show_values: bool) -> ExitCode {
         return ExitCode::from(2);
     };
     let result = schedule::run_once(&entry, tokio::time::Instant::now()).await;
-    let mut out = trace(&entry.check.name, entry.check.kind.name(), &result);
-    if show_values {
-        out = with_values(&out, &result);
-    }
-    print!("{out}");
+    print!(
+        "{}",
+        trace_with(
+            &entry.check.name,
+            entry.check.kind.name(),
+            &result,
+            show_values
+        )
+    );
     if result.success {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     }
-}
-
-/// The trace with each step's `extracted:` line followed by the values (`--show-values`).
-fn with_values(trace: &str, result: &CheckResult) -> String {
-    let mut steps = result.steps.iter();
-    let mut current = None;
-    let mut out = String::with_capacity(trace.len());
-    for line in trace.lines() {
-        if line.starts_with("step ") {
-            current = steps.next();
-        }
-        if line.starts_with("  extracted: ") {
-            if let Some(step) = current {
-                out.push_str("  extracted:\n");
-                for (name, value) in &step.extracted_values {
-                    let _ = writeln!(out, "    {name} = {:?}", value.expose());
-                }
-                continue;
-            }
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
 }
 
 fn ms(d: Duration) -> String {
@@ -233,6 +213,12 @@ fn ms(d: Duration) -> String {
 /// A readable trace of one run (what `canaryd probe` prints). Contains no secret values:
 /// request lines come from redacted templates, messages were redacted by the probe.
 pub fn trace(name: &str, kind: &str, r: &CheckResult) -> String {
+    trace_with(name, kind, r, false)
+}
+
+/// [`trace`], with the values of extracted variables when `show_values` (`--show-values`);
+/// configured secrets are already redacted inside them.
+pub fn trace_with(name: &str, kind: &str, r: &CheckResult, show_values: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "check {name} ({kind})");
     for (i, st) in r.steps.iter().enumerate() {
@@ -271,7 +257,12 @@ pub fn trace(name: &str, kind: &str, r: &CheckResult) -> String {
                 }
             }
         }
-        if !st.extracted.is_empty() {
+        if show_values && !st.extracted_values.is_empty() {
+            let _ = writeln!(s, "  extracted:");
+            for (name, value) in &st.extracted_values {
+                let _ = writeln!(s, "    {name} = {:?}", value.expose());
+            }
+        } else if !st.extracted.is_empty() {
             let _ = writeln!(
                 s,
                 "  extracted: {} (values hidden)",

@@ -200,7 +200,7 @@ impl QueueState {
         self.processed = self
             .processed
             .saturating_add(report.processed_delta.unwrap_or(0));
-        if report.has_failed_counter {
+        if report.snapshot.failed.is_some() {
             self.failed = Some(
                 self.failed
                     .unwrap_or(0)

@@ -176,10 +176,6 @@ pub struct QueueReport {
     pub processed_delta: Option<u64>,
     /// Jobs failed since the previous run, when the system counts failures.
     pub failed_delta: Option<u64>,
-    /// Whether `processed_delta` comes from a counter the system keeps.
-    pub processed_is_counter: bool,
-    /// Whether the system keeps a failure counter.
-    pub has_failed_counter: bool,
     /// Time since the previous successful read.
     pub since_previous: Option<Duration>,
 }

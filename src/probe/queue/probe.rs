@@ -197,8 +197,6 @@ impl QueueProbe {
         *prev = Some(current);
         QueueReport {
             system,
-            processed_is_counter: snapshot.processed.is_some(),
-            has_failed_counter: snapshot.failed.is_some(),
             processed_delta,
             failed_delta,
             since_previous: elapsed,
