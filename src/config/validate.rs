@@ -705,10 +705,50 @@ fn queue(ctx: &mut Ctx, q: &QueueDef, key: &str, timeout: Duration) -> Option<Qu
             );
         }
     }
-    let only = |ctx: &mut Ctx, set: bool, loc: Option<&Location>, field: &str, sys: &[System]| {
-        if let (true, Some(loc), Some(system)) = (set, loc, system) {
-            if !sys.contains(&system) {
-                let names: Vec<&str> = sys.iter().map(|s| s.as_str()).collect();
+    // Options that only some systems read: set for another one, they would be silently ignored.
+    const JOB_SYSTEMS: &[System] = &[
+        System::Sidekiq,
+        System::Celery,
+        System::Rq,
+        System::Bullmq,
+        System::Resque,
+    ];
+    let system_specific: [(&str, Option<&Location>, &[System]); 6] = [
+        (
+            "priority_steps",
+            q.priority_steps.as_ref().map(|s| &s.referenced),
+            &[System::Celery],
+        ),
+        (
+            "priority_separator",
+            q.priority_separator.as_ref().map(|s| &s.referenced),
+            &[System::Celery],
+        ),
+        (
+            "keys",
+            q.keys.as_ref().map(|s| &s.referenced),
+            &[System::Redis],
+        ),
+        (
+            "patterns",
+            q.patterns.as_ref().map(|s| &s.referenced),
+            &[System::Redis],
+        ),
+        (
+            "queues",
+            q.queues.as_ref().map(|s| &s.referenced),
+            JOB_SYSTEMS,
+        ),
+        (
+            "prefix",
+            q.prefix.as_ref().map(|s| &s.referenced),
+            JOB_SYSTEMS,
+        ),
+    ];
+    for (field, loc, systems) in system_specific {
+        if let (Some(loc), Some(system)) = (loc, system) {
+            if !systems.contains(&system) {
+                let names: Vec<&str> = systems.iter().map(|s| s.as_str()).collect();
                 ctx.err(
                     loc,
                     format!("{key}.{field}"),
@@ -720,61 +760,7 @@ fn queue(ctx: &mut Ctx, q: &QueueDef, key: &str, timeout: Duration) -> Option<Qu
                 );
             }
         }
-    };
-    only(
-        ctx,
-        q.priority_steps.is_some(),
-        q.priority_steps.as_ref().map(|s| &s.referenced),
-        "priority_steps",
-        &[System::Celery],
-    );
-    only(
-        ctx,
-        q.priority_separator.is_some(),
-        q.priority_separator.as_ref().map(|s| &s.referenced),
-        "priority_separator",
-        &[System::Celery],
-    );
-    only(
-        ctx,
-        q.keys.is_some(),
-        q.keys.as_ref().map(|s| &s.referenced),
-        "keys",
-        &[System::Redis],
-    );
-    only(
-        ctx,
-        q.patterns.is_some(),
-        q.patterns.as_ref().map(|s| &s.referenced),
-        "patterns",
-        &[System::Redis],
-    );
-    only(
-        ctx,
-        q.queues.is_some(),
-        q.queues.as_ref().map(|s| &s.referenced),
-        "queues",
-        &[
-            System::Sidekiq,
-            System::Celery,
-            System::Rq,
-            System::Bullmq,
-            System::Resque,
-        ],
-    );
-    only(
-        ctx,
-        q.prefix.is_some(),
-        q.prefix.as_ref().map(|s| &s.referenced),
-        "prefix",
-        &[
-            System::Sidekiq,
-            System::Celery,
-            System::Rq,
-            System::Bullmq,
-            System::Resque,
-        ],
-    );
+    }
     if let Some(queues) = &q.queues {
         if queues.value.is_empty() {
             ctx.err(
