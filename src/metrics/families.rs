@@ -213,7 +213,7 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
         help: "Jobs in each state in the queue, at the last successful read.",
         metric_type: GAUGE,
         samples: |c, emit| {
-            if let Some(q) = c.core.queue().as_ref() {
+            c.core.with_queue(|q| {
                 for e in q.queues.values() {
                     for (state, n) in &e.depths {
                         emit(
@@ -222,7 +222,7 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
                         );
                     }
                 }
-            }
+            });
         },
     },
     CheckFamily {
@@ -230,7 +230,7 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
         help: "How long the oldest waiting job of the queue has waited, 0 when none waits.",
         metric_type: GAUGE,
         samples: |c, emit| {
-            if let Some(q) = c.core.queue().as_ref() {
+            c.core.with_queue(|q| {
                 for e in q.queues.values() {
                     let waiting = e
                         .depths
@@ -245,7 +245,7 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
                         None => {}
                     }
                 }
-            }
+            });
         },
     },
     CheckFamily {
@@ -253,9 +253,9 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
         help: "Jobs processed, as the job system counts them (or as drained from the queue where it keeps no count), since canaryd started.",
         metric_type: COUNTER,
         samples: |c, emit| {
-            if let Some(q) = c.core.queue().as_ref() {
+            c.core.with_queue(|q| {
                 emit(Labels::of(&q.labels), Sample::Counter(q.processed));
-            }
+            });
         },
     },
     CheckFamily {
@@ -263,9 +263,11 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
         help: "Jobs failed, as the job system counts them, since canaryd started.",
         metric_type: COUNTER,
         samples: |c, emit| {
-            if let Some(failed) = c.core.queue().as_ref().and_then(|q| q.failed.map(|f| (q, f))) {
-                emit(Labels::of(&failed.0.labels), Sample::Counter(failed.1));
-            }
+            c.core.with_queue(|q| {
+                if let Some(failed) = q.failed {
+                    emit(Labels::of(&q.labels), Sample::Counter(failed));
+                }
+            });
         },
     },
     CheckFamily {
@@ -273,11 +275,11 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
         help: "Live workers the job system records.",
         metric_type: GAUGE,
         samples: |c, emit| {
-            if let Some(q) = c.core.queue().as_ref() {
+            c.core.with_queue(|q| {
                 if let Some(w) = q.workers {
                     emit(Labels::of(&q.labels), Sample::Int(i64::try_from(w).unwrap_or(i64::MAX)));
                 }
-            }
+            });
         },
     },
     CheckFamily {
@@ -285,11 +287,11 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
         help: "Live workers running a job now.",
         metric_type: GAUGE,
         samples: |c, emit| {
-            if let Some(q) = c.core.queue().as_ref() {
+            c.core.with_queue(|q| {
                 if let Some(b) = q.busy {
                     emit(Labels::of(&q.labels), Sample::Int(i64::try_from(b).unwrap_or(i64::MAX)));
                 }
-            }
+            });
         },
     },
     CheckFamily {

@@ -127,6 +127,8 @@ pub(crate) struct CoreSeries {
     pub(crate) failures: [AtomicU64; Reason::ALL.len()],
     /// Queue checks: what the last successful read found, and the job counters.
     pub(crate) queue: Mutex<Option<QueueState>>,
+    /// Set once `queue` holds a state, so other checks skip the lock.
+    queue_seen: AtomicBool,
     /// Heartbeat checks: the last ping of any kind, Unix nanoseconds; `NONE` before the first.
     /// Set by the ping itself (and from the store at start), not by a run.
     pub(crate) heartbeat_last_ping: AtomicU64,
@@ -239,6 +241,7 @@ impl CoreSeries {
             duration: DurationHistogram::new(),
             failures: Default::default(),
             queue: Mutex::new(None),
+            queue_seen: AtomicBool::new(false),
             heartbeat_last_ping: AtomicU64::new(NONE),
             heartbeat_late: AtomicU8::new(LATE_UNKNOWN),
         }
@@ -258,9 +261,19 @@ impl CoreSeries {
         }
     }
 
-    /// The queue state, if this is a queue check that has read something.
-    pub(crate) fn queue(&self) -> MutexGuard<'_, Option<QueueState>> {
+    fn queue(&self) -> MutexGuard<'_, Option<QueueState>> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Calls `f` with the queue state, if this is a queue check that has read something. Other
+    /// checks answer from an atomic without locking: the encoder asks every check for every
+    /// queue family.
+    pub(crate) fn with_queue(&self, f: impl FnOnce(&QueueState)) {
+        if self.queue_seen.load(Relaxed) {
+            if let Some(q) = self.queue().as_ref() {
+                f(q);
+            }
+        }
     }
 
     /// Whether the check has finished a run since it was configured.
@@ -279,6 +292,7 @@ impl CoreSeries {
             self.queue()
                 .get_or_insert_with(QueueState::default)
                 .record(check, report);
+            self.queue_seen.store(true, Relaxed);
         }
         self.duration.observe(result.duration);
         self.success.store(result.success, Relaxed);
