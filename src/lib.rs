@@ -16,6 +16,7 @@
 //! - [`cli`]: the `run`, `check` and `probe` commands (the binary only parses arguments).
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod daemon;

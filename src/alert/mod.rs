@@ -1,0 +1,186 @@
+//! Alerting: rules evaluated on every result, routing, silences and maintenance, and durable
+//! delivery to receivers.
+//!
+//! ```text
+//! CheckResult ──> engine::Engine::observe (rules: for / consecutive / window / keep_firing_for;
+//!                 inactive → pending → firing → resolved; state kept in the store)
+//!                     │ Transition (fired, resolved, reminder, escalated)
+//!                     v
+//!                 route::Router (first matching route → receivers; escalation; repeat)
+//!                 silence::Silences + maintenance (suppress, remember, notify when they end)
+//!                     │ one AlertEvent per receiver
+//!                     v
+//!                 outbox::Outbox (SQLite: written before sending, removed once accepted;
+//!                 FIFO per receiver; backoff with jitter; 429 Retry-After; 4xx final)
+//!                     │ batches of up to Notifier::max_batch events
+//!                     v
+//!                 receiver::{pagerduty, alertmanager, slack, webhook} (one file each)
+//! ```
+//!
+//! Time is always passed in (`now`), never read inside the engine or the outbox, so tests move
+//! a clock instead of sleeping.
+
+pub mod receiver;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Whether an event reports a firing or a resolved alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The alert is firing.
+    Firing,
+    /// The alert stopped firing.
+    Resolved,
+}
+
+impl Status {
+    /// `firing` / `resolved`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Firing => "firing",
+            Status::Resolved => "resolved",
+        }
+    }
+}
+
+/// Why an event is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// The alert started firing (or its silence ended while it fired).
+    Trigger,
+    /// The alert stopped firing.
+    Resolve,
+    /// Still firing: a `repeat_interval` reminder.
+    Reminder,
+    /// Still firing after `escalate.after`: sent to the escalation receivers.
+    Escalation,
+    /// Still firing: a lease renewal for receivers that expire alerts (Alertmanager).
+    Refresh,
+}
+
+impl EventKind {
+    /// The kind's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Trigger => "trigger",
+            EventKind::Resolve => "resolve",
+            EventKind::Reminder => "reminder",
+            EventKind::Escalation => "escalation",
+            EventKind::Refresh => "refresh",
+        }
+    }
+}
+
+/// One alert as a receiver is told about it. Serialized into the outbox, so a field added here
+/// needs `#[serde(default)]` to read rows written by an older canaryd. Never holds a secret:
+/// annotations may not reference secrets (checked at load), and reasons and messages are built
+/// from names, statuses and phases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// Stable identity of the alert ([`dedup_key`]).
+    pub dedup_key: String,
+    /// Why this event is sent.
+    pub kind: EventKind,
+    /// Firing or resolved.
+    pub status: Status,
+    /// Check name.
+    pub check: String,
+    /// Alert (rule) name.
+    pub alert: String,
+    /// critical, error, warning or info.
+    pub severity: String,
+    /// Every label: the check's, the rule's, plus `alertname`, `check` and `severity`.
+    pub labels: BTreeMap<String, String>,
+    /// Rendered annotations (`summary`, `description`, `runbook_url`, ...).
+    pub annotations: BTreeMap<String, String>,
+    /// One line for humans (the `summary` annotation, or a default).
+    pub summary: String,
+    /// Failure reason of the result that decided the transition (`status`, `timeout`, ...).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The failed step, for multi-step checks.
+    #[serde(default)]
+    pub failed_step: Option<String>,
+    /// The values of the variables the `when` expression reads (`duration=3.2s depth=40`).
+    #[serde(default)]
+    pub value: Option<String>,
+    /// When the alert started firing (Unix milliseconds).
+    pub starts_at_ms: i64,
+    /// When it resolved (Unix milliseconds), for resolve events.
+    #[serde(default)]
+    pub ends_at_ms: Option<i64>,
+    /// When this event was created (Unix milliseconds).
+    pub created_ms: i64,
+    /// Where the check's state can be seen (canaryd's API).
+    pub generator_url: String,
+}
+
+impl AlertEvent {
+    /// `starts_at_ms` as a time.
+    pub fn starts_at(&self) -> SystemTime {
+        from_ms(self.starts_at_ms)
+    }
+
+    /// `ends_at_ms` as a time.
+    pub fn ends_at(&self) -> Option<SystemTime> {
+        self.ends_at_ms.map(from_ms)
+    }
+}
+
+/// The stable identity of an alert: a hash of the check name, the alert name and every label
+/// (sorted). The same on every restart and every replica, so two replicas page once.
+pub fn dedup_key(check: &str, alert: &str, labels: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    // Length-prefixed fields: no two different inputs hash the same bytes.
+    for part in [check, alert]
+        .into_iter()
+        .chain(labels.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]))
+    {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    let digest = h.finalize();
+    format!("canaryd-{}", data_encoding::HEXLOWER.encode(&digest[..16]))
+}
+
+/// Unix milliseconds of a time (0 before the epoch).
+pub fn to_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The time of Unix milliseconds.
+pub fn from_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+/// RFC 3339 with milliseconds, UTC (`2026-11-21T10:00:00.123Z`).
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_key_is_stable_and_separates_fields() {
+        let mut labels = BTreeMap::new();
+        labels.insert("team".to_string(), "web".to_string());
+        let a = dedup_key("shop-login", "LoginFailing", &labels);
+        // Pinned (recomputed independently with Python hashlib): a change here re-pages every
+        // firing alert after an upgrade.
+        assert_eq!(a, "canaryd-e51e4d03edd0e186feb83fca8a04f3ba");
+        assert_eq!(a, dedup_key("shop-login", "LoginFailing", &labels.clone()));
+        assert_ne!(a, dedup_key("shop-logi", "nLoginFailing", &labels));
+        labels.insert("team".to_string(), "api".to_string());
+        assert_ne!(a, dedup_key("shop-login", "LoginFailing", &labels));
+    }
+}

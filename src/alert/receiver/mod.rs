@@ -1,0 +1,230 @@
+//! Receivers: one file per kind, each implementing [`Notifier`] — how a batch of
+//! [`AlertEvent`]s becomes an HTTP request, and what the answer means. Sending, retrying and
+//! ordering belong to the outbox; a notifier only builds requests and judges answers.
+//!
+//! Secrets (PagerDuty routing keys, Slack webhook URLs, webhook HMAC secrets, header values)
+//! are rendered into the [`Outgoing`] request only; `Outgoing` has a redacting `Debug`, and
+//! every message a notifier returns is built from statuses and names, never from a URL or a
+//! body it sent.
+
+pub mod alertmanager;
+pub mod pagerduty;
+pub mod slack;
+pub mod webhook;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::alert::AlertEvent;
+use crate::config::{Receiver, ReceiverKind};
+
+/// One HTTP request to send. Holds secrets: never log it (its `Debug` shows only the method).
+pub struct Outgoing {
+    /// Always POST for the receivers we have; kept for clarity.
+    pub method: http::Method,
+    /// The target; may carry a secret (Slack's webhook URL).
+    pub url: url::Url,
+    /// Headers, `content-type` included.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The body; may carry a secret (PagerDuty's routing key).
+    pub body: Vec<u8>,
+}
+
+impl fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Outgoing({} <redacted>)", self.method)
+    }
+}
+
+/// What an answer means for the batch that was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Accepted: remove it from the outbox.
+    Accepted,
+    /// Try again later (network error, 429, 5xx); `after` is the receiver's own `Retry-After`.
+    Retry {
+        /// Wait at least this long, when the receiver said so.
+        after: Option<Duration>,
+        /// Why, for logs and errors (status and a short reason; never a URL or a secret).
+        reason: String,
+    },
+    /// Refused for good (a 4xx other than 429): drop it and count it.
+    Rejected {
+        /// Why (status and, when the receiver says so, its message, secrets removed).
+        reason: String,
+    },
+}
+
+/// A receiver kind: builds requests, judges answers.
+pub trait Notifier: Send + Sync + fmt::Debug {
+    /// The receiver's configured name.
+    fn name(&self) -> &str;
+
+    /// The kind (`pagerduty`, `alertmanager`, `slack`, `webhook`), for logs.
+    fn kind(&self) -> &'static str;
+
+    /// How many events one request may carry (PagerDuty: 1; the others group).
+    fn max_batch(&self) -> usize;
+
+    /// How often a firing alert must be re-sent so the receiver keeps it (Alertmanager expires
+    /// alerts whose `endsAt` lease passes); `None` when the receiver keeps alerts until resolved.
+    fn refresh_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Whether this receiver wants [`EventKind::Refresh`](crate::alert::EventKind) events.
+    fn wants_refresh(&self) -> bool {
+        self.refresh_interval().is_some()
+    }
+
+    /// The request for a batch (1..=max_batch events, oldest first). `now` stamps leases.
+    fn request(&self, batch: &[AlertEvent], now: SystemTime) -> Result<Outgoing, String>;
+
+    /// What the answer means. The default: 2xx accepted; 429 and 5xx retried (429 honouring
+    /// `Retry-After` in seconds or as an HTTP date); 408 retried; other statuses rejected.
+    fn judge(&self, status: u16, headers: &http::HeaderMap, body: &[u8]) -> Verdict {
+        judge_http(status, headers, body)
+    }
+}
+
+/// The common judgement of an HTTP answer (see [`Notifier::judge`]).
+pub fn judge_http(status: u16, headers: &http::HeaderMap, body: &[u8]) -> Verdict {
+    match status {
+        200..=299 => Verdict::Accepted,
+        429 => Verdict::Retry {
+            after: retry_after(headers, SystemTime::now()),
+            reason: "429 Too Many Requests".into(),
+        },
+        408 | 500..=599 => Verdict::Retry {
+            after: retry_after(headers, SystemTime::now()),
+            reason: format!("HTTP {status}"),
+        },
+        _ => Verdict::Rejected {
+            reason: format!("HTTP {status}{}", short_body(body)),
+        },
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date, capped at one hour.
+pub fn retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
+    let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let d = if let Ok(secs) = v.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let t = httpdate_parse(v)?;
+        t.duration_since(now).unwrap_or_default()
+    };
+    Some(d.min(Duration::from_secs(3600)))
+}
+
+fn httpdate_parse(s: &str) -> Option<SystemTime> {
+    // IMF-fixdate, the form servers send: "Sun, 06 Nov 1994 08:49:37 GMT".
+    let t = chrono::DateTime::parse_from_rfc2822(s).ok()?;
+    let secs = u64::try_from(t.timestamp()).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// `: <first 200 printable chars of the body>` for rejection messages. Receivers echo only
+/// their own error text (never the routing key or URL), so this is safe to log.
+pub fn short_body(body: &[u8]) -> String {
+    let text: String = String::from_utf8_lossy(body)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    if text.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": {}", text.trim())
+    }
+}
+
+/// Builds the notifier of a configured receiver (rendering its secrets).
+pub fn build(receiver: &Receiver) -> Result<Arc<dyn Notifier>, String> {
+    match &receiver.kind {
+        ReceiverKind::PagerDuty { .. } => Ok(Arc::new(pagerduty::PagerDuty::new(receiver)?)),
+        ReceiverKind::Alertmanager { .. } => {
+            Ok(Arc::new(alertmanager::Alertmanager::new(receiver)?))
+        }
+        ReceiverKind::Slack { .. } => Ok(Arc::new(slack::Slack::new(receiver)?)),
+        ReceiverKind::Webhook { .. } => Ok(Arc::new(webhook::Webhook::new(receiver)?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates_and_caps() {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h, SystemTime::now()), Some(Duration::from_secs(7)));
+        h.insert(http::header::RETRY_AFTER, "999999".parse().unwrap());
+        assert_eq!(retry_after(&h, SystemTime::now()), Some(Duration::from_secs(3600)));
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784111777);
+        h.insert(
+            http::header::RETRY_AFTER,
+            "Sun, 06 Nov 1994 08:49:47 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(10)));
+        h.insert(http::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn statuses_are_judged() {
+        let h = http::HeaderMap::new();
+        assert_eq!(judge_http(202, &h, b""), Verdict::Accepted);
+        assert!(matches!(judge_http(429, &h, b""), Verdict::Retry { .. }));
+        assert!(matches!(judge_http(503, &h, b""), Verdict::Retry { .. }));
+        assert_eq!(
+            judge_http(400, &h, b"{\"status\":\"invalid event\"}\n"),
+            Verdict::Rejected {
+                reason: "HTTP 400: {\"status\":\"invalid event\"}".into()
+            }
+        );
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use std::collections::BTreeMap;
+
+    use crate::alert::{AlertEvent, EventKind, Status};
+
+    /// A LoginFailing event on shop-login, failed at step "submit".
+    pub fn event(status: Status) -> AlertEvent {
+        let labels: BTreeMap<String, String> = [
+            ("alertname", "LoginFailing"),
+            ("check", "shop-login"),
+            ("severity", "critical"),
+            ("team", "web"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        AlertEvent {
+            dedup_key: crate::alert::dedup_key("shop-login", "LoginFailing", &labels),
+            kind: match status {
+                Status::Firing => EventKind::Trigger,
+                Status::Resolved => EventKind::Resolve,
+            },
+            status,
+            check: "shop-login".into(),
+            alert: "LoginFailing".into(),
+            severity: "critical".into(),
+            labels,
+            annotations: BTreeMap::new(),
+            summary: "Login broken at step submit: expected status 302, got 200".into(),
+            reason: Some("status".into()),
+            failed_step: Some("submit".into()),
+            value: None,
+            starts_at_ms: 1_800_000_000_000,
+            ends_at_ms: None,
+            created_ms: 1_800_000_000_000,
+            generator_url: "http://127.0.0.1:9464/api/v1/checks/shop-login".into(),
+        }
+    }
+}

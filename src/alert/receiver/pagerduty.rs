@@ -1,0 +1,177 @@
+//! PagerDuty Events API v2 (`POST /v2/enqueue`): one event per request. Firing events (trigger,
+//! reminder, escalation) are `trigger` actions with the alert's dedup key — PagerDuty folds a
+//! repeated trigger into the open incident — and a resolve is a `resolve` with the same key.
+//!
+//! The routing key is a secret: it lives only in the request body.
+
+use std::time::SystemTime;
+
+use serde_json::{json, Map, Value};
+
+use super::{Notifier, Outgoing};
+use crate::alert::{rfc3339, AlertEvent, Status};
+use crate::config::template::Secret;
+use crate::config::{Receiver, ReceiverKind};
+
+/// PagerDuty caps `payload.summary` at 1024 characters.
+pub const SUMMARY_MAX: usize = 1024;
+
+/// A PagerDuty receiver.
+#[derive(Debug)]
+pub struct PagerDuty {
+    name: String,
+    routing_key: Secret,
+    url: url::Url,
+}
+
+impl PagerDuty {
+    /// From configuration (renders the routing key).
+    pub fn new(receiver: &Receiver) -> Result<PagerDuty, String> {
+        let ReceiverKind::PagerDuty { routing_key, url } = &receiver.kind else {
+            return Err("not a pagerduty receiver".into());
+        };
+        let key = routing_key
+            .render(|_| None)
+            .map_err(|u| format!("routing_key: unknown variable ${{{}}}", u.0))?;
+        Ok(PagerDuty {
+            name: receiver.name.clone(),
+            routing_key: Secret::new(key.trim()),
+            url: url.clone(),
+        })
+    }
+
+    /// The Events v2 body of one event.
+    pub fn event_body(&self, e: &AlertEvent) -> Value {
+        let action = match e.status {
+            Status::Firing => "trigger",
+            Status::Resolved => "resolve",
+        };
+        let mut body = json!({
+            "routing_key": self.routing_key.expose(),
+            "event_action": action,
+            "dedup_key": e.dedup_key,
+        });
+        if e.status == Status::Firing {
+            let mut details = Map::new();
+            details.insert("check".into(), json!(e.check));
+            details.insert("alert".into(), json!(e.alert));
+            details.insert("event".into(), json!(e.kind.as_str()));
+            for (k, v) in [
+                ("step", &e.failed_step),
+                ("reason", &e.reason),
+                ("value", &e.value),
+            ] {
+                if let Some(v) = v {
+                    details.insert(k.into(), json!(v));
+                }
+            }
+            details.insert("labels".into(), json!(e.labels));
+            if !e.annotations.is_empty() {
+                details.insert("annotations".into(), json!(e.annotations));
+            }
+            let mut payload = json!({
+                "summary": truncate(&e.summary, SUMMARY_MAX),
+                "source": e.check,
+                "severity": e.severity,
+                "timestamp": rfc3339(e.starts_at()),
+                "component": e.check,
+                "class": e.alert,
+                "custom_details": details,
+            });
+            if let Some(team) = e.labels.get("team") {
+                payload["group"] = json!(team);
+            }
+            body["payload"] = payload;
+            body["client"] = json!("canaryd");
+            body["client_url"] = json!(e.generator_url);
+            if let Some(runbook) = e.annotations.get("runbook_url") {
+                body["links"] = json!([{"href": runbook, "text": "Runbook"}]);
+            }
+        }
+        body
+    }
+}
+
+/// At most `max` characters, ending in `…` when cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
+impl Notifier for PagerDuty {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "pagerduty"
+    }
+
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    fn request(&self, batch: &[AlertEvent], _now: SystemTime) -> Result<Outgoing, String> {
+        let [event] = batch else {
+            return Err(format!("pagerduty sends one event per request, got {}", batch.len()));
+        };
+        Ok(Outgoing {
+            method: http::Method::POST,
+            url: self.url.clone(),
+            headers: vec![(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            )],
+            body: serde_json::to_vec(&self.event_body(event)).map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::receiver::tests_support::event;
+    use crate::config::template::Template;
+
+    fn pd() -> PagerDuty {
+        PagerDuty::new(&Receiver {
+            name: "oncall".into(),
+            kind: ReceiverKind::PagerDuty {
+                routing_key: Template::literal("R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32"),
+                url: "http://127.0.0.1:1/v2/enqueue".parse().unwrap(),
+            },
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn trigger_carries_summary_severity_and_details() {
+        let mut e = event(Status::Firing);
+        e.summary = "x".repeat(2000);
+        e.annotations
+            .insert("runbook_url".into(), "https://runbooks/login".into());
+        let b = pd().event_body(&e);
+        assert_eq!(b["event_action"], "trigger");
+        assert_eq!(b["dedup_key"], e.dedup_key);
+        assert_eq!(b["payload"]["severity"], "critical");
+        assert_eq!(b["payload"]["summary"].as_str().unwrap().chars().count(), 1024);
+        assert_eq!(b["payload"]["custom_details"]["step"], "submit");
+        assert_eq!(b["payload"]["custom_details"]["reason"], "status");
+        assert_eq!(b["payload"]["group"], "web");
+        assert_eq!(b["links"][0]["href"], "https://runbooks/login");
+    }
+
+    #[test]
+    fn resolve_is_key_only_and_debug_hides_the_routing_key() {
+        let p = pd();
+        let b = p.event_body(&event(Status::Resolved));
+        assert_eq!(b["event_action"], "resolve");
+        assert!(b.get("payload").is_none());
+        let req = p.request(&[event(Status::Resolved)], SystemTime::now()).unwrap();
+        assert!(!format!("{p:?} {req:?}").contains("R0UT1NGKEY"));
+    }
+}

@@ -1,0 +1,141 @@
+//! Slack incoming webhook: one message per batch, one line per alert, so a storm of alerts
+//! becomes a few messages. The webhook URL is the secret (it carries the token); it is used only
+//! to send. Slack answers 200 `ok`; 400 `invalid_payload`/`no_text`, 403 `invalid_token` and
+//! 404 `no_service` are final, 429 (with `Retry-After`) and 5xx are retried.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use serde_json::json;
+
+use super::{Notifier, Outgoing};
+use crate::alert::{AlertEvent, EventKind, Status};
+use crate::config::template::Secret;
+use crate::config::{Receiver, ReceiverKind};
+
+/// Alerts per message (Slack folds long messages; 20 lines stay readable).
+pub const PER_MESSAGE: usize = 20;
+
+/// A Slack receiver.
+#[derive(Debug)]
+pub struct Slack {
+    name: String,
+    webhook_url: Secret,
+}
+
+impl Slack {
+    /// From configuration (renders the webhook URL and checks that it is an http(s) URL
+    /// without printing it).
+    pub fn new(receiver: &Receiver) -> Result<Slack, String> {
+        let ReceiverKind::Slack { webhook_url } = &receiver.kind else {
+            return Err("not a slack receiver".into());
+        };
+        let url = webhook_url
+            .render(|_| None)
+            .map_err(|u| format!("webhook_url: unknown variable ${{{}}}", u.0))?;
+        match url::Url::parse(url.trim()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => {
+                return Err(format!(
+                    "webhook_url ({}) is not an http(s) URL",
+                    webhook_url.redacted()
+                ))
+            }
+        }
+        Ok(Slack {
+            name: receiver.name.clone(),
+            webhook_url: Secret::new(url.trim()),
+        })
+    }
+
+    /// The message text of a batch (Slack mrkdwn).
+    pub fn text(batch: &[AlertEvent]) -> String {
+        let firing = batch.iter().filter(|e| e.status == Status::Firing).count();
+        let mut out = String::new();
+        if batch.len() > 1 {
+            let _ = writeln!(
+                out,
+                "*{} alerts: {} firing, {} resolved*",
+                batch.len(),
+                firing,
+                batch.len() - firing
+            );
+        }
+        for e in batch {
+            let tag = match (e.status, e.kind) {
+                (Status::Resolved, _) => ":large_green_circle: [RESOLVED]",
+                (_, EventKind::Reminder) => ":red_circle: [STILL FIRING]",
+                (_, EventKind::Escalation) => ":rotating_light: [ESCALATED]",
+                _ => ":red_circle: [FIRING]",
+            };
+            let _ = write!(
+                out,
+                "{tag} *{}* on `{}` ({}): {}",
+                escape(&e.alert),
+                escape(&e.check),
+                e.severity,
+                escape(&e.summary)
+            );
+            if let Some(r) = e.annotations.get("runbook_url") {
+                let _ = write!(out, " <{}|runbook>", escape(r));
+            }
+            out.push('\n');
+        }
+        out.truncate(out.trim_end().len());
+        out
+    }
+}
+
+/// Slack's three control characters.
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+impl Notifier for Slack {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "slack"
+    }
+
+    fn max_batch(&self) -> usize {
+        PER_MESSAGE
+    }
+
+    fn request(&self, batch: &[AlertEvent], _now: SystemTime) -> Result<Outgoing, String> {
+        let url = url::Url::parse(self.webhook_url.expose())
+            .map_err(|_| "webhook_url is not a URL".to_string())?;
+        Ok(Outgoing {
+            method: http::Method::POST,
+            url,
+            headers: vec![(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            )],
+            body: serde_json::to_vec(&json!({ "text": Slack::text(batch) }))
+                .map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::receiver::tests_support::event;
+
+    #[test]
+    fn one_line_per_alert_with_a_header_for_groups() {
+        let mut r = event(Status::Resolved);
+        r.check = "a<b>".into();
+        let t = Slack::text(&[event(Status::Firing), r]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "*2 alerts: 1 firing, 1 resolved*");
+        assert!(lines[1].starts_with(":red_circle: [FIRING] *LoginFailing* on `shop-login` (critical): "));
+        assert!(lines[2].contains("on `a&lt;b&gt;`"));
+        assert_eq!(Slack::text(&[event(Status::Firing)]).lines().count(), 1);
+    }
+}
