@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
+use crate::alert::service::{self, Alerting};
 use crate::config::{self, Check, CheckKind, Config, ConfigError, ConfigErrors};
 use crate::metrics::{CheckMeta, Metrics};
 use crate::probe::heartbeat::{Book, Clock, HeartbeatProbe, Ping, Pinged, SystemClock};
@@ -55,6 +56,7 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Entry>), ConfigErrors> {
         Arc::new(SystemClock),
     ));
     let entries = entries(&config, &book)?;
+    service::notifiers(&config)?;
     Ok((config, entries))
 }
 
@@ -117,15 +119,17 @@ impl States {
     }
 }
 
-/// The scheduler's sink: metrics, API state and a debug log line per run.
+/// The scheduler's sink: metrics, alerts, API state and a log line per run.
 struct Recorder {
     metrics: Arc<Metrics>,
     states: Arc<States>,
+    alerting: Arc<Alerting>,
 }
 
 impl Sink for Recorder {
     fn record(&self, check: &Arc<Check>, result: CheckResult) {
         self.metrics.observe(&check.name, &result);
+        self.alerting.observe(&check.name, &result);
         if result.success {
             tracing::debug!(check = %check.name, duration_ms = result.duration.as_millis() as u64, "check passed");
         } else {
@@ -162,7 +166,21 @@ pub struct Daemon {
     /// The state store under `state_dir` (kept across reloads; a new `state_dir` needs a
     /// restart).
     pub store: Store,
+    /// Alert rules, silences and delivery.
+    pub alerting: Arc<Alerting>,
     reload_lock: tokio::sync::Mutex<()>,
+}
+
+/// An error of the alerting start-up, reported against `state_dir`.
+fn store_error_message(config: &Config, message: String) -> ConfigErrors {
+    let o = &config.state_dir_origin;
+    ConfigErrors(vec![ConfigError {
+        file: o.file.clone(),
+        line: o.line,
+        col: o.col,
+        key: "state_dir".into(),
+        message,
+    }])
 }
 
 /// Sets each heartbeat check's last-ping metric from the book (after a start or a reload).
@@ -217,14 +235,24 @@ impl Daemon {
             .map_err(store_error)?;
         let heartbeats = Arc::new(heartbeats);
         let entries = entries(&config, &heartbeats)?;
+        let notifiers = service::notifiers(&config)?;
         let metrics = Arc::new(Metrics::new());
         let states = Arc::new(States::default());
         metrics.set_checks(&metas(&config));
         seed_heartbeat_metrics(&metrics, &heartbeats, &config);
         metrics.set_reload(true, SystemTime::now());
+        let alerting = Alerting::start(
+            store.clone(),
+            &config,
+            notifiers,
+            metrics.clone(),
+            heartbeats.clock(),
+        )
+        .map_err(|message| store_error_message(&config, message))?;
         let sink = Arc::new(Recorder {
             metrics: metrics.clone(),
             states: states.clone(),
+            alerting: alerting.clone(),
         });
         let scheduler = Scheduler::new(config.max_concurrency, sink);
         scheduler.apply(entries);
@@ -242,6 +270,7 @@ impl Daemon {
             states,
             heartbeats,
             store,
+            alerting,
             reload_lock: tokio::sync::Mutex::new(()),
         }))
     }
@@ -281,10 +310,13 @@ impl Daemon {
     /// `canaryd_config_last_reload_successful` drops to 0.
     pub async fn reload(&self) -> Result<usize, ConfigErrors> {
         let _one_at_a_time = self.reload_lock.lock().await;
-        let loaded = config::load(&self.config_path)
-            .and_then(|config| entries(&config, &self.heartbeats).map(|e| (config, e)));
+        let loaded = config::load(&self.config_path).and_then(|config| {
+            let e = entries(&config, &self.heartbeats)?;
+            let n = service::notifiers(&config)?;
+            Ok((config, e, n))
+        });
         match loaded {
-            Ok((config, entries)) => {
+            Ok((config, entries, notifiers)) => {
                 let n = config.checks.len();
                 if config.listen != self.config().listen {
                     tracing::warn!("listen address changed: it takes effect after a restart");
@@ -300,6 +332,7 @@ impl Daemon {
                 let names: Vec<&str> = config.checks.iter().map(|c| c.name.as_str()).collect();
                 self.states.retain(&names);
                 self.scheduler.apply(entries);
+                self.alerting.apply(&config, notifiers);
                 *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
                 self.metrics.set_reload(true, SystemTime::now());
                 tracing::info!(checks = n, "configuration reloaded");
@@ -328,5 +361,6 @@ impl Daemon {
         self.scheduler
             .shutdown(longest.min(Duration::from_secs(30)) + Duration::from_millis(200))
             .await;
+        self.alerting.shutdown();
     }
 }

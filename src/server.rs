@@ -23,6 +23,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use crate::alert::silence::Silence;
+use crate::alert::{from_ms, rfc3339, to_ms};
 use crate::config::CheckKind;
 use crate::daemon::Daemon;
 use crate::metrics::Format;
@@ -38,6 +40,13 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/-/ready", get(|| async { "Ready\n" }))
         .route("/-/reload", post(reload))
         .route("/api/v1/checks", get(checks))
+        .route("/api/v1/checks/{check}", get(one_check))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/silences", get(silences).post(add_silence))
+        .route(
+            "/api/v1/silences/{id}",
+            get(one_silence).delete(expire_silence),
+        )
         .route("/ping/{check}", get(ping).post(ping))
         .route("/ping/{check}/{what}", get(ping_what).post(ping_what))
         .with_state(daemon)
@@ -219,28 +228,166 @@ fn heartbeat_json(spec: &HeartbeatSpec, row: Option<&HeartbeatRow>) -> Value {
 
 async fn checks(State(d): State<Arc<Daemon>>) -> Json<Value> {
     let config = d.config();
-    let list: Vec<Value> = config
-        .checks
-        .iter()
-        .map(|c| {
-            let last = d.states.get(&c.name);
-            let mut check = json!({
-                "name": c.name,
-                "kind": c.kind.name(),
-                "interval_seconds": c.interval.as_secs_f64(),
-                "timeout_seconds": c.timeout.as_secs_f64(),
-                "labels": c.labels,
-                "source": c.origin.to_string(),
-                "alerts": c.alerts.iter().map(|a| json!({"name": a.name, "when": a.when, "severity": a.severity.as_str()})).collect::<Vec<_>>(),
-                "last_result": last.as_deref().map(result_json),
-            });
-            if let CheckKind::Heartbeat(h) = &c.kind {
-                check["heartbeat"] = heartbeat_json(h, d.heartbeats.get(&c.name).as_ref());
-            }
-            check
-        })
-        .collect();
+    let list: Vec<Value> = config.checks.iter().map(|c| check_json(&d, c)).collect();
     Json(json!({ "checks": list }))
+}
+
+async fn one_check(
+    State(d): State<Arc<Daemon>>,
+    check: Result<Path<String>, PathRejection>,
+) -> Response {
+    let config = d.config();
+    match check
+        .ok()
+        .and_then(|Path(name)| config.checks.iter().find(|c| c.name == name).cloned())
+    {
+        Some(c) => Json(check_json(&d, &c)).into_response(),
+        None => plain(StatusCode::NOT_FOUND, "no such check\n"),
+    }
+}
+
+fn check_json(d: &Daemon, c: &crate::config::Check) -> Value {
+    let last = d.states.get(&c.name);
+    let mut check = json!({
+        "name": c.name,
+        "kind": c.kind.name(),
+        "interval_seconds": c.interval.as_secs_f64(),
+        "timeout_seconds": c.timeout.as_secs_f64(),
+        "labels": c.labels,
+        "source": c.origin.to_string(),
+        "alerts": c.alerts.iter().map(|a| json!({"name": a.name, "when": a.when, "severity": a.severity.as_str()})).collect::<Vec<_>>(),
+        "last_result": last.as_deref().map(result_json),
+    });
+    if let CheckKind::Heartbeat(h) = &c.kind {
+        check["heartbeat"] = heartbeat_json(h, d.heartbeats.get(&c.name).as_ref());
+    }
+    check
+}
+
+async fn alerts(State(d): State<Arc<Daemon>>) -> Json<Value> {
+    Json(json!({ "alerts": d.alerting.views() }))
+}
+
+fn silence_json(s: &Silence, now_ms: i64) -> Value {
+    json!({
+        "id": s.id,
+        "matchers": s.matchers,
+        "starts_at": rfc3339(from_ms(s.starts_at_ms)),
+        "ends_at": rfc3339(from_ms(s.ends_at_ms)),
+        "created_by": s.created_by,
+        "comment": s.comment,
+        "created_at": rfc3339(from_ms(s.created_at_ms)),
+        "state": s.state(now_ms),
+    })
+}
+
+async fn silences(State(d): State<Arc<Daemon>>) -> Json<Value> {
+    let now = to_ms(d.heartbeats.clock().now());
+    let list: Vec<Value> = d
+        .alerting
+        .silences()
+        .iter()
+        .map(|s| silence_json(s, now))
+        .collect();
+    Json(json!({ "silences": list }))
+}
+
+async fn one_silence(
+    State(d): State<Arc<Daemon>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let now = to_ms(d.heartbeats.clock().now());
+    let Ok(Path(id)) = id else {
+        return plain(StatusCode::NOT_FOUND, "no such silence\n");
+    };
+    match d.alerting.silences().iter().find(|s| s.id == id) {
+        Some(s) => Json(silence_json(s, now)).into_response(),
+        None => plain(StatusCode::NOT_FOUND, "no such silence\n"),
+    }
+}
+
+/// `POST /api/v1/silences` body.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSilence {
+    matchers: std::collections::BTreeMap<String, String>,
+    /// RFC 3339; default now.
+    starts_at: Option<String>,
+    /// RFC 3339; or give `duration`.
+    ends_at: Option<String>,
+    /// `2h`, `30m` (from `starts_at`).
+    duration: Option<String>,
+    created_by: String,
+    comment: String,
+}
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
+}
+
+async fn add_silence(State(d): State<Arc<Daemon>>, body: axum::body::Bytes) -> Response {
+    let req: NewSilence = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(format!("invalid silence: {e}")),
+    };
+    let now = d.heartbeats.clock().now();
+    let parse_time = |s: &str, what: &str| {
+        humantime::parse_rfc3339_weak(s).map_err(|e| {
+            format!("{what}: invalid time {s:?}: {e} (write RFC 3339, e.g. 2026-12-01T22:00:00Z)")
+        })
+    };
+    let starts = match req
+        .starts_at
+        .as_deref()
+        .map(|s| parse_time(s, "starts_at"))
+        .transpose()
+    {
+        Ok(t) => t.unwrap_or(now),
+        Err(e) => return bad_request(e),
+    };
+    let ends = match (req.ends_at.as_deref(), req.duration.as_deref()) {
+        (Some(e), None) => parse_time(e, "ends_at"),
+        (None, Some(d)) => humantime::parse_duration(d)
+            .map(|d| starts + d)
+            .map_err(|e| format!("duration: invalid {d:?}: {e} (write e.g. 2h or 30m)")),
+        _ => Err("give exactly one of ends_at and duration".to_string()),
+    };
+    let ends = match ends {
+        Ok(t) => t,
+        Err(e) => return bad_request(e),
+    };
+    let silence = Silence {
+        id: String::new(),
+        matchers: req.matchers,
+        starts_at_ms: to_ms(starts),
+        ends_at_ms: to_ms(ends),
+        created_by: req.created_by,
+        comment: req.comment,
+        created_at_ms: 0,
+    };
+    match d.alerting.add_silence(silence).await {
+        Ok(s) => (StatusCode::CREATED, Json(silence_json(&s, to_ms(now)))).into_response(),
+        Err(e) => bad_request(e),
+    }
+}
+
+async fn expire_silence(
+    State(d): State<Arc<Daemon>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Ok(Path(id)) = id else {
+        return plain(StatusCode::NOT_FOUND, "no such silence\n");
+    };
+    let now = to_ms(d.heartbeats.clock().now());
+    match d.alerting.expire_silence(&id).await {
+        Ok(Some(s)) => Json(silence_json(&s, now)).into_response(),
+        Ok(None) => plain(StatusCode::NOT_FOUND, "no such silence\n"),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "error": e })),
+        )
+            .into_response(),
+    }
 }
 
 /// A result as JSON. Messages are already redacted by the probes; extracted names only.

@@ -50,6 +50,29 @@ const MIGRATIONS: &[&str] = &[
         last_body       TEXT,
         ping_count      INTEGER NOT NULL DEFAULT 0
     ) STRICT;",
+    // 2: alerting. Firing alerts (one JSON row each: event, who was told), the notification
+    // outbox (FIFO per receiver by id; a row leaves only when its receiver accepted or refused
+    // it for good), and silences.
+    "CREATE TABLE alerts (
+        dedup_key TEXT PRIMARY KEY NOT NULL,
+        row_json  TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        receiver        TEXT NOT NULL,
+        dedup_key       TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        event_json      TEXT NOT NULL,
+        created_ms      INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error      TEXT
+    ) STRICT;
+    CREATE INDEX outbox_by_receiver ON outbox (receiver, id);
+    CREATE TABLE silences (
+        id           TEXT PRIMARY KEY NOT NULL,
+        silence_json TEXT NOT NULL
+    ) STRICT;",
 ];
 
 /// The schema version this build writes.
@@ -252,6 +275,7 @@ impl Store {
 }
 
 /// Sets the pragmas and brings the schema up to date.
+// (alerting rows: see the section at the end of this file)
 fn prepare(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let err = |e| classify(path, e);
     // The first statements read the file: a non-database fails here, as Corrupt.
@@ -568,4 +592,237 @@ mod tests {
             .is_none());
         assert!(!dir.path().join("none").exists());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alerting: firing alerts, the outbox, silences
+// ---------------------------------------------------------------------------------------------
+
+use crate::alert::engine::AlertRow;
+use crate::alert::silence::Silence;
+use crate::alert::{AlertEvent, EventKind};
+
+/// One notification waiting in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    /// Position (FIFO per receiver).
+    pub id: i64,
+    /// Receiver name.
+    pub receiver: String,
+    /// What to send.
+    pub event: AlertEvent,
+    /// When it was queued (Unix ms).
+    pub created_ms: i64,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Not before (Unix ms).
+    pub next_attempt_ms: i64,
+}
+
+/// Per receiver: waiting notifications and the creation time of the oldest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxLength {
+    /// Receiver name.
+    pub receiver: String,
+    /// Waiting notifications.
+    pub count: u64,
+    /// Oldest `created_ms`.
+    pub oldest_ms: i64,
+}
+
+fn json_err(e: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
+
+/// Commits one engine decision: alert rows saved and deleted, notifications queued, in one
+/// transaction. A lease refresh or reminder already waiting for the same receiver and alert is
+/// not queued twice (a receiver that is down does not pile up a refresh a minute).
+pub fn commit_alerts(
+    conn: &mut Connection,
+    save: &[AlertRow],
+    delete: &[String],
+    sends: &[(String, AlertEvent)],
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for row in save {
+        let json = serde_json::to_string(row).map_err(json_err)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO alerts (dedup_key, row_json) VALUES (?1, ?2)",
+            params![row.dedup_key, json],
+        )?;
+    }
+    for key in delete {
+        tx.execute("DELETE FROM alerts WHERE dedup_key = ?1", params![key])?;
+    }
+    for (receiver, event) in sends {
+        if matches!(event.kind, EventKind::Refresh | EventKind::Reminder) {
+            let waiting: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM outbox WHERE receiver = ?1 AND dedup_key = ?2 AND kind = ?3)",
+                params![receiver, event.dedup_key, event.kind.as_str()],
+                |r| r.get(0),
+            )?;
+            if waiting {
+                continue;
+            }
+        }
+        let json = serde_json::to_string(event).map_err(json_err)?;
+        tx.execute(
+            "INSERT INTO outbox (receiver, dedup_key, kind, event_json, created_ms, next_attempt_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            params![receiver, event.dedup_key, event.kind.as_str(), json, event.created_ms],
+        )?;
+    }
+    tx.commit()
+}
+
+/// Every saved firing alert (rows that no longer parse are skipped with a warning).
+pub fn load_alerts(conn: &mut Connection) -> rusqlite::Result<Vec<AlertRow>> {
+    let mut stmt = conn.prepare("SELECT dedup_key, row_json FROM alerts")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (key, json) = row?;
+        match serde_json::from_str(&json) {
+            Ok(r) => out.push(r),
+            Err(e) => {
+                tracing::warn!(dedup_key = %key, "skipping an alert row that does not parse: {e}")
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The first `limit` notifications of a receiver, oldest first.
+pub fn outbox_head(
+    conn: &mut Connection,
+    receiver: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<OutboxRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, event_json, created_ms, attempts, next_attempt_ms FROM outbox
+         WHERE receiver = ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![receiver, limit as i64], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    for row in rows {
+        let (id, json, created_ms, attempts, next_attempt_ms) = row?;
+        match serde_json::from_str(&json) {
+            Ok(event) => out.push(OutboxRow {
+                id,
+                receiver: receiver.to_string(),
+                event,
+                created_ms,
+                attempts: attempts.clamp(0, u32::MAX as i64) as u32,
+                next_attempt_ms,
+            }),
+            Err(e) => {
+                tracing::error!(
+                    receiver,
+                    id,
+                    "dropping a notification that does not parse: {e}"
+                );
+                bad.push(id);
+            }
+        }
+    }
+    drop(stmt);
+    outbox_delete(conn, &bad)?;
+    Ok(out)
+}
+
+/// Removes delivered (or finally refused) notifications.
+pub fn outbox_delete(conn: &mut Connection, ids: &[i64]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for id in ids {
+        tx.execute("DELETE FROM outbox WHERE id = ?1", params![id])?;
+    }
+    tx.commit()
+}
+
+/// Records a failed attempt: not before `next_ms`.
+pub fn outbox_retry(
+    conn: &mut Connection,
+    ids: &[i64],
+    next_ms: i64,
+    error: &str,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for id in ids {
+        tx.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE id = ?1",
+            params![id, next_ms, error],
+        )?;
+    }
+    tx.commit()
+}
+
+/// Waiting notifications per receiver.
+pub fn outbox_lengths(conn: &mut Connection) -> rusqlite::Result<Vec<OutboxLength>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT receiver, COUNT(*), MIN(created_ms) FROM outbox GROUP BY receiver ORDER BY receiver",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(OutboxLength {
+            receiver: r.get(0)?,
+            count: r.get::<_, i64>(1)?.max(0) as u64,
+            oldest_ms: r.get(2)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Drops the notifications of receivers that are no longer configured; returns how many.
+pub fn outbox_drop_unknown(conn: &mut Connection, known: &[String]) -> rusqlite::Result<usize> {
+    let mut receivers: Vec<String> = {
+        let mut stmt = conn.prepare("SELECT DISTINCT receiver FROM outbox")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    receivers.retain(|r| !known.contains(r));
+    let mut n = 0;
+    for r in receivers {
+        n += conn.execute("DELETE FROM outbox WHERE receiver = ?1", params![r])?;
+    }
+    Ok(n)
+}
+
+/// Inserts or replaces a silence.
+pub fn save_silence(conn: &mut Connection, s: &Silence) -> rusqlite::Result<()> {
+    let json = serde_json::to_string(s).map_err(json_err)?;
+    conn.execute(
+        "INSERT OR REPLACE INTO silences (id, silence_json) VALUES (?1, ?2)",
+        params![s.id, json],
+    )?;
+    Ok(())
+}
+
+/// Every silence (expired ones included, until [`delete_silences`]).
+pub fn load_silences(conn: &mut Connection) -> rusqlite::Result<Vec<Silence>> {
+    let mut stmt = conn.prepare("SELECT silence_json FROM silences")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for json in rows {
+        match serde_json::from_str(&json?) {
+            Ok(s) => out.push(s),
+            Err(e) => tracing::warn!("skipping a silence that does not parse: {e}"),
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes silences (expired ones, pruned a day after they end).
+pub fn delete_silences(conn: &mut Connection, ids: &[String]) -> rusqlite::Result<()> {
+    for id in ids {
+        conn.execute("DELETE FROM silences WHERE id = ?1", params![id])?;
+    }
+    Ok(())
 }

@@ -20,7 +20,12 @@
 //! Time is always passed in (`now`), never read inside the engine or the outbox, so tests move
 //! a clock instead of sleeping.
 
+pub mod engine;
+pub mod outbox;
 pub mod receiver;
+pub mod route;
+pub mod service;
+pub mod silence;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -447,6 +447,49 @@ pub fn eval(e: &Expr, lookup: &dyn Fn(&str) -> Option<Value>) -> Option<Value> {
     })
 }
 
+impl Expr {
+    /// The variables the expression reads, in order of first appearance, without repeats.
+    pub fn variables(&self) -> Vec<&str> {
+        fn walk<'a>(e: &'a Expr, out: &mut Vec<&'a str>) {
+            match e {
+                Expr::Lit(_) => {}
+                Expr::Var(v) => {
+                    if !out.contains(&v.as_str()) {
+                        out.push(v);
+                    }
+                }
+                Expr::Not(a) => walk(a, out),
+                Expr::And(a, b) | Expr::Or(a, b) | Expr::Cmp(_, a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => write!(f, "{}", *n as i64),
+            Value::Number(n) => write!(f, "{n:.3}"),
+            Value::Duration(d) if d.as_secs() >= 60 => {
+                write!(
+                    f,
+                    "{}",
+                    humantime::format_duration(Duration::from_secs(d.as_secs()))
+                )
+            }
+            Value::Duration(d) => write!(f, "{:.3}s", d.as_secs_f64()),
+            Value::String(s) => write!(f, "{s}"),
+        }
+    }
+}
+
 /// Whether a value counts as true (only `Bool(true)` does).
 pub fn truthy(v: Option<Value>) -> bool {
     matches!(v, Some(Value::Bool(true)))

@@ -320,7 +320,7 @@ pub struct Route {
 }
 
 /// A maintenance window.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Maintenance {
     /// Check name globs.
     pub checks: Vec<glob::Pattern>,

@@ -72,6 +72,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
@@ -112,6 +114,47 @@ pub struct Metrics {
     reload_timestamp: Gauge<f64, AtomicU64>,
     /// Capacity for the next encoding: the last output's size plus a margin.
     size_hint: AtomicUsize,
+    alert_state: Family<AlertLabels, Gauge>,
+    notifications: Family<[(&'static str, String); 2], Counter>,
+    queue_length: Family<[(&'static str, String); 1], Gauge>,
+    delivery: Family<[(&'static str, String); 1], Histogram, fn() -> Histogram>,
+}
+
+/// `check`, `alert`, `severity`.
+type AlertLabels = [(&'static str, String); 3];
+
+/// Buckets of `canaryd_notification_delivery_seconds` (queued → accepted).
+const DELIVERY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0, 3600.0,
+];
+
+fn delivery_histogram() -> Histogram {
+    Histogram::new(DELIVERY_BUCKETS)
+}
+
+/// How a notification ended (the `result` label of `canaryd_notifications_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationResult {
+    /// Accepted by the receiver.
+    Sent,
+    /// An attempt failed and will be retried (network error, 429, 5xx).
+    Retried,
+    /// Refused for good (4xx), dropped.
+    Rejected,
+    /// Dropped without sending (its receiver left the configuration).
+    Dropped,
+}
+
+impl NotificationResult {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationResult::Sent => "sent",
+            NotificationResult::Retried => "retried",
+            NotificationResult::Rejected => "rejected",
+            NotificationResult::Dropped => "dropped",
+        }
+    }
 }
 
 /// The configured checks, replaced as a whole by `set_checks`.
@@ -188,7 +231,38 @@ impl Metrics {
             Info::new([("version", env!("CARGO_PKG_VERSION"))]),
         );
 
+        let alert_state = Family::<AlertLabels, Gauge>::default();
+        registry.register(
+            "canary_alert_state",
+            "State of each alert rule: 0 inactive, 1 pending, 2 firing",
+            alert_state.clone(),
+        );
+        let notifications = Family::<[(&'static str, String); 2], Counter>::default();
+        registry.register(
+            "canaryd_notifications",
+            "Notifications by receiver and result (sent, retried, rejected, dropped)",
+            notifications.clone(),
+        );
+        let queue_length = Family::<[(&'static str, String); 1], Gauge>::default();
+        registry.register(
+            "canaryd_notification_queue_length",
+            "Notifications waiting in the outbox, by receiver",
+            queue_length.clone(),
+        );
+        let delivery: Family<[(&'static str, String); 1], Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(delivery_histogram);
+        registry.register_with_unit(
+            "canaryd_notification_delivery",
+            "Time from a notification being queued to its receiver accepting it",
+            Unit::Seconds,
+            delivery.clone(),
+        );
+
         Metrics {
+            alert_state,
+            notifications,
+            queue_length,
+            delivery,
             registry,
             checks,
             reload: Mutex::new(()),
@@ -262,6 +336,53 @@ impl Metrics {
         self.reload_timestamp.set(seconds);
     }
 
+    /// Sets `canary_alert_state` of one alert.
+    pub fn set_alert_state(&self, check: &str, alert: &str, severity: &'static str, state: u8) {
+        self.alert_state
+            .get_or_create(&alert_labels(check, alert, severity))
+            .set(i64::from(state));
+    }
+
+    /// Replaces every `canary_alert_state` series (after a configuration change).
+    pub fn reset_alert_states(&self, states: &[(String, String, &'static str, u8)]) {
+        self.alert_state.clear();
+        for (check, alert, severity, state) in states {
+            self.set_alert_state(check, alert, severity, *state);
+        }
+    }
+
+    /// Counts `n` notifications of a receiver with a result.
+    pub fn count_notifications(&self, receiver: &str, result: NotificationResult, n: u64) {
+        self.notifications
+            .get_or_create(&[
+                ("receiver", receiver.to_string()),
+                ("result", result.as_str().to_string()),
+            ])
+            .inc_by(n);
+    }
+
+    /// Sets the outbox length of a receiver.
+    pub fn set_notification_queue_length(&self, receiver: &str, n: u64) {
+        self.queue_length
+            .get_or_create(&[("receiver", receiver.to_string())])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Forgets the outbox length series of receivers no longer configured.
+    pub fn retain_receivers(&self, receivers: &[String]) {
+        self.queue_length.clear();
+        for r in receivers {
+            self.set_notification_queue_length(r, 0);
+        }
+    }
+
+    /// Records how long a notification waited from queued to accepted.
+    pub fn observe_delivery(&self, receiver: &str, waited: Duration) {
+        self.delivery
+            .get_or_create(&[("receiver", receiver.to_string())])
+            .observe(waited.as_secs_f64());
+    }
+
     /// Every family, in the given format.
     pub fn encode(&self, format: Format) -> String {
         let mut out = String::with_capacity(self.size_hint.load(Relaxed));
@@ -288,6 +409,14 @@ impl Metrics {
             .store(out.len() + out.len() / 16 + 1024, Relaxed);
         out
     }
+}
+
+fn alert_labels(check: &str, alert: &str, severity: &'static str) -> AlertLabels {
+    [
+        ("check", check.to_string()),
+        ("alert", alert.to_string()),
+        ("severity", severity.to_string()),
+    ]
 }
 
 impl Default for Metrics {

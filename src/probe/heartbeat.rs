@@ -500,6 +500,11 @@ impl Book {
         }
     }
 
+    /// The book's clock (shared with alerting, so tests move one clock).
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     /// The book's clock, to the millisecond (what the store keeps, so a time reads the same
     /// before and after a restart).
     pub fn now(&self) -> SystemTime {

@@ -108,7 +108,11 @@ pub fn judge_http(status: u16, headers: &http::HeaderMap, body: &[u8]) -> Verdic
 
 /// `Retry-After` as seconds or an HTTP date, capped at one hour.
 pub fn retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
-    let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let v = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     let d = if let Ok(secs) = v.parse::<u64>() {
         Duration::from_secs(secs)
     } else {
@@ -160,9 +164,15 @@ mod tests {
     fn retry_after_reads_seconds_and_dates_and_caps() {
         let mut h = http::HeaderMap::new();
         h.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
-        assert_eq!(retry_after(&h, SystemTime::now()), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after(&h, SystemTime::now()),
+            Some(Duration::from_secs(7))
+        );
         h.insert(http::header::RETRY_AFTER, "999999".parse().unwrap());
-        assert_eq!(retry_after(&h, SystemTime::now()), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            retry_after(&h, SystemTime::now()),
+            Some(Duration::from_secs(3600))
+        );
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784111777);
         h.insert(
             http::header::RETRY_AFTER,

@@ -117,7 +117,10 @@ impl Notifier for PagerDuty {
 
     fn request(&self, batch: &[AlertEvent], _now: SystemTime) -> Result<Outgoing, String> {
         let [event] = batch else {
-            return Err(format!("pagerduty sends one event per request, got {}", batch.len()));
+            return Err(format!(
+                "pagerduty sends one event per request, got {}",
+                batch.len()
+            ));
         };
         Ok(Outgoing {
             method: http::Method::POST,
@@ -158,7 +161,10 @@ mod tests {
         assert_eq!(b["event_action"], "trigger");
         assert_eq!(b["dedup_key"], e.dedup_key);
         assert_eq!(b["payload"]["severity"], "critical");
-        assert_eq!(b["payload"]["summary"].as_str().unwrap().chars().count(), 1024);
+        assert_eq!(
+            b["payload"]["summary"].as_str().unwrap().chars().count(),
+            1024
+        );
         assert_eq!(b["payload"]["custom_details"]["step"], "submit");
         assert_eq!(b["payload"]["custom_details"]["reason"], "status");
         assert_eq!(b["payload"]["group"], "web");
@@ -171,7 +177,9 @@ mod tests {
         let b = p.event_body(&event(Status::Resolved));
         assert_eq!(b["event_action"], "resolve");
         assert!(b.get("payload").is_none());
-        let req = p.request(&[event(Status::Resolved)], SystemTime::now()).unwrap();
+        let req = p
+            .request(&[event(Status::Resolved)], SystemTime::now())
+            .unwrap();
         assert!(!format!("{p:?} {req:?}").contains("R0UT1NGKEY"));
     }
 }

@@ -134,7 +134,8 @@ mod tests {
         let t = Slack::text(&[event(Status::Firing), r]);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "*2 alerts: 1 firing, 1 resolved*");
-        assert!(lines[1].starts_with(":red_circle: [FIRING] *LoginFailing* on `shop-login` (critical): "));
+        assert!(lines[1]
+            .starts_with(":red_circle: [FIRING] *LoginFailing* on `shop-login` (critical): "));
         assert!(lines[2].contains("on `a&lt;b&gt;`"));
         assert_eq!(Slack::text(&[event(Status::Firing)]).lines().count(), 1);
     }

@@ -187,7 +187,9 @@ mod tests {
             },
         })
         .unwrap();
-        let req = w.request(&[event(Status::Firing)], SystemTime::now()).unwrap();
+        let req = w
+            .request(&[event(Status::Firing)], SystemTime::now())
+            .unwrap();
         let v: Value = serde_json::from_slice(&req.body).unwrap();
         assert_eq!(v["events"][0]["status"], "firing");
         assert_eq!(v["events"][0]["kind"], "trigger");

@@ -1,0 +1,822 @@
+//! The alert engine: every rule of every check, evaluated on each result of its check and on a
+//! periodic tick, as a state machine inactive → pending → firing → (resolved) inactive.
+//!
+//! # Firing conditions
+//!
+//! - no condition: fires on the first result where `when` holds;
+//! - `for: D`: fires once `when` has held without a break for `D` (checked on results and on
+//!   ticks, so a 5 m `for` on a 10 m interval fires at the tick after 5 m, not at the next run);
+//! - `consecutive: N`: fires on the N-th result in a row where `when` holds;
+//! - `window: N of M`: fires when `when` held in N of the last M results, and keeps firing
+//!   while it still does (hysteresis: a single good run does not resolve a flapping check).
+//!
+//! Pending means `when` holds (for a window: at least once in the window) but the condition
+//! is not met yet. A firing alert resolves when `when` stops holding (window: fewer than N of
+//! the last M), unless `keep_firing_for` is set: then only once `when` has not held for that
+//! long (the tick resolves it; a new true result restarts the wait).
+//!
+//! # Notifications
+//!
+//! The engine decides what to send and to whom; it never sends. Each decision comes back as
+//! [`Effects`]: the events per receiver to put in the outbox and the alert rows to save or
+//! delete, which the caller commits in one store transaction (so a page is never in the outbox
+//! without its firing state, or the reverse). Firing alerts are kept in the store: after a
+//! restart they are restored as firing without notifying again, and resolved (with a resolve
+//! to everyone who heard the trigger) if their first result says so, or if their rule is gone.
+//!
+//! Silences and maintenance mute an alert's trigger, reminders and escalation; if it still
+//! fires when the mute ends, the trigger goes out then. A resolve always goes to the receivers
+//! that heard the trigger.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::route::Router;
+use super::silence::{in_maintenance, Silence};
+use super::{dedup_key, to_ms, AlertEvent, EventKind, Status};
+use crate::config::expr;
+use crate::config::{AlertRule, Check, Config};
+use crate::probe::CheckResult;
+
+/// Where an alert is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// The condition does not hold.
+    Inactive,
+    /// It holds, but `for` / `consecutive` / `window` is not met yet.
+    Pending,
+    /// Firing.
+    Firing,
+}
+
+impl Phase {
+    /// `canary_alert_state`: 0 inactive, 1 pending, 2 firing.
+    pub fn metric_value(self) -> u8 {
+        match self {
+            Phase::Inactive => 0,
+            Phase::Pending => 1,
+            Phase::Firing => 2,
+        }
+    }
+
+    /// The name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Inactive => "inactive",
+            Phase::Pending => "pending",
+            Phase::Firing => "firing",
+        }
+    }
+}
+
+/// What one evaluation changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing that matters to anyone.
+    None,
+    /// Inactive → pending.
+    Pending,
+    /// Pending → inactive without firing.
+    Cleared,
+    /// → firing.
+    Fired,
+    /// Firing → inactive.
+    Resolved,
+}
+
+/// The evaluation state of one rule: pure logic, time passed in.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    phase: Phase,
+    /// Pending since / firing since.
+    since: Option<SystemTime>,
+    consecutive: u32,
+    window: VecDeque<bool>,
+    true_since: Option<SystemTime>,
+    last_true: Option<SystemTime>,
+    /// The last result's condition; `None` until a result arrives (a restored alert waits for
+    /// its first result before a tick may resolve it).
+    last_cond: Option<bool>,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Tracker {
+            phase: Phase::Inactive,
+            since: None,
+            consecutive: 0,
+            window: VecDeque::new(),
+            true_since: None,
+            last_true: None,
+            last_cond: None,
+        }
+    }
+}
+
+impl Tracker {
+    /// A tracker restored as firing since `since` (after a restart).
+    pub fn firing(since: SystemTime, last_true: Option<SystemTime>) -> Tracker {
+        Tracker {
+            phase: Phase::Firing,
+            since: Some(since),
+            last_true,
+            ..Tracker::default()
+        }
+    }
+
+    /// The phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Pending or firing since.
+    pub fn since(&self) -> Option<SystemTime> {
+        self.since
+    }
+
+    /// A result: `cond` is whether `when` held.
+    pub fn observe(&mut self, rule: &AlertRule, cond: bool, now: SystemTime) -> Change {
+        self.last_cond = Some(cond);
+        if cond {
+            self.consecutive = self.consecutive.saturating_add(1);
+            self.true_since.get_or_insert(now);
+            self.last_true = Some(now);
+        } else {
+            self.consecutive = 0;
+            self.true_since = None;
+        }
+        if let Some((_, m)) = rule.window {
+            self.window.push_back(cond);
+            while self.window.len() > m as usize {
+                self.window.pop_front();
+            }
+        }
+        self.settle(rule, now)
+    }
+
+    /// Time passing without a result (`for` reached, `keep_firing_for` over).
+    pub fn tick(&mut self, rule: &AlertRule, now: SystemTime) -> Change {
+        if self.last_cond.is_none() {
+            return Change::None;
+        }
+        self.settle(rule, now)
+    }
+
+    fn window_count(&self) -> usize {
+        self.window.iter().filter(|b| **b).count()
+    }
+
+    fn settle(&mut self, rule: &AlertRule, now: SystemTime) -> Change {
+        let cond = self.last_cond == Some(true);
+        let met = if let Some(d) = rule.for_ {
+            cond && self
+                .true_since
+                .is_some_and(|t| now.duration_since(t).unwrap_or_default() >= d)
+        } else if let Some(n) = rule.consecutive {
+            self.consecutive >= n
+        } else if let Some((n, _)) = rule.window {
+            self.window_count() >= n as usize
+        } else {
+            cond
+        };
+        let holds = match rule.window {
+            Some((n, _)) if self.phase == Phase::Firing => self.window_count() >= n as usize,
+            Some(_) => self.window_count() > 0,
+            None => cond,
+        };
+        match self.phase {
+            Phase::Inactive | Phase::Pending if met => {
+                self.phase = Phase::Firing;
+                self.since = Some(now);
+                Change::Fired
+            }
+            Phase::Inactive if holds => {
+                self.phase = Phase::Pending;
+                self.since = Some(now);
+                Change::Pending
+            }
+            Phase::Pending if !holds => {
+                self.phase = Phase::Inactive;
+                self.since = None;
+                Change::Cleared
+            }
+            Phase::Firing if !holds => {
+                let kept = rule.keep_firing_for.is_some_and(|k| {
+                    self.last_true
+                        .is_some_and(|t| now.duration_since(t).unwrap_or_default() < k)
+                });
+                if kept {
+                    return Change::None;
+                }
+                self.phase = Phase::Inactive;
+                self.since = None;
+                Change::Resolved
+            }
+            _ => Change::None,
+        }
+    }
+}
+
+/// Who has been told what about a firing alert (kept in the store with it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Receivers that got the trigger (or the escalation): they get the resolve.
+    pub notified: BTreeSet<String>,
+    /// The trigger was held back by a silence or maintenance.
+    pub suppressed: bool,
+    /// The escalation went out.
+    pub escalated: bool,
+    /// Last trigger or reminder (Unix ms).
+    pub last_reminder_ms: i64,
+    /// Last lease refresh (Unix ms; not saved on its own).
+    pub last_refresh_ms: i64,
+}
+
+/// A firing alert as kept in the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRow {
+    /// Identity.
+    pub dedup_key: String,
+    /// The event last built for it (labels, annotations, summary, start).
+    pub event: AlertEvent,
+    /// Who knows.
+    pub delivery: Delivery,
+    /// Last time the condition held (Unix ms).
+    pub last_true_ms: Option<i64>,
+}
+
+/// What the caller must commit: outbox events and alert rows, in one transaction.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// (receiver, event), in order.
+    pub sends: Vec<(String, AlertEvent)>,
+    /// Rows to insert or replace.
+    pub save: Vec<AlertRow>,
+    /// Rows to delete (dedup keys).
+    pub delete: Vec<String>,
+    /// `canary_alert_state` changes: (check, alert, severity, phase).
+    pub states: Vec<(String, String, &'static str, Phase)>,
+}
+
+impl Effects {
+    /// Whether there is nothing to commit.
+    pub fn is_empty(&self) -> bool {
+        self.sends.is_empty() && self.save.is_empty() && self.delete.is_empty()
+    }
+
+    fn append(&mut self, mut other: Effects) {
+        self.sends.append(&mut other.sends);
+        self.save.append(&mut other.save);
+        self.delete.append(&mut other.delete);
+        self.states.append(&mut other.states);
+    }
+}
+
+/// One rule of one check, with its state.
+#[derive(Debug)]
+struct Entry {
+    check: Arc<Check>,
+    rule: usize,
+    dedup_key: String,
+    labels: BTreeMap<String, String>,
+    tracker: Tracker,
+    /// The event built from the last result where the condition held (or restored).
+    last: Option<AlertEvent>,
+    delivery: Delivery,
+}
+
+impl Entry {
+    fn rule(&self) -> &AlertRule {
+        &self.check.alerts[self.rule]
+    }
+}
+
+/// What the API shows of one alert.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertView {
+    /// Check name.
+    pub check: String,
+    /// Alert name.
+    pub alert: String,
+    /// Severity.
+    pub severity: &'static str,
+    /// inactive, pending or firing.
+    pub state: Phase,
+    /// Identity.
+    pub dedup_key: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// The condition.
+    pub when: String,
+    /// Pending or firing since (RFC 3339).
+    pub active_since: Option<String>,
+    /// Summary of the last result where the condition held.
+    pub summary: Option<String>,
+    /// Annotations of the last result where the condition held.
+    pub annotations: BTreeMap<String, String>,
+    /// Muted now by a silence or maintenance.
+    pub silenced: bool,
+    /// Receivers that got the trigger.
+    pub notified: Vec<String>,
+    /// The escalation went out.
+    pub escalated: bool,
+}
+
+/// Every alert of a configuration.
+#[derive(Debug)]
+pub struct Engine {
+    entries: HashMap<(String, String), Entry>,
+    /// Restored firing alerts not yet matched to a rule (resolved by `configure`).
+    restored: HashMap<String, AlertRow>,
+    router: Router,
+    maintenance: Vec<crate::config::Maintenance>,
+    /// Receivers that want lease refreshes, and how often.
+    refresh: HashMap<String, Duration>,
+    silences: Vec<Silence>,
+    /// `http://listen` for generator URLs.
+    base_url: String,
+}
+
+impl Engine {
+    /// An engine with no rules; `base_url` prefixes generator URLs (`http://127.0.0.1:9464`).
+    pub fn new(base_url: impl Into<String>) -> Engine {
+        Engine {
+            entries: HashMap::new(),
+            restored: HashMap::new(),
+            router: Router::default(),
+            maintenance: Vec::new(),
+            refresh: HashMap::new(),
+            silences: Vec::new(),
+            base_url: base_url.into(),
+        }
+    }
+
+    /// Firing alerts loaded from the store, before the first [`Engine::configure`].
+    pub fn restore(&mut self, rows: Vec<AlertRow>) {
+        for row in rows {
+            self.restored.insert(row.dedup_key.clone(), row);
+        }
+    }
+
+    /// Replaces the silences.
+    pub fn set_silences(&mut self, silences: Vec<Silence>) {
+        self.silences = silences;
+    }
+
+    /// Applies a configuration: rules kept by identity keep their state, new ones start
+    /// inactive, restored firing alerts find their rule; a firing alert whose rule is gone is
+    /// resolved. `refresh` names the receivers that want lease refreshes.
+    pub fn configure(
+        &mut self,
+        config: &Config,
+        refresh: HashMap<String, Duration>,
+        now: SystemTime,
+    ) -> Effects {
+        let names: Vec<String> = config.receivers.iter().map(|r| r.name.clone()).collect();
+        self.router = Router::new(&config.routes, &names);
+        self.maintenance = config.maintenance.clone();
+        self.refresh = refresh;
+        let mut old = std::mem::take(&mut self.entries);
+        let mut fx = Effects::default();
+        for check in &config.checks {
+            for (i, rule) in check.alerts.iter().enumerate() {
+                let labels = alert_labels(check, rule);
+                let key = dedup_key(&check.name, &rule.name, &labels);
+                let id = (check.name.clone(), rule.name.clone());
+                let entry = match old.remove(&id) {
+                    Some(mut e) if e.dedup_key == key => {
+                        e.check = check.clone();
+                        e.rule = i;
+                        e
+                    }
+                    other => {
+                        if let Some(gone) = other {
+                            fx.append(self.retire(gone, now));
+                        }
+                        let mut e = Entry {
+                            check: check.clone(),
+                            rule: i,
+                            dedup_key: key.clone(),
+                            labels,
+                            tracker: Tracker::default(),
+                            last: None,
+                            delivery: Delivery::default(),
+                        };
+                        if let Some(row) = self.restored.remove(&key) {
+                            e.tracker = Tracker::firing(
+                                row.event.starts_at(),
+                                row.last_true_ms.map(super::from_ms),
+                            );
+                            e.last = Some(row.event);
+                            e.delivery = row.delivery;
+                        }
+                        e
+                    }
+                };
+                fx.states.push((
+                    check.name.clone(),
+                    rule.name.clone(),
+                    rule.severity.as_str(),
+                    entry.tracker.phase(),
+                ));
+                self.entries.insert(id, entry);
+            }
+        }
+        for (_, gone) in old {
+            fx.append(self.retire(gone, now));
+        }
+        for (_, row) in std::mem::take(&mut self.restored) {
+            fx.append(self.resolve_row(row, now));
+        }
+        fx
+    }
+
+    /// A rule that left the configuration: its firing alert is resolved.
+    fn retire(&mut self, e: Entry, now: SystemTime) -> Effects {
+        if e.tracker.phase() != Phase::Firing {
+            return Effects::default();
+        }
+        match e.last {
+            Some(event) => self.resolve_row(
+                AlertRow {
+                    dedup_key: e.dedup_key,
+                    event,
+                    delivery: e.delivery,
+                    last_true_ms: None,
+                },
+                now,
+            ),
+            None => Effects {
+                delete: vec![e.dedup_key],
+                ..Effects::default()
+            },
+        }
+    }
+
+    fn resolve_row(&self, row: AlertRow, now: SystemTime) -> Effects {
+        let mut event = row.event;
+        event.kind = EventKind::Resolve;
+        event.status = Status::Resolved;
+        event.ends_at_ms = Some(to_ms(now));
+        event.created_ms = to_ms(now);
+        Effects {
+            sends: row
+                .delivery
+                .notified
+                .iter()
+                .map(|r| (r.clone(), event.clone()))
+                .collect(),
+            delete: vec![row.dedup_key],
+            ..Effects::default()
+        }
+    }
+
+    /// A result of `check`: every rule of the check is evaluated.
+    pub fn observe(&mut self, check: &str, result: &CheckResult, now: SystemTime) -> Effects {
+        let mut fx = Effects::default();
+        let keys: Vec<(String, String)> = self
+            .entries
+            .keys()
+            .filter(|(c, _)| c == check)
+            .cloned()
+            .collect();
+        for id in keys {
+            let Some(mut e) = self.entries.remove(&id) else {
+                continue;
+            };
+            let rule = e.rule();
+            let cond = expr::truthy(expr::eval(&rule.expr, &|v| result.variable(v)));
+            if cond || e.last.is_none() {
+                e.last = Some(self.build_event(&e, result, now));
+            }
+            let check = e.check.clone();
+            let change = e.tracker.observe(&check.alerts[e.rule], cond, now);
+            fx.append(self.after(&mut e, change, now));
+            self.entries.insert(id, e);
+        }
+        fx
+    }
+
+    /// Time-driven work: `for` reached, `keep_firing_for` over, silences ended, escalations,
+    /// reminders and lease refreshes.
+    pub fn tick(&mut self, now: SystemTime) -> Effects {
+        let mut fx = Effects::default();
+        let keys: Vec<(String, String)> = self.entries.keys().cloned().collect();
+        for id in keys {
+            let Some(mut e) = self.entries.remove(&id) else {
+                continue;
+            };
+            let check = e.check.clone();
+            let change = e.tracker.tick(&check.alerts[e.rule], now);
+            fx.append(self.after(&mut e, change, now));
+            if e.tracker.phase() == Phase::Firing && change == Change::None {
+                fx.append(self.while_firing(&mut e, now));
+            }
+            self.entries.insert(id, e);
+        }
+        fx
+    }
+
+    fn muted(&self, e: &Entry, now: SystemTime) -> bool {
+        let now_ms = to_ms(now);
+        in_maintenance(&self.maintenance, &e.check.name, now)
+            || self
+                .silences
+                .iter()
+                .any(|s| s.active(now_ms) && s.matches(&e.labels))
+    }
+
+    fn event(&self, e: &Entry, kind: EventKind, status: Status, now: SystemTime) -> AlertEvent {
+        let mut ev = e.last.clone().unwrap_or_else(|| AlertEvent {
+            dedup_key: e.dedup_key.clone(),
+            kind,
+            status,
+            check: e.check.name.clone(),
+            alert: e.rule().name.clone(),
+            severity: e.rule().severity.as_str().into(),
+            labels: e.labels.clone(),
+            annotations: BTreeMap::new(),
+            summary: format!("{} on {}", e.rule().name, e.check.name),
+            reason: None,
+            failed_step: None,
+            value: None,
+            starts_at_ms: to_ms(now),
+            ends_at_ms: None,
+            created_ms: to_ms(now),
+            generator_url: self.generator_url(&e.check.name),
+        });
+        ev.kind = kind;
+        ev.status = status;
+        ev.created_ms = to_ms(now);
+        if let Some(since) = e.tracker.since().filter(|_| status == Status::Firing) {
+            ev.starts_at_ms = to_ms(since);
+        }
+        if status == Status::Resolved {
+            ev.ends_at_ms = Some(to_ms(now));
+        }
+        ev
+    }
+
+    fn generator_url(&self, check: &str) -> String {
+        format!("{}/api/v1/checks/{check}", self.base_url)
+    }
+
+    fn row(&self, e: &Entry, now: SystemTime) -> AlertRow {
+        AlertRow {
+            dedup_key: e.dedup_key.clone(),
+            event: self.event(e, EventKind::Trigger, Status::Firing, now),
+            delivery: e.delivery.clone(),
+            last_true_ms: e.tracker.last_true.map(to_ms),
+        }
+    }
+
+    fn state(e: &Entry) -> (String, String, &'static str, Phase) {
+        (
+            e.check.name.clone(),
+            e.rule().name.clone(),
+            e.rule().severity.as_str(),
+            e.tracker.phase(),
+        )
+    }
+
+    /// Effects of a state change.
+    fn after(&self, e: &mut Entry, change: Change, now: SystemTime) -> Effects {
+        let mut fx = Effects::default();
+        match change {
+            Change::None => return fx,
+            Change::Pending | Change::Cleared => {}
+            Change::Fired => {
+                e.delivery = Delivery {
+                    last_reminder_ms: to_ms(now),
+                    last_refresh_ms: to_ms(now),
+                    ..Delivery::default()
+                };
+                if self.muted(e, now) {
+                    e.delivery.suppressed = true;
+                } else {
+                    fx.sends = self.trigger(e, EventKind::Trigger, now);
+                }
+                fx.save.push(self.row(e, now));
+            }
+            Change::Resolved => {
+                let ev = self.event(e, EventKind::Resolve, Status::Resolved, now);
+                fx.sends = e
+                    .delivery
+                    .notified
+                    .iter()
+                    .map(|r| (r.clone(), ev.clone()))
+                    .collect();
+                fx.delete.push(e.dedup_key.clone());
+                e.delivery = Delivery::default();
+            }
+        }
+        fx.states.push(Engine::state(e));
+        fx
+    }
+
+    /// Sends `kind` to the route's receivers and records them as notified.
+    fn trigger(
+        &self,
+        e: &mut Entry,
+        kind: EventKind,
+        now: SystemTime,
+    ) -> Vec<(String, AlertEvent)> {
+        let Some(dest) = self.router.route(&e.labels) else {
+            return Vec::new();
+        };
+        let ev = self.event(e, kind, Status::Firing, now);
+        dest.receivers
+            .iter()
+            .filter(|r| e.delivery.notified.insert((*r).clone()))
+            .map(|r| (r.clone(), ev.clone()))
+            .collect()
+    }
+
+    /// Escalation, reminders, refreshes and the end of a mute, for a firing alert.
+    fn while_firing(&self, e: &mut Entry, now: SystemTime) -> Effects {
+        let mut fx = Effects::default();
+        let now_ms = to_ms(now);
+        let muted = self.muted(e, now);
+        let mut changed = false;
+        if e.delivery.suppressed && !muted {
+            e.delivery.suppressed = false;
+            e.delivery.last_reminder_ms = now_ms;
+            fx.sends.extend(self.trigger(e, EventKind::Trigger, now));
+            changed = true;
+        }
+        let dest = self.router.route(&e.labels).cloned();
+        if let (Some(dest), false) = (&dest, muted || e.delivery.suppressed) {
+            if let Some((after, receivers)) = &dest.escalate {
+                let since = e.tracker.since().unwrap_or(now);
+                if !e.delivery.escalated && now.duration_since(since).unwrap_or_default() >= *after
+                {
+                    e.delivery.escalated = true;
+                    let ev = self.event(e, EventKind::Escalation, Status::Firing, now);
+                    for r in receivers {
+                        if e.delivery.notified.insert(r.clone()) {
+                            fx.sends.push((r.clone(), ev.clone()));
+                        }
+                    }
+                    changed = true;
+                }
+            }
+            if let Some(every) = dest.repeat_interval {
+                if now_ms - e.delivery.last_reminder_ms >= every.as_millis() as i64 {
+                    e.delivery.last_reminder_ms = now_ms;
+                    let ev = self.event(e, EventKind::Reminder, Status::Firing, now);
+                    for r in &e.delivery.notified {
+                        if !self.refresh.contains_key(r) {
+                            fx.sends.push((r.clone(), ev.clone()));
+                        }
+                    }
+                    changed = true;
+                }
+            }
+        }
+        // Leases are kept up even while muted: a muted alert must not look resolved.
+        let due: Vec<&String> = e
+            .delivery
+            .notified
+            .iter()
+            .filter(|r| {
+                self.refresh.get(*r).is_some_and(|every| {
+                    now_ms - e.delivery.last_refresh_ms >= every.as_millis() as i64
+                })
+            })
+            .collect();
+        if !due.is_empty() {
+            let ev = self.event(e, EventKind::Refresh, Status::Firing, now);
+            fx.sends
+                .extend(due.into_iter().map(|r| (r.clone(), ev.clone())));
+            e.delivery.last_refresh_ms = now_ms;
+        }
+        if changed {
+            fx.save.push(self.row(e, now));
+        }
+        fx
+    }
+
+    /// The event a result makes for an entry (labels, rendered annotations, summary, value).
+    fn build_event(&self, e: &Entry, result: &CheckResult, now: SystemTime) -> AlertEvent {
+        let rule = e.rule();
+        let value = rule
+            .expr
+            .variables()
+            .iter()
+            .filter_map(|v| result.variable(v).map(|x| format!("{v}={x}")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let reason = result.reason.map(|r| r.as_str().to_string());
+        let failed_step = result.failed_step().map(|s| s.name.clone());
+        let literal: BTreeMap<&str, &str> = rule
+            .annotations
+            .iter()
+            .filter_map(|(k, t)| t.as_literal().map(|v| (k.as_str(), v)))
+            .collect();
+        let lookup = |name: &str| -> Option<std::borrow::Cow<'_, str>> {
+            let s: String = match name {
+                "check" => e.check.name.clone(),
+                "alert" | "alertname" => rule.name.clone(),
+                "severity" => rule.severity.as_str().into(),
+                "reason" => reason.clone().unwrap_or_else(|| "none".into()),
+                "failed_step" => failed_step.clone().unwrap_or_default(),
+                "value" => value.clone(),
+                "message" => result.message.clone().unwrap_or_default(),
+                _ => {
+                    if let Some(v) = e.labels.get(name) {
+                        v.clone()
+                    } else if let Some(v) = literal.get(name) {
+                        (*v).to_string()
+                    } else {
+                        result.variable(name)?.to_string()
+                    }
+                }
+            };
+            Some(std::borrow::Cow::Owned(s))
+        };
+        let annotations: BTreeMap<String, String> = rule
+            .annotations
+            .iter()
+            .map(|(k, t)| {
+                let v = t
+                    .render(lookup)
+                    .map(|s| s.into_owned())
+                    .unwrap_or_else(|_| t.redacted().to_string());
+                (k.clone(), v)
+            })
+            .collect();
+        let summary = annotations.get("summary").cloned().unwrap_or_else(|| {
+            match (&result.message, result.success) {
+                (Some(m), false) => format!("{} on {}: {m}", rule.name, e.check.name),
+                _ => format!("{} on {}: {}", rule.name, e.check.name, rule.when),
+            }
+        });
+        AlertEvent {
+            dedup_key: e.dedup_key.clone(),
+            kind: EventKind::Trigger,
+            status: Status::Firing,
+            check: e.check.name.clone(),
+            alert: rule.name.clone(),
+            severity: rule.severity.as_str().into(),
+            labels: e.labels.clone(),
+            annotations,
+            summary,
+            reason,
+            failed_step,
+            value: (!value.is_empty()).then_some(value),
+            starts_at_ms: to_ms(e.tracker.since().unwrap_or(now)),
+            ends_at_ms: None,
+            created_ms: to_ms(now),
+            generator_url: self.generator_url(&e.check.name),
+        }
+    }
+
+    /// Every alert, by check then alert name.
+    pub fn views(&self, now: SystemTime) -> Vec<AlertView> {
+        let mut out: Vec<AlertView> = self
+            .entries
+            .values()
+            .map(|e| AlertView {
+                check: e.check.name.clone(),
+                alert: e.rule().name.clone(),
+                severity: e.rule().severity.as_str(),
+                state: e.tracker.phase(),
+                dedup_key: e.dedup_key.clone(),
+                labels: e.labels.clone(),
+                when: e.rule().when.clone(),
+                active_since: e.tracker.since().map(super::rfc3339),
+                summary: e
+                    .last
+                    .as_ref()
+                    .filter(|_| e.tracker.phase() != Phase::Inactive)
+                    .map(|l| l.summary.clone()),
+                annotations: e
+                    .last
+                    .as_ref()
+                    .filter(|_| e.tracker.phase() != Phase::Inactive)
+                    .map(|l| l.annotations.clone())
+                    .unwrap_or_default(),
+                silenced: self.muted(e, now),
+                notified: e.delivery.notified.iter().cloned().collect(),
+                escalated: e.delivery.escalated,
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.check, &a.alert).cmp(&(&b.check, &b.alert)));
+        out
+    }
+}
+
+/// An alert's labels: the check's, the rule's, and `alertname`, `check`, `severity` (which
+/// win over user labels of the same name).
+pub fn alert_labels(check: &Check, rule: &AlertRule) -> BTreeMap<String, String> {
+    let mut labels = check.labels.clone();
+    labels.extend(rule.labels.clone());
+    labels.insert("alertname".into(), rule.name.clone());
+    labels.insert("check".into(), check.name.clone());
+    labels.insert("severity".into(), rule.severity.as_str().into());
+    labels
+}

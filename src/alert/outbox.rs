@@ -1,0 +1,283 @@
+//! Durable delivery. Every notification is written to the outbox table (with the alert state
+//! that caused it, in one transaction) before anything is sent, and leaves it only when its
+//! receiver accepted it or refused it for good. One worker per receiver sends the receiver's
+//! rows strictly in order (a resolve never overtakes its trigger): it takes up to
+//! `max_batch` rows from the head, sends them as one request, and on failure retries that same
+//! head later, so nothing behind it moves first.
+//!
+//! Retries: network errors, 408, 429 and 5xx wait `Retry-After` when the receiver sent one,
+//! else a capped exponential backoff with jitter (1 s, 2 s, 4 s … [`BACKOFF_CAP`], each drawn
+//! from its upper half); other 4xx are final and counted as `rejected`.
+//!
+//! [`Outbox::deliver_once`] takes `now` from the caller, so tests drive a simulated outage
+//! with a manual clock; the daemon's workers ([`super::service`]) call it in a loop.
+
+use std::time::{Duration, SystemTime};
+
+use super::receiver::{Notifier, Verdict};
+use super::{from_ms, to_ms};
+use crate::metrics::{Metrics, NotificationResult};
+use crate::store::{self, OutboxRow, Store, StoreError};
+
+/// Longest wait between two attempts (without a `Retry-After`).
+pub const BACKOFF_CAP: Duration = Duration::from_secs(60);
+/// Bound on one request, connect included.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a worker should do after [`Outbox::deliver_once`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing waits: sleep until woken.
+    Idle,
+    /// The head waits for a retry at this time (or a wake-up).
+    At(SystemTime),
+    /// Go again now (more rows may be waiting).
+    Again,
+}
+
+/// What one delivery attempt did (for tests and logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// Events in the request.
+    pub events: usize,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+/// The sending side of the outbox.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    store: Store,
+    client: reqwest::Client,
+    metrics: std::sync::Arc<Metrics>,
+}
+
+/// The delay before attempt `attempts + 1` (after `attempts` failures): exponential from 1 s,
+/// capped, drawn uniformly from the upper half so that many canaryds do not retry in step.
+pub fn backoff(attempts: u32) -> Duration {
+    let base = Duration::from_secs(1)
+        .checked_mul(1u32.checked_shl(attempts.min(20)).unwrap_or(u32::MAX))
+        .unwrap_or(BACKOFF_CAP)
+        .min(BACKOFF_CAP);
+    let half = base / 2;
+    half + Duration::from_millis(fastrand::u64(0..=half.as_millis() as u64))
+}
+
+/// The HTTP client notifications go out through: rustls with the system's roots (verification
+/// always on), no redirects (a redirect must not carry a routing key elsewhere), bounded time.
+pub fn http_client() -> Result<reqwest::Client, String> {
+    let tls = crate::probe::http::spec::TlsSettings::default().client_config()?;
+    let mut tls = (*tls).clone();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(SEND_TIMEOUT)
+        .user_agent(concat!("canaryd/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| {
+            format!(
+                "cannot build the notification HTTP client: {}",
+                e.without_url()
+            )
+        })
+}
+
+/// A transport error in words, without the URL (it may hold a secret) or anything the
+/// receiver sent.
+fn describe(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let mut out = what.to_string();
+    let mut source = std::error::Error::source(e);
+    // The innermost cause is the useful one (connection refused, DNS failure ...).
+    let mut last = None;
+    while let Some(s) = source {
+        last = Some(s.to_string());
+        source = s.source();
+    }
+    if let Some(l) = last {
+        out.push_str(": ");
+        out.push_str(&l);
+    }
+    out
+}
+
+impl Outbox {
+    /// An outbox over the store, sending through `client`.
+    pub fn new(store: Store, client: reqwest::Client, metrics: std::sync::Arc<Metrics>) -> Self {
+        Outbox {
+            store,
+            client,
+            metrics,
+        }
+    }
+
+    /// The HTTP client (shared with the watchdog).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The store it reads.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Sends the head of `notifier`'s queue if it is due at `now`.
+    pub async fn deliver_once(
+        &self,
+        notifier: &dyn Notifier,
+        now: SystemTime,
+    ) -> Result<(Next, Option<Attempt>), StoreError> {
+        let receiver = notifier.name().to_string();
+        let limit = notifier.max_batch().max(1);
+        let head = {
+            let r = receiver.clone();
+            self.store
+                .request(move |c| store::outbox_head(c, &r, limit))
+                .wait()
+                .await?
+        };
+        let Some(first) = head.first() else {
+            return Ok((Next::Idle, None));
+        };
+        let now_ms = to_ms(now);
+        if first.next_attempt_ms > now_ms {
+            return Ok((Next::At(from_ms(first.next_attempt_ms)), None));
+        }
+        // Rows queued behind a retried head wait with it: take the due prefix only.
+        let batch: Vec<OutboxRow> = head
+            .into_iter()
+            .take_while(|r| r.next_attempt_ms <= now_ms)
+            .collect();
+        let events: Vec<_> = batch.iter().map(|r| r.event.clone()).collect();
+        let ids: Vec<i64> = batch.iter().map(|r| r.id).collect();
+        let attempts = batch.iter().map(|r| r.attempts).max().unwrap_or(0);
+        let verdict = match notifier.request(&events, now) {
+            Err(e) => Verdict::Rejected {
+                reason: format!("cannot build the request: {e}"),
+            },
+            Ok(req) => self.send(notifier, req).await,
+        };
+        let n = ids.len() as u64;
+        match &verdict {
+            Verdict::Accepted => {
+                self.store
+                    .request(move |c| store::outbox_delete(c, &ids))
+                    .wait()
+                    .await?;
+                self.metrics
+                    .count_notifications(&receiver, NotificationResult::Sent, n);
+                for r in &batch {
+                    let waited = now_ms.saturating_sub(r.created_ms).max(0) as u64;
+                    self.metrics
+                        .observe_delivery(&receiver, Duration::from_millis(waited));
+                }
+                tracing::info!(
+                    receiver = %receiver,
+                    kind = notifier.kind(),
+                    events = n,
+                    attempts = attempts + 1,
+                    "notification delivered"
+                );
+            }
+            Verdict::Retry { after, reason } => {
+                let wait = after.unwrap_or_else(|| backoff(attempts));
+                let next = to_ms(now + wait);
+                let error = reason.clone();
+                self.store
+                    .request(move |c| store::outbox_retry(c, &ids, next, &error))
+                    .wait()
+                    .await?;
+                self.metrics
+                    .count_notifications(&receiver, NotificationResult::Retried, n);
+                tracing::warn!(
+                    receiver = %receiver,
+                    kind = notifier.kind(),
+                    events = n,
+                    attempt = attempts + 1,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "notification not delivered, will retry: {reason}"
+                );
+            }
+            Verdict::Rejected { reason } => {
+                self.store
+                    .request(move |c| store::outbox_delete(c, &ids))
+                    .wait()
+                    .await?;
+                self.metrics
+                    .count_notifications(&receiver, NotificationResult::Rejected, n);
+                tracing::error!(
+                    receiver = %receiver,
+                    kind = notifier.kind(),
+                    events = n,
+                    "notification refused by the receiver, dropped: {reason}"
+                );
+            }
+        }
+        Ok((
+            Next::Again,
+            Some(Attempt {
+                events: n as usize,
+                verdict,
+            }),
+        ))
+    }
+
+    async fn send(&self, notifier: &dyn Notifier, req: super::receiver::Outgoing) -> Verdict {
+        let mut builder = self
+            .client
+            .request(req.method.clone(), req.url.as_str())
+            .body(req.body);
+        for (k, v) in req.headers {
+            builder = builder.header(k, v);
+        }
+        match builder.send().await {
+            Err(e) => Verdict::Retry {
+                after: None,
+                reason: describe(&e),
+            },
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
+                // Only the start of an error body is ever looked at.
+                let body = read_capped(resp, 4096).await;
+                notifier.judge(status, &headers, &body)
+            }
+        }
+    }
+}
+
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = cap.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= cap {
+            break;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter_in_the_upper_half() {
+        for (attempts, full) in [(0u32, 1u64), (1, 2), (2, 4), (5, 32), (6, 60), (40, 60)] {
+            for _ in 0..50 {
+                let d = backoff(attempts);
+                let full = Duration::from_secs(full);
+                assert!(d >= full / 2 && d <= full, "attempt {attempts}: {d:?}");
+            }
+        }
+    }
+}
