@@ -1723,7 +1723,8 @@ fn alerts(ctx: &mut Ctx, defs: &[AlertDef], key: &str, kind: &CheckKind) -> Vec<
             labels: BTreeMap::new(),
             annotations: vec![(
                 "summary".into(),
-                Template::literal("check ${check} failing: ${reason}"),
+                Template::parse("check ${check} failing: ${reason}", Path::new("."))
+                    .expect("valid default summary"),
             )],
         });
     }
