@@ -51,6 +51,55 @@ pub enum Command {
         #[arg(long)]
         show_values: bool,
     },
+    /// Manage silences on a running daemon (through its API).
+    Silence {
+        /// What to do.
+        #[command(subcommand)]
+        action: SilenceAction,
+        /// The daemon configuration (its `listen` address is where the API is).
+        #[arg(long, short, default_value = "canaryd.yaml", global = true)]
+        config: PathBuf,
+        /// The daemon's API base URL, instead of reading `listen` from the configuration.
+        #[arg(long, global = true)]
+        url: Option<String>,
+    },
+}
+
+/// `canaryd silence ...`
+#[derive(Debug, Subcommand)]
+pub enum SilenceAction {
+    /// Silence the alerts whose labels match, for a while.
+    Add {
+        /// `label=value` (the value may be a glob: `check=shop-*`); repeat for more.
+        #[arg(long = "match", short = 'm', required = true)]
+        matchers: Vec<String>,
+        /// How long (`2h`, `30m`); or give --until.
+        #[arg(long, short)]
+        duration: Option<String>,
+        /// End time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Start time (RFC 3339; default now).
+        #[arg(long)]
+        start: Option<String>,
+        /// Who silences (default: $USER).
+        #[arg(long)]
+        author: Option<String>,
+        /// Why.
+        #[arg(long, required = true)]
+        comment: String,
+    },
+    /// List silences (active and pending; --all adds expired ones).
+    List {
+        /// Include expired silences.
+        #[arg(long)]
+        all: bool,
+    },
+    /// End a silence now.
+    Expire {
+        /// The silence id.
+        id: String,
+    },
 }
 
 /// Runs a parsed command line.
@@ -74,6 +123,157 @@ pub fn main(cli: Cli) -> ExitCode {
             name,
             show_values,
         } => rt.block_on(probe(config, name, show_values)),
+        Command::Silence {
+            action,
+            config,
+            url,
+        } => rt.block_on(silence(action, config, url)),
+    }
+}
+
+/// The API base URL: `--url`, else `http://<listen>` of the configuration.
+fn api_base(config: &std::path::Path, url: Option<String>) -> Result<String, String> {
+    if let Some(u) = url {
+        return Ok(u.trim_end_matches('/').to_string());
+    }
+    let cfg = crate::config::load(config).map_err(|e| format!("{e}\n(or give --url)"))?;
+    let mut addr = cfg.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    Ok(format!("http://{addr}"))
+}
+
+async fn silence(action: SilenceAction, config: PathBuf, url: Option<String>) -> ExitCode {
+    match silence_inner(action, &config, url).await {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("canaryd silence: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn silence_inner(
+    action: SilenceAction,
+    config: &std::path::Path,
+    url: Option<String>,
+) -> Result<String, String> {
+    let base = api_base(config, url)?;
+    let client = crate::alert::outbox::http_client()?;
+    let unreachable = |e: reqwest::Error| {
+        format!("cannot reach the daemon at {base}: {}", e.without_url())
+    };
+    let answer = |resp: reqwest::Response| async move {
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        if status.is_success() {
+            serde_json::from_str::<serde_json::Value>(&body)
+                .map_err(|e| format!("the daemon answered something that is not JSON: {e}"))
+        } else {
+            let msg = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or_else(|| body.trim().to_string());
+            Err(format!("{}: {msg}", status.as_u16()))
+        }
+    };
+    match action {
+        SilenceAction::Add {
+            matchers,
+            duration,
+            until,
+            start,
+            author,
+            comment,
+        } => {
+            let mut m = serde_json::Map::new();
+            for pair in &matchers {
+                let Some((k, v)) = pair.split_once('=') else {
+                    return Err(format!("--match {pair:?}: write label=value"));
+                };
+                m.insert(k.trim().to_string(), serde_json::Value::from(v.trim()));
+            }
+            let author = author
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_default();
+            let body = serde_json::json!({
+                "matchers": m,
+                "starts_at": start,
+                "ends_at": until,
+                "duration": if until.is_none() { Some(duration.unwrap_or_else(|| "1h".into())) } else { duration },
+                "created_by": author,
+                "comment": comment,
+            });
+            let resp = client
+                .post(format!("{base}/api/v1/silences"))
+                .json(&body)
+                .send()
+                .await
+                .map_err(unreachable)?;
+            let s = answer(resp).await?;
+            Ok(format!(
+                "silence {} added: {} until {}\n",
+                s["id"].as_str().unwrap_or("?"),
+                matchers.join(" "),
+                s["ends_at"].as_str().unwrap_or("?")
+            ))
+        }
+        SilenceAction::List { all } => {
+            let resp = client
+                .get(format!("{base}/api/v1/silences"))
+                .send()
+                .await
+                .map_err(unreachable)?;
+            let v = answer(resp).await?;
+            let mut out = String::new();
+            let _ = writeln!(
+                out,
+                "{:<36}  {:<8}  {:<24}  {:<12}  {:<30}  COMMENT",
+                "ID", "STATE", "ENDS", "BY", "MATCHERS"
+            );
+            for s in v["silences"].as_array().into_iter().flatten() {
+                let state = s["state"].as_str().unwrap_or("?");
+                if state == "expired" && !all {
+                    continue;
+                }
+                let matchers = s["matchers"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "{:<36}  {:<8}  {:<24}  {:<12}  {:<30}  {}",
+                    s["id"].as_str().unwrap_or("?"),
+                    state,
+                    s["ends_at"].as_str().unwrap_or("?"),
+                    s["created_by"].as_str().unwrap_or(""),
+                    matchers,
+                    s["comment"].as_str().unwrap_or("")
+                );
+            }
+            Ok(out)
+        }
+        SilenceAction::Expire { id } => {
+            let resp = client
+                .delete(format!("{base}/api/v1/silences/{id}"))
+                .send()
+                .await
+                .map_err(unreachable)?;
+            if resp.status() == reqwest::StatusCode::NOT_FOUND {
+                return Err(format!("no silence {id:?}"));
+            }
+            answer(resp).await?;
+            Ok(format!("silence {id} expired\n"))
+        }
     }
 }
 
