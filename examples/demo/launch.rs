@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::app::{self, Controls};
 use crate::jobs::{self, Jobs};
+use crate::pager::{self, Pager};
 
 /// The app's address in the check files; rewritten when the app listens elsewhere.
 pub const DEFAULT_APP: &str = "127.0.0.1:8088";
@@ -46,6 +47,8 @@ pub struct Options {
 pub struct Demo {
     /// Where the app listens.
     pub app: SocketAddr,
+    /// The pages canaryd sent to the demo's pager (`/pager`).
+    pub pager: Pager,
     /// Where canaryd listens.
     pub canaryd: SocketAddr,
     /// The in-process daemon: its configuration and last results.
@@ -90,7 +93,8 @@ pub async fn start(opts: Options) -> Result<Demo, String> {
     controls
         .queue_running
         .store(jobs.is_ok(), Ordering::Relaxed);
-    let router = app::router(controls)?;
+    let pager = Pager::default();
+    let router = app::router(controls)?.merge(pager.router());
     let mut servers = vec![tokio::spawn(async move {
         if let Err(e) = axum::serve(app_listener, router).await {
             eprintln!("demo: the app stopped: {e}");
@@ -100,6 +104,7 @@ pub async fn start(opts: Options) -> Result<Demo, String> {
     // What a deployment would put in canaryd's environment.
     std::env::set_var("DEMO_PASSWORD", app::PASSWORD);
     std::env::set_var("DEMO_TOTP_SEED", app::TOTP_SEED);
+    std::env::set_var("DEMO_PAGER_SECRET", pager::SECRET);
     if let Ok(jobs) = &jobs {
         std::env::set_var("DEMO_REDIS_URL", &jobs.url);
     }
@@ -113,7 +118,7 @@ pub async fn start(opts: Options) -> Result<Demo, String> {
         files.push(JOB_CHECKS);
     }
     let check_files = check_files(&files, app_addr, dir.path())?;
-    let config = write_config(dir.path(), canaryd_addr, &check_files)?;
+    let config = write_config(dir.path(), canaryd_addr, app_addr, &check_files)?;
     let daemon = Daemon::start(&config).map_err(|e| format!("configuration error:\n{e}"))?;
     let api_daemon = daemon.clone();
     servers.push(tokio::spawn(async move {
@@ -159,7 +164,14 @@ fn check_files(files: &[&str], app: SocketAddr, dir: &Path) -> Result<Vec<PathBu
 }
 
 /// canaryd's configuration: where it listens, its state directory, the check files.
-fn write_config(dir: &Path, listen: SocketAddr, checks: &[PathBuf]) -> Result<PathBuf, String> {
+/// canaryd's configuration: the check files, and every alert to the demo's pager (the generic
+/// webhook receiver, signed).
+fn write_config(
+    dir: &Path,
+    listen: SocketAddr,
+    app: SocketAddr,
+    checks: &[PathBuf],
+) -> Result<PathBuf, String> {
     // check_files are globs: escape the paths; JSON strings are YAML strings.
     let quoted: Vec<String> = checks
         .iter()
@@ -173,7 +185,9 @@ fn write_config(dir: &Path, listen: SocketAddr, checks: &[PathBuf]) -> Result<Pa
     std::fs::write(
         &config,
         format!(
-            "listen: {listen}\nstate_dir: {state}\ncheck_files: [{}]\n",
+            "listen: {listen}\nstate_dir: {state}\ncheck_files: [{}]\n\
+             receivers:\n  - name: pager\n    webhook:\n      url: \"http://{app}/pager/events\"\n      secret: \"${{env:DEMO_PAGER_SECRET}}\"\n\
+             routes:\n  - receivers: [pager]\n",
             quoted.join(", ")
         ),
     )

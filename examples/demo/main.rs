@@ -11,6 +11,7 @@
 mod app;
 mod jobs;
 mod launch;
+mod pager;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;

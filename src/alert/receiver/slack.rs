@@ -13,8 +13,11 @@ use crate::alert::{AlertEvent, EventKind, Status};
 use crate::config::template::Secret;
 use crate::config::{Receiver, ReceiverKind};
 
-/// Alerts per message (Slack folds long messages; 20 lines stay readable).
-pub const PER_MESSAGE: usize = 20;
+/// Alerts listed line by line in one message (Slack folds long messages; 20 lines stay
+/// readable); the rest of a batch is summed up in one last line.
+pub const LINES: usize = 20;
+/// Alerts per message: a storm of 1,000 alerts becomes 10 messages.
+pub const PER_MESSAGE: usize = 100;
 
 /// A Slack receiver.
 #[derive(Debug)]
@@ -61,7 +64,7 @@ impl Slack {
                 batch.len() - firing
             );
         }
-        for e in batch {
+        for e in batch.iter().take(LINES) {
             let tag = match (e.status, e.kind) {
                 (Status::Resolved, _) => ":large_green_circle: [RESOLVED]",
                 (_, EventKind::Reminder) => ":red_circle: [STILL FIRING]",
@@ -80,6 +83,21 @@ impl Slack {
                 let _ = write!(out, " <{}|runbook>", escape(r));
             }
             out.push('\n');
+        }
+        if batch.len() > LINES {
+            let rest = &batch[LINES..];
+            let names: Vec<String> = rest
+                .iter()
+                .take(50)
+                .map(|e| format!("{}/{}", escape(&e.check), escape(&e.alert)))
+                .collect();
+            let _ = write!(
+                out,
+                "…and {} more: {}{}",
+                rest.len(),
+                names.join(", "),
+                if rest.len() > names.len() { ", …" } else { "" }
+            );
         }
         out.truncate(out.trim_end().len());
         out
@@ -138,5 +156,9 @@ mod tests {
             .starts_with(":red_circle: [FIRING] *LoginFailing* on `shop-login` (critical): "));
         assert!(lines[2].contains("on `a&lt;b&gt;`"));
         assert_eq!(Slack::text(&[event(Status::Firing)]).lines().count(), 1);
+        let storm: Vec<_> = (0..100).map(|_| event(Status::Firing)).collect();
+        let t = Slack::text(&storm);
+        assert_eq!(t.lines().count(), 1 + LINES + 1, "header, 20 alerts, the rest in one line");
+        assert!(t.lines().last().unwrap().starts_with("…and 80 more: shop-login/LoginFailing, "));
     }
 }
