@@ -164,9 +164,8 @@ async fn silence_inner(
 ) -> Result<String, String> {
     let base = api_base(config, url)?;
     let client = crate::alert::outbox::http_client()?;
-    let unreachable = |e: reqwest::Error| {
-        format!("cannot reach the daemon at {base}: {}", e.without_url())
-    };
+    let unreachable =
+        |e: reqwest::Error| format!("cannot reach the daemon at {base}: {}", e.without_url());
     let answer = |resp: reqwest::Response| async move {
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();

@@ -112,7 +112,11 @@ impl Daemon {
         };
         let t = Instant::now();
         while std::net::TcpStream::connect(&d.addr).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(10), "canaryd did not start:\n{}", d.log());
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "canaryd did not start:\n{}",
+                d.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         d
@@ -207,26 +211,38 @@ fn pagerduty_gets_a_trigger_then_a_resolve_with_the_same_dedup_key() {
     let d = Daemon::start(&cfg, &format!("127.0.0.1:{port}"), &dir.path().join("log"));
 
     wait("a passing run", Duration::from_secs(10), || {
-        d.get("/metrics").contains("canary_check_success{check=\"shop-login\"} 1")
+        d.get("/metrics")
+            .contains("canary_check_success{check=\"shop-login\"} 1")
     });
     target.set_broken(true);
-    assert!(pd.wait_for_events(1, Duration::from_secs(10)), "no trigger:\n{}", d.log());
+    assert!(
+        pd.wait_for_events(1, Duration::from_secs(10)),
+        "no trigger:\n{}",
+        d.log()
+    );
     let trigger = pd.events()[0].clone();
     assert_eq!(trigger["event_action"], "trigger");
     assert_eq!(trigger["payload"]["severity"], "critical");
     assert_eq!(trigger["payload"]["custom_details"]["check"], "shop-login");
     assert_eq!(trigger["payload"]["custom_details"]["reason"], "status");
-    assert!(trigger["payload"]["summary"].as_str().unwrap().contains("got 500"));
+    assert!(trigger["payload"]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("got 500"));
     let alerts: Value = serde_json::from_str(&d.get("/api/v1/alerts")).unwrap();
     let a = &alerts["alerts"][0];
     assert_eq!(a["state"], "firing");
     assert_eq!(a["dedup_key"], trigger["dedup_key"]);
-    assert!(d
-        .get("/metrics")
-        .contains("canary_alert_state{check=\"shop-login\",alert=\"LoginFailing\",severity=\"critical\"} 2"));
+    assert!(d.get("/metrics").contains(
+        "canary_alert_state{check=\"shop-login\",alert=\"LoginFailing\",severity=\"critical\"} 2"
+    ));
 
     target.set_broken(false);
-    assert!(pd.wait_for_events(2, Duration::from_secs(10)), "no resolve:\n{}", d.log());
+    assert!(
+        pd.wait_for_events(2, Duration::from_secs(10)),
+        "no resolve:\n{}",
+        d.log()
+    );
     let resolve = &pd.events()[1];
     assert_eq!(resolve["event_action"], "resolve");
     assert_eq!(resolve["dedup_key"], trigger["dedup_key"]);
@@ -235,7 +251,10 @@ fn pagerduty_gets_a_trigger_then_a_resolve_with_the_same_dedup_key() {
     assert!(!incidents[0].open);
     assert_eq!(incidents[0].opened, 1);
     let m = d.get("/metrics");
-    assert!(m.contains("canaryd_notifications_total{receiver=\"oncall\",result=\"sent\"} 2"), "{m}");
+    assert!(
+        m.contains("canaryd_notifications_total{receiver=\"oncall\",result=\"sent\"} 2"),
+        "{m}"
+    );
     d.stop();
 }
 
@@ -253,7 +272,9 @@ fn kill_9_while_firing_neither_repages_nor_loses_the_resolve_or_a_queued_trigger
     pd.set_mode(Mode::Status(503));
     let d = Daemon::start(&cfg, &addr, &log);
     target.set_broken(true);
-    wait("a refused trigger", Duration::from_secs(10), || pd.requests() >= 1);
+    wait("a refused trigger", Duration::from_secs(10), || {
+        pd.requests() >= 1
+    });
     // ... when canaryd is killed.
     d.kill9();
     assert!(pd.events().is_empty());
@@ -261,21 +282,37 @@ fn kill_9_while_firing_neither_repages_nor_loses_the_resolve_or_a_queued_trigger
     // 2. Restarted with PagerDuty back: the queued trigger goes out, once.
     pd.set_mode(Mode::Accept);
     let d = Daemon::start(&cfg, &addr, &log);
-    assert!(pd.wait_for_events(1, Duration::from_secs(15)), "queued trigger lost:\n{}", d.log());
+    assert!(
+        pd.wait_for_events(1, Duration::from_secs(15)),
+        "queued trigger lost:\n{}",
+        d.log()
+    );
     // Still failing for several runs after the restart: restored as firing, no new page.
     std::thread::sleep(Duration::from_secs(3));
     d.kill9();
-    assert_eq!(pd.events().len(), 1, "re-paged after a restart: {:?}", pd.events());
+    assert_eq!(
+        pd.events().len(),
+        1,
+        "re-paged after a restart: {:?}",
+        pd.events()
+    );
 
     // 3. Fixed while canaryd is down: the next start resolves it.
     target.set_broken(false);
     let d = Daemon::start(&cfg, &addr, &log);
-    assert!(pd.wait_for_events(2, Duration::from_secs(15)), "no resolve after restart:\n{}", d.log());
+    assert!(
+        pd.wait_for_events(2, Duration::from_secs(15)),
+        "no resolve after restart:\n{}",
+        d.log()
+    );
     let events = pd.events();
     assert_eq!(events[1]["event_action"], "resolve");
     assert_eq!(events[1]["dedup_key"], events[0]["dedup_key"]);
     let inc = pd.incidents();
-    assert_eq!((inc.len(), inc[0].opened, inc[0].triggers, inc[0].open), (1, 1, 1, false));
+    assert_eq!(
+        (inc.len(), inc[0].opened, inc[0].triggers, inc[0].open),
+        (1, 1, 1, false)
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(pd.events().len(), 2);
     d.stop();
@@ -290,7 +327,12 @@ fn at(s: u64) -> SystemTime {
 }
 
 fn failure() -> CheckResult {
-    CheckResult::failure(Reason::Status, "expected status 200, got 500", UNIX_EPOCH, Duration::from_millis(5))
+    CheckResult::failure(
+        Reason::Status,
+        "expected status 200, got 500",
+        UNIX_EPOCH,
+        Duration::from_millis(5),
+    )
 }
 
 fn success() -> CheckResult {
@@ -412,10 +454,15 @@ async fn an_hour_long_pagerduty_outage_loses_nothing_and_delivers_in_order() {
     assert!(pd.events().is_empty());
     assert_eq!(b.waiting(), 3, "nothing dropped during the outage");
     // Capped backoff: about one attempt a minute, never a tight loop, never given up.
-    assert!((55..=140).contains(&attempts), "{attempts} attempts in an hour");
+    assert!(
+        (55..=140).contains(&attempts),
+        "{attempts} attempts in an hour"
+    );
 
     // Rate limited with Retry-After: the next attempt waits exactly that long.
-    pd.set_mode(Mode::RateLimit { retry_after_secs: Some(120) });
+    pd.set_mode(Mode::RateLimit {
+        retry_after_secs: Some(120),
+    });
     let due = loop {
         match b.deliver("oncall", now).await {
             (Next::At(t), None) => now = t,
@@ -426,7 +473,10 @@ async fn an_hour_long_pagerduty_outage_loses_nothing_and_delivers_in_order() {
             other => panic!("{other:?}"),
         }
     };
-    assert_eq!(b.deliver("oncall", due).await.0, Next::At(due + Duration::from_secs(120)));
+    assert_eq!(
+        b.deliver("oncall", due).await.0,
+        Next::At(due + Duration::from_secs(120))
+    );
 
     // Recovery: everything, in order, each once.
     pd.set_mode(Mode::Accept);
@@ -442,19 +492,32 @@ async fn an_hour_long_pagerduty_outage_loses_nothing_and_delivers_in_order() {
         .events()
         .iter()
         .map(|e| {
-            let check = e["payload"]["custom_details"]["check"].as_str().unwrap_or("").to_string();
+            let check = e["payload"]["custom_details"]["check"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             (e["event_action"].as_str().unwrap().to_string(), check)
         })
         .collect();
     assert_eq!(got[0], ("trigger".into(), "login-a".into()));
     assert_eq!(got[1], ("trigger".into(), "login-b".into()));
-    assert_eq!(got[2].0, "resolve", "the resolve never overtakes its trigger");
+    assert_eq!(
+        got[2].0, "resolve",
+        "the resolve never overtakes its trigger"
+    );
     assert_eq!(got.len(), 3);
     assert_eq!(b.waiting(), 0);
     let inc = pd.incidents();
-    assert_eq!(inc.iter().filter(|i| i.open).count(), 1, "b still open, a resolved");
+    assert_eq!(
+        inc.iter().filter(|i| i.open).count(),
+        1,
+        "b still open, a resolved"
+    );
     let m = b.metrics.encode(Format::Text);
-    assert!(m.contains("canaryd_notifications_total{receiver=\"oncall\",result=\"sent\"} 3"), "{m}");
+    assert!(
+        m.contains("canaryd_notifications_total{receiver=\"oncall\",result=\"sent\"} 3"),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -473,7 +536,10 @@ async fn a_400_is_final_counted_and_does_not_block_the_queue() {
     }
     assert_eq!(b.waiting(), 0, "final: dropped, not retried");
     let m = b.metrics.encode(Format::Text);
-    assert!(m.contains("canaryd_notifications_total{receiver=\"oncall\",result=\"rejected\"} 1"), "{m}");
+    assert!(
+        m.contains("canaryd_notifications_total{receiver=\"oncall\",result=\"rejected\"} 1"),
+        "{m}"
+    );
     pd.expect_routing_key(ROUTING_KEY);
     b.observe("login-b", &failure(), now);
     assert_eq!(b.deliver("oncall", now).await.1, Some(Verdict::Accepted));
@@ -504,7 +570,11 @@ async fn a_storm_of_1000_failures_becomes_a_few_bounded_notifications() {
         while b.deliver(r, now).await.0 != Next::Idle {}
     }
     let requests = hook.accepted();
-    assert_eq!(requests.len(), 10, "1,000 alerts in 10 webhook requests of 100");
+    assert_eq!(
+        requests.len(),
+        10,
+        "1,000 alerts in 10 webhook requests of 100"
+    );
     let mut keys = std::collections::HashSet::new();
     for r in &requests {
         let events = r.json().unwrap()["events"].as_array().unwrap().clone();
@@ -519,8 +589,15 @@ async fn a_storm_of_1000_failures_becomes_a_few_bounded_notifications() {
     assert_eq!(messages.len(), 10, "10 Slack messages, not 1,000");
     for m in &messages {
         let text = m["text"].as_str().unwrap();
-        assert!(text.starts_with("*100 alerts: 100 firing, 0 resolved*"), "{text}");
-        assert!(text.lines().count() <= 22, "bounded: {} lines", text.lines().count());
+        assert!(
+            text.starts_with("*100 alerts: 100 firing, 0 resolved*"),
+            "{text}"
+        );
+        assert!(
+            text.lines().count() <= 22,
+            "bounded: {} lines",
+            text.lines().count()
+        );
         assert!(text.contains("…and 80 more"));
     }
 }
@@ -574,10 +651,19 @@ fn routing_keys_and_webhook_secrets_never_appear_in_logs_errors_metrics_or_the_a
     let token = slack.token();
     d.stop();
     let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
-    assert!(log.contains("notification refused by the receiver"), "{log}");
+    assert!(
+        log.contains("notification refused by the receiver"),
+        "{log}"
+    );
     assert!(log.contains("will retry"), "{log}");
     for (i, out) in outputs.iter().chain([&log]).enumerate() {
-        for secret in [ROUTING_KEY, HOOK_SECRET, HEADER_SECRET, token.as_str(), slack.secret_path().as_str()] {
+        for secret in [
+            ROUTING_KEY,
+            HOOK_SECRET,
+            HEADER_SECRET,
+            token.as_str(),
+            slack.secret_path().as_str(),
+        ] {
             assert!(!out.contains(secret), "output {i} leaks a secret:\n{out}");
         }
     }
@@ -620,7 +706,8 @@ fn a_real_alertmanager_shows_the_login_failure_firing_then_resolved() {
     let cfg = write_setup(dir.path(), port, &target, &receivers, LOGIN_RULE);
     let d = Daemon::start(&cfg, &format!("127.0.0.1:{port}"), &dir.path().join("log"));
     wait("a passing run", Duration::from_secs(10), || {
-        d.get("/metrics").contains("canary_check_success{check=\"shop-login\"} 1")
+        d.get("/metrics")
+            .contains("canary_check_success{check=\"shop-login\"} 1")
     });
     target.set_broken(true);
     let active = |am: &services::Alertmanager| -> Option<Value> {
@@ -630,30 +717,63 @@ fn a_real_alertmanager_shows_the_login_failure_firing_then_resolved() {
             .find(|a| a["labels"]["alertname"] == "LoginFailing")
             .cloned()
     };
-    wait("the alert in Alertmanager", Duration::from_secs(15), || active(&am).is_some());
+    wait("the alert in Alertmanager", Duration::from_secs(15), || {
+        active(&am).is_some()
+    });
     let a = active(&am).unwrap();
     assert_eq!(a["status"]["state"], "active");
     assert_eq!(a["labels"]["check"], "shop-login");
     assert_eq!(a["labels"]["severity"], "critical");
     assert_eq!(a["labels"]["team"], "web");
     assert_eq!(a["annotations"]["failed_step"], "request");
-    assert!(a["annotations"]["summary"].as_str().unwrap().contains("got 500"));
-    assert_eq!(a["generatorURL"], format!("http://127.0.0.1:{port}/api/v1/checks/shop-login"));
+    assert!(a["annotations"]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("got 500"));
+    assert_eq!(
+        a["generatorURL"],
+        format!("http://127.0.0.1:{port}/api/v1/checks/shop-login")
+    );
     // endsAt is a lease, minutes ahead: Alertmanager keeps it while canaryd refreshes it.
-    let ends = humantime::parse_rfc3339_weak(a["endsAt"].as_str().unwrap().trim_end_matches('Z').split('.').next().unwrap()).unwrap();
+    let ends = humantime::parse_rfc3339_weak(
+        a["endsAt"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches('Z')
+            .split('.')
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
     assert!(ends > SystemTime::now() + Duration::from_secs(120));
-    wait("Alertmanager's firing notification", Duration::from_secs(15), || {
-        am_hook.accepted().iter().any(|r| r.json().is_some_and(|v| v["status"] == "firing"))
-    });
+    wait(
+        "Alertmanager's firing notification",
+        Duration::from_secs(15),
+        || {
+            am_hook
+                .accepted()
+                .iter()
+                .any(|r| r.json().is_some_and(|v| v["status"] == "firing"))
+        },
+    );
 
     target.set_broken(false);
-    wait("the alert resolved in Alertmanager", Duration::from_secs(15), || active(&am).is_none());
-    wait("Alertmanager's resolved notification", Duration::from_secs(15), || {
-        am_hook.accepted().iter().any(|r| {
-            r.json().is_some_and(|v| {
-                v["status"] == "resolved" && v["alerts"][0]["labels"]["alertname"] == "LoginFailing"
+    wait(
+        "the alert resolved in Alertmanager",
+        Duration::from_secs(15),
+        || active(&am).is_none(),
+    );
+    wait(
+        "Alertmanager's resolved notification",
+        Duration::from_secs(15),
+        || {
+            am_hook.accepted().iter().any(|r| {
+                r.json().is_some_and(|v| {
+                    v["status"] == "resolved"
+                        && v["alerts"][0]["labels"]["alertname"] == "LoginFailing"
+                })
             })
-        })
-    });
+        },
+    );
     d.stop();
 }

@@ -126,7 +126,10 @@ fn consecutive_fires_on_the_nth_failure_in_a_row_and_resolves_on_the_first_succe
     );
     assert!(s.run("web", false).sends.is_empty());
     assert_eq!(s.phase("web", "Down"), Phase::Pending);
-    assert!(s.run("web", true).sends.is_empty(), "a success breaks the run");
+    assert!(
+        s.run("web", true).sends.is_empty(),
+        "a success breaks the run"
+    );
     assert_eq!(s.phase("web", "Down"), Phase::Inactive);
     assert!(s.run("web", false).sends.is_empty());
     assert!(s.run("web", false).sends.is_empty());
@@ -139,14 +142,28 @@ fn consecutive_fires_on_the_nth_failure_in_a_row_and_resolves_on_the_first_succe
     assert_eq!(ev.labels["alertname"], "Down");
     assert_eq!(ev.reason.as_deref(), Some("status"));
     assert_eq!(ev.value.as_deref(), Some("failed=true"));
-    assert!(ev.summary.contains("expected status 200, got 503"), "{}", ev.summary);
-    assert_eq!(fx.save.len(), 1, "the firing state is saved with the notification");
-    assert!(s.run("web", false).sends.is_empty(), "firing: no second trigger");
+    assert!(
+        ev.summary.contains("expected status 200, got 503"),
+        "{}",
+        ev.summary
+    );
+    assert_eq!(
+        fx.save.len(),
+        1,
+        "the firing state is saved with the notification"
+    );
+    assert!(
+        s.run("web", false).sends.is_empty(),
+        "firing: no second trigger"
+    );
     let fx = s.run("web", true);
     let mut resolves = sent(&fx);
     resolves.sort();
     assert_eq!(resolves, ["am:resolve", "chat:resolve", "oncall:resolve"]);
-    assert_eq!(fx.sends[0].1.dedup_key, ev.dedup_key, "resolve carries the trigger's key");
+    assert_eq!(
+        fx.sends[0].1.dedup_key, ev.dedup_key,
+        "resolve carries the trigger's key"
+    );
     assert_eq!(fx.delete, [ev.dedup_key.clone()]);
     assert_eq!(s.phase("web", "Down"), Phase::Inactive);
 }
@@ -183,7 +200,11 @@ fn window_fires_on_n_of_m_and_one_good_run_does_not_resolve_it() {
         assert!(s.run("web", ok).sends.is_empty());
     }
     assert_eq!(s.phase("web", "Flaky"), Phase::Pending);
-    assert_eq!(sent(&s.run("web", false)), ["chat:trigger"], "F T F T F: 3 of 5");
+    assert_eq!(
+        sent(&s.run("web", false)),
+        ["chat:trigger"],
+        "F T F T F: 3 of 5"
+    );
     // Failures in the window: T F T F T = 2 < 3.
     assert_eq!(sent(&s.run("web", true)), ["chat:resolve"]);
 
@@ -195,7 +216,10 @@ fn window_fires_on_n_of_m_and_one_good_run_does_not_resolve_it() {
         assert!(s.run("web", false).sends.is_empty());
     }
     assert_eq!(sent(&s.run("web", false)), ["chat:trigger"]);
-    assert!(s.run("web", true).sends.is_empty(), "F F F T: still 3 of the last 5");
+    assert!(
+        s.run("web", true).sends.is_empty(),
+        "F F F T: still 3 of the last 5"
+    );
     assert!(s.run("web", true).sends.is_empty(), "F F F T T: still 3");
     assert_eq!(sent(&s.run("web", true)), ["chat:resolve"], "F F T T T: 2");
 }
@@ -208,15 +232,25 @@ fn keep_firing_for_damps_flapping() {
     );
     assert_eq!(sent(&s.run("web", false)), ["chat:trigger"]);
     s.advance(secs(10));
-    assert!(s.run("web", true).sends.is_empty(), "recovered 10 s ago: kept");
+    assert!(
+        s.run("web", true).sends.is_empty(),
+        "recovered 10 s ago: kept"
+    );
     s.advance(secs(10));
-    assert!(s.run("web", false).sends.is_empty(), "flapped back: no new trigger");
+    assert!(
+        s.run("web", false).sends.is_empty(),
+        "flapped back: no new trigger"
+    );
     s.advance(secs(10));
     assert!(s.run("web", true).sends.is_empty());
     s.advance(secs(49));
     assert!(s.tick().sends.is_empty(), "59 s since the last failure");
     s.advance(S);
-    assert_eq!(sent(&s.tick()), ["chat:resolve"], "60 s: resolved by the tick");
+    assert_eq!(
+        sent(&s.tick()),
+        ["chat:resolve"],
+        "60 s: resolved by the tick"
+    );
 }
 
 #[test]
@@ -225,7 +259,11 @@ fn a_warning_goes_to_chat_and_pages_after_30_minutes_once() {
         "routes:\n  - match: {severity: critical}\n    receivers: [oncall, chat]\n  - receivers: [chat]\n    escalate: {after: 30m, receivers: [oncall]}\n",
         &check("      - {name: Slow, when: failed, severity: warning}\n      - {name: Down, when: failed, consecutive: 2, severity: critical}\n"),
     );
-    assert_eq!(sent(&s.run("web", false)), ["chat:trigger"], "warning → chat only");
+    assert_eq!(
+        sent(&s.run("web", false)),
+        ["chat:trigger"],
+        "warning → chat only"
+    );
     assert_eq!(
         sent(&s.run("web", false)),
         ["oncall:trigger", "chat:trigger"],
@@ -235,7 +273,11 @@ fn a_warning_goes_to_chat_and_pages_after_30_minutes_once() {
     assert!(s.tick().sends.is_empty());
     s.advance(S);
     let fx = s.tick();
-    assert_eq!(sent(&fx), ["oncall:escalation"], "still firing after 30 m → page");
+    assert_eq!(
+        sent(&fx),
+        ["oncall:escalation"],
+        "still firing after 30 m → page"
+    );
     assert_eq!(fx.sends[0].1.status, Status::Firing);
     assert_eq!(fx.sends[0].1.alert, "Slow");
     s.advance(secs(3600));
@@ -244,7 +286,12 @@ fn a_warning_goes_to_chat_and_pages_after_30_minutes_once() {
     resolves.sort();
     assert_eq!(
         resolves,
-        ["chat:resolve", "chat:resolve", "oncall:resolve", "oncall:resolve"],
+        [
+            "chat:resolve",
+            "chat:resolve",
+            "oncall:resolve",
+            "oncall:resolve"
+        ],
         "both alerts resolve everywhere they were heard, escalation included"
     );
 }
@@ -293,14 +340,26 @@ fn a_silence_holds_the_trigger_back_and_it_goes_out_when_the_silence_ends() {
     }]);
     assert!(s.run("web", false).sends.is_empty(), "silenced");
     let view = s.engine.views(s.now).remove(0);
-    assert_eq!(view.state, Phase::Firing, "a silenced alert still evaluates");
+    assert_eq!(
+        view.state,
+        Phase::Firing,
+        "a silenced alert still evaluates"
+    );
     assert!(view.silenced);
     s.advance(secs(599));
     assert!(s.tick().sends.is_empty());
     s.advance(S);
     let fx = s.tick();
-    assert_eq!(sent(&fx), ["oncall:trigger"], "still firing when the silence ended");
-    assert_eq!(fx.sends[0].1.starts_at_ms, to_ms(s.now - secs(600)), "starts when it fired");
+    assert_eq!(
+        sent(&fx),
+        ["oncall:trigger"],
+        "still firing when the silence ended"
+    );
+    assert_eq!(
+        fx.sends[0].1.starts_at_ms,
+        to_ms(s.now - secs(600)),
+        "starts when it fired"
+    );
     assert_eq!(sent(&s.run("web", true)), ["oncall:resolve"]);
 
     // Fired and resolved inside a silence: nothing at all.
@@ -327,15 +386,25 @@ fn weekly_maintenance_mutes_only_inside_each_window() {
         "routes:\n  - receivers: [oncall]\nmaintenance:\n  - checks: [we*]\n    start: \"2026-05-25T00:00:00Z\"\n    duration: 1h\n    every: 1w\n",
         &check("      - {name: Down, when: failed}\n"),
     );
-    assert!(s.run("web", false).sends.is_empty(), "inside this week's window");
+    assert!(
+        s.run("web", false).sends.is_empty(),
+        "inside this week's window"
+    );
     s.advance(secs(3600));
     assert_eq!(sent(&s.tick()), ["oncall:trigger"], "window over: notifies");
     assert_eq!(sent(&s.run("web", true)), ["oncall:resolve"]);
     s.advance(secs(3 * 86400));
-    assert_eq!(sent(&s.run("web", false)), ["oncall:trigger"], "Thursday: not muted");
+    assert_eq!(
+        sent(&s.run("web", false)),
+        ["oncall:trigger"],
+        "Thursday: not muted"
+    );
     assert_eq!(sent(&s.run("web", true)), ["oncall:resolve"]);
     s.advance(secs(4 * 86400 - 3600 + 60));
-    assert!(s.run("web", false).sends.is_empty(), "next Monday 00:01: muted again");
+    assert!(
+        s.run("web", false).sends.is_empty(),
+        "next Monday 00:01: muted again"
+    );
 }
 
 #[test]
@@ -352,18 +421,34 @@ fn restored_firing_alerts_do_not_page_again_and_resolve_when_cleared() {
     again.restore(rows.clone());
     let fx = again.configure(&s.config, HashMap::new(), s.now);
     assert!(fx.sends.is_empty(), "restored, not re-triggered");
-    assert!(again.tick(s.now + secs(3600)).sends.is_empty(), "no result yet: keeps firing");
-    assert!(again.observe("web", &result(false), s.now).sends.is_empty(), "still failing");
+    assert!(
+        again.tick(s.now + secs(3600)).sends.is_empty(),
+        "no result yet: keeps firing"
+    );
+    assert!(
+        again.observe("web", &result(false), s.now).sends.is_empty(),
+        "still failing"
+    );
     let fx = again.observe("web", &result(true), s.now);
-    assert_eq!(sent(&fx), ["oncall:resolve"], "cleared while down: resolved");
+    assert_eq!(
+        sent(&fx),
+        ["oncall:resolve"],
+        "cleared while down: resolved"
+    );
     assert_eq!(fx.sends[0].1.dedup_key, rows[0].dedup_key);
 
     // A restored alert whose rule is gone is resolved at once.
     let mut gone = Engine::new("http://127.0.0.1:9464");
     gone.restore(rows);
-    let (_d, path) = write_config("routes:\n  - receivers: [oncall]\n", &check("      - {name: Other, when: failed}\n"));
+    let (_d, path) = write_config(
+        "routes:\n  - receivers: [oncall]\n",
+        &check("      - {name: Other, when: failed}\n"),
+    );
     let other = config::load(&path).unwrap();
-    assert_eq!(sent(&gone.configure(&other, HashMap::new(), s.now)), ["oncall:resolve"]);
+    assert_eq!(
+        sent(&gone.configure(&other, HashMap::new(), s.now)),
+        ["oncall:resolve"]
+    );
 }
 
 #[test]
@@ -378,10 +463,7 @@ fn default_rule_is_check_failing_after_three_failures() {
     assert_eq!(fx.sends.len(), 3);
     assert_eq!(fx.sends[0].1.alert, "CheckFailing");
     assert_eq!(fx.sends[0].1.severity, "critical");
-    assert_eq!(
-        fx.sends[0].1.summary,
-        "check plain failing: status"
-    );
+    assert_eq!(fx.sends[0].1.summary, "check plain failing: status");
 }
 
 #[test]
@@ -396,7 +478,10 @@ fn annotations_are_templated_from_the_result() {
         ev.summary,
         "web (web) failed: status [failed=true] step \"request\": expected status 200, got 503"
     );
-    assert_eq!(ev.annotations["description"], "see https://runbooks.example/web");
+    assert_eq!(
+        ev.annotations["description"],
+        "see https://runbooks.example/web"
+    );
     assert_eq!(ev.generator_url, "http://127.0.0.1:9464/api/v1/checks/web");
 }
 
@@ -406,7 +491,10 @@ fn dedup_keys_are_the_same_for_every_replica() {
     let b = Sim::new("", &check("      - {name: Down, when: failed}\n"));
     let key = |s: &Sim| s.engine.views(s.now)[0].dedup_key.clone();
     assert_eq!(key(&a), key(&b));
-    let c = Sim::new("", &check("      - {name: Down, when: failed, labels: {tier: gold}}\n"));
+    let c = Sim::new(
+        "",
+        &check("      - {name: Down, when: failed, labels: {tier: gold}}\n"),
+    );
     assert_ne!(key(&a), key(&c), "labels are part of the identity");
     assert!(matches!(EventKind::Trigger, EventKind::Trigger));
 }

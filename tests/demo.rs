@@ -16,6 +16,8 @@ mod app;
 mod jobs;
 #[path = "../examples/demo/launch.rs"]
 mod launch;
+#[path = "../examples/demo/pager.rs"]
+mod pager;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -130,6 +130,7 @@ pub async fn start(opts: Options) -> Result<Demo, String> {
     }));
     Ok(Demo {
         app: app_addr,
+        pager,
         canaryd: canaryd_addr,
         daemon,
         jobs,
@@ -239,6 +240,7 @@ impl Demo {
              \n  curl 'http://{app}/control?break_login=1'   every password is rejected (demo-login fails at \"submit\")\
              \n  curl 'http://{app}/control?stall_worker=1'  the worker stops taking jobs (JobsStalled in demo-jobs)\
              \n  curl 'http://{app}/control?reset'           back to normal\
+             \n\nPages canaryd sends arrive at http://{app}/pager (and are printed here).\
              \n\nCtrl-C stops.\n"
         );
         s

@@ -38,7 +38,10 @@ pub struct Pager(Arc<Mutex<Vec<Page>>>);
 impl Pager {
     /// Every page so far, oldest first.
     pub fn pages(&self) -> Vec<Page> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Routes under `/pager`.

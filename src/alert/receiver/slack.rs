@@ -96,7 +96,11 @@ impl Slack {
                 "…and {} more: {}{}",
                 rest.len(),
                 names.join(", "),
-                if rest.len() > names.len() { ", …" } else { "" }
+                if rest.len() > names.len() {
+                    ", …"
+                } else {
+                    ""
+                }
             );
         }
         out.truncate(out.trim_end().len());
@@ -158,7 +162,15 @@ mod tests {
         assert_eq!(Slack::text(&[event(Status::Firing)]).lines().count(), 1);
         let storm: Vec<_> = (0..100).map(|_| event(Status::Firing)).collect();
         let t = Slack::text(&storm);
-        assert_eq!(t.lines().count(), 1 + LINES + 1, "header, 20 alerts, the rest in one line");
-        assert!(t.lines().last().unwrap().starts_with("…and 80 more: shop-login/LoginFailing, "));
+        assert_eq!(
+            t.lines().count(),
+            1 + LINES + 1,
+            "header, 20 alerts, the rest in one line"
+        );
+        assert!(t
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("…and 80 more: shop-login/LoginFailing, "));
     }
 }
