@@ -2,7 +2,8 @@
 //! demo check passes; then `/control?break_login=1` makes `demo-login` fail at step "submit",
 //! naming the page that came back, and `/control?stall_worker=1` makes `demo-jobs` report
 //! `depth > 0 && processed_rate == 0` (its JobsStalled rule) while the oldest job ages — all read
-//! from canaryd's `/api/v1/checks`, with bounded polling.
+//! from canaryd's `/api/v1/checks`, with bounded polling. The demo's pager (`/pager`, canaryd's
+//! signed webhook receiver) gets the LoginFailing and JobsStalled pages, then their resolves.
 //!
 //! The demo's own modules are compiled into this test with `#[path]` and started through the
 //! same `launch::start` as the example's `main`, with port 0 for both listeners. Without
@@ -23,6 +24,15 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+/// Polls `done` every 100 ms until it holds, for at most `timeout`.
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !done() {
+        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
 /// Every check's entry in `/api/v1/checks`.
 fn checks(demo: &launch::Demo) -> Vec<Value> {
@@ -195,10 +205,43 @@ fn demo_checks_pass_until_the_login_breaks_and_the_worker_stalls() {
         assert!(line.contains("[when true: JobsStalled]"), "{status}");
     }
 
+    // The demo's pager got the pages, signed, seconds after the evidence.
+    let paged = |check: &str, alert: &str, status: &str| {
+        demo.pager.pages().iter().any(|p| {
+            p.event["check"] == check && p.event["alert"] == alert && p.event["status"] == status
+        })
+    };
+    wait_for("the LoginFailing page", Duration::from_secs(30), || {
+        paged("demo-login", "LoginFailing", "firing")
+    });
+    if with_jobs {
+        wait_for("the JobsStalled page", Duration::from_secs(40), || {
+            paged("demo-jobs", "JobsStalled", "firing")
+        });
+    }
+    let page = services::http_get(&format!("http://{}/pager", demo.app))
+        .unwrap()
+        .text();
+    assert!(
+        page.contains("LoginFailing") && page.contains("demo-login"),
+        "{page}"
+    );
+
     let reply = control(&demo, "reset");
     assert!(
         reply.contains("break_login=false stall_worker=false"),
         "{reply}"
     );
+    wait_for("the LoginFailing resolve", Duration::from_secs(30), || {
+        paged("demo-login", "LoginFailing", "resolved")
+    });
+    if with_jobs {
+        wait_for("the JobsStalled resolve", Duration::from_secs(40), || {
+            paged("demo-jobs", "JobsStalled", "resolved")
+        });
+    }
+    for p in demo.pager.pages() {
+        assert!(!p.event.to_string().contains(app::PASSWORD));
+    }
     rt.block_on(demo.stop());
 }
