@@ -164,7 +164,7 @@ fn consecutive_fires_on_the_nth_failure_in_a_row_and_resolves_on_the_first_succe
         fx.sends[0].1.dedup_key, ev.dedup_key,
         "resolve carries the trigger's key"
     );
-    assert_eq!(fx.delete, [ev.dedup_key.clone()]);
+    assert_eq!(fx.delete, std::slice::from_ref(&ev.dedup_key));
     assert_eq!(s.phase("web", "Down"), Phase::Inactive);
 }
 

@@ -257,7 +257,17 @@ impl Demo {
             .map(|c| c.name.len())
             .max()
             .unwrap_or(0);
-        let mut out = format!("-- {}s --\n", self.started.elapsed().as_secs());
+        let pages = self.pager.pages();
+        let firing = pages
+            .iter()
+            .filter(|p| p.event["status"] == "firing")
+            .count();
+        let mut out = format!(
+            "-- {}s -- pages received: {firing} firing, {} resolved (http://{}/pager)\n",
+            self.started.elapsed().as_secs(),
+            pages.len() - firing,
+            self.app
+        );
         for check in &config.checks {
             let _ = write!(out, "  {:width$}  ", check.name);
             let Some(result) = self.daemon.states.get(&check.name) else {

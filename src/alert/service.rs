@@ -283,7 +283,7 @@ impl Alerting {
     /// Every silence, newest first.
     pub fn silences(&self) -> Vec<Silence> {
         let mut list = lock(&self.silences).clone();
-        list.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms));
+        list.sort_by_key(|s| std::cmp::Reverse(s.created_at_ms));
         list
     }
 
@@ -431,7 +431,7 @@ impl Alerting {
                     Err(e) => tracing::error!("cannot read the outbox length: {e}"),
                 }
             }
-            if n % 3600 == 0 {
+            if n.is_multiple_of(3600) {
                 a.prune_silences().await;
             }
         }

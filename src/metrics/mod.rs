@@ -117,8 +117,11 @@ pub struct Metrics {
     alert_state: Family<AlertLabels, Gauge>,
     notifications: Family<[(&'static str, String); 2], Counter>,
     queue_length: Family<[(&'static str, String); 1], Gauge>,
-    delivery: Family<[(&'static str, String); 1], Histogram, fn() -> Histogram>,
+    delivery: DeliveryFamily,
 }
+
+/// `canaryd_notification_delivery_seconds{receiver}`.
+type DeliveryFamily = Family<[(&'static str, String); 1], Histogram, fn() -> Histogram>;
 
 /// `check`, `alert`, `severity`.
 type AlertLabels = [(&'static str, String); 3];
@@ -249,8 +252,7 @@ impl Metrics {
             "Notifications waiting in the outbox, by receiver",
             queue_length.clone(),
         );
-        let delivery: Family<[(&'static str, String); 1], Histogram, fn() -> Histogram> =
-            Family::new_with_constructor(delivery_histogram);
+        let delivery: DeliveryFamily = Family::new_with_constructor(delivery_histogram);
         registry.register_with_unit(
             "canaryd_notification_delivery",
             "Time from a notification being queued to its receiver accepting it",
