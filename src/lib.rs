@@ -6,14 +6,16 @@
 //!   error as `file:line:col: key: message`, resolves secrets into a type that cannot be printed.
 //! - [`probe`]: the [`probe::Probe`] trait, [`probe::CheckResult`], and one module per probe kind
 //!   (`http` with its transport, `tcp`, `queue`, `heartbeat`).
+//! - [`alert`]: the alert engine (rules, state machine, routing, silences, maintenance), the
+//!   durable outbox and the receivers (PagerDuty, Alertmanager, Slack, webhook).
 //! - [`schedule`]: one task per check, spread offsets, no overlap, concurrency cap, lag measurement.
 //! - [`metrics`]: the metric families of DESIGN.md, encoded as Prometheus text or OpenMetrics.
 //! - [`server`]: the HTTP API (`/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/*`,
 //!   heartbeat pings under `/ping/*`).
-//! - [`store`]: the embedded SQLite state store under `state_dir` (heartbeat state; one thread
-//!   owns the connection).
+//! - [`store`]: the embedded SQLite state store under `state_dir` (heartbeat state, firing alerts,
+//!   the notification outbox, silences; one thread owns the connection).
 //! - [`daemon`]: wires config, scheduler, metrics and server together; reload and shutdown.
-//! - [`cli`]: the `run`, `check` and `probe` commands (the binary only parses arguments).
+//! - [`cli`]: the `run`, `check`, `probe` and `silence` commands (the binary only parses arguments).
 #![forbid(unsafe_code)]
 
 pub mod alert;

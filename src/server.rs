@@ -1,5 +1,5 @@
-//! The HTTP API: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/checks`, and the
-//! heartbeat pings `/ping/<check>[/start|/fail|/<exit code>]` (GET or POST).
+//! The HTTP API: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/checks[/<name>]`,
+//! `/api/v1/alerts`, `/api/v1/silences[/<id>]` (GET, POST, DELETE), and the heartbeat pings `/ping/<check>[/start|/fail|/<exit code>]` (GET or POST).
 //!
 //! No endpoint takes a probe target from a request: targets come only from configuration files.
 //!

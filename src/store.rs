@@ -1,7 +1,7 @@
 //! The embedded state store: one SQLite database, `state_dir/canaryd.db`.
 //!
-//! What must survive a restart lives here: heartbeat state now; alert states, the notification
-//! outbox and silences later. The daemon opens it at startup; `canaryd check` never touches it.
+//! What must survive a restart lives here: heartbeat state, firing alerts, the notification
+//! outbox and silences. The daemon opens it at startup; `canaryd check` never touches it.
 //!
 //! # Threading
 //!
