@@ -777,3 +777,138 @@ fn a_real_alertmanager_shows_the_login_failure_firing_then_resolved() {
     );
     d.stop();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Silences through the CLI and the API, and the watchdog
+// ---------------------------------------------------------------------------------------------
+
+fn cli(args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn a_silence_from_the_cli_holds_the_page_until_it_is_expired_and_the_watchdog_is_called() {
+    let hook = Webhook::start();
+    let deadman = Webhook::start();
+    let target = Target::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = services::free_port();
+    let receivers = format!(
+        "receivers:\n  - name: hook\n    webhook: {{url: \"{}\"}}\nwatchdog: {{url: \"{}\", every: 1s}}\n",
+        hook.url(),
+        deadman.url()
+    );
+    let cfg = write_setup(dir.path(), port, &target, &receivers, LOGIN_RULE);
+    let d = Daemon::start(&cfg, &format!("127.0.0.1:{port}"), &dir.path().join("log"));
+    let api = format!("http://127.0.0.1:{port}");
+
+    // The dead-man's switch hears from a healthy canaryd every second.
+    wait("watchdog calls", Duration::from_secs(10), || {
+        deadman.requests().len() >= 2
+    });
+    assert_eq!(deadman.requests()[0].method, "GET");
+
+    let (code, out) = cli(&[
+        "silence",
+        "add",
+        "--url",
+        &api,
+        "--match",
+        "check=shop-*",
+        "--duration",
+        "1h",
+        "--author",
+        "ana",
+        "--comment",
+        "DB migration",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let id = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    let (code, out) = cli(&["silence", "list", "--url", &api]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&id)
+            && out.contains("active")
+            && out.contains("check=shop-*")
+            && out.contains("DB migration"),
+        "{out}"
+    );
+
+    target.set_broken(true);
+    wait(
+        "the alert firing, silenced",
+        Duration::from_secs(10),
+        || {
+            let v: Value = serde_json::from_str(&d.get("/api/v1/alerts")).unwrap_or_default();
+            v["alerts"][0]["state"] == "firing" && v["alerts"][0]["silenced"] == true
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(hook.requests().is_empty(), "a silenced alert paged");
+    assert!(d.get("/metrics").contains(
+        "canary_alert_state{check=\"shop-login\",alert=\"LoginFailing\",severity=\"critical\"} 2"
+    ));
+
+    let (code, out) = cli(&["silence", "expire", "--url", &api, &id]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        hook.wait_for_requests(1, Duration::from_secs(10)),
+        "no page after the silence ended"
+    );
+    let ev = &hook.requests()[0].json().unwrap()["events"][0];
+    assert_eq!(
+        (ev["kind"].as_str(), ev["alert"].as_str()),
+        (Some("trigger"), Some("LoginFailing"))
+    );
+    let (_, out) = cli(&["silence", "list", "--url", &api]);
+    assert!(
+        !out.contains(&id),
+        "expired silences are hidden without --all: {out}"
+    );
+    let (_, out) = cli(&["silence", "list", "--all", "--url", &api]);
+    assert!(out.contains(&id) && out.contains("expired"), "{out}");
+
+    // Bad requests say what is wrong.
+    let (code, out) = cli(&["silence", "expire", "--url", &api, "no-such-id"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("no silence \"no-such-id\""), "{out}");
+    for (body, expect) in [
+        (
+            r#"{"matchers": {}, "duration": "1h", "created_by": "a", "comment": "c"}"#,
+            "at least one matcher",
+        ),
+        (
+            r#"{"matchers": {"check": "x"}, "duration": "soon", "created_by": "a", "comment": "c"}"#,
+            "duration: invalid",
+        ),
+        (
+            r#"{"matchers": {"check": "x"}, "duration": "1h", "created_by": "", "comment": "c"}"#,
+            "who makes the silence",
+        ),
+        (
+            r#"{"matchers": {"check": "x"}, "created_by": "a", "comment": "c"}"#,
+            "exactly one of ends_at and duration",
+        ),
+        (
+            r#"{"matchers": {"check": "x"}, "duration": "1h", "by": "a"}"#,
+            "unknown field",
+        ),
+    ] {
+        let r = services::http_post(
+            &format!("{api}/api/v1/silences"),
+            "application/json",
+            body.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(r.status, 400, "{body}");
+        assert!(r.text().contains(expect), "{body}: {}", r.text());
+    }
+    d.stop();
+}
