@@ -550,7 +550,9 @@ mod tests {
         drop(conn);
         let e = Store::open(dir.path()).unwrap_err().to_string();
         assert!(
-            e.contains("schema version 99, newer than this canaryd knows (1)"),
+            e.contains(&format!(
+                "schema version 99, newer than this canaryd knows ({SCHEMA_VERSION})"
+            )),
             "{e}"
         );
     }

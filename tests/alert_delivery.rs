@@ -912,3 +912,80 @@ fn a_silence_from_the_cli_holds_the_page_until_it_is_expired_and_the_watchdog_is
     }
     d.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_vouches_only_for_a_running_scheduler_and_a_moving_outbox() {
+    use canaryd::alert::service::{notifiers, Alerting};
+    use canaryd::probe::heartbeat::{Clock, ManualClock};
+
+    let pd = PagerDuty::start();
+    pd.set_mode(Mode::Refuse);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("canaryd.yaml"),
+        format!(
+            "state_dir: state\ncheck_files: [checks.yaml]\n{}",
+            pd_receivers(&pd)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("checks.yaml"),
+        two_checks().replace("    http:", "    interval: 10s\n    http:"),
+    )
+    .unwrap();
+    std::env::set_var("PD_KEY", ROUTING_KEY);
+    let cfg = config::load(&dir.path().join("canaryd.yaml")).unwrap();
+    let clock = Arc::new(ManualClock::new(at(T0)));
+    let store = Store::open(&dir.path().join("state")).unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let a = Alerting::start(
+        store,
+        &cfg,
+        notifiers(&cfg).unwrap(),
+        metrics.clone(),
+        clock.clone(),
+    )
+    .unwrap();
+    assert_eq!(a.health(), Ok(()));
+
+    // No result for 70 s with a 10 s interval: the scheduler is not running.
+    clock.advance(Duration::from_secs(70));
+    let e = a.health().unwrap_err();
+    assert!(e.starts_with("no check result for 70 s"), "{e}");
+    a.observe("login-a", &success());
+    assert_eq!(a.health(), Ok(()));
+
+    // A page that cannot get out for more than 10 minutes: the delivery path is wedged.
+    a.observe("login-b", &failure());
+    wait_async(|| pd.refused_connections() >= 1).await;
+    clock.advance(Duration::from_secs(30));
+    a.observe("login-a", &success());
+    a.refresh_outbox_state().await;
+    assert_eq!(
+        a.health(),
+        Ok(()),
+        "30 s of waiting is a retry, not a wedge"
+    );
+    assert!(metrics
+        .encode(Format::Text)
+        .contains("canaryd_notification_queue_length{receiver=\"oncall\"} 1"));
+    clock.advance(Duration::from_secs(600));
+    a.observe("login-a", &success());
+    a.refresh_outbox_state().await;
+    let e = a.health().unwrap_err();
+    assert!(
+        e.starts_with("a notification has waited in the outbox for 630 s"),
+        "{e}"
+    );
+    assert!(clock.now() > at(T0));
+    a.shutdown();
+}
+
+async fn wait_async(mut done: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !done() {
+        assert!(t.elapsed() < Duration::from_secs(10), "timed out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

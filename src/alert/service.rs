@@ -414,26 +414,31 @@ impl Alerting {
             a.tick();
             n += 1;
             if n % 5 == 1 {
-                let lengths = a.store.request(store::outbox_lengths);
-                match lengths.wait().await {
-                    Ok(list) => {
-                        let names: Vec<String> = lock(&a.workers).keys().cloned().collect();
-                        for name in &names {
-                            let count = list
-                                .iter()
-                                .find(|l| &l.receiver == name)
-                                .map_or(0, |l| l.count);
-                            a.metrics.set_notification_queue_length(name, count);
-                        }
-                        let oldest = list.iter().map(|l| l.oldest_ms).min().unwrap_or(0);
-                        a.oldest_waiting_ms.store(oldest, Ordering::Relaxed);
-                    }
-                    Err(e) => tracing::error!("cannot read the outbox length: {e}"),
-                }
+                a.refresh_outbox_state().await;
             }
             if n.is_multiple_of(3600) {
                 a.prune_silences().await;
             }
+        }
+    }
+
+    /// Reads the outbox lengths into metrics and the watchdog's health (the ticker does it
+    /// every 5 s).
+    pub async fn refresh_outbox_state(&self) {
+        match self.store.request(store::outbox_lengths).wait().await {
+            Ok(list) => {
+                let names: Vec<String> = lock(&self.workers).keys().cloned().collect();
+                for name in &names {
+                    let count = list
+                        .iter()
+                        .find(|l| &l.receiver == name)
+                        .map_or(0, |l| l.count);
+                    self.metrics.set_notification_queue_length(name, count);
+                }
+                let oldest = list.iter().map(|l| l.oldest_ms).min().unwrap_or(0);
+                self.oldest_waiting_ms.store(oldest, Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!("cannot read the outbox length: {e}"),
         }
     }
 
