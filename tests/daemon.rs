@@ -218,7 +218,10 @@ fn check_accepts_the_example_configuration() {
         .env("ADMIN_PROBE_TOTP_SEED", "JBSWY3DPEHPK3PXP")
         .env("HEARTBEAT_TOKEN", "x")
         .env("PAGERDUTY_ROUTING_KEY", "x")
-        .env("SLACK_WEBHOOK_URL", "https://hooks.slack.example/services/T0/B0/x")
+        .env(
+            "SLACK_WEBHOOK_URL",
+            "https://hooks.slack.example/services/T0/B0/x",
+        )
         .env("DEADMAN_URL", "https://deadman.example/ping/x")
         // checks/queues.yaml: Redis URLs, checked for form at load time; nothing is dialled.
         .envs(QUEUE_EXAMPLE_URLS.map(|v| (v, "redis://:x@127.0.0.1:6379/0")))

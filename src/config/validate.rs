@@ -1804,10 +1804,15 @@ fn receivers(ctx: &mut Ctx, defs: &[ReceiverDef]) -> Vec<Receiver> {
             parse_url(ctx, &a.value.url, &format!("{key}.alertmanager.url"))
                 .map(|url| ReceiverKind::Alertmanager { url })
         } else if let Some(s) = &r.slack {
-            ctx.template(&s.value.webhook_url, &format!("{key}.slack.webhook_url"))
+            let k = format!("{key}.slack.webhook_url");
+            ctx.template(&s.value.webhook_url, &k)
+                .filter(|t| receiver_url(ctx, t, &s.value.webhook_url, &k))
                 .map(|webhook_url| ReceiverKind::Slack { webhook_url })
         } else if let Some(w) = &r.webhook {
-            let url = ctx.template(&w.value.url, &format!("{key}.webhook.url"));
+            let k = format!("{key}.webhook.url");
+            let url = ctx
+                .template(&w.value.url, &k)
+                .filter(|t| receiver_url(ctx, t, &w.value.url, &k));
             let secret = w
                 .value
                 .secret
@@ -1838,6 +1843,27 @@ fn receivers(ctx: &mut Ctx, defs: &[ReceiverDef]) -> Vec<Receiver> {
         }
     }
     out
+}
+
+/// Whether a receiver URL template (secrets already resolved) renders to an http(s) URL; the
+/// error shows the template's redacted form, never a secret.
+fn receiver_url(ctx: &mut Ctx, t: &Template, at: &Spanned<String>, key: &str) -> bool {
+    let ok = t
+        .render(|_| None)
+        .ok()
+        .and_then(|u| Url::parse(u.trim()).ok())
+        .is_some_and(|u| matches!(u.scheme(), "http" | "https"));
+    if !ok {
+        ctx.err(
+            &at.referenced,
+            key,
+            format!(
+                "{:?} is not an http(s) URL (run-time variables are not available here)",
+                t.redacted()
+            ),
+        );
+    }
+    ok
 }
 
 fn routes(ctx: &mut Ctx, defs: &[RouteDef], receivers: &HashSet<&str>) -> Vec<Route> {
