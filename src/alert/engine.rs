@@ -329,7 +329,8 @@ pub struct AlertView {
 /// Every alert of a configuration.
 #[derive(Debug)]
 pub struct Engine {
-    entries: HashMap<(String, String), Entry>,
+    /// Every rule's entry, by check name (a result touches only its own check's).
+    entries: HashMap<String, Vec<Entry>>,
     /// Restored firing alerts not yet matched to a rule (resolved by `configure`).
     restored: HashMap<String, AlertRow>,
     router: Router,
@@ -386,8 +387,11 @@ impl Engine {
             for (i, rule) in check.alerts.iter().enumerate() {
                 let labels = alert_labels(check, rule);
                 let key = dedup_key(&check.name, &rule.name, &labels);
-                let id = (check.name.clone(), rule.name.clone());
-                let entry = match old.remove(&id) {
+                let previous = old.get_mut(&check.name).and_then(|list| {
+                    let i = list.iter().position(|e| e.rule().name == rule.name)?;
+                    Some(list.swap_remove(i))
+                });
+                let entry = match previous {
                     Some(mut e) if e.dedup_key == key => {
                         e.check = check.clone();
                         e.rule = i;
@@ -423,10 +427,13 @@ impl Engine {
                     rule.severity.as_str(),
                     entry.tracker.phase(),
                 ));
-                self.entries.insert(id, entry);
+                self.entries
+                    .entry(check.name.clone())
+                    .or_default()
+                    .push(entry);
             }
         }
-        for (_, gone) in old {
+        for gone in old.into_values().flatten() {
             fx.append(self.retire(gone, now));
         }
         for (_, row) in std::mem::take(&mut self.restored) {
@@ -478,16 +485,10 @@ impl Engine {
     /// A result of `check`: every rule of the check is evaluated.
     pub fn observe(&mut self, check: &str, result: &CheckResult, now: SystemTime) -> Effects {
         let mut fx = Effects::default();
-        let keys: Vec<(String, String)> = self
-            .entries
-            .keys()
-            .filter(|(c, _)| c == check)
-            .cloned()
-            .collect();
-        for id in keys {
-            let Some(mut e) = self.entries.remove(&id) else {
-                continue;
-            };
+        let Some(mut list) = self.entries.remove(check) else {
+            return fx;
+        };
+        for e in list.iter_mut() {
             let rule = e.rule();
             let cond = expr::truthy(expr::eval(&rule.expr, &|v| result.variable(v)));
             if cond || e.last.is_none() {
@@ -495,9 +496,9 @@ impl Engine {
             }
             let check = e.check.clone();
             let change = e.tracker.observe(&check.alerts[e.rule], cond, now);
-            fx.append(self.after(&mut e, change, now));
-            self.entries.insert(id, e);
+            fx.append(self.after(e, change, now));
         }
+        self.entries.insert(check.to_string(), list);
         fx
     }
 
@@ -505,19 +506,16 @@ impl Engine {
     /// reminders and lease refreshes.
     pub fn tick(&mut self, now: SystemTime) -> Effects {
         let mut fx = Effects::default();
-        let keys: Vec<(String, String)> = self.entries.keys().cloned().collect();
-        for id in keys {
-            let Some(mut e) = self.entries.remove(&id) else {
-                continue;
-            };
+        let mut all = std::mem::take(&mut self.entries);
+        for e in all.values_mut().flatten() {
             let check = e.check.clone();
             let change = e.tracker.tick(&check.alerts[e.rule], now);
-            fx.append(self.after(&mut e, change, now));
+            fx.append(self.after(e, change, now));
             if e.tracker.phase() == Phase::Firing && change == Change::None {
-                fx.append(self.while_firing(&mut e, now));
+                fx.append(self.while_firing(e, now));
             }
-            self.entries.insert(id, e);
         }
+        self.entries = all;
         fx
     }
 
@@ -780,6 +778,7 @@ impl Engine {
         let mut out: Vec<AlertView> = self
             .entries
             .values()
+            .flatten()
             .map(|e| AlertView {
                 check: e.check.name.clone(),
                 alert: e.rule().name.clone(),
