@@ -492,7 +492,7 @@ impl Engine {
             let rule = e.rule();
             let cond = expr::truthy(expr::eval(&rule.expr, &|v| result.variable(v)));
             if cond || e.last.is_none() {
-                e.last = Some(self.build_event(&e, result, now));
+                e.last = Some(self.build_event(e, result, now));
             }
             let check = e.check.clone();
             let change = e.tracker.observe(&check.alerts[e.rule], cond, now);
