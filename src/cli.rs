@@ -137,11 +137,7 @@ fn api_base(config: &std::path::Path, url: Option<String>) -> Result<String, Str
         return Ok(u.trim_end_matches('/').to_string());
     }
     let cfg = crate::config::load(config).map_err(|e| format!("{e}\n(or give --url)"))?;
-    let mut addr = cfg.listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    Ok(format!("http://{addr}"))
+    Ok(cfg.api_url())
 }
 
 async fn silence(action: SilenceAction, config: PathBuf, url: Option<String>) -> ExitCode {

@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::route::Router;
-use super::silence::{in_maintenance, Silence};
+use super::silence::{in_maintenance, Mutes, Silence};
 use super::{dedup_key, to_ms, AlertEvent, EventKind, Status};
 use crate::config::expr;
 use crate::config::{AlertRule, Check, Config};
@@ -337,7 +337,7 @@ pub struct Engine {
     maintenance: Vec<crate::config::Maintenance>,
     /// Receivers that want lease refreshes, and how often.
     refresh: HashMap<String, Duration>,
-    silences: Vec<Silence>,
+    silences: Mutes,
     /// `http://listen` for generator URLs.
     base_url: String,
 }
@@ -351,7 +351,7 @@ impl Engine {
             router: Router::default(),
             maintenance: Vec::new(),
             refresh: HashMap::new(),
-            silences: Vec::new(),
+            silences: Mutes::default(),
             base_url: base_url.into(),
         }
     }
@@ -365,7 +365,7 @@ impl Engine {
 
     /// Replaces the silences.
     pub fn set_silences(&mut self, silences: Vec<Silence>) {
-        self.silences = silences;
+        self.silences = Mutes::new(&silences);
     }
 
     /// Applies a configuration: rules kept by identity keep their state, new ones start
@@ -520,12 +520,8 @@ impl Engine {
     }
 
     fn muted(&self, e: &Entry, now: SystemTime) -> bool {
-        let now_ms = to_ms(now);
         in_maintenance(&self.maintenance, &e.check.name, now)
-            || self
-                .silences
-                .iter()
-                .any(|s| s.active(now_ms) && s.matches(&e.labels))
+            || self.silences.mutes(&e.labels, to_ms(now))
     }
 
     fn event(&self, e: &Entry, kind: EventKind, status: Status, now: SystemTime) -> AlertEvent {

@@ -124,11 +124,6 @@ impl Outbox {
         &self.client
     }
 
-    /// The store it reads.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Sends the head of `notifier`'s queue if it is due at `now`.
     pub async fn deliver_once(
         &self,

@@ -102,7 +102,7 @@ impl Alerting {
             .call_blocking(store::load_silences)
             .map_err(|e| e.to_string())?;
         let client = super::outbox::http_client()?;
-        let mut engine = Engine::new(base_url(config));
+        let mut engine = Engine::new(config.api_url());
         engine.restore(rows);
         engine.set_silences(silences.clone());
         let now = clock.now();
@@ -515,13 +515,4 @@ impl WatchdogTarget {
             }
         }
     }
-}
-
-/// `http://<listen>`, for generator URLs (an unspecified address becomes loopback).
-fn base_url(config: &Config) -> String {
-    let mut addr = config.listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    format!("http://{addr}")
 }

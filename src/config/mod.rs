@@ -127,6 +127,18 @@ pub struct Config {
     pub files: Vec<PathBuf>,
 }
 
+impl Config {
+    /// `http://<listen>`, where the API answers (an unspecified address becomes loopback): the
+    /// base of alerts' generator URLs and of `canaryd silence`.
+    pub fn api_url(&self) -> String {
+        let mut addr = self.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
+    }
+}
+
 /// One check.
 #[derive(Debug)]
 pub struct Check {

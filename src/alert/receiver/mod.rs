@@ -73,11 +73,6 @@ pub trait Notifier: Send + Sync + fmt::Debug {
         None
     }
 
-    /// Whether this receiver wants [`EventKind::Refresh`](crate::alert::EventKind) events.
-    fn wants_refresh(&self) -> bool {
-        self.refresh_interval().is_some()
-    }
-
     /// The request for a batch (1..=max_batch events, oldest first). `now` stamps leases.
     fn request(&self, batch: &[AlertEvent], now: SystemTime) -> Result<Outgoing, String>;
 
