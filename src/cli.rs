@@ -11,6 +11,7 @@ use crate::daemon::{self, Daemon};
 use crate::probe::http::{days_until, short_duration};
 use crate::probe::{CheckResult, Phase};
 use crate::schedule;
+use crate::shard::Shard;
 
 /// canaryd: synthetic and background-job health monitor.
 #[derive(Debug, Parser)]
@@ -32,12 +33,19 @@ pub enum Command {
         /// The daemon configuration.
         #[arg(long, short, default_value = "canaryd.yaml")]
         config: PathBuf,
+        /// Run only the checks of shard i of n (`2/3`), chosen by a stable hash of each check's
+        /// name; start n processes, `1/n` to `n/n`, on the same configuration.
+        #[arg(long, value_name = "i/n")]
+        shard: Option<Shard>,
     },
     /// Validate the configuration and every check file; print every error; exit 1 on any.
     Check {
         /// The daemon configuration.
         #[arg(long, short, default_value = "canaryd.yaml")]
         config: PathBuf,
+        /// Also list the checks shard i of n would run (`2/3`).
+        #[arg(long, value_name = "i/n")]
+        shard: Option<Shard>,
     },
     /// Run one check once and print a trace of every step; exit 0 if it passed, 1 if not.
     Probe {
@@ -116,8 +124,8 @@ pub fn main(cli: Cli) -> ExitCode {
         }
     };
     match cli.command {
-        Command::Run { config } => rt.block_on(run(config)),
-        Command::Check { config } => check(config),
+        Command::Run { config, shard } => rt.block_on(run(config, shard.unwrap_or(Shard::ALL))),
+        Command::Check { config, shard } => check(config, shard),
         Command::Probe {
             config,
             name,
@@ -287,15 +295,26 @@ fn init_logging(level: &str, daemon: bool) {
         .try_init();
 }
 
-fn check(config: PathBuf) -> ExitCode {
+fn check(config: PathBuf, shard: Option<Shard>) -> ExitCode {
     match daemon::load(&config) {
-        Ok((cfg, _)) => {
+        Ok((mut cfg, _)) => {
             println!(
                 "{}: ok: {} checks in {} check files",
                 config.display(),
                 cfg.checks.len(),
                 cfg.files.len()
             );
+            if let Some(shard) = shard {
+                cfg.keep_shard(shard);
+                println!(
+                    "shard {shard} runs {} of {} checks:",
+                    cfg.checks.len(),
+                    cfg.checks.len() + cfg.elsewhere.len()
+                );
+                for c in &cfg.checks {
+                    println!("  {}", c.name);
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -312,8 +331,8 @@ fn check(config: PathBuf) -> ExitCode {
     }
 }
 
-async fn run(config: PathBuf) -> ExitCode {
-    let daemon = match Daemon::start(&config) {
+async fn run(config: PathBuf, shard: Shard) -> ExitCode {
+    let daemon = match Daemon::start_sharded(&config, shard) {
         Ok(d) => d,
         Err(errors) => {
             eprintln!("{errors}");

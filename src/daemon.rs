@@ -14,6 +14,7 @@ use crate::probe::http::HttpProbe;
 use crate::probe::tcp::{TcpProbe, TcpSpec};
 use crate::probe::{CheckResult, Probe};
 use crate::schedule::{Entry, Scheduler, Sink};
+use crate::shard::Shard;
 use crate::store::Store;
 
 /// Builds the probe of one check (loading TLS material, so errors surface at load time). A
@@ -156,6 +157,7 @@ impl Sink for Recorder {
 pub struct Daemon {
     config_path: PathBuf,
     config: RwLock<Arc<Config>>,
+    shard: Shard,
     scheduler: Scheduler,
     /// Metric families.
     pub metrics: Arc<Metrics>,
@@ -209,7 +211,13 @@ impl Daemon {
     /// a tokio runtime. A state store that cannot be opened is reported as an error of
     /// `state_dir`.
     pub fn start(config_path: &Path) -> Result<Arc<Daemon>, ConfigErrors> {
-        Daemon::start_with_clock(config_path, Arc::new(SystemClock))
+        Daemon::open(config_path, Arc::new(SystemClock), Shard::ALL)
+    }
+
+    /// [`Daemon::start`] running only the checks `shard` owns (`--shard i/n`). The whole
+    /// configuration is still loaded and validated, at start and on every reload.
+    pub fn start_sharded(config_path: &Path, shard: Shard) -> Result<Arc<Daemon>, ConfigErrors> {
+        Daemon::open(config_path, Arc::new(SystemClock), shard)
     }
 
     /// [`Daemon::start`] with the clock heartbeat lateness is judged by (tests set it).
@@ -217,7 +225,16 @@ impl Daemon {
         config_path: &Path,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Daemon>, ConfigErrors> {
-        let config = config::load(config_path)?;
+        Daemon::open(config_path, clock, Shard::ALL)
+    }
+
+    fn open(
+        config_path: &Path,
+        clock: Arc<dyn Clock>,
+        shard: Shard,
+    ) -> Result<Arc<Daemon>, ConfigErrors> {
+        let mut config = config::load(config_path)?;
+        config.keep_shard(shard);
         let store_error = |e: crate::store::StoreError| {
             let o = &config.state_dir_origin;
             ConfigErrors(vec![ConfigError {
@@ -262,9 +279,18 @@ impl Daemon {
             state = %store.path().display(),
             "configuration loaded"
         );
+        if !shard.is_all() {
+            tracing::info!(
+                %shard,
+                checks = config.checks.len(),
+                other_shards = config.elsewhere.len(),
+                "running this shard's checks only"
+            );
+        }
         Ok(Arc::new(Daemon {
             config_path: config_path.to_path_buf(),
             config: RwLock::new(Arc::new(config)),
+            shard,
             scheduler,
             metrics,
             states,
@@ -310,7 +336,8 @@ impl Daemon {
     /// `canaryd_config_last_reload_successful` drops to 0.
     pub async fn reload(&self) -> Result<usize, ConfigErrors> {
         let _one_at_a_time = self.reload_lock.lock().await;
-        let loaded = config::load(&self.config_path).and_then(|config| {
+        let loaded = config::load(&self.config_path).and_then(|mut config| {
+            config.keep_shard(self.shard);
             let e = entries(&config, &self.heartbeats)?;
             let n = service::notifiers(&config)?;
             Ok((config, e, n))

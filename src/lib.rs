@@ -14,6 +14,7 @@
 //!   heartbeat pings under `/ping/*`).
 //! - [`store`]: the embedded SQLite state store under `state_dir` (heartbeat state, firing alerts,
 //!   the notification outbox, silences; one thread owns the connection).
+//! - [`shard`]: `--shard i/n`, which checks a replica runs (rendezvous hashing of check names).
 //! - [`daemon`]: wires config, scheduler, metrics and server together; reload and shutdown.
 //! - [`cli`]: the `run`, `check`, `probe` and `silence` commands (the binary only parses arguments).
 #![forbid(unsafe_code)]
@@ -26,4 +27,5 @@ pub mod metrics;
 pub mod probe;
 pub mod schedule;
 pub mod server;
+pub mod shard;
 pub mod store;

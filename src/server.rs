@@ -25,11 +25,12 @@ use serde_json::{json, Value};
 
 use crate::alert::silence::Silence;
 use crate::alert::{from_ms, rfc3339, to_ms};
-use crate::config::CheckKind;
+use crate::config::{CheckKind, Config};
 use crate::daemon::Daemon;
 use crate::metrics::Format;
 use crate::probe::heartbeat::{HeartbeatSpec, Ping, Schedule, BODY_READ_LIMIT};
 use crate::probe::{CheckResult, Phase};
+use crate::shard::Shard;
 use crate::store::HeartbeatRow;
 
 /// The API's routes over a daemon.
@@ -117,6 +118,15 @@ fn plain(status: StatusCode, text: &'static str) -> Response {
     (status, text).into_response()
 }
 
+/// The shard that owns heartbeat check `name`, when it is configured but not on this shard.
+fn heartbeat_elsewhere(config: &Config, name: &str) -> Option<Shard> {
+    config
+        .elsewhere
+        .iter()
+        .any(|c| c.name == name && matches!(c.kind, CheckKind::Heartbeat(_)))
+        .then(|| Shard::owner(name, config.shard.count()))
+}
+
 async fn record_ping(
     d: &Daemon,
     check: &str,
@@ -141,6 +151,16 @@ async fn record_ping(
     });
     // An unknown check and a check of another kind look the same from outside.
     let (Some(spec), Some(ping)) = (spec, ping) else {
+        if let Some(owner) = heartbeat_elsewhere(&config, check) {
+            return (
+                StatusCode::NOT_FOUND,
+                format!(
+                    "heartbeat check {check:?} runs on shard {owner}, not on this one ({}): send its pings there\n",
+                    config.shard
+                ),
+            )
+                .into_response();
+        }
         return plain(StatusCode::NOT_FOUND, "no such heartbeat ping URL\n");
     };
     if let Some(token) = &spec.token {
@@ -229,7 +249,7 @@ fn heartbeat_json(spec: &HeartbeatSpec, row: Option<&HeartbeatRow>) -> Value {
 async fn checks(State(d): State<Arc<Daemon>>) -> Json<Value> {
     let config = d.config();
     let list: Vec<Value> = config.checks.iter().map(|c| check_json(&d, c)).collect();
-    Json(json!({ "checks": list }))
+    Json(json!({ "shard": config.shard.to_string(), "checks": list }))
 }
 
 async fn one_check(
@@ -237,13 +257,24 @@ async fn one_check(
     check: Result<Path<String>, PathRejection>,
 ) -> Response {
     let config = d.config();
-    match check
-        .ok()
-        .and_then(|Path(name)| config.checks.iter().find(|c| c.name == name).cloned())
-    {
-        Some(c) => Json(check_json(&d, &c)).into_response(),
-        None => plain(StatusCode::NOT_FOUND, "no such check\n"),
+    let Ok(Path(name)) = check else {
+        return plain(StatusCode::NOT_FOUND, "no such check\n");
+    };
+    if let Some(c) = config.checks.iter().find(|c| c.name == name) {
+        return Json(check_json(&d, c)).into_response();
     }
+    if config.elsewhere.iter().any(|c| c.name == name) {
+        let owner = Shard::owner(&name, config.shard.count());
+        return (
+            StatusCode::NOT_FOUND,
+            format!(
+                "check {name:?} runs on shard {owner}, not on this one ({})\n",
+                config.shard
+            ),
+        )
+            .into_response();
+    }
+    plain(StatusCode::NOT_FOUND, "no such check\n")
 }
 
 fn check_json(d: &Daemon, c: &crate::config::Check) -> Value {

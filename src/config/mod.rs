@@ -22,6 +22,7 @@ use url::Url;
 
 use crate::probe::heartbeat::HeartbeatSpec;
 use crate::probe::http::spec::{HttpSpec, TlsSettings};
+use crate::shard::Shard;
 use template::Template;
 
 /// One configuration error, located in its file.
@@ -125,9 +126,23 @@ pub struct Config {
     pub watchdog: Option<Watchdog>,
     /// The check files that were read.
     pub files: Vec<PathBuf>,
+    /// The shard this process runs (`--shard`); `checks` holds only the checks it owns.
+    pub shard: Shard,
+    /// The checks of the files that other shards own, in file order.
+    pub elsewhere: Vec<Arc<Check>>,
 }
 
 impl Config {
+    /// Keeps in `checks` only the checks `shard` owns, moving the others to `elsewhere`.
+    pub fn keep_shard(&mut self, shard: Shard) {
+        self.shard = shard;
+        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.checks)
+            .into_iter()
+            .partition(|c| shard.owns(&c.name));
+        self.checks = mine;
+        self.elsewhere.extend(others);
+    }
+
     /// `http://<listen>`, where the API answers (an unspecified address becomes loopback): the
     /// base of alerts' generator URLs and of `canaryd silence`.
     pub fn api_url(&self) -> String {

@@ -18,6 +18,7 @@ use super::model::*;
 use super::template::Template;
 use super::*;
 use crate::probe::http::spec::*;
+use crate::shard::Shard;
 
 /// Error sink for one file.
 struct Ctx<'a> {
@@ -331,6 +332,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         maintenance,
         watchdog,
         files,
+        shard: Shard::ALL,
+        elsewhere: Vec::new(),
     })
 }
 

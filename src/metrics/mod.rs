@@ -214,7 +214,7 @@ impl Metrics {
         );
         registry.register(
             "canaryd_checks",
-            "Number of configured checks",
+            "Number of checks this process runs (under --shard, its shard's)",
             checks_gauge.clone(),
         );
         registry.register(
