@@ -63,6 +63,13 @@ pub enum Command {
         #[arg(long, global = true)]
         url: Option<String>,
     },
+    /// Print the JSON Schema of canaryd.yaml (`config`) or of a check file (`checks`), for
+    /// editors: completion, documentation on hover, errors while typing.
+    Schema {
+        /// Which file the schema describes.
+        #[arg(value_enum)]
+        file: crate::config::schema::SchemaFile,
+    },
 }
 
 /// `canaryd silence ...`
@@ -128,6 +135,20 @@ pub fn main(cli: Cli) -> ExitCode {
             config,
             url,
         } => rt.block_on(silence(action, config, url)),
+        Command::Schema { file } => {
+            // Not print!: a closed pipe (`canaryd schema checks | head`) is an error, not a panic.
+            use std::io::Write as _;
+            match std::io::stdout()
+                .lock()
+                .write_all(file.to_json().as_bytes())
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("canaryd schema: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
