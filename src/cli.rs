@@ -136,13 +136,14 @@ pub fn main(cli: Cli) -> ExitCode {
             url,
         } => rt.block_on(silence(action, config, url)),
         Command::Schema { file } => {
-            // Not print!: a closed pipe (`canaryd schema checks | head`) is an error, not a panic.
+            // Not print!, which panics when the reader went away (`canaryd schema checks | head`).
             use std::io::Write as _;
             match std::io::stdout()
                 .lock()
                 .write_all(file.to_json().as_bytes())
             {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("canaryd schema: {e}");
                     ExitCode::FAILURE

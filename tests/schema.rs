@@ -155,6 +155,23 @@ fn documented_properties(s: &Value, def: &str) -> Vec<String> {
 }
 
 #[test]
+fn every_key_of_every_object_is_documented_and_no_other_key_is_allowed() {
+    for which in ["config", "checks"] {
+        let s = schema(which);
+        let defs = s["definitions"].as_object().unwrap();
+        let objects: Vec<&String> = defs
+            .iter()
+            .filter(|(_, d)| d.get("properties").is_some())
+            .map(|(name, _)| name)
+            .collect();
+        assert!(objects.len() >= 10, "{which}: {objects:?}");
+        for name in objects {
+            documented_properties(&s, name);
+        }
+    }
+}
+
+#[test]
 fn editors_complete_every_key_with_its_documentation() {
     let checks = schema("checks");
     assert_eq!(checks["additionalProperties"], false);

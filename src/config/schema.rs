@@ -39,14 +39,6 @@ pub enum SchemaFile {
 }
 
 impl SchemaFile {
-    /// The name the schema is published under (in `schema/` of the repository).
-    pub fn file_name(self) -> &'static str {
-        match self {
-            SchemaFile::Config => "canaryd.schema.json",
-            SchemaFile::Checks => "checks.schema.json",
-        }
-    }
-
     /// The schema, in JSON Schema draft 7: the draft the YAML language server (VS Code's YAML
     /// extension and every editor built on it) implements; later drafts it only partly reads.
     pub fn schema(self) -> Value {
@@ -275,7 +267,7 @@ pub const HOST_PORT: &str = r"^.+:\+?[0-9]+$";
 /// A crontab line: five fields, or a nickname such as `@daily`.
 pub const CRON: &str = r"^\s*(?:@[A-Za-z]+|\S+(?:\s+\S+){4})\s*$";
 /// An RFC 3339 time as `maintenance[].start` reads it (`T` or a space between date and time).
-pub const RFC3339: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}";
+pub const RFC3339: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}";
 /// `alerts[].window`: `N of M`.
 pub const WINDOW: &str = r"^\s*\+?[0-9]+\s* of \s*\+?[0-9]+\s*$";
 
