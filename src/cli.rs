@@ -71,6 +71,13 @@ pub enum Command {
         #[arg(long, global = true)]
         url: Option<String>,
     },
+    /// Print the JSON Schema of canaryd.yaml (`config`) or of a check file (`checks`), for
+    /// editors: completion, documentation on hover, errors while typing.
+    Schema {
+        /// Which file the schema describes.
+        #[arg(value_enum)]
+        file: crate::config::schema::SchemaFile,
+    },
 }
 
 /// `canaryd silence ...`
@@ -136,6 +143,21 @@ pub fn main(cli: Cli) -> ExitCode {
             config,
             url,
         } => rt.block_on(silence(action, config, url)),
+        Command::Schema { file } => {
+            // Not print!, which panics when the reader went away (`canaryd schema checks | head`).
+            use std::io::Write as _;
+            match std::io::stdout()
+                .lock()
+                .write_all(file.to_json().as_bytes())
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("canaryd schema: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

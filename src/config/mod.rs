@@ -7,6 +7,7 @@
 
 pub mod expr;
 pub mod model;
+pub mod schema;
 pub mod template;
 pub mod totp;
 mod validate;

@@ -8,9 +8,17 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
+
+// The JSON Schema (`canaryd schema`) is derived from these types: `Spanned<T>` fields say their
+// schema with `#[schemars(with = ...)]`, in the words of `schema` (`Text`: a string the decoder
+// also reads from a number or boolean; `Flag`, `Count`: likewise for booleans and integers).
+use super::schema::{
+    self, Count, Flag, Method, QueueSystem, Severity as SeverityName, Text, TimeZone, UtcOnly,
+};
 
 /// A humantime duration: `30s`, `5m`, `1h30m`, `250ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,198 +232,260 @@ impl Ord for Key {
 }
 
 /// `canaryd.yaml`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DaemonFile {
-    /// Address of /metrics, the API and heartbeat pings.
+    /// Address of /metrics, the API and heartbeat pings: an IP address and port (default
+    /// 127.0.0.1:9464; host names are not resolved).
+    #[schemars(with = "Option<String>", extend("pattern" = schema::SOCKET_ADDR, "patternErrorMessage" = "host:port with an IP address, e.g. 127.0.0.1:9464"))]
     pub listen: Option<Spanned<String>>,
-    /// Where the embedded state store lives.
+    /// Where the embedded state store lives, relative to this file (default ./state).
+    #[schemars(with = "Option<Text>")]
     pub state_dir: Option<Spanned<String>>,
     /// Globs of check files, relative to this file.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<Text>>")]
     pub check_files: Vec<Spanned<String>>,
     /// Interval and timeout for checks that set none.
     #[serde(default)]
+    #[schemars(with = "Option<Defaults>")]
     pub defaults: Defaults,
     /// Checks may also be written inline here.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<CheckDef>>")]
     pub checks: Vec<CheckDef>,
     /// Where notifications go.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<ReceiverDef>>")]
     pub receivers: Vec<ReceiverDef>,
     /// Which alerts go to which receivers; first match wins.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<RouteDef>>")]
     pub routes: Vec<RouteDef>,
     /// Windows in which matching checks' alerts do not notify.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<MaintenanceDef>>")]
     pub maintenance: Vec<MaintenanceDef>,
     /// External dead-man's switch.
     pub watchdog: Option<WatchdogDef>,
-    /// At most this many runs at once, across all checks.
+    /// At most this many runs at once, across all checks (default 256).
+    #[schemars(with = "Option<Count>", extend("minimum" = 1))]
     pub max_concurrency: Option<Spanned<u32>>,
 }
 
 /// `defaults:` in `canaryd.yaml`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
-    /// Default interval.
+    /// Default interval (30s).
+    #[schemars(with = "Option<Dur>")]
     pub interval: Option<Spanned<Dur>>,
-    /// Default timeout.
+    /// Default timeout (10s, at most the interval).
+    #[schemars(with = "Option<Dur>")]
     pub timeout: Option<Spanned<Dur>>,
-    /// Default response body cap.
+    /// Default response body cap (1MiB).
+    #[schemars(with = "Option<ByteSize>")]
     pub body_limit: Option<Spanned<ByteSize>>,
 }
 
 /// A check file (`checks/*.yaml`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckFile {
     /// The checks in this file.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<CheckDef>>")]
     pub checks: Vec<CheckDef>,
 }
 
 /// One check. Exactly one kind key (`http`, `tcp`, `queue`, `heartbeat`) must be set.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = schema::check_rules)]
 pub struct CheckDef {
     /// Unique across all files; `[a-z0-9][a-z0-9_-]*`.
+    #[schemars(with = "Text", extend("pattern" = schema::NAME, "maxLength" = 128, "patternErrorMessage" = "lowercase letters, digits, - and _, starting with a letter or digit"))]
     pub name: Spanned<String>,
     /// Time between runs.
+    #[schemars(with = "Option<Dur>")]
     pub interval: Option<Spanned<Dur>>,
     /// Bound on a whole run (all steps); must be <= interval.
+    #[schemars(with = "Option<Dur>")]
     pub timeout: Option<Spanned<Dur>>,
     /// Labels copied onto alerts.
     #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, Text>>")]
     pub labels: BTreeMap<String, String>,
     /// HTTP: one request or scripted steps.
+    #[schemars(with = "Option<HttpDef>")]
     pub http: Option<Spanned<HttpDef>>,
     /// TCP connect (optionally TLS).
+    #[schemars(with = "Option<TcpDef>")]
     pub tcp: Option<Spanned<TcpDef>>,
     /// Background-job health read from Redis.
+    #[schemars(with = "Option<QueueDef>")]
     pub queue: Option<Spanned<QueueDef>>,
     /// Pushed heartbeats from batch jobs (`/ping/<name>`).
+    #[schemars(with = "Option<HeartbeatDef>")]
     pub heartbeat: Option<Spanned<HeartbeatDef>>,
-    /// Alert rules.
+    /// Alert rules (none: a default `CheckFailing`, failed 3 runs in a row, critical).
     #[serde(default)]
+    #[schemars(with = "Option<Vec<AlertDef>>")]
     pub alerts: Vec<AlertDef>,
 }
 
-/// The `http:` kind.
-#[derive(Debug, Deserialize)]
+/// The `http:` kind: `request` (one request) or `steps` (a scripted flow).
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = schema::http_rules)]
 pub struct HttpDef {
     /// Base for relative step URLs; also `${base_url}`.
+    #[schemars(with = "Option<String>", extend("pattern" = schema::HTTP_URL, "patternErrorMessage" = "an http(s) URL"))]
     pub base_url: Option<Spanned<String>>,
     /// The single-request form.
+    #[schemars(with = "Option<RequestDef>")]
     pub request: Option<Spanned<RequestDef>>,
     /// Expectations of the single-request form.
     pub expect: Option<ExpectDef>,
     /// Extraction of the single-request form.
     #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, ExtractDef>>")]
     pub extract: BTreeMap<String, Spanned<ExtractDef>>,
     /// The scripted form.
+    #[schemars(with = "Option<Vec<StepDef>>", extend("minItems" = 1))]
     pub steps: Option<Spanned<Vec<StepDef>>>,
     /// Follow redirects (per check; steps may override).
+    #[schemars(with = "Option<Flag>")]
     pub follow_redirects: Option<bool>,
-    /// Most redirect hops followed per step.
+    /// Most redirect hops followed per step (default 10).
+    #[schemars(with = "Option<Count>", extend("maximum" = 100))]
     pub max_redirects: Option<Spanned<u32>>,
     /// Response body cap.
+    #[schemars(with = "Option<ByteSize>")]
     pub body_limit: Option<Spanned<ByteSize>>,
     /// TLS options.
     pub tls_config: Option<TlsDef>,
 }
 
-/// TLS options (http and tcp).
-#[derive(Debug, Default, Deserialize)]
+/// TLS options (http, tcp and queue).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = schema::tls_rules)]
 pub struct TlsDef {
     /// Turn certificate verification off (explicitly only).
     #[serde(default)]
+    #[schemars(with = "Flag")]
     pub insecure_skip_verify: bool,
     /// Extra CA bundle (PEM) instead of the system roots.
+    #[schemars(with = "Option<Text>")]
     pub ca_file: Option<Spanned<String>>,
     /// Client certificate (PEM).
+    #[schemars(with = "Option<Text>")]
     pub cert_file: Option<Spanned<String>>,
     /// Client key (PEM).
+    #[schemars(with = "Option<Text>")]
     pub key_file: Option<Spanned<String>>,
     /// SNI and verification name, when it differs from the URL host.
+    #[schemars(with = "Option<Text>")]
     pub server_name: Option<Spanned<String>>,
 }
 
 /// One step of a scripted flow.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = schema::step_rules)]
 pub struct StepDef {
     /// Unique within the check; used in metrics and `step.<name>.*` alert variables.
+    #[schemars(with = "Text", extend("pattern" = schema::NAME, "maxLength" = 128, "patternErrorMessage" = "lowercase letters, digits, - and _"))]
     pub name: Spanned<String>,
     /// The request.
+    #[schemars(with = "RequestDef")]
     pub request: Spanned<RequestDef>,
     /// What must hold.
     pub expect: Option<ExpectDef>,
     /// Variables taken from the response.
     #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, ExtractDef>>")]
     pub extract: BTreeMap<String, Spanned<ExtractDef>>,
     /// Run even after an earlier step failed (e.g. logout).
     #[serde(default)]
+    #[schemars(with = "Flag")]
     pub always_run: bool,
     /// A failure of this step does not end the flow (the check still fails).
     #[serde(default)]
+    #[schemars(with = "Flag")]
     pub continue_on_failure: bool,
 }
 
 /// A request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = schema::request_rules)]
 pub struct RequestDef {
     /// HTTP method (default GET).
+    #[schemars(with = "Option<Method>")]
     pub method: Option<Spanned<String>>,
     /// Absolute, or relative to `base_url`.
+    #[schemars(with = "String", extend("pattern" = schema::REQUEST_URL, "patternErrorMessage" = "an http(s) URL, or a path starting with / under http.base_url"))]
     pub url: Spanned<String>,
     /// Request headers (templates).
     #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, Text>>")]
     pub headers: BTreeMap<String, Spanned<String>>,
     /// Query parameters added to the URL (templates).
     #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, Text>>")]
     pub query: BTreeMap<String, Spanned<String>>,
     /// Raw body (template).
+    #[schemars(with = "Option<Text>")]
     pub body: Option<Spanned<String>>,
     /// URL-encoded form body (templates).
+    #[schemars(with = "Option<BTreeMap<String, Text>>")]
     pub form: Option<BTreeMap<String, Spanned<String>>>,
     /// JSON body; strings may hold templates.
+    #[schemars(with = "Option<serde_json::Value>")]
     pub json: Option<Spanned<serde_json::Value>>,
     /// Follow redirects for this request.
+    #[schemars(with = "Option<Flag>")]
     pub follow_redirects: Option<bool>,
     /// Bound on this request (within the check's timeout).
+    #[schemars(with = "Option<Dur>")]
     pub timeout: Option<Spanned<Dur>>,
 }
 
 /// Expectations on a response.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = schema::expect_rules)]
 pub struct ExpectDef {
     /// Accepted statuses (default 2xx).
+    #[schemars(with = "Option<StatusSpec>")]
     pub status: Option<Spanned<StatusSpec>>,
     /// Body must contain each string.
     pub body_contains: Option<OneOrMany>,
     /// Body must not contain any string.
     pub body_not_contains: Option<OneOrMany>,
     /// Body must match each regex.
+    #[schemars(with = "Option<OneOrMany>")]
     pub body_regex: Option<Spanned<OneOrMany>>,
     /// Response headers must equal these values (names case-insensitive).
     #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<Key, Text>>")]
     pub header: BTreeMap<Key, String>,
     /// JSONPath (RFC 9535) → expected value, or an operator map.
     #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<Key, JsonExpect>>")]
     pub json: BTreeMap<Key, Spanned<JsonExpect>>,
     /// The step must take at most this long.
+    #[schemars(with = "Option<Dur>")]
     pub max_duration: Option<Spanned<Dur>>,
     /// The server certificate must be valid for at least this many days.
+    #[schemars(with = "Option<Count>")]
     pub cert_min_days: Option<Spanned<u32>>,
     /// A cookie with this name must be in the jar after the step.
     pub cookie: Option<OneOrMany>,
     /// The final URL after redirects must equal this (path or absolute).
+    #[schemars(with = "Option<Text>")]
     pub url: Option<Spanned<String>>,
 }
 
@@ -428,13 +498,15 @@ pub enum JsonExpect {
     Ops(JsonOps),
 }
 
-/// Operators for a JSON assertion.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// Operators for a JSON assertion: exactly one.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = schema::json_ops_rules)]
 pub struct JsonOps {
     /// Equals this value.
     pub equals: Option<serde_json::Value>,
     /// The path selects (true) or selects nothing (false).
+    #[schemars(with = "Option<Flag>")]
     pub exists: Option<bool>,
     /// The string value matches this regex.
     pub matches: Option<String>,
@@ -476,214 +548,277 @@ fn is_json_op(k: &str) -> bool {
 }
 
 /// Where an extracted variable comes from: exactly one source key.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = schema::extract_rules)]
 pub struct ExtractDef {
     /// Regex on the body; the first capture group (or the whole match).
+    #[schemars(with = "Option<Text>")]
     pub regex: Option<Spanned<String>>,
     /// CSS selector on the HTML body.
+    #[schemars(with = "Option<Text>")]
     pub css: Option<Spanned<String>>,
     /// With `css`: take this attribute instead of the text.
+    #[schemars(with = "Option<Text>")]
     pub attr: Option<String>,
     /// JSONPath (RFC 9535) on the JSON body.
+    #[schemars(with = "Option<String>", extend("pattern" = schema::JSONPATH, "patternErrorMessage" = "a JSONPath starts with $, e.g. $.token"))]
     pub json: Option<Spanned<String>>,
     /// A response header.
+    #[schemars(with = "Option<Text>", extend("pattern" = schema::HEADER_NAME, "patternErrorMessage" = "an HTTP header name"))]
     pub header: Option<String>,
     /// A cookie from the jar.
+    #[schemars(with = "Option<Text>")]
     pub cookie: Option<String>,
     /// The status code (`status: true`).
+    #[schemars(with = "Option<Flag>")]
     pub status: Option<bool>,
 }
 
 /// The `tcp:` kind.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TcpDef {
     /// `host:port`
+    #[schemars(with = "String", extend("pattern" = schema::HOST_PORT, "patternErrorMessage" = "host:port"))]
     pub target: Spanned<String>,
     /// Do a TLS handshake after connecting.
     #[serde(default)]
+    #[schemars(with = "Flag")]
     pub tls: bool,
-    /// TLS options.
+    /// TLS options (with `tls: true`).
     pub tls_config: Option<TlsDef>,
-    /// The certificate must be valid for at least this many days.
+    /// The certificate must be valid for at least this many days (with `tls: true`).
+    #[schemars(with = "Option<Count>")]
     pub cert_min_days: Option<Spanned<u32>>,
 }
 
 /// The `queue:` kind.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = schema::queue_rules)]
 pub struct QueueDef {
-    /// sidekiq | celery | rq | bullmq | resque | redis
+    /// sidekiq | celery | rq | bullmq | resque | redis (generic keys)
+    #[schemars(with = "QueueSystem")]
     pub system: Spanned<String>,
     /// `redis://[:password@]host:port/db` or `rediss://…`; secrets allowed.
+    #[schemars(with = "String", extend("pattern" = schema::REDIS_URL, "patternErrorMessage" = "a redis://, rediss:// or unix:// URL"))]
     pub redis: Spanned<String>,
     /// Queues to read; omitted: discover every queue.
+    #[schemars(with = "Option<Vec<Text>>", extend("minItems" = 1, "uniqueItems" = true))]
     pub queues: Option<Spanned<Vec<String>>>,
     /// Key prefix or namespace (Sidekiq namespace, Celery `global_keyprefix`, BullMQ prefix,
     /// Resque namespace).
+    #[schemars(with = "Option<Text>")]
     pub prefix: Option<Spanned<String>>,
     /// Celery: the priority steps the broker was configured with.
+    #[schemars(with = "Option<Vec<Count>>")]
     pub priority_steps: Option<Spanned<Vec<u32>>>,
     /// Celery: the separator between queue name and priority.
+    #[schemars(with = "Option<Text>")]
     pub priority_separator: Option<Spanned<String>>,
     /// Generic `redis`: exact keys.
+    #[schemars(with = "Option<Vec<Text>>")]
     pub keys: Option<Spanned<Vec<String>>>,
     /// Generic `redis`: SCAN MATCH patterns.
+    #[schemars(with = "Option<Vec<Text>>")]
     pub patterns: Option<Spanned<Vec<String>>>,
     /// Bound on connecting (the check's timeout bounds the whole run).
+    #[schemars(with = "Option<Dur>")]
     pub connect_timeout: Option<Spanned<Dur>>,
     /// TLS options for `rediss://`.
     pub tls_config: Option<TlsDef>,
 }
 
-/// The `heartbeat:` kind.
-#[derive(Debug, Deserialize)]
+/// The `heartbeat:` kind: `every` or `cron`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = schema::heartbeat_rules)]
 pub struct HeartbeatDef {
     /// A run is expected this long after the previous one finished.
+    #[schemars(with = "Option<Dur>")]
     pub every: Option<Spanned<Dur>>,
     /// Or: runs are expected at the times this crontab line names.
+    #[schemars(with = "Option<String>", extend("pattern" = schema::CRON, "patternErrorMessage" = "five fields: minute hour day-of-month month day-of-week, e.g. \"0 2 * * *\""))]
     pub cron: Option<Spanned<String>>,
     /// IANA zone of `cron`'s wall-clock times (default UTC).
+    #[schemars(with = "Option<TimeZone>")]
     pub timezone: Option<Spanned<String>>,
     /// How long after the due time a missing ping becomes late.
+    #[schemars(with = "Option<Dur>")]
     pub grace: Option<Spanned<Dur>>,
     /// A started run must finish within this.
+    #[schemars(with = "Option<Dur>")]
     pub max_runtime: Option<Spanned<Dur>>,
     /// Pings must carry `Authorization: Bearer <token>`; secrets allowed.
+    #[schemars(with = "Option<Text>")]
     pub token: Option<Spanned<String>>,
 }
 
 /// One alert rule.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = schema::alert_rules)]
 pub struct AlertDef {
     /// Alert name (`LoginFailing`).
+    #[schemars(with = "Text", extend("pattern" = schema::ALERT_NAME, "patternErrorMessage" = "letters, digits and _, starting with a letter"))]
     pub name: Spanned<String>,
     /// Condition over the check's variables.
+    #[schemars(with = "Text")]
     pub when: Spanned<String>,
     /// True for this long before firing.
     #[serde(rename = "for")]
+    #[schemars(with = "Option<Dur>")]
     pub for_: Option<Spanned<Dur>>,
     /// True for this many runs in a row before firing.
+    #[schemars(with = "Option<Count>", extend("minimum" = 1))]
     pub consecutive: Option<Spanned<u32>>,
     /// `N of M`: true in N of the last M runs.
+    #[schemars(with = "Option<String>", extend("pattern" = schema::WINDOW, "patternErrorMessage" = "N of M, e.g. 3 of 5"))]
     pub window: Option<Spanned<String>>,
     /// Keep firing this long after the condition clears (damps flapping).
+    #[schemars(with = "Option<Dur>")]
     pub keep_firing_for: Option<Spanned<Dur>>,
-    /// critical, error, warning or info.
+    /// critical (default), error, warning or info.
+    #[schemars(with = "Option<SeverityName>")]
     pub severity: Option<Spanned<String>>,
     /// Extra labels (routing).
     #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, Text>>")]
     pub labels: BTreeMap<String, String>,
     /// Templated annotations (`summary`, `runbook_url`, ...).
     #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, Text>>")]
     pub annotations: BTreeMap<String, Spanned<String>>,
 }
 
 /// A receiver: a name and exactly one kind.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = schema::receiver_rules)]
 pub struct ReceiverDef {
     /// Referenced by routes.
+    #[schemars(with = "Text", extend("pattern" = schema::NAME, "maxLength" = 128, "patternErrorMessage" = "lowercase letters, digits, - and _, starting with a letter or digit"))]
     pub name: Spanned<String>,
     /// PagerDuty Events v2.
+    #[schemars(with = "Option<PagerDutyDef>")]
     pub pagerduty: Option<Spanned<PagerDutyDef>>,
     /// Alertmanager v2 API.
+    #[schemars(with = "Option<AlertmanagerDef>")]
     pub alertmanager: Option<Spanned<AlertmanagerDef>>,
     /// Slack incoming webhook.
+    #[schemars(with = "Option<SlackDef>")]
     pub slack: Option<Spanned<SlackDef>>,
     /// Generic JSON webhook.
+    #[schemars(with = "Option<WebhookDef>")]
     pub webhook: Option<Spanned<WebhookDef>>,
 }
 
 /// PagerDuty receiver.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PagerDutyDef {
     /// Integration routing key (a secret).
+    #[schemars(with = "Text")]
     pub routing_key: Spanned<String>,
     /// Events API URL override.
+    #[schemars(with = "Option<String>", extend("pattern" = schema::HTTP_URL, "patternErrorMessage" = "an http(s) URL"))]
     pub url: Option<Spanned<String>>,
 }
 
 /// Alertmanager receiver.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertmanagerDef {
     /// Base URL of Alertmanager.
+    #[schemars(with = "String", extend("pattern" = schema::HTTP_URL, "patternErrorMessage" = "an http(s) URL"))]
     pub url: Spanned<String>,
 }
 
 /// Slack receiver.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlackDef {
     /// Incoming webhook URL (a secret).
+    #[schemars(with = "String", extend("pattern" = schema::HTTP_URL_TEMPLATE, "patternErrorMessage" = "an http(s) URL or a secret reference"))]
     pub webhook_url: Spanned<String>,
 }
 
 /// Generic webhook receiver.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookDef {
     /// Where to POST.
+    #[schemars(with = "String", extend("pattern" = schema::HTTP_URL_TEMPLATE, "patternErrorMessage" = "an http(s) URL or a secret reference"))]
     pub url: Spanned<String>,
     /// HMAC-SHA256 signing secret.
+    #[schemars(with = "Option<Text>")]
     pub secret: Option<Spanned<String>>,
     /// Extra headers.
     #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, Text>>")]
     pub headers: BTreeMap<String, Spanned<String>>,
 }
 
 /// A route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteDef {
     /// Label matchers (all must equal); empty matches everything.
     #[serde(default, rename = "match")]
+    #[schemars(with = "Option<BTreeMap<String, Text>>")]
     pub matchers: BTreeMap<String, String>,
     /// Receivers notified.
+    #[schemars(with = "Vec<Text>")]
     pub receivers: Vec<Spanned<String>>,
     /// Escalation when still firing.
     pub escalate: Option<EscalateDef>,
     /// Reminder interval while firing.
+    #[schemars(with = "Option<Dur>")]
     pub repeat_interval: Option<Spanned<Dur>>,
 }
 
 /// Escalation.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EscalateDef {
     /// Still firing after this long.
+    #[schemars(with = "Dur")]
     pub after: Spanned<Dur>,
     /// Then also notify these.
+    #[schemars(with = "Vec<Text>")]
     pub receivers: Vec<Spanned<String>>,
 }
 
 /// A maintenance window.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MaintenanceDef {
     /// Check name globs.
+    #[schemars(with = "Vec<Text>")]
     pub checks: Vec<Spanned<String>>,
     /// RFC 3339 start.
+    #[schemars(with = "String", extend("pattern" = schema::RFC3339, "patternErrorMessage" = "an RFC 3339 time, e.g. 2026-12-01T22:00:00Z"))]
     pub start: Spanned<String>,
     /// Length of the window.
+    #[schemars(with = "Dur")]
     pub duration: Spanned<Dur>,
     /// Optional recurrence.
+    #[schemars(with = "Option<Dur>")]
     pub every: Option<Spanned<Dur>>,
     /// IANA time zone (documentation only when `start` has an offset).
+    #[schemars(with = "Option<UtcOnly>")]
     pub timezone: Option<Spanned<String>>,
 }
 
 /// The watchdog.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WatchdogDef {
     /// URL called while healthy.
+    #[schemars(with = "Text")]
     pub url: Spanned<String>,
-    /// How often.
+    /// How often (default 1m).
+    #[schemars(with = "Option<Dur>")]
     pub every: Option<Spanned<Dur>>,
 }
