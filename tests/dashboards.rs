@@ -207,7 +207,7 @@ fn every_dashboard_is_importable_grafana_json_with_a_datasource_variable() {
         {
             bad("not tagged canaryd".into());
         }
-        if !j["schemaVersion"].as_u64().is_some_and(|v| v >= 36) {
+        if j["schemaVersion"].as_u64().is_none_or(|v| v < 36) {
             bad(format!(
                 "schemaVersion {} (a modern Grafana writes 36 or later)",
                 j["schemaVersion"]
@@ -267,9 +267,7 @@ fn every_dashboard_is_importable_grafana_json_with_a_datasource_variable() {
                     }
                     for r in references(q) {
                         if !defined.contains(&r) {
-                            bad(format!(
-                                "variable {name}: uses ${r}, not defined before it"
-                            ));
+                            bad(format!("variable {name}: uses ${r}, not defined before it"));
                         }
                     }
                 }
@@ -588,6 +586,43 @@ fn resolve_variables(
     (vars, values_of)
 }
 
+/// The series a panel's target shows now (labels, value), its variables set to "All" and the
+/// built-ins to the first profile.
+fn shown(
+    prom: &Prometheus,
+    d: &Dashboard,
+    vars: &HashMap<String, String>,
+    title: &str,
+    ref_id: &str,
+) -> Vec<(Value, f64)> {
+    let panel = d
+        .query_panels()
+        .into_iter()
+        .find(|p| p["title"] == title)
+        .unwrap_or_else(|| panic!("{}: no panel {title:?}", d.file));
+    let target = panel["targets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["refId"] == ref_id)
+        .unwrap_or_else(|| panic!("{}: panel {title:?} has no target {ref_id}", d.file));
+    let mut vars = vars.clone();
+    for (k, v) in PROFILES[0].1 {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let expr = interpolate(target["expr"].as_str().unwrap_or(""), &vars).unwrap();
+    let result = prom.query(&expr);
+    result
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let v = s["value"][1].as_str().and_then(|v| v.parse().ok());
+            (s["metric"].clone(), v.unwrap_or(f64::NAN))
+        })
+        .collect()
+}
+
 /// The check files the canaryd under test runs: the demo's, with the app's address put in, and
 /// one more with an HTTPS check against nginx and a heartbeat.
 fn write_check_files(dir: &Path, app: &str, tls_url: &str, ca_file: &Path) {
@@ -724,12 +759,11 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
         .env("DEMO_TOTP_SEED", app::TOTP_SEED)
         .env("DEMO_PAGER_SECRET", pager::SECRET)
         .env("DEMO_REDIS_URL", &jobs.url)
-        .env("DASHBOARDS_HEARTBEAT_TOKEN", token);
+        .env("DASHBOARDS_HEARTBEAT_TOKEN", token)
+        .env("NO_COLOR", "1");
     let mut canaryd = Worker::spawn("canaryd", cmd);
     let ready = format!("http://{canaryd_addr}/-/ready");
-    canaryd.wait_until(secs(30), || {
-        http_get(&ready).is_ok_and(|r| r.status == 200)
-    });
+    canaryd.wait_until(secs(30), || http_get(&ready).is_ok_and(|r| r.status == 200));
 
     let Some(prom) = Prometheus::start(&[("canaryd", canaryd_addr.clone())], "1s") else {
         return;
@@ -795,12 +829,14 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
 
     let deadline = Instant::now() + QUERIES_DEADLINE;
     let mut values: Vec<HashMap<String, Vec<String>>> = vec![HashMap::new(); all.len()];
+    let mut resolved: Vec<HashMap<String, String>> = vec![HashMap::new(); all.len()];
     loop {
         for (n, d) in all.iter().enumerate() {
             let (vars, vals) = resolve_variables(&prom, d, n, &mut items);
             for (k, v) in vals {
                 values[n].insert(k, v);
             }
+            resolved[n].clone_from(&vars);
             for item in items
                 .iter_mut()
                 .filter(|i| i.dashboard == n && !i.variable && !i.done() && !i.invalid)
@@ -837,9 +873,9 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
                 }
             }
         }
-        let pending = items.iter().filter(|i| !i.done()).count();
-        let invalid = items.iter().any(|i| i.invalid);
-        if pending == 0 || invalid || Instant::now() >= deadline {
+        // Invalid queries are not asked again; the others are, until each has returned data.
+        let pending = items.iter().filter(|i| !i.done() && !i.invalid).count();
+        if pending == 0 || Instant::now() >= deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -893,6 +929,54 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
             "dashboards/{file}: variable ${var} lists {got:?}, not {value:?}"
         );
     }
+    // A few panels, as a user reads them: what they show is what happened.
+    let show = |file: &str, title: &str, ref_id: &str| {
+        let n = all.iter().position(|d| d.file == file).unwrap();
+        shown(&prom, &all[n], &resolved[n], title, ref_id)
+    };
+    let value = |rows: &[(Value, f64)], labels: Value| {
+        rows.iter()
+            .find(|(m, _)| labels.as_object().unwrap().iter().all(|(k, v)| m[k] == *v))
+            .map(|(_, v)| *v)
+    };
+    let rows = show("canaryd.json", "Checks configured", "A");
+    assert_eq!(value(&rows, json!({})), Some(9.0), "{rows:?}");
+    let rows = show("overview.json", "Firing alerts", "A");
+    let firing = json!({"check": "demo-login", "alert": "LoginFailing", "severity": "critical"});
+    assert!(value(&rows, firing).is_some(), "{rows:?}");
+    let rows = show("login-flows.json", "Failures by reason (time range)", "A");
+    assert!(
+        value(&rows, json!({"reason": "status"})) >= Some(1.0),
+        "{rows:?}"
+    );
+    let rows = show("login-flows.json", "TLS certificates", "A");
+    let expires_in = value(&rows, json!({"check": "tls-home"})).unwrap_or(0.0);
+    let expected = 2_208_988_800.0 // 2040-01-01T00:00:00Z
+        - std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+    assert!(
+        (expires_in - expected).abs() < 120.0,
+        "tls-home's certificate expires in {expires_in} s, not {expected} s: {rows:?}"
+    );
+    let rows = show("login-flows.json", "HTTP phases (stacked)", "A");
+    let tls = json!({"check": "tls-home", "phase": "tls"});
+    assert!(
+        value(&rows, tls) > Some(0.0),
+        "no TLS handshake time: {rows:?}"
+    );
+    let rows = show("background-jobs.json", "Workers / busy", "A");
+    assert_eq!(
+        value(&rows, json!({})),
+        Some(1.0),
+        "the demo's one worker: {rows:?}"
+    );
+    let rows = show("canaryd.json", "Notifications (time range)", "A");
+    let sent = value(&rows, json!({"receiver": "pager", "result": "sent"}));
+    let rejected = value(&rows, json!({"receiver": "nowhere", "result": "rejected"}));
+    assert!(sent > Some(0.0) && rejected > Some(0.0), "{rows:?}");
+
     // The pages went out: the dashboards' notification panels show real deliveries.
     assert!(
         pager
