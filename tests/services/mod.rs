@@ -702,17 +702,41 @@ pub struct Nginx {
     port: u16,
     bin: PathBuf,
     dir: TempDir,
+    /// Serving HTTPS (started with [`Nginx::start_tls`]).
+    tls: bool,
 }
 
 impl Nginx {
     /// Serves `root` (a directory of static files) at `http://127.0.0.1:PORT/`.
     pub fn start(root: impl AsRef<Path>) -> Option<Nginx> {
+        Self::start_with(root.as_ref(), None)
+    }
+
+    /// Serves `root` at `https://127.0.0.1:PORT/` with the given PEM certificate (chain) and
+    /// private key; [`Nginx::url`] is then the `https://` URL.
+    pub fn start_tls(root: impl AsRef<Path>, cert_pem: &str, key_pem: &str) -> Option<Nginx> {
+        Self::start_with(root.as_ref(), Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(root: &Path, tls: Option<(&str, &str)>) -> Option<Nginx> {
         let bin = require("nginx")?;
-        let root = fs::canonicalize(root.as_ref())
-            .unwrap_or_else(|e| panic!("nginx: root {}: {e}", root.as_ref().display()));
+        let root = fs::canonicalize(root)
+            .unwrap_or_else(|e| panic!("nginx: root {}: {e}", root.display()));
         let dir = tempdir("nginx");
         let d = dir.path().to_path_buf();
         fs::create_dir_all(d.join("tmp")).expect("create nginx tmp dir");
+        let ssl = match tls {
+            None => String::new(),
+            Some((cert, key)) => {
+                write(&d.join("cert.pem"), cert);
+                write(&d.join("key.pem"), key);
+                format!(
+                    "        ssl_certificate {d}/cert.pem;\n        ssl_certificate_key {d}/key.pem;\n",
+                    d = d.display()
+                )
+            }
+        };
+        let listen_ssl = if tls.is_some() { " ssl" } else { "" };
         let log = d.join("error.log");
         let (proc, port) = start_with_retries("nginx", |port| {
             // As root, the workers would switch to `nobody`, which cannot read a 0700 tempdir.
@@ -738,8 +762,8 @@ http {{
     uwsgi_temp_path {d}/tmp/uwsgi;
     scgi_temp_path {d}/tmp/scgi;
     server {{
-        listen 127.0.0.1:{port};
-        root {root};
+        listen 127.0.0.1:{port}{listen_ssl};
+{ssl}        root {root};
         location / {{ }}
     }}
 }}
@@ -773,12 +797,14 @@ http {{
             port,
             bin,
             dir,
+            tls: tls.is_some(),
         })
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` when started with [`Nginx::start_tls`])
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn port(&self) -> u16 {
