@@ -4,13 +4,16 @@
 #
 #   CANARYD_URL=http://127.0.0.1:9464 HEARTBEAT_TOKEN=... examples/ping.sh nightly-invoices ./make-invoices --all
 #
+# With replicas (README, "Running at scale"), CANARYD_URL lists every replica that watches the
+# check, separated by spaces: each gets every ping, so none of them reports the job late.
+#
 # The job's output and exit code are passed on, so cron still mails failures as before. A ping
 # that cannot be delivered never fails the job: canaryd reports the check late instead. The token
 # goes to curl in a file, not on its command line, where `ps` would show it.
 set -u
 check=$1
 shift
-url=${CANARYD_URL:-http://127.0.0.1:9464}/ping/$check
+urls=${CANARYD_URL:-http://127.0.0.1:9464}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 : >"$tmp/headers"
@@ -19,8 +22,11 @@ if [ -n "${HEARTBEAT_TOKEN:-}" ]; then
 fi
 
 ping() { # ping SUFFIX BODY_FILE
-    curl -fsS -m 10 --retry 3 -H "@$tmp/headers" --data-binary "@$2" "$url$1" >/dev/null ||
-        echo "ping.sh: could not report to canaryd at $url$1" >&2
+    for base in $urls; do
+        url=$base/ping/$check$1
+        curl -fsS -m 10 --retry 3 -H "@$tmp/headers" --data-binary "@$2" "$url" >/dev/null ||
+            echo "ping.sh: could not report to canaryd at $url" >&2
+    done
 }
 
 : >"$tmp/empty"

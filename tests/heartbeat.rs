@@ -517,6 +517,10 @@ async fn the_real_daemon_keeps_heartbeat_state_across_a_restart_and_never_shows_
     .await;
     assert_eq!(code, 401);
     // A job run through examples/ping.sh: /start, its output, exit code 3.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let job = std::process::Command::new("sh")
         .arg("examples/ping.sh")
         .args([
@@ -525,11 +529,20 @@ async fn the_real_daemon_keeps_heartbeat_state_across_a_restart_and_never_shows_
             "-c",
             "echo 'building invoices'; echo 'db timeout' >&2; exit 3",
         ])
-        .env("CANARYD_URL", format!("http://{addr}"))
+        // Two replicas, one of them down: the job is reported to the one that is up, and the
+        // one that is down costs a line on stderr, not the job's exit code.
+        .env("CANARYD_URL", format!("http://{down} http://{addr}"))
         .env("HEARTBEAT_TOKEN", CANARY)
         .output()
         .unwrap();
     assert_eq!(job.status.code(), Some(3), "{job:?}");
+    let stderr = String::from_utf8_lossy(&job.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "could not report to canaryd at http://{down}/ping/nightly/start"
+        )) && !stderr.contains(&format!("at http://{addr}")),
+        "{stderr}"
+    );
     assert_eq!(
         String::from_utf8_lossy(&job.stdout),
         "building invoices\ndb timeout\n"

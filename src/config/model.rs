@@ -411,7 +411,8 @@ pub struct StepDef {
     #[serde(default)]
     #[schemars(with = "Flag")]
     pub always_run: bool,
-    /// A failure of this step does not end the flow (the check still fails).
+    /// A non-critical step: its failure shows in its step metrics and trace, does not end the
+    /// flow, and does not fail the check.
     #[serde(default)]
     #[schemars(with = "Flag")]
     pub continue_on_failure: bool,
