@@ -217,7 +217,7 @@ fn three_replicas_split_the_checks_between_them() {
         );
     }
     for name in heartbeats {
-        yaml += &format!("  - {{name: {name}, heartbeat: {{every: 1h}}}}\n");
+        yaml += &format!("  - {{name: {name}, interval: 1s, heartbeat: {{every: 1h}}}}\n");
     }
     std::fs::write(dir.path().join("checks/all.yaml"), &yaml).unwrap();
     let all: BTreeSet<String> = tcp
