@@ -215,7 +215,13 @@ fn a_killed_resque_worker_counts_until_its_heartbeat_is_stale() {
         },
     );
     let mut worker = start_worker(&ruby, &redis, "default", "1");
-    worker.wait_until(secs(20), || r.collect().workers == Some(1));
+    // Registered and heartbeating: the heartbeat thread writes its first beat on a connection of
+    // its own, which may land after the registration; a worker killed before its first beat
+    // would count for ever (Resque never prunes a worker without a heartbeat).
+    worker.wait_until(secs(20), || {
+        r.collect().workers == Some(1)
+            && redis.cmd(&["HLEN", "resque:workers:heartbeat"]) == services::Resp::Int(1)
+    });
 
     // SIGKILL: the worker cannot unregister; it stays in `workers` with its last heartbeat.
     worker.kill();
