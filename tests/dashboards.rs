@@ -31,15 +31,12 @@ mod pager;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use services::{http_get, http_request, secs, urlencode, Prometheus, Worker};
-
-const BIN: &str = env!("CARGO_BIN_EXE_canaryd");
+use services::{http_get, http_request, secs, urlencode, Canaryd, Prometheus};
 
 /// The dashboards the repository ships, by file name.
 const FILES: [&str; 4] = [
@@ -752,18 +749,13 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
     let canaryd_addr = format!("127.0.0.1:{}", services::free_port());
     let config = write_config(dir.path(), &canaryd_addr, &app_addr);
     let token = "dashboards-heartbeat-token";
-    let mut cmd = Command::new(BIN);
-    cmd.args(["run", "--config"])
-        .arg(&config)
-        .env("DEMO_PASSWORD", app::PASSWORD)
+    let mut cmd = services::canaryd_run(&config);
+    cmd.env("DEMO_PASSWORD", app::PASSWORD)
         .env("DEMO_TOTP_SEED", app::TOTP_SEED)
         .env("DEMO_PAGER_SECRET", pager::SECRET)
         .env("DEMO_REDIS_URL", &jobs.url)
-        .env("DASHBOARDS_HEARTBEAT_TOKEN", token)
-        .env("NO_COLOR", "1");
-    let mut canaryd = Worker::spawn("canaryd", cmd);
-    let ready = format!("http://{canaryd_addr}/-/ready");
-    canaryd.wait_until(secs(30), || http_get(&ready).is_ok_and(|r| r.status == 200));
+        .env("DASHBOARDS_HEARTBEAT_TOKEN", token);
+    let mut canaryd = Canaryd::start(cmd, &canaryd_addr).unwrap_or_else(|e| panic!("{e}"));
 
     let Some(prom) = Prometheus::start(&[("canaryd", canaryd_addr.clone())], "1s") else {
         return;

@@ -13,9 +13,8 @@ mod services;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -794,19 +793,6 @@ fn the_promql_reader_finds_selectors_matchers_and_grouping_labels() {
     );
 }
 
-/// A canaryd daemon, killed on drop.
-struct Daemon {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn every_metric_and_label_the_rules_read_is_one_canaryd_exports() {
     let rules = read_yaml(&example("prometheus-rules.yml"));
@@ -887,23 +873,14 @@ fn every_metric_and_label_the_rules_read_is_one_canaryd_exports() {
     )
     .unwrap();
 
-    let child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(dir.path().join("canaryd.yaml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start canaryd");
-    let daemon = Daemon { child, addr };
+    let config = dir.path().join("canaryd.yaml");
+    let daemon = services::Canaryd::start(services::canaryd_run(&config), &addr)
+        .unwrap_or_else(|e| panic!("{e}"));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(&daemon.addr).is_err() {
-        assert!(Instant::now() < deadline, "canaryd did not start listening");
-        sleep(Duration::from_millis(20));
-    }
 
     // Scrape until what the rules read has appeared (the first runs, the first failed
     // deliveries), or the wait runs out; then report every problem at once.
-    let url = format!("http://{}/metrics", daemon.addr);
+    let url = daemon.url("/metrics");
     let (exported, problems) = loop {
         let text = services::http_get(&url).expect("GET /metrics").text();
         let exported = Exported::parse(&text);

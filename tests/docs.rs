@@ -17,12 +17,12 @@ mod services;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use adversary::{Behavior, Reply, Server, TlsSetup};
-use services::{free_port, http_get, http_post, Redis};
+use services::{canaryd_run, free_port, http_get, http_post, Canaryd, Redis};
 
 const BIN: &str = env!("CARGO_BIN_EXE_canaryd");
 
@@ -245,61 +245,6 @@ fn parse_sample(line: &str) -> (String, Vec<String>) {
     (name, labels)
 }
 
-/// `canaryd run` as a child process, its output in a log file; killed when dropped.
-struct Daemon {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-}
-
-impl Daemon {
-    /// Starts `canaryd run` and waits until it answers; `Err` with its log if it exits first.
-    fn start(config: &Path, addr: String, log: PathBuf) -> Result<Daemon, String> {
-        let out = fs::File::create(&log).expect("create the canaryd log");
-        let err = out.try_clone().expect("clone the log handle");
-        let child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(config)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start canaryd");
-        let mut d = Daemon { child, addr, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http_get(&d.url("/-/healthy")).is_err() {
-            if let Ok(Some(status)) = d.child.try_wait() {
-                return Err(format!("canaryd exited ({status}):\n{}", d.log_tail()));
-            }
-            assert!(
-                Instant::now() < deadline,
-                "canaryd did not answer /-/healthy within 20 s:\n{}",
-                d.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(d)
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn log_tail(&self) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -385,7 +330,7 @@ fn every_exported_metric_family_is_documented_with_its_labels_and_every_document
             ),
         )
         .expect("write canaryd.yaml");
-        match Daemon::start(&config, addr, dir.path().join("canaryd.log")) {
+        match Canaryd::start(canaryd_run(&config), &addr) {
             Ok(d) => break d,
             Err(e) if failures.len() < 2 && e.contains("cannot listen") => failures.push(e),
             Err(e) => panic!("{}\n{e}", failures.join("\n")),
@@ -453,7 +398,7 @@ fn every_exported_metric_family_is_documented_with_its_labels_and_every_document
         problems.is_empty(),
         "README.md's metric table and canaryd's /metrics disagree:\n  {}\n\n/metrics was:\n{text}\n\ncanaryd log:\n{}",
         problems.join("\n  "),
-        daemon.log_tail()
+        daemon.log_tail(40)
     );
 
     // The documented GET endpoints without placeholders answer 200, as the API table says.

@@ -9,7 +9,7 @@ mod services;
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use canaryd::shard::Shard;
@@ -117,14 +117,12 @@ fn a_bad_shard_is_refused_with_its_form() {
 /// A real `canaryd run --shard i/n` with its own listen address and state directory.
 struct Replica {
     shard: Shard,
-    addr: String,
-    child: Child,
+    daemon: services::Canaryd,
 }
 
 impl Replica {
     fn start(dir: &Path, shard: Shard) -> Replica {
-        let port = services::free_port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("127.0.0.1:{}", services::free_port());
         let config = dir.join(format!("canaryd-{}.yaml", shard.index()));
         std::fs::write(
             &config,
@@ -134,28 +132,15 @@ impl Replica {
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.join(format!("log-{}", shard.index()))).unwrap();
-        let child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&config)
-            .args(["--shard", &shard.to_string()])
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        let t = Instant::now();
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "replica {shard} did not start listening"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Replica { shard, addr, child }
+        let mut cmd = services::canaryd_run(&config);
+        cmd.args(["--shard", &shard.to_string()]);
+        let daemon =
+            services::Canaryd::start(cmd, &addr).unwrap_or_else(|e| panic!("replica {shard}: {e}"));
+        Replica { shard, daemon }
     }
 
     fn get(&self, path: &str) -> services::HttpResponse {
-        services::http_get(&format!("http://{}{path}", self.addr)).unwrap()
+        services::http_get(&self.daemon.url(path)).unwrap()
     }
 
     /// The checks this replica lists, once each of them has run.
@@ -179,13 +164,6 @@ impl Replica {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -263,7 +241,7 @@ fn three_replicas_split_the_checks_between_them() {
     for name in heartbeats {
         let owner = Shard::owner(name, 3);
         for r in &replicas {
-            let url = format!("http://{}/ping/{name}", r.addr);
+            let url = r.daemon.url(&format!("/ping/{name}"));
             let response = services::http_post(&url, "text/plain", b"").unwrap();
             if r.shard == owner {
                 assert_eq!(response.status, 200, "{name} at its own shard {owner}");
@@ -330,7 +308,7 @@ fn a_reload_keeps_the_shard() {
 
     let after = names(20);
     write(&after);
-    let reload = services::http_post(&format!("http://{}/-/reload", r.addr), "", b"").unwrap();
+    let reload = services::http_post(&r.daemon.url("/-/reload"), "", b"").unwrap();
     assert_eq!(reload.status, 200, "{}", reload.text());
     let (_, mine) = r.checks_after_a_run();
     assert_eq!(mine, owned(&after), "after the reload");

@@ -1168,6 +1168,61 @@ impl Worker {
     }
 }
 
+/// `canaryd run --config <config>` of the binary under test (no colours in its log); add
+/// arguments (`--shard`) and environment before [`Canaryd::start`].
+pub fn canaryd_run(config: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_canaryd"));
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+/// A running canaryd daemon (a [`Worker`]: output in a log, killed on drop) listening on `addr`.
+pub struct Canaryd {
+    worker: Worker,
+    addr: String,
+}
+
+impl Canaryd {
+    /// Starts `cmd` (see [`canaryd_run`]) and waits until `addr` answers `/-/healthy`. `Err`
+    /// with the log tail when it exits first (a bad configuration, a port taken meanwhile).
+    pub fn start(cmd: Command, addr: &str) -> Result<Canaryd, String> {
+        let mut worker = Worker::spawn("canaryd", cmd);
+        let healthy = format!("http://{addr}/-/healthy");
+        worker
+            .proc
+            .wait_ready(secs(30), || {
+                http_get(&healthy).is_ok_and(|r| r.status == 200)
+            })
+            .map_err(|e| format!("{e}\n--- canaryd log ---\n{}", worker.log_tail(40)))?;
+        Ok(Canaryd {
+            worker,
+            addr: addr.to_string(),
+        })
+    }
+
+    /// `http://<addr><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The listen address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The last `lines` lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.worker.log_tail(lines)
+    }
+
+    /// SIGTERM (canaryd drains), then SIGKILL after `grace`.
+    pub fn stop(&mut self, grace: Duration) {
+        self.worker.stop(grace);
+    }
+}
+
 /// Runs a one-shot command to completion (bounded by `timeout`), panicking with its output if it
 /// fails; returns its stdout.
 pub fn run_ok(name: &'static str, cmd: Command, timeout: Duration) -> String {
