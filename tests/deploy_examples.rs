@@ -480,12 +480,10 @@ impl Exported {
             .lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())
         {
-            let name_end = line.find(['{', ' ']).unwrap_or(line.len());
-            let entry = e.labels.entry(line[..name_end].to_string()).or_default();
-            if line[name_end..].starts_with('{') {
-                for (k, v) in label_pairs(&line[name_end + 1..]) {
-                    entry.entry(k).or_default().insert(v);
-                }
+            let (name, labels) = services::parse_sample(line);
+            let entry = e.labels.entry(name).or_default();
+            for (k, v) in labels {
+                entry.entry(k).or_default().insert(v);
             }
         }
         e
@@ -497,36 +495,6 @@ impl Exported {
             .flat_map(|l| l.keys().map(String::as_str))
             .collect()
     }
-}
-
-/// `k="v",k2="v2"} ...` → pairs (values unescaped), up to the closing brace.
-fn label_pairs(s: &str) -> Vec<(String, String)> {
-    let mut pairs = Vec::new();
-    let mut chars = s.chars().peekable();
-    loop {
-        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
-        let name = name.trim_start_matches(',').trim().to_string();
-        if name.is_empty() || name.starts_with('}') || chars.next() != Some('"') {
-            break;
-        }
-        let mut value = String::new();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => match chars.next() {
-                    Some('n') => value.push('\n'),
-                    Some(other) => value.push(other),
-                    None => break,
-                },
-                '"' => break,
-                c => value.push(c),
-            }
-        }
-        pairs.push((name, value));
-        if chars.peek() == Some(&'}') {
-            break;
-        }
-    }
-    pairs
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -785,7 +753,7 @@ fn the_promql_reader_finds_selectors_matchers_and_grouping_labels() {
     assert_eq!(found[2].matchers, [("q".into(), "=".into(), "v".into())]);
     assert_eq!(grouping.into_iter().collect::<Vec<_>>(), ["check", "le"]);
     assert_eq!(
-        label_pairs(r#"check="a\"b",step="s"} 1"#),
+        services::parse_sample(r#"x{check="a\"b",step="s"} 1"#).1,
         [
             ("check".to_string(), "a\"b".to_string()),
             ("step".to_string(), "s".to_string())

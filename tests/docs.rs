@@ -190,7 +190,8 @@ fn parse_scrape(text: &str) -> Scrape {
         if line.starts_with('#') {
             continue;
         }
-        let (name, labels) = parse_sample(line);
+        let (name, labels) = services::parse_sample(line);
+        let labels = labels.into_iter().map(|(k, _)| k);
         let family = if s.families.contains_key(&name) {
             Some(name.clone())
         } else {
@@ -211,38 +212,6 @@ fn parse_scrape(text: &str) -> Scrape {
         }
     }
     s
-}
-
-/// A sample line's metric name and label names (`name{a="x",b="y\"z"} 1`).
-fn parse_sample(line: &str) -> (String, Vec<String>) {
-    let name_end = line.find(['{', ' ']).unwrap_or(line.len());
-    let name = line[..name_end].to_string();
-    let mut labels = Vec::new();
-    if line[name_end..].starts_with('{') {
-        let mut chars = line[name_end + 1..].chars();
-        let mut key = String::new();
-        while let Some(c) = chars.next() {
-            match c {
-                '}' => break,
-                ',' | ' ' => {}
-                '=' => {
-                    // The quoted value, with `\"` and `\\` escapes.
-                    assert_eq!(chars.next(), Some('"'), "label value not quoted in {line}");
-                    let mut escaped = false;
-                    for v in chars.by_ref() {
-                        match (escaped, v) {
-                            (false, '\\') => escaped = true,
-                            (false, '"') => break,
-                            _ => escaped = false,
-                        }
-                    }
-                    labels.push(std::mem::take(&mut key));
-                }
-                _ => key.push(c),
-            }
-        }
-    }
-    (name, labels)
 }
 
 fn unix_now() -> f64 {

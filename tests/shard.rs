@@ -170,10 +170,11 @@ impl Replica {
 /// The `check` label values of `family` in a `/metrics` page.
 fn checks_in_metrics(page: &str, family: &str) -> BTreeSet<String> {
     page.lines()
-        .filter(|l| l.starts_with(&format!("{family}{{")))
-        .filter_map(|l| l.split("check=\"").nth(1))
-        .filter_map(|rest| rest.split('"').next())
-        .map(str::to_string)
+        .filter(|l| !l.starts_with('#'))
+        .map(services::parse_sample)
+        .filter(|(name, _)| name == family)
+        .flat_map(|(_, labels)| labels.into_iter().filter(|(k, _)| k == "check"))
+        .map(|(_, check)| check)
         .collect()
 }
 

@@ -1168,6 +1168,42 @@ impl Worker {
     }
 }
 
+/// One sample line of the Prometheus text format (`name{k="v",...} value`): its name and its
+/// labels, values unescaped.
+pub fn parse_sample(line: &str) -> (String, Vec<(String, String)>) {
+    let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+    let name = line[..name_end].to_string();
+    let mut pairs = Vec::new();
+    let Some(rest) = line[name_end..].strip_prefix('{') else {
+        return (name, pairs);
+    };
+    let mut chars = rest.chars().peekable();
+    loop {
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        let key = key.trim_start_matches(',').trim().to_string();
+        if key.is_empty() || key.starts_with('}') || chars.next() != Some('"') {
+            break;
+        }
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(other) => value.push(other),
+                    None => break,
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        pairs.push((key, value));
+        if chars.peek() == Some(&'}') {
+            break;
+        }
+    }
+    (name, pairs)
+}
+
 /// `canaryd run --config <config>` of the binary under test (no colours in its log); add
 /// arguments (`--shard`) and environment before [`Canaryd::start`].
 pub fn canaryd_run(config: &Path) -> Command {
