@@ -411,31 +411,51 @@ fn expect_bool(
     Ok(Type::Bool)
 }
 
-/// Evaluates a type-checked expression. A variable without a value this run (e.g. `status`
-/// when no response arrived) makes every comparison that reads it false.
+/// Evaluates a type-checked expression to a value; `None` when it reads a variable that has no
+/// value this run. Conditions are evaluated with [`eval_cond`], which gives *unknown* its logic.
 pub fn eval(e: &Expr, lookup: &dyn Fn(&str) -> Option<Value>) -> Option<Value> {
-    Some(match e {
-        Expr::Lit(v) => v.clone(),
-        Expr::Var(name) => lookup(name)?,
-        Expr::Not(inner) => Value::Bool(!truthy(eval(inner, lookup))),
-        Expr::And(a, b) => Value::Bool(truthy(eval(a, lookup)) && truthy(eval(b, lookup))),
-        Expr::Or(a, b) => Value::Bool(truthy(eval(a, lookup)) || truthy(eval(b, lookup))),
+    match e {
+        Expr::Lit(v) => Some(v.clone()),
+        Expr::Var(name) => lookup(name),
+        _ => eval_cond(e, lookup).map(Value::Bool),
+    }
+}
+
+/// Evaluates a type-checked condition with three values: `Some(true)`, `Some(false)`, or `None`
+/// for *unknown*, when the outcome depends on a variable that has no value (a rate on the first
+/// run, `cert_expires_in` without TLS). Unknown follows Kleene's logic: `!unknown` is unknown,
+/// `unknown && false` is false, `unknown || true` is true; a comparison with an unknown side is
+/// unknown. So `x != 1` and `!(x == 1)` always agree.
+pub fn eval_cond(e: &Expr, lookup: &dyn Fn(&str) -> Option<Value>) -> Option<bool> {
+    match e {
+        Expr::Lit(Value::Bool(b)) => Some(*b),
+        Expr::Lit(_) => None,
+        Expr::Var(name) => match lookup(name)? {
+            Value::Bool(b) => Some(b),
+            _ => None,
+        },
+        Expr::Not(inner) => eval_cond(inner, lookup).map(|b| !b),
+        Expr::And(a, b) => match (eval_cond(a, lookup), eval_cond(b, lookup)) {
+            (Some(false), _) | (_, Some(false)) => Some(false),
+            (Some(true), Some(true)) => Some(true),
+            _ => None,
+        },
+        Expr::Or(a, b) => match (eval_cond(a, lookup), eval_cond(b, lookup)) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
         Expr::Cmp(op, a, b) => {
-            let (Some(a), Some(b)) = (eval(a, lookup), eval(b, lookup)) else {
-                return Some(Value::Bool(false));
-            };
+            let (a, b) = (eval(a, lookup)?, eval(b, lookup)?);
             let ord = match (&a, &b) {
                 (Value::Number(x), Value::Number(y)) => x.partial_cmp(y),
                 (Value::Duration(x), Value::Duration(y)) => x.partial_cmp(y),
                 (Value::String(x), Value::String(y)) => x.partial_cmp(y),
                 (Value::Bool(x), Value::Bool(y)) => x.partial_cmp(y),
                 _ => None,
-            };
-            let Some(ord) = ord else {
-                return Some(Value::Bool(false));
-            };
+            }?;
             use std::cmp::Ordering::*;
-            Value::Bool(match op {
+            Some(match op {
                 CmpOp::Eq => ord == Equal,
                 CmpOp::Ne => ord != Equal,
                 CmpOp::Lt => ord == Less,
@@ -444,7 +464,7 @@ pub fn eval(e: &Expr, lookup: &dyn Fn(&str) -> Option<Value>) -> Option<Value> {
                 CmpOp::Ge => ord != Less,
             })
         }
-    })
+    }
 }
 
 impl Expr {
