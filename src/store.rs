@@ -73,6 +73,20 @@ const MIGRATIONS: &[&str] = &[
         id           TEXT PRIMARY KEY NOT NULL,
         silence_json TEXT NOT NULL
     ) STRICT;",
+    // 3: alert progress, one row per rule (phase, pending since, `for` clock, consecutive
+    // count, window history) keyed by dedup key, with a hash of the rule's definition so that
+    // a changed rule starts over; and one row holding when the daemon was last known alive
+    // (where running `for` clocks stop after a crash).
+    "CREATE TABLE alert_progress (
+        dedup_key     TEXT PRIMARY KEY NOT NULL,
+        definition    TEXT NOT NULL,
+        saved_ms      INTEGER NOT NULL,
+        progress_json TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE alert_alive (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        alive_ms INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// The schema version this build writes.
@@ -600,7 +614,7 @@ mod tests {
 // Alerting: firing alerts, the outbox, silences
 // ---------------------------------------------------------------------------------------------
 
-use crate::alert::engine::AlertRow;
+use crate::alert::engine::{AlertRow, ProgressBatch, ProgressRow};
 use crate::alert::silence::Silence;
 use crate::alert::{AlertEvent, EventKind};
 
@@ -827,4 +841,63 @@ pub fn delete_silences(conn: &mut Connection, ids: &[String]) -> rusqlite::Resul
         conn.execute("DELETE FROM silences WHERE id = ?1", params![id])?;
     }
     Ok(())
+}
+
+/// Saves one batch of alert progress in one transaction: deletes first (a rule that left the
+/// configuration), then rows, then the "last known alive" time.
+pub fn save_progress(conn: &mut Connection, batch: &ProgressBatch) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for key in &batch.delete {
+        tx.prepare_cached("DELETE FROM alert_progress WHERE dedup_key = ?1")?
+            .execute(params![key])?;
+    }
+    for row in &batch.save {
+        let json = serde_json::to_string(&row.progress).map_err(json_err)?;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO alert_progress (dedup_key, definition, saved_ms, progress_json)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![row.dedup_key, row.definition, row.saved_ms, json])?;
+    }
+    if let Some(ms) = batch.alive_ms {
+        tx.prepare_cached("INSERT OR REPLACE INTO alert_alive (id, alive_ms) VALUES (1, ?1)")?
+            .execute(params![ms])?;
+    }
+    tx.commit()
+}
+
+/// Every rule's saved progress (rows that no longer parse are skipped with a warning) and when
+/// the daemon that saved them was last known alive (Unix ms).
+pub fn load_progress(conn: &mut Connection) -> rusqlite::Result<(Vec<ProgressRow>, Option<i64>)> {
+    let mut stmt =
+        conn.prepare("SELECT dedup_key, definition, saved_ms, progress_json FROM alert_progress")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (dedup_key, definition, saved_ms, json) = row?;
+        match serde_json::from_str(&json) {
+            Ok(progress) => out.push(ProgressRow {
+                dedup_key,
+                definition,
+                saved_ms,
+                progress,
+            }),
+            Err(e) => {
+                tracing::warn!(%dedup_key, "skipping alert progress that does not parse: {e}")
+            }
+        }
+    }
+    let alive = conn
+        .query_row("SELECT alive_ms FROM alert_alive WHERE id = 1", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?;
+    Ok((out, alive))
 }
