@@ -901,3 +901,82 @@ pub fn load_progress(conn: &mut Connection) -> rusqlite::Result<(Vec<ProgressRow
         .optional()?;
     Ok((out, alive))
 }
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+    use crate::alert::engine::{Phase, Progress};
+
+    fn row(key: &str, consecutive: u32) -> ProgressRow {
+        ProgressRow {
+            dedup_key: key.into(),
+            definition: "d1".into(),
+            saved_ms: 1_000,
+            progress: Progress {
+                phase: Phase::Pending,
+                since_ms: Some(900),
+                consecutive,
+                window: "TFT".into(),
+                held_ms: 5_000,
+                true_since_ms: Some(950),
+                last_true_ms: Some(999),
+                undecided: false,
+            },
+        }
+    }
+
+    #[test]
+    fn progress_survives_reopening_and_batches_replace_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.call_blocking(load_progress).unwrap(),
+            (Vec::new(), None)
+        );
+        let batch = ProgressBatch {
+            save: vec![row("a", 1), row("b", 2)],
+            delete: Vec::new(),
+            alive_ms: Some(1_500),
+        };
+        store
+            .call_blocking(move |c| save_progress(c, &batch))
+            .unwrap();
+        let batch = ProgressBatch {
+            save: vec![row("a", 3)],
+            delete: vec!["b".into()],
+            alive_ms: None,
+        };
+        store
+            .call_blocking(move |c| save_progress(c, &batch))
+            .unwrap();
+        drop(store);
+
+        let store = Store::open(dir.path()).unwrap();
+        let (rows, alive) = store.call_blocking(load_progress).unwrap();
+        assert_eq!(rows, vec![row("a", 3)]);
+        assert_eq!(alive, Some(1_500), "kept when a batch has no new time");
+    }
+
+    #[test]
+    fn a_progress_row_that_does_not_parse_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .call_blocking(|c| {
+                c.execute(
+                    "INSERT INTO alert_progress VALUES ('x', 'd', 1, '{\"phase\": \"exploded\"}')",
+                    [],
+                )
+            })
+            .unwrap();
+        let batch = ProgressBatch {
+            save: vec![row("ok", 1)],
+            ..ProgressBatch::default()
+        };
+        store
+            .call_blocking(move |c| save_progress(c, &batch))
+            .unwrap();
+        let (rows, _) = store.call_blocking(load_progress).unwrap();
+        assert_eq!(rows, vec![row("ok", 1)]);
+    }
+}

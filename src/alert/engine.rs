@@ -173,11 +173,12 @@ impl Tracker {
 
     /// How long the `for` clock has counted at `now`.
     pub fn held_for(&self, now: SystemTime) -> Duration {
-        self.held
-            + self
-                .true_since
-                .map(|t| now.duration_since(t).unwrap_or_default())
-                .unwrap_or_default()
+        let running = self
+            .true_since
+            .map(|t| now.duration_since(t).unwrap_or_default())
+            .unwrap_or_default();
+        // Saturating: restored progress is read from disk and may hold anything.
+        self.held.saturating_add(running)
     }
 
     /// Whether the `for` clock runs (the last result held).
@@ -188,7 +189,9 @@ impl Tracker {
     /// Stops the `for` clock at `at`, banking what it counted.
     fn stop_clock(&mut self, at: SystemTime) {
         if let Some(t) = self.true_since.take() {
-            self.held += at.duration_since(t).unwrap_or_default();
+            self.held = self
+                .held
+                .saturating_add(at.duration_since(t).unwrap_or_default());
         }
     }
 
@@ -1122,4 +1125,171 @@ pub fn alert_labels(check: &Check, rule: &AlertRule) -> BTreeMap<String, String>
     labels.insert("check".into(), check.name.clone());
     labels.insert("severity".into(), rule.severity.as_str().into());
     labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::expr::{self, Type};
+    use crate::config::Severity;
+    use proptest::prelude::*;
+    use std::time::UNIX_EPOCH;
+
+    fn rule(kind: u8, a: u32, b: u32, keep_ms: Option<u64>) -> AlertRule {
+        let (n, m) = (a.min(b).max(1), a.max(b).max(1));
+        AlertRule {
+            name: "R".into(),
+            when: "failed".into(),
+            expr: expr::check("failed", &|_| Ok(Type::Bool)).unwrap(),
+            for_: (kind == 1).then(|| Duration::from_millis(u64::from(a) * 1000)),
+            consecutive: (kind == 2).then_some(a.max(1)),
+            window: (kind == 3).then_some((n, m)),
+            keep_firing_for: keep_ms.map(Duration::from_millis),
+            severity: Severity::Critical,
+            labels: BTreeMap::new(),
+            annotations: Vec::new(),
+        }
+    }
+
+    fn firing_row(t: &Tracker) -> Option<AlertRow> {
+        let since = t.since()?;
+        (t.phase() == Phase::Firing).then(|| AlertRow {
+            dedup_key: "k".into(),
+            event: AlertEvent {
+                dedup_key: "k".into(),
+                kind: EventKind::Trigger,
+                status: Status::Firing,
+                check: "c".into(),
+                alert: "R".into(),
+                severity: "critical".into(),
+                labels: BTreeMap::new(),
+                annotations: BTreeMap::new(),
+                summary: String::new(),
+                reason: None,
+                failed_step: None,
+                value: None,
+                starts_at_ms: to_ms(since),
+                ends_at_ms: None,
+                created_ms: to_ms(since),
+                generator_url: String::new(),
+            },
+            delivery: Delivery::default(),
+            last_true_ms: t.last_true.map(to_ms),
+        })
+    }
+
+    /// One step: a result (true, false, unknown) or a tick, after `gap_ms`.
+    fn step() -> impl Strategy<Value = (Option<Option<bool>>, u64)> {
+        (
+            prop_oneof![
+                Just(Some(Some(true))),
+                Just(Some(Some(false))),
+                Just(Some(None)),
+                Just(None)
+            ],
+            0u64..20_000,
+        )
+    }
+
+    fn rules() -> impl Strategy<Value = AlertRule> {
+        (0u8..4, 1u32..8, 1u32..8, prop::option::of(0u64..30_000))
+            .prop_map(|(k, a, b, keep)| rule(k, a, b, keep))
+    }
+
+    fn run(
+        t: &mut Tracker,
+        r: &AlertRule,
+        steps: &[(Option<Option<bool>>, u64)],
+        now: &mut SystemTime,
+    ) -> Vec<Change> {
+        steps
+            .iter()
+            .map(|(what, gap)| {
+                *now += Duration::from_millis(*gap);
+                match what {
+                    Some(cond) => t.observe(r, *cond, *now),
+                    None => t.tick(r, *now),
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        /// An unknown result changes nothing but the `for` clock, which it stops; the ticks
+        /// after it change nothing either.
+        #[test]
+        fn an_unknown_result_changes_no_progress(
+            r in rules(),
+            prefix in prop::collection::vec(step(), 0..40),
+            ticks in prop::collection::vec(0u64..600_000, 0..5),
+        ) {
+            let mut now = UNIX_EPOCH + Duration::from_secs(1_780_272_000);
+            let mut t = Tracker::default();
+            run(&mut t, &r, &prefix, &mut now);
+            let before = t.progress();
+            now += Duration::from_millis(1);
+            prop_assert_eq!(t.observe(&r, None, now), Change::None);
+            let held = t.held_for(now);
+            let after = t.progress();
+            prop_assert_eq!(
+                (after.phase, after.since_ms, after.consecutive, &after.window, after.last_true_ms, after.undecided),
+                (before.phase, before.since_ms, before.consecutive, &before.window, before.last_true_ms, before.undecided)
+            );
+            prop_assert!(!t.clock_runs());
+            for gap in ticks {
+                now += Duration::from_millis(gap);
+                prop_assert_eq!(t.tick(&r, now), Change::None);
+                prop_assert_eq!(t.held_for(now), held);
+            }
+            prop_assert_eq!(t.progress(), after);
+        }
+
+        /// A tracker restored from its own saved progress (no downtime) makes the same
+        /// decisions as the one that kept running, from the first result on.
+        #[test]
+        fn restored_progress_decides_like_the_running_tracker(
+            r in rules(),
+            prefix in prop::collection::vec(step(), 0..40),
+            first in prop::option::of(any::<bool>()),
+            rest in prop::collection::vec(step(), 0..40),
+        ) {
+            let mut now = UNIX_EPOCH + Duration::from_secs(1_780_272_000);
+            let mut t = Tracker::default();
+            run(&mut t, &r, &prefix, &mut now);
+            let mut restored = Tracker::restore(&t.progress(), firing_row(&t).as_ref(), &r, now);
+            prop_assert_eq!(restored.phase(), t.phase());
+            prop_assert_eq!(restored.since(), t.since());
+            prop_assert_eq!(t.observe(&r, first, now), restored.observe(&r, first, now));
+            let mut later = now;
+            let a = run(&mut t, &r, &rest, &mut now);
+            let b = run(&mut restored, &r, &rest, &mut later);
+            prop_assert_eq!(a, b);
+        }
+
+        /// Whatever a progress row holds (it is read from disk), restoring and running never
+        /// panics and the window never outgrows M.
+        #[test]
+        fn any_saved_progress_restores_without_panicking(
+            r in rules(),
+            phase in prop_oneof![Just(Phase::Inactive), Just(Phase::Pending), Just(Phase::Firing)],
+            since_ms in prop::option::of(any::<i64>()),
+            consecutive in any::<u32>(),
+            window in "[TFx]{0,20}",
+            held_ms in any::<u64>(),
+            true_since_ms in prop::option::of(any::<i64>()),
+            last_true_ms in prop::option::of(any::<i64>()),
+            undecided in any::<bool>(),
+            stopped_ms in any::<i64>(),
+            steps in prop::collection::vec(step(), 0..30),
+        ) {
+            let p = Progress { phase, since_ms, consecutive, window, held_ms, true_since_ms, last_true_ms, undecided };
+            let mut t = Tracker::restore(&p, None, &r, super::super::from_ms(stopped_ms));
+            let mut now = UNIX_EPOCH + Duration::from_secs(1_780_272_000);
+            run(&mut t, &r, &steps, &mut now);
+            prop_assert!(t.window.len() <= r.window.map_or(0, |(_, m)| m as usize));
+            let _ = t.progress();
+        }
+    }
 }
