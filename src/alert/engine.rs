@@ -15,14 +15,39 @@
 //! the last M), unless `keep_firing_for` is set: then only once `when` has not held for that
 //! long (the tick resolves it; a new true result restarts the wait).
 //!
+//! # Unknown outcomes
+//!
+//! `when` is evaluated with three values ([`expr::eval_cond`]): a result whose outcome depends
+//! on a variable with no value (a queue rate on the probe's first run) is *unknown*, and
+//! changes nothing: the phase, the `consecutive` count and the `window` history stay as they
+//! were (the result is not counted), the `for` clock stops until the next result where `when`
+//! holds, and the tick neither fires nor resolves while the last result is unknown. Time
+//! spent unknown counts towards `keep_firing_for` (it runs from the last result where `when`
+//! held), but only a result where `when` does not hold resolves.
+//!
+//! # Reloads and restarts
+//!
+//! [`Engine::configure`] keeps the tracker of every rule whose identity (dedup key) and
+//! definition ([`definition_hash`]: `when`, `for`, `consecutive`, `window`,
+//! `keep_firing_for`) are unchanged. A changed rule starts over; if it was firing it keeps
+//! firing, without a new page, until its first known result under the new definition
+//! decides. A rule that left the configuration resolves once.
+//!
+//! Each rule's progress ([`Progress`]) is handed out by [`Engine::take_progress`] when it
+//! changed (the service saves it every second and at shutdown) and restored after a restart
+//! for rules whose definition is unchanged. The `for` clock stops at the last time the old
+//! daemon was known alive: downtime does not count, and the clock resumes at the first result
+//! after the restart where `when` holds.
+//!
 //! # Notifications
 //!
 //! The engine decides what to send and to whom; it never sends. Each decision comes back as
 //! [`Effects`]: the events per receiver to put in the outbox and the alert rows to save or
 //! delete, which the caller commits in one store transaction (so a page is never in the outbox
 //! without its firing state, or the reverse). Firing alerts are kept in the store: after a
-//! restart they are restored as firing without notifying again, and resolved (with a resolve
-//! to everyone who heard the trigger) if their first result says so, or if their rule is gone.
+//! restart they are restored as firing without notifying again (the alert rows, not the
+//! progress saved up to a second later, decide whether an alert fires), and resolved (with a
+//! resolve to everyone who heard the trigger) if a result says so, or if their rule is gone.
 //!
 //! Silences and maintenance mute an alert's trigger, reminders and escalation; if it still
 //! fires when the mute ends, the trigger goes out then. A resolve always goes to the receivers
