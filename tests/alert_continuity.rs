@@ -126,12 +126,24 @@ fn nothing_new(pd: &PagerDuty, d: &Canaryd, seen: usize, window: Duration, after
 }
 
 /// Waits until the daemon has evaluated the rule again after a start or reload: the last
-/// evaluation is known to hold (the second result of the rebuilt probe, with a rate).
-fn wait_until_it_holds_again(d: &Canaryd, since: Instant) {
-    wait("a result where the rule holds", d, secs(15), || {
-        since.elapsed() > Duration::from_millis(1500)
-            && alert(d, "JobsStalled").is_some_and(|a| a["last_evaluation"] == "true")
-    });
+/// evaluation is known to hold (the second result of the rebuilt probe, with a rate). Returns
+/// whether an unknown evaluation (the first result, without a rate) was seen on the way.
+fn wait_until_it_holds_again(d: &Canaryd, since: Instant) -> bool {
+    let mut saw_unknown = false;
+    let t = Instant::now();
+    loop {
+        let last = alert(d, "JobsStalled").map(|a| a["last_evaluation"].clone());
+        saw_unknown |= last.as_ref().is_some_and(|l| l == "unknown");
+        if since.elapsed() > Duration::from_millis(1500) && last.is_some_and(|l| l == "true") {
+            return saw_unknown;
+        }
+        assert!(
+            t.elapsed() < secs(15),
+            "timed out waiting for a result where the rule holds\n--- canaryd log ---\n{}",
+            d.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -182,7 +194,10 @@ fn a_stalled_queue_alert_survives_restarts_kill_9_and_a_reload_with_one_trigger_
     let reloaded = Instant::now();
     let r = http_post(&d.url("/-/reload"), "text/plain", b"").unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
-    wait_until_it_holds_again(&d, reloaded);
+    assert!(
+        wait_until_it_holds_again(&d, reloaded),
+        "the reload rebuilt the queue probe, so its first result has no rate and is unknown"
+    );
     nothing_new(&pd, &d, 1, secs(3), "after an unrelated reload");
     assert_eq!(alert(&d, "JobsStalled").unwrap()["state"], "firing");
 
