@@ -1067,3 +1067,57 @@ fn restored_progress_of_a_changed_rule_or_a_stale_save_is_not_trusted() {
     saved.progress(&mut s);
     assert_eq!(saved.progress.len(), 1, "only Other's row");
 }
+
+#[test]
+fn progress_is_saved_only_when_it_changes_and_deleted_when_its_rule_goes() {
+    let route = "routes:\n  - receivers: [oncall]\n";
+    let two = jobs("      - {name: JobsStalled, when: \"depth > 0 && processed_rate == 0\", for: 1m}\n      - {name: Other, when: \"depth > 9\"}\n");
+    let mut s = Sim::new(route, &two);
+    let names: HashMap<String, String> = s
+        .engine
+        .views(s.now)
+        .into_iter()
+        .map(|v| (v.dedup_key, v.alert))
+        .collect();
+    let s_alert = |key: &str| names[key].clone();
+    let keys = |b: &canaryd::alert::engine::ProgressBatch| {
+        let mut k: Vec<String> = b.save.iter().map(|r| s_alert(&r.dedup_key)).collect();
+        k.sort();
+        k
+    };
+    let first = s.engine.take_progress(s.now);
+    assert_eq!(keys(&first), ["JobsStalled", "Other"], "every rule once");
+    assert_eq!(first.alive_ms, None, "no for clock runs");
+    assert!(s.engine.take_progress(s.now).is_empty(), "nothing changed");
+    s.feed(&moving());
+    assert!(
+        s.engine.take_progress(s.now).is_empty(),
+        "false on an inactive rule changes no progress"
+    );
+    s.advance(S);
+    s.feed(&stalled());
+    let b = s.engine.take_progress(s.now);
+    assert_eq!(keys(&b), ["JobsStalled"]);
+    assert_eq!(b.alive_ms, Some(to_ms(s.now)), "a for clock runs");
+    s.advance(S);
+    let b = s.engine.take_progress(s.now);
+    assert!(b.save.is_empty());
+    assert_eq!(
+        b.alive_ms,
+        Some(to_ms(s.now)),
+        "alive, every save while it runs"
+    );
+    assert!(s.reload(route, &two).sends.is_empty());
+    assert!(
+        s.engine.take_progress(s.now).save.is_empty(),
+        "an identical reload"
+    );
+    s.reload(
+        route,
+        &jobs("      - {name: JobsStalled, when: \"depth > 0 && processed_rate == 0\", for: 1m}\n"),
+    );
+    let b = s.engine.take_progress(s.now);
+    assert!(b.save.is_empty());
+    assert_eq!(b.delete.len(), 1);
+    assert_eq!(s_alert(&b.delete[0]), "Other");
+}
