@@ -255,7 +255,7 @@ fn a_pending_for_rule_fires_on_time_after_a_restart_and_a_kill_9() {
     drop(d);
 
     // What is left (about 4 s, at most 5) runs after the next holding result; without the
-    // saved progress it would take the whole 12 s again.
+    // saved progress it would take the whole 12 s again (13 s or more after the start).
     let started = Instant::now();
     let d = setup.start();
     assert!(pending(&d), "pending progress restored after kill -9");
@@ -266,7 +266,7 @@ fn a_pending_for_rule_fires_on_time_after_a_restart_and_a_kill_9() {
     );
     let fired_after = started.elapsed();
     assert!(
-        fired_after >= Duration::from_millis(1500) && fired_after <= secs(9),
+        fired_after >= Duration::from_millis(1500) && fired_after <= secs(11),
         "fired {fired_after:?} after the restart; about 4 s (+ the first result, which is unknown) expected"
     );
     assert_eq!(actions(&pd), ["trigger"]);
