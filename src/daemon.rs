@@ -388,6 +388,8 @@ impl Daemon {
         self.scheduler
             .shutdown(longest.min(Duration::from_secs(30)) + Duration::from_millis(200))
             .await;
+        // The last results' alert progress, so a clean stop loses none of it.
+        self.alerting.flush_progress().await;
         self.alerting.shutdown();
     }
 }

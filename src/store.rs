@@ -73,6 +73,20 @@ const MIGRATIONS: &[&str] = &[
         id           TEXT PRIMARY KEY NOT NULL,
         silence_json TEXT NOT NULL
     ) STRICT;",
+    // 3: alert progress, one row per rule (phase, pending since, `for` clock, consecutive
+    // count, window history) keyed by dedup key, with a hash of the rule's definition so that
+    // a changed rule starts over; and one row holding when the daemon was last known alive
+    // (where running `for` clocks stop after a crash).
+    "CREATE TABLE alert_progress (
+        dedup_key     TEXT PRIMARY KEY NOT NULL,
+        definition    TEXT NOT NULL,
+        saved_ms      INTEGER NOT NULL,
+        progress_json TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE alert_alive (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        alive_ms INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// The schema version this build writes.
@@ -600,7 +614,7 @@ mod tests {
 // Alerting: firing alerts, the outbox, silences
 // ---------------------------------------------------------------------------------------------
 
-use crate::alert::engine::AlertRow;
+use crate::alert::engine::{AlertRow, ProgressBatch, ProgressRow};
 use crate::alert::silence::Silence;
 use crate::alert::{AlertEvent, EventKind};
 
@@ -827,4 +841,142 @@ pub fn delete_silences(conn: &mut Connection, ids: &[String]) -> rusqlite::Resul
         conn.execute("DELETE FROM silences WHERE id = ?1", params![id])?;
     }
     Ok(())
+}
+
+/// Saves one batch of alert progress in one transaction: deletes first (a rule that left the
+/// configuration), then rows, then the "last known alive" time.
+pub fn save_progress(conn: &mut Connection, batch: &ProgressBatch) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for key in &batch.delete {
+        tx.prepare_cached("DELETE FROM alert_progress WHERE dedup_key = ?1")?
+            .execute(params![key])?;
+    }
+    for row in &batch.save {
+        let json = serde_json::to_string(&row.progress).map_err(json_err)?;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO alert_progress (dedup_key, definition, saved_ms, progress_json)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![row.dedup_key, row.definition, row.saved_ms, json])?;
+    }
+    if let Some(ms) = batch.alive_ms {
+        tx.prepare_cached("INSERT OR REPLACE INTO alert_alive (id, alive_ms) VALUES (1, ?1)")?
+            .execute(params![ms])?;
+    }
+    tx.commit()
+}
+
+/// Every rule's saved progress (rows that no longer parse are skipped with a warning) and when
+/// the daemon that saved them was last known alive (Unix ms).
+pub fn load_progress(conn: &mut Connection) -> rusqlite::Result<(Vec<ProgressRow>, Option<i64>)> {
+    let mut stmt =
+        conn.prepare("SELECT dedup_key, definition, saved_ms, progress_json FROM alert_progress")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (dedup_key, definition, saved_ms, json) = row?;
+        match serde_json::from_str(&json) {
+            Ok(progress) => out.push(ProgressRow {
+                dedup_key,
+                definition,
+                saved_ms,
+                progress,
+            }),
+            Err(e) => {
+                tracing::warn!(%dedup_key, "skipping alert progress that does not parse: {e}")
+            }
+        }
+    }
+    let alive = conn
+        .query_row("SELECT alive_ms FROM alert_alive WHERE id = 1", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?;
+    Ok((out, alive))
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+    use crate::alert::engine::{Phase, Progress};
+
+    fn row(key: &str, consecutive: u32) -> ProgressRow {
+        ProgressRow {
+            dedup_key: key.into(),
+            definition: "d1".into(),
+            saved_ms: 1_000,
+            progress: Progress {
+                phase: Phase::Pending,
+                since_ms: Some(900),
+                consecutive,
+                window: "TFT".into(),
+                held_ms: 5_000,
+                true_since_ms: Some(950),
+                last_true_ms: Some(999),
+                undecided: false,
+            },
+        }
+    }
+
+    #[test]
+    fn progress_survives_reopening_and_batches_replace_and_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.call_blocking(load_progress).unwrap(),
+            (Vec::new(), None)
+        );
+        let batch = ProgressBatch {
+            save: vec![row("a", 1), row("b", 2)],
+            delete: Vec::new(),
+            alive_ms: Some(1_500),
+        };
+        store
+            .call_blocking(move |c| save_progress(c, &batch))
+            .unwrap();
+        let batch = ProgressBatch {
+            save: vec![row("a", 3)],
+            delete: vec!["b".into()],
+            alive_ms: None,
+        };
+        store
+            .call_blocking(move |c| save_progress(c, &batch))
+            .unwrap();
+        drop(store);
+
+        let store = Store::open(dir.path()).unwrap();
+        let (rows, alive) = store.call_blocking(load_progress).unwrap();
+        assert_eq!(rows, vec![row("a", 3)]);
+        assert_eq!(alive, Some(1_500), "kept when a batch has no new time");
+    }
+
+    #[test]
+    fn a_progress_row_that_does_not_parse_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .call_blocking(|c| {
+                c.execute(
+                    "INSERT INTO alert_progress VALUES ('x', 'd', 1, '{\"phase\": \"exploded\"}')",
+                    [],
+                )
+            })
+            .unwrap();
+        let batch = ProgressBatch {
+            save: vec![row("ok", 1)],
+            ..ProgressBatch::default()
+        };
+        store
+            .call_blocking(move |c| save_progress(c, &batch))
+            .unwrap();
+        let (rows, _) = store.call_blocking(load_progress).unwrap();
+        assert_eq!(rows, vec![row("ok", 1)]);
+    }
 }

@@ -498,3 +498,626 @@ fn dedup_keys_are_the_same_for_every_replica() {
     assert_ne!(key(&a), key(&c), "labels are part of the identity");
     assert!(matches!(EventKind::Trigger, EventKind::Trigger));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Unknown outcomes, reloads and restarts: continuous alert state
+// ---------------------------------------------------------------------------------------------
+
+use canaryd::alert::engine::{Outcome, ProgressRow};
+
+/// A queue check's result: `depth` waiting jobs and, from the second run of a probe on, a
+/// `processed_rate` (`None`: the first run, when the rate has no value yet).
+fn queue(depth: f64, rate: Option<f64>) -> CheckResult {
+    let mut r = result(true);
+    r.observations.push(("depth".into(), depth));
+    if let Some(rate) = rate {
+        r.observations.push(("processed_rate".into(), rate));
+    }
+    r
+}
+
+/// Jobs waiting, nothing processed: `when` holds.
+fn stalled() -> CheckResult {
+    queue(5.0, Some(0.0))
+}
+/// Jobs waiting, rate unknown: `depth > 0 && processed_rate == 0` is unknown.
+fn unknown() -> CheckResult {
+    queue(5.0, None)
+}
+/// Jobs being processed: `when` does not hold.
+fn moving() -> CheckResult {
+    queue(5.0, Some(2.0))
+}
+
+fn jobs(alerts: &str) -> String {
+    format!(
+        "checks:\n  - name: jobs\n    interval: 1s\n    queue: {{system: sidekiq, redis: \"redis://127.0.0.1:9/0\"}}\n    alerts:\n{alerts}"
+    )
+}
+
+const STALLED_FOR_30S: &str =
+    "      - {name: JobsStalled, when: \"depth > 0 && processed_rate == 0\", for: 30s}\n";
+
+impl Sim {
+    fn feed(&mut self, r: &CheckResult) -> Effects {
+        self.engine.observe("jobs", r, self.now)
+    }
+
+    fn view(&self, alert: &str) -> canaryd::alert::engine::AlertView {
+        self.engine
+            .views(self.now)
+            .into_iter()
+            .find(|v| v.alert == alert)
+            .unwrap_or_else(|| panic!("no alert {alert}"))
+    }
+
+    /// Reloads from new file contents (same receivers), as `POST /-/reload` does.
+    fn reload(&mut self, daemon_extra: &str, checks: &str) -> Effects {
+        let (dir, path) = write_config(daemon_extra, checks);
+        self.config = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        self._dir = dir;
+        self.engine
+            .configure(&self.config, HashMap::new(), self.now)
+    }
+
+    /// A restart after `down`: the saved alert rows and progress (everything handed to the
+    /// store so far) go into a new engine, which is configured with `checks`.
+    fn restart(
+        &mut self,
+        saved: &Saved,
+        down: Duration,
+        daemon_extra: &str,
+        checks: &str,
+    ) -> Effects {
+        self.now += down;
+        let (dir, path) = write_config(daemon_extra, checks);
+        self.config = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        self._dir = dir;
+        self.engine = Engine::new("http://127.0.0.1:9464");
+        self.engine
+            .restore(saved.alerts.values().cloned().collect());
+        self.engine
+            .restore_progress(saved.progress.values().cloned().collect(), saved.alive_ms);
+        self.engine
+            .configure(&self.config, HashMap::new(), self.now)
+    }
+}
+
+/// What the store would hold: alert rows from effects, progress from the ticker's batches.
+#[derive(Default)]
+struct Saved {
+    alerts: HashMap<String, canaryd::alert::engine::AlertRow>,
+    progress: HashMap<String, ProgressRow>,
+    alive_ms: Option<i64>,
+    sends: Vec<String>,
+}
+
+impl Saved {
+    fn effects(&mut self, fx: &Effects) {
+        for row in &fx.save {
+            self.alerts.insert(row.dedup_key.clone(), row.clone());
+        }
+        for key in &fx.delete {
+            self.alerts.remove(key);
+        }
+        self.sends.extend(sent(fx));
+    }
+
+    /// The ticker's save (every second in the daemon).
+    fn progress(&mut self, s: &mut Sim) {
+        let batch = s.engine.take_progress(s.now);
+        for key in &batch.delete {
+            self.progress.remove(key);
+        }
+        for row in batch.save {
+            self.progress.insert(row.dedup_key.clone(), row);
+        }
+        if batch.alive_ms.is_some() {
+            self.alive_ms = batch.alive_ms;
+        }
+    }
+}
+
+#[test]
+fn an_unknown_outcome_neither_starts_nor_advances_nor_resolves_an_alert() {
+    let mut s = Sim::new("routes:\n  - receivers: [oncall]\n", &jobs(STALLED_FOR_30S));
+    // The first run of a queue probe: no rate yet.
+    assert!(s.feed(&unknown()).sends.is_empty());
+    assert_eq!(
+        s.phase("jobs", "JobsStalled"),
+        Phase::Inactive,
+        "unknown does not start it"
+    );
+    assert_eq!(
+        s.view("JobsStalled").last_evaluation,
+        Some(Outcome::Unknown)
+    );
+    s.advance(secs(60));
+    assert!(s.tick().sends.is_empty());
+
+    // Held 10 s, then unknown for 60 s: the for clock stops at the unknown result.
+    assert!(s.feed(&stalled()).sends.is_empty());
+    assert_eq!(s.phase("jobs", "JobsStalled"), Phase::Pending);
+    s.advance(secs(10));
+    assert!(s.feed(&unknown()).sends.is_empty());
+    assert_eq!(
+        s.phase("jobs", "JobsStalled"),
+        Phase::Pending,
+        "unknown does not clear it"
+    );
+    for _ in 0..60 {
+        s.advance(S);
+        assert!(
+            s.tick().sends.is_empty(),
+            "the clock does not run while unknown"
+        );
+    }
+    // It resumes at the next holding result: 20 s more reach 30 s.
+    assert!(s.feed(&stalled()).sends.is_empty());
+    s.advance(secs(19));
+    assert!(s.tick().sends.is_empty(), "29 s held");
+    s.advance(S);
+    let fx = s.tick();
+    assert_eq!(
+        sent(&fx),
+        ["oncall:trigger"],
+        "30 s held, unknown time excluded"
+    );
+
+    // Firing: unknown results and the ticks after them do not resolve it.
+    for _ in 0..120 {
+        s.advance(S);
+        assert!(s.feed(&unknown()).sends.is_empty());
+        assert!(s.tick().sends.is_empty());
+    }
+    assert_eq!(s.phase("jobs", "JobsStalled"), Phase::Firing);
+    // Drained: depth 0 makes `when` false whatever the rate (false && unknown = false).
+    s.advance(S);
+    assert_eq!(sent(&s.feed(&queue(0.0, None))), ["oncall:resolve"]);
+    assert_eq!(s.view("JobsStalled").last_evaluation, Some(Outcome::False));
+}
+
+#[test]
+fn a_false_result_resets_the_for_clock_an_unknown_one_only_stops_it() {
+    let mut s = Sim::new("routes:\n  - receivers: [oncall]\n", &jobs(STALLED_FOR_30S));
+    s.feed(&stalled());
+    s.advance(secs(20));
+    s.feed(&unknown());
+    s.advance(secs(5));
+    s.feed(&moving());
+    assert_eq!(s.phase("jobs", "JobsStalled"), Phase::Inactive);
+    s.feed(&stalled());
+    s.advance(secs(29));
+    assert!(
+        s.tick().sends.is_empty(),
+        "the 20 s before the false result are gone"
+    );
+    s.advance(S);
+    assert_eq!(sent(&s.tick()), ["oncall:trigger"]);
+}
+
+#[test]
+fn unknown_results_do_not_break_consecutive_or_enter_the_window() {
+    let mut s = Sim::new(
+        "routes:\n  - receivers: [oncall]\n",
+        &jobs("      - {name: InARow, when: \"depth > 0 && processed_rate == 0\", consecutive: 3}\n      - {name: Often, when: \"depth > 0 && processed_rate == 0\", window: 3 of 4}\n"),
+    );
+    for r in [stalled(), unknown(), moving(), unknown(), stalled()] {
+        assert!(s.feed(&r).sends.is_empty());
+    }
+    assert_eq!(s.phase("jobs", "InARow"), Phase::Pending, "1 in a row");
+    assert_eq!(s.phase("jobs", "Often"), Phase::Pending, "window T F T");
+    let fx = s.feed(&stalled());
+    assert_eq!(
+        sent(&fx),
+        ["oncall:trigger"],
+        "window T F T T: 3 of 4 (with the unknowns in it, it would be 2)"
+    );
+    assert_eq!(fx.sends[0].1.alert, "Often");
+    assert!(s.feed(&unknown()).sends.is_empty());
+    assert!(s.feed(&unknown()).sends.is_empty());
+    assert_eq!(s.phase("jobs", "InARow"), Phase::Pending);
+    let fx = s.feed(&stalled());
+    assert_eq!(sent(&fx), ["oncall:trigger"], "T U U T: 3 in a row");
+    assert_eq!(fx.sends[0].1.alert, "InARow");
+    for _ in 0..5 {
+        assert!(s.feed(&unknown()).sends.is_empty());
+    }
+    assert_eq!(s.phase("jobs", "Often"), Phase::Firing);
+    let fx = s.feed(&moving());
+    assert_eq!(
+        sent(&fx),
+        ["oncall:resolve"],
+        "InARow resolves on the first false"
+    );
+    assert_eq!(fx.sends[0].1.alert, "InARow");
+    assert_eq!(s.phase("jobs", "Often"), Phase::Firing, "T T T F: 3 of 4");
+    assert_eq!(
+        sent(&s.feed(&moving())),
+        ["oncall:resolve"],
+        "T T F F: 2 of 4"
+    );
+}
+
+#[test]
+fn keep_firing_for_resolves_only_on_a_known_false_result() {
+    let mut s = Sim::new(
+        "routes:\n  - receivers: [oncall]\n",
+        &jobs("      - {name: JobsStalled, when: \"depth > 0 && processed_rate == 0\", keep_firing_for: 1m}\n"),
+    );
+    assert_eq!(sent(&s.feed(&stalled())), ["oncall:trigger"]);
+    s.advance(secs(10));
+    assert!(s.feed(&moving()).sends.is_empty(), "kept");
+    s.advance(secs(10));
+    assert!(s.feed(&unknown()).sends.is_empty());
+    s.advance(secs(120));
+    assert!(
+        s.tick().sends.is_empty(),
+        "140 s since the last holding result, but the last result is unknown"
+    );
+    assert_eq!(s.phase("jobs", "JobsStalled"), Phase::Firing);
+    assert_eq!(
+        sent(&s.feed(&moving())),
+        ["oncall:resolve"],
+        "a known false result, long past keep_firing_for"
+    );
+}
+
+#[test]
+fn a_reload_keeps_the_progress_of_unchanged_rules() {
+    let rules = "      - {name: JobsStalled, when: \"depth > 0 && processed_rate == 0\", for: 30s, annotations: {summary: old}}\n      - {name: InARow, when: \"depth > 0 && processed_rate == 0\", consecutive: 4}\n      - {name: Often, when: \"depth > 0 && processed_rate == 0\", window: 3 of 5}\n";
+    let mut s = Sim::new("routes:\n  - receivers: [oncall]\n", &jobs(rules));
+    for _ in 0..2 {
+        s.feed(&stalled());
+        s.advance(secs(10));
+    }
+    s.feed(&moving()); // resets the for clock and InARow
+    s.feed(&stalled());
+    s.advance(secs(10));
+    s.feed(&stalled());
+    // JobsStalled held 10 s, InARow 2 in a row, Often T T F T T (fired at 3 of 4).
+    assert_eq!(s.phase("jobs", "Often"), Phase::Firing);
+    assert_eq!(s.phase("jobs", "JobsStalled"), Phase::Pending);
+    let since = s.view("JobsStalled").active_since;
+
+    // An unrelated change (annotation, another check): nothing moves, nothing is sent.
+    let other = "  - name: web\n    http: {request: {url: \"http://127.0.0.1:9/\"}}\n";
+    let fx = s.reload(
+        "routes:\n  - receivers: [oncall]\n",
+        &format!(
+            "{}{other}",
+            jobs(&rules.replace("summary: old", "summary: new"))
+        ),
+    );
+    assert!(fx.sends.is_empty(), "{:?}", sent(&fx));
+    assert_eq!(s.phase("jobs", "JobsStalled"), Phase::Pending);
+    assert_eq!(
+        s.view("JobsStalled").active_since,
+        since,
+        "pending since unchanged"
+    );
+    assert_eq!(s.phase("jobs", "Often"), Phase::Firing);
+    // The first result after a reload may be unknown (the queue probe was rebuilt).
+    s.advance(S);
+    assert!(s.feed(&unknown()).sends.is_empty());
+    assert_eq!(
+        s.phase("jobs", "Often"),
+        Phase::Firing,
+        "no resolve on unknown"
+    );
+    s.feed(&stalled());
+    // for clock: 10 s before + 1 s up to the unknown result; resumes now.
+    s.advance(secs(18));
+    assert!(s.tick().sends.is_empty(), "29 s held");
+    s.advance(S);
+    assert_eq!(
+        sent(&s.tick()),
+        ["oncall:trigger"],
+        "30 s: progress carried over"
+    );
+    assert_eq!(
+        sent(&s.feed(&stalled())),
+        ["oncall:trigger"],
+        "InARow: 2 before the reload, 2 after"
+    );
+    // A false result resolves the other two; Often's history (T T F T T, then T T after the
+    // reload) ends F T T T T → T T T T F: 4 of 5, it keeps firing.
+    let fx = s.feed(&moving());
+    let mut resolved: Vec<&str> = fx.sends.iter().map(|(_, e)| e.alert.as_str()).collect();
+    resolved.sort();
+    assert_eq!(resolved, ["InARow", "JobsStalled"]);
+    assert_eq!(s.phase("jobs", "Often"), Phase::Firing);
+}
+
+#[test]
+fn a_changed_rule_starts_over_and_a_firing_one_waits_for_its_first_known_result() {
+    let before = "      - {name: JobsStalled, when: \"depth > 0 && processed_rate == 0\", for: 30s}\n      - {name: Backlog, when: \"depth > 0 && processed_rate == 0\", consecutive: 2}\n      - {name: Often, when: \"depth > 0 && processed_rate == 0\", window: 2 of 4}\n";
+    let mut s = Sim::new("routes:\n  - receivers: [oncall]\n", &jobs(before));
+    s.feed(&stalled());
+    s.advance(secs(20));
+    let fx = s.feed(&stalled());
+    assert_eq!(
+        sent(&fx),
+        ["oncall:trigger", "oncall:trigger"],
+        "Backlog and Often"
+    );
+    assert_eq!(s.phase("jobs", "JobsStalled"), Phase::Pending);
+
+    let after = "      - {name: JobsStalled, when: \"depth > 0 && processed_rate == 0\", for: 40s}\n      - {name: Backlog, when: \"depth > 1 && processed_rate == 0\", consecutive: 2}\n      - {name: Often, when: \"depth > 0 && processed_rate == 0\", window: 3 of 4}\n";
+    let fx = s.reload("routes:\n  - receivers: [oncall]\n", &jobs(after));
+    assert!(
+        fx.sends.is_empty(),
+        "same identity: no new page, no resolve"
+    );
+    assert_eq!(
+        s.phase("jobs", "JobsStalled"),
+        Phase::Inactive,
+        "pending progress reset"
+    );
+    assert_eq!(
+        s.phase("jobs", "Backlog"),
+        Phase::Firing,
+        "firing stays firing"
+    );
+    assert_eq!(s.phase("jobs", "Often"), Phase::Firing);
+    s.advance(secs(100));
+    assert!(
+        s.tick().sends.is_empty(),
+        "no result yet under the new definition"
+    );
+    assert!(
+        s.feed(&unknown()).sends.is_empty(),
+        "unknown keeps them firing"
+    );
+    s.advance(S);
+    assert!(s.tick().sends.is_empty());
+    // True keeps both (Often's cut-short history does not resolve it on a holding result).
+    assert!(s.feed(&stalled()).sends.is_empty());
+    assert_eq!(s.phase("jobs", "Often"), Phase::Firing);
+    assert_eq!(
+        s.phase("jobs", "JobsStalled"),
+        Phase::Pending,
+        "its new for starts now"
+    );
+    s.advance(secs(39));
+    assert!(s.tick().sends.is_empty());
+    s.advance(S);
+    assert_eq!(
+        sent(&s.tick()),
+        ["oncall:trigger"],
+        "40 s from the first result after the change"
+    );
+
+    // A firing rule whose changed definition is false at its first result resolves at once.
+    let changed = after.replace("depth > 1 && processed_rate == 0", "depth > 100");
+    assert!(s
+        .reload("routes:\n  - receivers: [oncall]\n", &jobs(&changed))
+        .sends
+        .is_empty());
+    let fx = s.feed(&stalled());
+    assert_eq!(sent(&fx), ["oncall:resolve"]);
+    assert_eq!(fx.sends[0].1.alert, "Backlog");
+
+    // A removed rule resolves once.
+    let fx = s.reload(
+        "routes:\n  - receivers: [oncall]\n",
+        &jobs(
+            "      - {name: JobsStalled, when: \"depth > 0 && processed_rate == 0\", for: 40s}\n",
+        ),
+    );
+    assert_eq!(sent(&fx), ["oncall:resolve"]);
+    assert_eq!(fx.sends[0].1.alert, "Often");
+    assert!(s.tick().sends.is_empty());
+}
+
+#[test]
+fn a_restart_restores_pending_progress_and_the_for_clock_skips_the_downtime() {
+    let rules = "      - {name: JobsStalled, when: \"depth > 0 && processed_rate == 0\", for: 2m}\n      - {name: InARow, when: \"depth > 0 && processed_rate == 0\", consecutive: 100}\n      - {name: Often, when: \"depth > 0 && processed_rate == 0\", window: 95 of 100}\n";
+    let route = "routes:\n  - receivers: [oncall]\n";
+    let mut s = Sim::new(route, &jobs(rules));
+    let mut saved = Saved::default();
+    // 90 s of stalled results, one a second, the ticker saving progress every second.
+    for _ in 0..90 {
+        let fx = s.feed(&stalled());
+        saved.effects(&fx);
+        s.advance(S);
+        let fx = s.tick();
+        saved.effects(&fx);
+        saved.progress(&mut s);
+    }
+    assert!(saved.sends.is_empty());
+    let since = s.view("JobsStalled").active_since;
+    assert_eq!(s.phase("jobs", "Often"), Phase::Pending);
+
+    // Killed; back 60 s later. The first result of the rebuilt queue probe is unknown.
+    let fx = s.restart(&saved, secs(60), route, &jobs(rules));
+    assert!(fx.sends.is_empty());
+    assert_eq!(
+        s.phase("jobs", "JobsStalled"),
+        Phase::Pending,
+        "pending restored"
+    );
+    assert_eq!(s.view("JobsStalled").active_since, since);
+    assert_eq!(s.view("JobsStalled").last_evaluation, None);
+    s.advance(S);
+    assert!(s.feed(&unknown()).sends.is_empty());
+    s.advance(S);
+    assert!(s.tick().sends.is_empty());
+    assert!(
+        s.feed(&stalled()).sends.is_empty(),
+        "the clock resumes here at 90 s"
+    );
+    let resumed = s.now;
+    let mut fired = Vec::new();
+    for _ in 0..40 {
+        s.advance(S);
+        let fx = s.feed(&stalled());
+        fired.extend(fx.sends.iter().map(|(_, e)| (e.alert.clone(), s.now)));
+        let fx = s.tick();
+        fired.extend(fx.sends.iter().map(|(_, e)| (e.alert.clone(), s.now)));
+    }
+    let at = |name: &str| {
+        fired
+            .iter()
+            .find(|(a, _)| a == name)
+            .map(|(_, t)| t.duration_since(resumed).unwrap())
+    };
+    assert_eq!(
+        at("JobsStalled"),
+        Some(secs(30)),
+        "2 m less the 90 s held before the restart (downtime not counted)"
+    );
+    assert_eq!(
+        at("InARow"),
+        Some(secs(9)),
+        "90 before + the resuming one + 9 = 100"
+    );
+    assert_eq!(at("Often"), Some(secs(4)), "90 + 1 + 4 = 95 of 100");
+}
+
+#[test]
+fn a_restart_keeps_a_firing_alert_through_unknown_results_and_resolves_it_once() {
+    let route = "routes:\n  - receivers: [oncall]\n";
+    let rules = jobs("      - {name: JobsStalled, when: \"depth > 0 && processed_rate == 0\", for: 5s}\n      - {name: Often, when: \"depth > 0 && processed_rate == 0\", window: 3 of 6}\n");
+    let mut s = Sim::new(route, &rules);
+    let mut saved = Saved::default();
+    for _ in 0..8 {
+        saved.effects(&s.feed(&stalled()));
+        s.advance(S);
+        saved.effects(&s.tick());
+        saved.progress(&mut s);
+    }
+    assert_eq!(saved.sends, ["oncall:trigger", "oncall:trigger"]);
+    for _ in 0..3 {
+        assert!(s.restart(&saved, secs(5), route, &rules).sends.is_empty());
+        assert_eq!(s.phase("jobs", "JobsStalled"), Phase::Firing);
+        for r in [unknown(), stalled(), stalled()] {
+            s.advance(S);
+            saved.effects(&s.feed(&r));
+            saved.effects(&s.tick());
+            saved.progress(&mut s);
+        }
+    }
+    assert_eq!(
+        saved.sends.len(),
+        2,
+        "no page and no resolve across restarts: {:?}",
+        saved.sends
+    );
+    saved.effects(&s.feed(&queue(0.0, None)));
+    assert_eq!(
+        saved.sends[2..],
+        ["oncall:resolve"],
+        "JobsStalled resolves on the drain"
+    );
+    saved.effects(&s.feed(&queue(0.0, Some(0.0))));
+    saved.effects(&s.feed(&queue(0.0, Some(0.0))));
+    saved.effects(&s.feed(&queue(0.0, Some(0.0))));
+    assert_eq!(
+        saved.sends[3..],
+        ["oncall:resolve"],
+        "Often holds in 3 of the last 6 until the fourth drained result"
+    );
+}
+
+#[test]
+fn restored_progress_of_a_changed_rule_or_a_stale_save_is_not_trusted() {
+    let route = "routes:\n  - receivers: [oncall]\n";
+    let rules =
+        jobs("      - {name: JobsStalled, when: \"depth > 0 && processed_rate == 0\", for: 1m}\n");
+    let mut s = Sim::new(route, &rules);
+    let mut saved = Saved::default();
+    s.feed(&stalled());
+    s.advance(secs(50));
+    s.feed(&stalled());
+    saved.progress(&mut s);
+
+    // for changed while canaryd was down: the 50 s held do not count for the new rule.
+    let changed = rules.replace("for: 1m", "for: 55s");
+    s.restart(&saved, secs(1), route, &changed);
+    assert_eq!(s.phase("jobs", "JobsStalled"), Phase::Inactive);
+    s.feed(&stalled());
+    s.advance(secs(54));
+    assert!(s.tick().sends.is_empty());
+    s.advance(S);
+    let fx = s.tick();
+    assert_eq!(sent(&fx), ["oncall:trigger"]);
+    saved.effects(&fx);
+    // Killed before the ticker saved the firing progress: the alert row decides.
+    s.restart(&saved, secs(1), route, &changed);
+    assert_eq!(s.phase("jobs", "JobsStalled"), Phase::Firing);
+    assert!(s.feed(&stalled()).sends.is_empty());
+    saved.progress(&mut s);
+    // Resolved, killed before the progress (still firing) was saved: the resolve stands.
+    let fx = s.feed(&moving());
+    assert_eq!(sent(&fx), ["oncall:resolve"]);
+    saved.effects(&fx);
+    let fx = s.restart(&saved, secs(1), route, &changed);
+    assert!(fx.sends.is_empty());
+    assert_eq!(s.phase("jobs", "JobsStalled"), Phase::Inactive);
+    s.advance(secs(120));
+    assert!(s.tick().sends.is_empty());
+    // A rule that is gone: its progress row is deleted by the next save.
+    s.restart(
+        &saved,
+        secs(1),
+        route,
+        &jobs("      - {name: Other, when: \"depth > 9\"}\n"),
+    );
+    saved.progress(&mut s);
+    assert_eq!(saved.progress.len(), 1, "only Other's row");
+}
+
+#[test]
+fn progress_is_saved_only_when_it_changes_and_deleted_when_its_rule_goes() {
+    let route = "routes:\n  - receivers: [oncall]\n";
+    let two = jobs("      - {name: JobsStalled, when: \"depth > 0 && processed_rate == 0\", for: 1m}\n      - {name: Other, when: \"depth > 9\"}\n");
+    let mut s = Sim::new(route, &two);
+    let names: HashMap<String, String> = s
+        .engine
+        .views(s.now)
+        .into_iter()
+        .map(|v| (v.dedup_key, v.alert))
+        .collect();
+    let s_alert = |key: &str| names[key].clone();
+    let keys = |b: &canaryd::alert::engine::ProgressBatch| {
+        let mut k: Vec<String> = b.save.iter().map(|r| s_alert(&r.dedup_key)).collect();
+        k.sort();
+        k
+    };
+    let first = s.engine.take_progress(s.now);
+    assert_eq!(keys(&first), ["JobsStalled", "Other"], "every rule once");
+    assert_eq!(first.alive_ms, None, "no for clock runs");
+    assert!(s.engine.take_progress(s.now).is_empty(), "nothing changed");
+    s.feed(&moving());
+    assert!(
+        s.engine.take_progress(s.now).is_empty(),
+        "false on an inactive rule changes no progress"
+    );
+    s.advance(S);
+    s.feed(&stalled());
+    let b = s.engine.take_progress(s.now);
+    assert_eq!(keys(&b), ["JobsStalled"]);
+    assert_eq!(b.alive_ms, Some(to_ms(s.now)), "a for clock runs");
+    s.advance(S);
+    let b = s.engine.take_progress(s.now);
+    assert!(b.save.is_empty());
+    assert_eq!(
+        b.alive_ms,
+        Some(to_ms(s.now)),
+        "alive, every save while it runs"
+    );
+    assert!(s.reload(route, &two).sends.is_empty());
+    assert!(
+        s.engine.take_progress(s.now).save.is_empty(),
+        "an identical reload"
+    );
+    s.reload(
+        route,
+        &jobs("      - {name: JobsStalled, when: \"depth > 0 && processed_rate == 0\", for: 1m}\n"),
+    );
+    let b = s.engine.take_progress(s.now);
+    assert!(b.save.is_empty());
+    assert_eq!(b.delete.len(), 1);
+    assert_eq!(s_alert(&b.delete[0]), "Other");
+}

@@ -15,14 +15,39 @@
 //! the last M), unless `keep_firing_for` is set: then only once `when` has not held for that
 //! long (the tick resolves it; a new true result restarts the wait).
 //!
+//! # Unknown outcomes
+//!
+//! `when` is evaluated with three values ([`expr::eval_cond`]): a result whose outcome depends
+//! on a variable with no value (a queue rate on the probe's first run) is *unknown*, and
+//! changes nothing: the phase, the `consecutive` count and the `window` history stay as they
+//! were (the result is not counted), the `for` clock stops until the next result where `when`
+//! holds, and the tick neither fires nor resolves while the last result is unknown. Time
+//! spent unknown counts towards `keep_firing_for` (it runs from the last result where `when`
+//! held), but only a result where `when` does not hold resolves.
+//!
+//! # Reloads and restarts
+//!
+//! [`Engine::configure`] keeps the tracker of every rule whose identity (dedup key) and
+//! definition ([`definition_hash`]: `when`, `for`, `consecutive`, `window`,
+//! `keep_firing_for`) are unchanged. A changed rule starts over; if it was firing it keeps
+//! firing, without a new page, until its first known result under the new definition
+//! decides. A rule that left the configuration resolves once.
+//!
+//! Each rule's progress ([`Progress`]) is handed out by [`Engine::take_progress`] when it
+//! changed (the service saves it every second and at shutdown) and restored after a restart
+//! for rules whose definition is unchanged. The `for` clock stops at the last time the old
+//! daemon was known alive: downtime does not count, and the clock resumes at the first result
+//! after the restart where `when` holds.
+//!
 //! # Notifications
 //!
 //! The engine decides what to send and to whom; it never sends. Each decision comes back as
 //! [`Effects`]: the events per receiver to put in the outbox and the alert rows to save or
 //! delete, which the caller commits in one store transaction (so a page is never in the outbox
 //! without its firing state, or the reverse). Firing alerts are kept in the store: after a
-//! restart they are restored as firing without notifying again, and resolved (with a resolve
-//! to everyone who heard the trigger) if their first result says so, or if their rule is gone.
+//! restart they are restored as firing without notifying again (the alert rows, not the
+//! progress saved up to a second later, decide whether an alert fires), and resolved (with a
+//! resolve to everyone who heard the trigger) if a result says so, or if their rule is gone.
 //!
 //! Silences and maintenance mute an alert's trigger, reminders and escalation; if it still
 //! fires when the mute ends, the trigger goes out then. A resolve always goes to the receivers
@@ -42,10 +67,11 @@ use crate::config::{AlertRule, Check, Config};
 use crate::probe::CheckResult;
 
 /// Where an alert is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// The condition does not hold.
+    #[default]
     Inactive,
     /// It holds, but `for` / `consecutive` / `window` is not met yet.
     Pending,
@@ -88,42 +114,69 @@ pub enum Change {
     Resolved,
 }
 
+/// What the last result said of a rule's `when`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// `when` held.
+    True,
+    /// `when` did not hold.
+    False,
+    /// `when` depends on a variable that had no value (a rate on the first run of a queue
+    /// probe): the result is ignored by the rule.
+    Unknown,
+}
+
+impl Outcome {
+    fn of(cond: Option<bool>) -> Outcome {
+        match cond {
+            Some(true) => Outcome::True,
+            Some(false) => Outcome::False,
+            None => Outcome::Unknown,
+        }
+    }
+}
+
 /// The evaluation state of one rule: pure logic, time passed in.
-#[derive(Debug, Clone)]
+///
+/// # Unknown results
+///
+/// A result whose outcome is unknown neither starts, advances nor resolves the alert: phase,
+/// `consecutive` count and `window` history stay exactly as they were, the `for` clock stops
+/// (it resumes at the next result where `when` holds), and the tick neither fires nor resolves
+/// while the last result is unknown. `keep_firing_for` keeps counting from the last result
+/// where `when` held, but a resolve needs a result where it does not hold.
+#[derive(Debug, Clone, Default)]
 pub struct Tracker {
     phase: Phase,
     /// Pending since / firing since.
     since: Option<SystemTime>,
     consecutive: u32,
     window: VecDeque<bool>,
+    /// `for` progress banked before the current run of the clock (an unknown result, a
+    /// restart, stop the clock without losing what it had counted).
+    held: Duration,
+    /// Since when the `for` clock runs: set by a result where `when` holds while it is stopped.
     true_since: Option<SystemTime>,
     last_true: Option<SystemTime>,
-    /// The last result's condition; `None` until a result arrives (a restored alert waits for
-    /// its first result before a tick may resolve it).
-    last_cond: Option<bool>,
-}
-
-impl Default for Tracker {
-    fn default() -> Self {
-        Tracker {
-            phase: Phase::Inactive,
-            since: None,
-            consecutive: 0,
-            window: VecDeque::new(),
-            true_since: None,
-            last_true: None,
-            last_cond: None,
-        }
-    }
+    /// The last result's outcome; `None` until a result arrives (a restored or carried-over
+    /// tracker waits for its first result before a tick may fire or resolve it).
+    last: Option<Outcome>,
+    /// Firing, but carried over from a changed definition or restored without its progress: the
+    /// first known result decides (resolve if `when` does not hold, keep firing otherwise).
+    undecided: bool,
 }
 
 impl Tracker {
-    /// A tracker restored as firing since `since` (after a restart).
+    /// A tracker restored or carried over as firing since `since`, whose first known result
+    /// decides whether it still fires (after a restart without saved progress, or a reload that
+    /// changed its rule's definition).
     pub fn firing(since: SystemTime, last_true: Option<SystemTime>) -> Tracker {
         Tracker {
             phase: Phase::Firing,
             since: Some(since),
             last_true,
+            undecided: true,
             ..Tracker::default()
         }
     }
@@ -138,32 +191,73 @@ impl Tracker {
         self.since
     }
 
-    /// A result: `cond` is whether `when` held.
-    pub fn observe(&mut self, rule: &AlertRule, cond: bool, now: SystemTime) -> Change {
-        self.last_cond = Some(cond);
-        if cond {
-            self.consecutive = self.consecutive.saturating_add(1);
-            self.true_since.get_or_insert(now);
-            self.last_true = Some(now);
-        } else {
-            self.consecutive = 0;
-            self.true_since = None;
+    /// The last result's outcome (`None` before the first result).
+    pub fn last(&self) -> Option<Outcome> {
+        self.last
+    }
+
+    /// How long the `for` clock has counted at `now`.
+    pub fn held_for(&self, now: SystemTime) -> Duration {
+        let running = self
+            .true_since
+            .map(|t| now.duration_since(t).unwrap_or_default())
+            .unwrap_or_default();
+        // Saturating: restored progress is read from disk and may hold anything.
+        self.held.saturating_add(running)
+    }
+
+    /// Whether the `for` clock runs (the last result held).
+    pub fn clock_runs(&self) -> bool {
+        self.true_since.is_some()
+    }
+
+    /// Stops the `for` clock at `at`, banking what it counted.
+    fn stop_clock(&mut self, at: SystemTime) {
+        if let Some(t) = self.true_since.take() {
+            self.held = self
+                .held
+                .saturating_add(at.duration_since(t).unwrap_or_default());
+        }
+    }
+
+    /// A result: `cond` is whether `when` held, `None` when that is unknown.
+    pub fn observe(&mut self, rule: &AlertRule, cond: Option<bool>, now: SystemTime) -> Change {
+        let outcome = Outcome::of(cond);
+        self.last = Some(outcome);
+        match outcome {
+            Outcome::Unknown => {
+                self.stop_clock(now);
+                return Change::None;
+            }
+            Outcome::True => {
+                self.consecutive = self.consecutive.saturating_add(1);
+                self.true_since.get_or_insert(now);
+                self.last_true = Some(now);
+            }
+            Outcome::False => {
+                self.consecutive = 0;
+                self.true_since = None;
+                self.held = Duration::ZERO;
+            }
         }
         if let Some((_, m)) = rule.window {
-            self.window.push_back(cond);
+            self.window.push_back(outcome == Outcome::True);
             while self.window.len() > m as usize {
                 self.window.pop_front();
             }
         }
-        self.settle(rule, now)
+        let change = self.settle(rule, now);
+        self.undecided = false;
+        change
     }
 
-    /// Time passing without a result (`for` reached, `keep_firing_for` over).
+    /// Time passing without a result (`for` reached, `keep_firing_for` over). Nothing happens
+    /// before the first result or while the last one is unknown.
     pub fn tick(&mut self, rule: &AlertRule, now: SystemTime) -> Change {
-        if self.last_cond.is_none() {
-            return Change::None;
+        match self.last {
+            Some(Outcome::True | Outcome::False) => self.settle(rule, now),
+            None | Some(Outcome::Unknown) => Change::None,
         }
-        self.settle(rule, now)
     }
 
     fn window_count(&self) -> usize {
@@ -171,11 +265,9 @@ impl Tracker {
     }
 
     fn settle(&mut self, rule: &AlertRule, now: SystemTime) -> Change {
-        let cond = self.last_cond == Some(true);
+        let cond = self.last == Some(Outcome::True);
         let met = if let Some(d) = rule.for_ {
-            cond && self
-                .true_since
-                .is_some_and(|t| now.duration_since(t).unwrap_or_default() >= d)
+            cond && self.held_for(now) >= d
         } else if let Some(n) = rule.consecutive {
             self.consecutive >= n
         } else if let Some((n, _)) = rule.window {
@@ -184,7 +276,14 @@ impl Tracker {
             cond
         };
         let holds = match rule.window {
-            Some((n, _)) if self.phase == Phase::Firing => self.window_count() >= n as usize,
+            // The first result after a change of definition decides on its own.
+            Some(_) if self.phase == Phase::Firing && self.undecided => cond,
+            // Results missing from a history shorter than M count as holding: a firing alert
+            // whose history was cut short is not resolved by the first holding result.
+            Some((n, m)) if self.phase == Phase::Firing => {
+                let missing = (m as usize).saturating_sub(self.window.len());
+                self.window_count() + missing >= n as usize
+            }
             Some(_) => self.window_count() > 0,
             None => cond,
         };
@@ -219,6 +318,140 @@ impl Tracker {
             _ => Change::None,
         }
     }
+
+    /// The tracker of a rule whose definition changed under a reload: a firing alert keeps
+    /// firing (same identity, no new page) until its first known result under the new
+    /// definition decides; any other progress starts over.
+    fn redefined(&self) -> Tracker {
+        match (self.phase, self.since) {
+            (Phase::Firing, Some(since)) => Tracker::firing(since, self.last_true),
+            _ => Tracker::default(),
+        }
+    }
+
+    /// What is saved of the tracker (everything but the last outcome: after a restart the
+    /// tracker waits for a fresh result).
+    pub fn progress(&self) -> Progress {
+        Progress {
+            phase: self.phase,
+            since_ms: self.since.map(to_ms),
+            consecutive: self.consecutive,
+            window: self
+                .window
+                .iter()
+                .map(|b| if *b { 'T' } else { 'F' })
+                .collect(),
+            held_ms: u64::try_from(self.held.as_millis()).unwrap_or(u64::MAX),
+            true_since_ms: self.true_since.map(to_ms),
+            last_true_ms: self.last_true.map(to_ms),
+            undecided: self.undecided,
+        }
+    }
+
+    /// A tracker from saved progress (same definition), given the firing row of the alerts
+    /// table (which decides whether it fires: it is written with the trigger, while progress
+    /// is saved up to a second later) and `stopped`, the last time the daemon was known alive.
+    /// The `for` clock stops at `stopped`: downtime does not count, and the clock resumes at
+    /// the first result after the restart where `when` holds.
+    pub fn restore(
+        p: &Progress,
+        firing: Option<&AlertRow>,
+        rule: &AlertRule,
+        stopped: SystemTime,
+    ) -> Tracker {
+        let mut window: VecDeque<bool> = p.window.chars().map(|c| c == 'T').collect();
+        let keep = rule.window.map_or(0, |(_, m)| m as usize);
+        while window.len() > keep {
+            window.pop_front();
+        }
+        let mut t = Tracker {
+            phase: p.phase,
+            since: p.since_ms.map(super::from_ms),
+            consecutive: p.consecutive,
+            window,
+            held: Duration::from_millis(p.held_ms),
+            true_since: p.true_since_ms.map(super::from_ms),
+            last_true: p.last_true_ms.map(super::from_ms),
+            last: None,
+            undecided: p.undecided,
+        };
+        t.stop_clock(stopped);
+        match firing {
+            Some(row) => {
+                if t.phase != Phase::Firing {
+                    // Fired after the last save: the saved progress is older than the trigger.
+                    t.undecided = true;
+                }
+                t.phase = Phase::Firing;
+                t.since = Some(row.event.starts_at());
+                let row_true = row.last_true_ms.map(super::from_ms);
+                t.last_true = t.last_true.max(row_true);
+            }
+            // Resolved after the last save (the resolve deleted the row): start afresh.
+            None if t.phase == Phase::Firing => return Tracker::default(),
+            None => {}
+        }
+        t
+    }
+}
+
+/// A rule's saved progress (see [`Tracker::progress`]); times are Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// inactive, pending or firing.
+    pub phase: Phase,
+    /// Pending or firing since.
+    #[serde(default)]
+    pub since_ms: Option<i64>,
+    /// Results in a row where `when` held.
+    #[serde(default)]
+    pub consecutive: u32,
+    /// The `window` history, oldest first: `T` held, `F` did not.
+    #[serde(default)]
+    pub window: String,
+    /// `for` progress banked while the clock was stopped.
+    #[serde(default)]
+    pub held_ms: u64,
+    /// Since when the `for` clock ran (if it ran when saved).
+    #[serde(default)]
+    pub true_since_ms: Option<i64>,
+    /// Last result where `when` held.
+    #[serde(default)]
+    pub last_true_ms: Option<i64>,
+    /// Firing, waiting for its first known result to decide.
+    #[serde(default)]
+    pub undecided: bool,
+}
+
+/// One rule's saved progress, keyed by the alert's dedup key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgressRow {
+    /// Identity.
+    pub dedup_key: String,
+    /// [`definition_hash`] of the rule the progress belongs to: progress of a changed rule is
+    /// not restored.
+    pub definition: String,
+    /// When it was saved (Unix ms).
+    pub saved_ms: i64,
+    /// The tracker's state.
+    pub progress: Progress,
+}
+
+/// What the progress depends on: `when` (as written), `for`, `consecutive`, `window` and
+/// `keep_firing_for`. Annotations, severity and labels are not part of it (labels and
+/// severity are part of the identity instead).
+pub fn definition_hash(rule: &AlertRule) -> String {
+    use sha2::{Digest, Sha256};
+    let text = format!(
+        "when={}\nfor={:?}\nconsecutive={:?}\nwindow={:?}\nkeep_firing_for={:?}",
+        rule.when,
+        rule.for_.map(|d| d.as_millis()),
+        rule.consecutive,
+        rule.window,
+        rule.keep_firing_for.map(|d| d.as_millis()),
+    );
+    let digest = Sha256::digest(text.as_bytes());
+    data_encoding::HEXLOWER.encode(&digest[..16])
 }
 
 /// Who has been told what about a firing alert (kept in the store with it).
@@ -287,6 +520,10 @@ struct Entry {
     /// The event built from the last result where the condition held (or restored).
     last: Option<AlertEvent>,
     delivery: Delivery,
+    /// [`definition_hash`] of the rule.
+    definition: String,
+    /// What was last handed out to be saved (or restored): progress is saved when it differs.
+    saved: Option<(String, Progress)>,
 }
 
 impl Entry {
@@ -324,6 +561,28 @@ pub struct AlertView {
     pub notified: Vec<String>,
     /// The escalation went out.
     pub escalated: bool,
+    /// What the last result said of `when`: true, false or unknown (a variable had no value,
+    /// so the result changed nothing); absent before the first result.
+    pub last_evaluation: Option<Outcome>,
+}
+
+/// Progress to save in one transaction (the ticker's batch): rows to write, rows to delete,
+/// and the time to record as "last known alive" (when some `for` clock runs).
+#[derive(Debug, Default)]
+pub struct ProgressBatch {
+    /// Rows to insert or replace.
+    pub save: Vec<ProgressRow>,
+    /// Rows to delete (dedup keys of rules that left the configuration).
+    pub delete: Vec<String>,
+    /// Unix ms to record as the time the `for` clocks stop at after a crash.
+    pub alive_ms: Option<i64>,
+}
+
+impl ProgressBatch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.save.is_empty() && self.delete.is_empty() && self.alive_ms.is_none()
+    }
 }
 
 /// Every alert of a configuration.
@@ -333,6 +592,12 @@ pub struct Engine {
     entries: HashMap<String, Vec<Entry>>,
     /// Restored firing alerts not yet matched to a rule (resolved by `configure`).
     restored: HashMap<String, AlertRow>,
+    /// Restored progress not yet matched to a rule (deleted by `configure`).
+    progress: HashMap<String, ProgressRow>,
+    /// When the daemon that saved the progress was last known alive (Unix ms).
+    alive_ms: Option<i64>,
+    /// Progress rows to delete at the next save.
+    progress_gone: Vec<String>,
     router: Router,
     maintenance: Vec<crate::config::Maintenance>,
     /// Receivers that want lease refreshes, and how often.
@@ -348,6 +613,9 @@ impl Engine {
         Engine {
             entries: HashMap::new(),
             restored: HashMap::new(),
+            progress: HashMap::new(),
+            alive_ms: None,
+            progress_gone: Vec::new(),
             router: Router::default(),
             maintenance: Vec::new(),
             refresh: HashMap::new(),
@@ -361,6 +629,46 @@ impl Engine {
         for row in rows {
             self.restored.insert(row.dedup_key.clone(), row);
         }
+    }
+
+    /// Saved progress of every rule and the time its daemon was last known alive (Unix ms),
+    /// before the first [`Engine::configure`].
+    pub fn restore_progress(&mut self, rows: Vec<ProgressRow>, alive_ms: Option<i64>) {
+        for row in rows {
+            self.progress.insert(row.dedup_key.clone(), row);
+        }
+        self.alive_ms = alive_ms;
+    }
+
+    /// Progress that changed since the last call, rules gone, and the time to record as alive
+    /// when some `for` clock runs (so a crash loses at most the time since this call).
+    pub fn take_progress(&mut self, now: SystemTime) -> ProgressBatch {
+        let mut batch = ProgressBatch {
+            delete: std::mem::take(&mut self.progress_gone),
+            ..ProgressBatch::default()
+        };
+        let mut clock_runs = false;
+        for e in self.entries.values_mut().flatten() {
+            clock_runs |= e.tracker.clock_runs();
+            let p = e.tracker.progress();
+            if e.saved
+                .as_ref()
+                .is_some_and(|(d, saved)| *d == e.definition && *saved == p)
+            {
+                continue;
+            }
+            batch.save.push(ProgressRow {
+                dedup_key: e.dedup_key.clone(),
+                definition: e.definition.clone(),
+                saved_ms: to_ms(now),
+                progress: p.clone(),
+            });
+            e.saved = Some((e.definition.clone(), p));
+        }
+        if clock_runs {
+            batch.alive_ms = Some(to_ms(now));
+        }
+        batch
     }
 
     /// Replaces the silences.
@@ -391,10 +699,15 @@ impl Engine {
                     let i = list.iter().position(|e| e.rule().name == rule.name)?;
                     Some(list.swap_remove(i))
                 });
+                let definition = definition_hash(rule);
                 let entry = match previous {
                     Some(mut e) if e.dedup_key == key => {
                         e.check = check.clone();
                         e.rule = i;
+                        if e.definition != definition {
+                            e.tracker = e.tracker.redefined();
+                            e.definition = definition;
+                        }
                         e
                     }
                     other => {
@@ -409,12 +722,31 @@ impl Engine {
                             tracker: Tracker::default(),
                             last: None,
                             delivery: Delivery::default(),
+                            definition,
+                            saved: None,
                         };
-                        if let Some(row) = self.restored.remove(&key) {
-                            e.tracker = Tracker::firing(
-                                row.event.starts_at(),
-                                row.last_true_ms.map(super::from_ms),
-                            );
+                        let firing = self.restored.remove(&key);
+                        let saved = self.progress.remove(&key);
+                        match saved.filter(|p| p.definition == e.definition) {
+                            Some(p) => {
+                                let stopped = self.alive_ms.unwrap_or(0).max(p.saved_ms);
+                                e.tracker = Tracker::restore(
+                                    &p.progress,
+                                    firing.as_ref(),
+                                    rule,
+                                    super::from_ms(stopped),
+                                );
+                            }
+                            None => {
+                                if let Some(row) = &firing {
+                                    e.tracker = Tracker::firing(
+                                        row.event.starts_at(),
+                                        row.last_true_ms.map(super::from_ms),
+                                    );
+                                }
+                            }
+                        }
+                        if let Some(row) = firing {
                             e.last = Some(row.event);
                             e.delivery = row.delivery;
                         }
@@ -439,11 +771,14 @@ impl Engine {
         for (_, row) in std::mem::take(&mut self.restored) {
             fx.append(self.resolve_row(row, now));
         }
+        self.progress_gone
+            .extend(std::mem::take(&mut self.progress).into_keys());
         fx
     }
 
     /// A rule that left the configuration: its firing alert is resolved.
     fn retire(&mut self, e: Entry, now: SystemTime) -> Effects {
+        self.progress_gone.push(e.dedup_key.clone());
         if e.tracker.phase() != Phase::Firing {
             return Effects::default();
         }
@@ -490,8 +825,8 @@ impl Engine {
         };
         for e in list.iter_mut() {
             let rule = e.rule();
-            let cond = expr::truthy(expr::eval(&rule.expr, &|v| result.variable(v)));
-            if cond || e.last.is_none() {
+            let cond = expr::eval_cond(&rule.expr, &|v| result.variable(v));
+            if cond == Some(true) || e.last.is_none() {
                 e.last = Some(self.build_event(e, result, now));
             }
             let check = e.check.clone();
@@ -798,6 +1133,7 @@ impl Engine {
                 silenced: self.muted(e, now),
                 notified: e.delivery.notified.iter().cloned().collect(),
                 escalated: e.delivery.escalated,
+                last_evaluation: e.tracker.last(),
             })
             .collect();
         out.sort_by(|a, b| (&a.check, &a.alert).cmp(&(&b.check, &b.alert)));
@@ -814,4 +1150,171 @@ pub fn alert_labels(check: &Check, rule: &AlertRule) -> BTreeMap<String, String>
     labels.insert("check".into(), check.name.clone());
     labels.insert("severity".into(), rule.severity.as_str().into());
     labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::expr::{self, Type};
+    use crate::config::Severity;
+    use proptest::prelude::*;
+    use std::time::UNIX_EPOCH;
+
+    fn rule(kind: u8, a: u32, b: u32, keep_ms: Option<u64>) -> AlertRule {
+        let (n, m) = (a.min(b).max(1), a.max(b).max(1));
+        AlertRule {
+            name: "R".into(),
+            when: "failed".into(),
+            expr: expr::check("failed", &|_| Ok(Type::Bool)).unwrap(),
+            for_: (kind == 1).then(|| Duration::from_millis(u64::from(a) * 1000)),
+            consecutive: (kind == 2).then_some(a.max(1)),
+            window: (kind == 3).then_some((n, m)),
+            keep_firing_for: keep_ms.map(Duration::from_millis),
+            severity: Severity::Critical,
+            labels: BTreeMap::new(),
+            annotations: Vec::new(),
+        }
+    }
+
+    fn firing_row(t: &Tracker) -> Option<AlertRow> {
+        let since = t.since()?;
+        (t.phase() == Phase::Firing).then(|| AlertRow {
+            dedup_key: "k".into(),
+            event: AlertEvent {
+                dedup_key: "k".into(),
+                kind: EventKind::Trigger,
+                status: Status::Firing,
+                check: "c".into(),
+                alert: "R".into(),
+                severity: "critical".into(),
+                labels: BTreeMap::new(),
+                annotations: BTreeMap::new(),
+                summary: String::new(),
+                reason: None,
+                failed_step: None,
+                value: None,
+                starts_at_ms: to_ms(since),
+                ends_at_ms: None,
+                created_ms: to_ms(since),
+                generator_url: String::new(),
+            },
+            delivery: Delivery::default(),
+            last_true_ms: t.last_true.map(to_ms),
+        })
+    }
+
+    /// One step: a result (true, false, unknown) or a tick, after `gap_ms`.
+    fn step() -> impl Strategy<Value = (Option<Option<bool>>, u64)> {
+        (
+            prop_oneof![
+                Just(Some(Some(true))),
+                Just(Some(Some(false))),
+                Just(Some(None)),
+                Just(None)
+            ],
+            0u64..20_000,
+        )
+    }
+
+    fn rules() -> impl Strategy<Value = AlertRule> {
+        (0u8..4, 1u32..8, 1u32..8, prop::option::of(0u64..30_000))
+            .prop_map(|(k, a, b, keep)| rule(k, a, b, keep))
+    }
+
+    fn run(
+        t: &mut Tracker,
+        r: &AlertRule,
+        steps: &[(Option<Option<bool>>, u64)],
+        now: &mut SystemTime,
+    ) -> Vec<Change> {
+        steps
+            .iter()
+            .map(|(what, gap)| {
+                *now += Duration::from_millis(*gap);
+                match what {
+                    Some(cond) => t.observe(r, *cond, *now),
+                    None => t.tick(r, *now),
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        /// An unknown result changes nothing but the `for` clock, which it stops; the ticks
+        /// after it change nothing either.
+        #[test]
+        fn an_unknown_result_changes_no_progress(
+            r in rules(),
+            prefix in prop::collection::vec(step(), 0..40),
+            ticks in prop::collection::vec(0u64..600_000, 0..5),
+        ) {
+            let mut now = UNIX_EPOCH + Duration::from_secs(1_780_272_000);
+            let mut t = Tracker::default();
+            run(&mut t, &r, &prefix, &mut now);
+            let before = t.progress();
+            now += Duration::from_millis(1);
+            prop_assert_eq!(t.observe(&r, None, now), Change::None);
+            let held = t.held_for(now);
+            let after = t.progress();
+            prop_assert_eq!(
+                (after.phase, after.since_ms, after.consecutive, &after.window, after.last_true_ms, after.undecided),
+                (before.phase, before.since_ms, before.consecutive, &before.window, before.last_true_ms, before.undecided)
+            );
+            prop_assert!(!t.clock_runs());
+            for gap in ticks {
+                now += Duration::from_millis(gap);
+                prop_assert_eq!(t.tick(&r, now), Change::None);
+                prop_assert_eq!(t.held_for(now), held);
+            }
+            prop_assert_eq!(t.progress(), after);
+        }
+
+        /// A tracker restored from its own saved progress (no downtime) makes the same
+        /// decisions as the one that kept running, from the first result on.
+        #[test]
+        fn restored_progress_decides_like_the_running_tracker(
+            r in rules(),
+            prefix in prop::collection::vec(step(), 0..40),
+            first in prop::option::of(any::<bool>()),
+            rest in prop::collection::vec(step(), 0..40),
+        ) {
+            let mut now = UNIX_EPOCH + Duration::from_secs(1_780_272_000);
+            let mut t = Tracker::default();
+            run(&mut t, &r, &prefix, &mut now);
+            let mut restored = Tracker::restore(&t.progress(), firing_row(&t).as_ref(), &r, now);
+            prop_assert_eq!(restored.phase(), t.phase());
+            prop_assert_eq!(restored.since(), t.since());
+            prop_assert_eq!(t.observe(&r, first, now), restored.observe(&r, first, now));
+            let mut later = now;
+            let a = run(&mut t, &r, &rest, &mut now);
+            let b = run(&mut restored, &r, &rest, &mut later);
+            prop_assert_eq!(a, b);
+        }
+
+        /// Whatever a progress row holds (it is read from disk), restoring and running never
+        /// panics and the window never outgrows M.
+        #[test]
+        fn any_saved_progress_restores_without_panicking(
+            r in rules(),
+            phase in prop_oneof![Just(Phase::Inactive), Just(Phase::Pending), Just(Phase::Firing)],
+            since_ms in prop::option::of(any::<i64>()),
+            consecutive in any::<u32>(),
+            window in "[TFx]{0,20}",
+            held_ms in any::<u64>(),
+            true_since_ms in prop::option::of(any::<i64>()),
+            last_true_ms in prop::option::of(any::<i64>()),
+            undecided in any::<bool>(),
+            stopped_ms in any::<i64>(),
+            steps in prop::collection::vec(step(), 0..30),
+        ) {
+            let p = Progress { phase, since_ms, consecutive, window, held_ms, true_since_ms, last_true_ms, undecided };
+            let mut t = Tracker::restore(&p, None, &r, super::super::from_ms(stopped_ms));
+            let mut now = UNIX_EPOCH + Duration::from_secs(1_780_272_000);
+            run(&mut t, &r, &steps, &mut now);
+            prop_assert!(t.window.len() <= r.window.map_or(0, |(_, m)| m as usize));
+            let _ = t.progress();
+        }
+    }
 }

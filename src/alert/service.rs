@@ -101,9 +101,13 @@ impl Alerting {
         let silences = store
             .call_blocking(store::load_silences)
             .map_err(|e| e.to_string())?;
+        let (progress, alive_ms) = store
+            .call_blocking(store::load_progress)
+            .map_err(|e| e.to_string())?;
         let client = super::outbox::http_client()?;
         let mut engine = Engine::new(config.api_url());
         engine.restore(rows);
+        engine.restore_progress(progress, alive_ms);
         engine.set_silences(silences.clone());
         let now = clock.now();
         let alerting = Arc::new(Alerting {
@@ -229,6 +233,43 @@ impl Alerting {
         let mut engine = lock(&self.engine);
         let fx = engine.tick(now);
         self.commit(fx);
+        if let Some(saving) = self.save_progress(&mut engine, now) {
+            tokio::spawn(async move {
+                if let Err(e) = saving.wait().await {
+                    tracing::error!("alert progress could not be saved: {e}");
+                }
+            });
+        }
+    }
+
+    /// Queues the rules' changed progress in the store (one transaction). Called with the
+    /// engine lock held, after the tick's effects, so store order is decision order; the
+    /// ticker calls it every second, so a crash loses at most about a second of progress.
+    fn save_progress(
+        &self,
+        engine: &mut Engine,
+        now: std::time::SystemTime,
+    ) -> Option<store::Pending<()>> {
+        let batch = engine.take_progress(now);
+        if batch.is_empty() {
+            return None;
+        }
+        Some(self.store.request(move |c| store::save_progress(c, &batch)))
+    }
+
+    /// Saves the rules' progress now and waits for the store (at shutdown, after the last
+    /// results, so a clean stop loses none).
+    pub async fn flush_progress(&self) {
+        let pending = {
+            let mut engine = lock(&self.engine);
+            self.save_progress(&mut engine, self.clock.now())
+        };
+        if let Some(Err(e)) = match pending {
+            Some(p) => Some(p.wait().await),
+            None => None,
+        } {
+            tracing::error!("alert progress could not be saved: {e}");
+        }
     }
 
     /// Queues the effects in the store (one transaction), updates metrics, wakes workers.

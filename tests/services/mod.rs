@@ -1257,6 +1257,16 @@ impl Canaryd {
     pub fn stop(&mut self, grace: Duration) {
         self.worker.stop(grace);
     }
+
+    /// SIGKILL now (a crash: no drain, nothing flushed).
+    pub fn kill(&mut self) {
+        self.worker.kill();
+    }
+
+    /// Whether it has exited (and how).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.worker.exited()
+    }
 }
 
 /// Runs a one-shot command to completion (bounded by `timeout`), panicking with its output if it
