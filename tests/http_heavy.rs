@@ -99,16 +99,25 @@ checks:
         "nested check failed with timeout: {timeouts:?}\n{metrics}"
     );
     // Every run of the nested check ended by its timeout (histogram: none above 2.5 s).
-    let runs = sample(&metrics, "canary_check_duration_seconds_count", &[("check", "nested")]);
+    let runs = sample(
+        &metrics,
+        "canary_check_duration_seconds_count",
+        &[("check", "nested")],
+    );
     let within = sample(
         &metrics,
         "canary_check_duration_seconds_bucket",
         &[("check", "nested"), ("le", "2.5")],
     );
     assert!(runs.is_some_and(|n| n >= 1.0), "{metrics}");
-    assert_eq!(runs, within, "a nested run took longer than 2.5 s\n{metrics}");
+    assert_eq!(
+        runs, within,
+        "a nested run took longer than 2.5 s\n{metrics}"
+    );
 
-    let api = http_get(&daemon.url("/api/v1/checks/nested")).unwrap().text();
+    let api = http_get(&daemon.url("/api/v1/checks/nested"))
+        .unwrap()
+        .text();
     assert!(
         api.contains(r#"step \"page\": timed out parsing the response"#),
         "{api}"
@@ -121,5 +130,8 @@ checks:
         &[("check", "plain"), ("result", "success")],
     )
     .unwrap_or(0.0);
-    assert!(plain_ok >= 20.0, "plain check ran {plain_ok} times\n{metrics}");
+    assert!(
+        plain_ok >= 20.0,
+        "plain check ran {plain_ok} times\n{metrics}"
+    );
 }

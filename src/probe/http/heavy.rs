@@ -163,9 +163,15 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert!(seen.load(Ordering::Relaxed), "the job saw it was abandoned");
-        assert_eq!(run(Instant::now() + Duration::from_secs(5), |_| 7).await, Ok(7));
         assert_eq!(
-            run(Instant::now() + Duration::from_secs(5), |_| -> u8 { panic!("bug") }).await,
+            run(Instant::now() + Duration::from_secs(5), |_| 7).await,
+            Ok(7)
+        );
+        assert_eq!(
+            run(Instant::now() + Duration::from_secs(5), |_| -> u8 {
+                panic!("bug")
+            })
+            .await,
             Err(JobError::Panicked)
         );
     }
