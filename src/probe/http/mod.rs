@@ -9,6 +9,8 @@
 mod assert;
 mod extract;
 pub mod heavy;
+#[cfg(test)]
+mod props;
 pub mod spec;
 pub mod transport;
 
