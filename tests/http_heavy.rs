@@ -45,7 +45,7 @@ fn nested_divs_time_out_without_stalling_the_daemon() {
 state_dir: state
 checks:
   - name: nested
-    interval: 3s
+    interval: 2s
     timeout: 2s
     http:
       steps:
@@ -64,10 +64,10 @@ checks:
         ),
     )
     .unwrap();
-    let daemon = Canaryd::start(canaryd_run(&config), &addr).unwrap_or_else(|e| panic!("{e}"));
+    let mut daemon = Canaryd::start(canaryd_run(&config), &addr).unwrap_or_else(|e| panic!("{e}"));
 
-    // Poll /-/healthy every 50 ms across two runs of the nested check (each holds a parse for
-    // its whole 2 s timeout).
+    // Poll /-/healthy every 50 ms across two runs of the nested check (back to back, each holds a
+    // parse for its whole 2 s timeout).
     let healthy = daemon.url("/-/healthy");
     let mut slowest = Duration::ZERO;
     let polling = Instant::now();
@@ -133,5 +133,15 @@ checks:
     assert!(
         plain_ok >= 20.0,
         "plain check ran {plain_ok} times\n{metrics}"
+    );
+
+    // SIGTERM is obeyed while a parse is under way (one always is): the daemon drains and exits
+    // well before the 10 s grace after which `stop` would kill it.
+    let stopping = Instant::now();
+    daemon.stop(Duration::from_secs(10));
+    let took = stopping.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "SIGTERM took {took:?} to stop canaryd"
     );
 }
