@@ -258,7 +258,7 @@ fn duration_nanos(num: &str, unit_nanos: u128) -> Option<u128> {
         return Some(u128::MAX);
     }
     let whole: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let whole = whole.checked_mul(unit_nanos).unwrap_or(u128::MAX);
+    let whole = whole.saturating_mul(unit_nanos);
     // Digits past the 24th are below a nanosecond for every unit (a day is 8.64e13 ns).
     let frac = &frac[..frac.len().min(24)];
     let part = if frac.is_empty() {
