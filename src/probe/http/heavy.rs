@@ -71,7 +71,8 @@ pub enum JobError {
 }
 
 /// Runs `job` on a blocking thread under a CPU permit and returns its result, or
-/// [`JobError::Timeout`] at `deadline`.
+/// [`JobError::Timeout`] at `deadline`. (Under a paused tokio clock the wait for the blocking
+/// thread lets time jump to the deadline: tests of body work run on the real clock.)
 pub async fn run<T, F>(deadline: Instant, job: F) -> Result<T, JobError>
 where
     T: Send + 'static,
@@ -142,6 +143,30 @@ mod tests {
         assert!(parse_html(&page, &cancel).is_none());
         let took = begun.elapsed();
         assert!(took < Duration::from_secs(2), "parse ran on for {took:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_most_one_job_per_cpu_runs_at_once() {
+        use std::sync::atomic::AtomicUsize;
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (now, max) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let jobs = (0..cpus * 3).map(|_| {
+            let (now, max) = (now.clone(), max.clone());
+            tokio::spawn(run(Instant::now() + Duration::from_secs(20), move |_| {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(n, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(30));
+                now.fetch_sub(1, Ordering::SeqCst);
+            }))
+        });
+        for j in jobs.collect::<Vec<_>>() {
+            assert_eq!(j.await.unwrap(), Ok(()));
+        }
+        let max = max.load(Ordering::SeqCst);
+        assert!(
+            (1..=cpus).contains(&max),
+            "{max} jobs at once on {cpus} CPUs"
+        );
     }
 
     #[tokio::test]
