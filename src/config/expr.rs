@@ -5,9 +5,25 @@
 //! (`250ms`, `3s`, `5m`, `1h`, `1d`), strings (`'...'` or `"..."`), `true`/`false` and variables.
 //! Expressions are parsed and type-checked when the configuration loads, against the variables
 //! the check kind provides, so a typo is a `file:line:col` error, not a silent never-firing alert.
+//!
+//! Every expression is bounded before anything recurses over it: at most [`MAX_LEN`] characters,
+//! [`MAX_DEPTH`] levels of parentheses and `!`, and [`MAX_TERMS`] operands; numbers must be
+//! finite and durations at most [`MAX_DURATION_DAYS`] days. So the parser, the type checker and
+//! the evaluator recurse at most a few hundred frames deep on any tree [`parse`] returns, and a
+//! configuration can never overflow a stack (tokio workers have 2 MiB) or panic on a literal.
 
 use std::fmt;
 use std::time::Duration;
+
+/// Longest expression accepted, in characters.
+pub const MAX_LEN: usize = 4096;
+/// Deepest nesting accepted: every `(` and every `!` opens one level.
+pub const MAX_DEPTH: usize = 64;
+/// Most operands (literals and variables) one expression may have.
+pub const MAX_TERMS: usize = 128;
+/// Longest duration literal accepted, in days (100 years of 365 days).
+pub const MAX_DURATION_DAYS: u64 = 36_500;
+const MAX_DURATION_NANOS: u128 = MAX_DURATION_DAYS as u128 * 86_400 * 1_000_000_000;
 
 /// The type of a value in an expression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,18 +139,24 @@ fn lex(src: &str) -> Result<Vec<(usize, Tok)>, ExprError> {
                 i += 1;
             }
             let unit: String = chars[unit_start..i].iter().collect();
-            let n: f64 = num
-                .parse()
-                .map_err(|_| err(start, format!("invalid number {num:?}")))?;
             if unit.is_empty() {
+                let n: f64 = num
+                    .parse()
+                    .map_err(|_| err(start, format!("invalid number {num:?}")))?;
+                if !n.is_finite() {
+                    return Err(err(
+                        start,
+                        format!("number {} is out of range", short(&num)),
+                    ));
+                }
                 out.push((start, Tok::Num(n)));
             } else {
-                let secs = match unit.as_str() {
-                    "ms" => n / 1000.0,
-                    "s" => n,
-                    "m" => n * 60.0,
-                    "h" => n * 3600.0,
-                    "d" => n * 86400.0,
+                let unit_nanos: u128 = match unit.as_str() {
+                    "ms" => 1_000_000,
+                    "s" => 1_000_000_000,
+                    "m" => 60_000_000_000,
+                    "h" => 3_600_000_000_000,
+                    "d" => 86_400_000_000_000,
                     _ => {
                         return Err(err(
                             unit_start,
@@ -142,7 +164,20 @@ fn lex(src: &str) -> Result<Vec<(usize, Tok)>, ExprError> {
                         ))
                     }
                 };
-                out.push((start, Tok::Dur(Duration::from_secs_f64(secs))));
+                let nanos = duration_nanos(&num, unit_nanos)
+                    .ok_or_else(|| err(start, format!("invalid number {:?}", short(&num))))?;
+                if nanos > MAX_DURATION_NANOS {
+                    return Err(err(
+                        start,
+                        format!(
+                            "duration {}{unit} is out of range (at most {MAX_DURATION_DAYS}d, 100 years)",
+                            short(&num)
+                        ),
+                    ));
+                }
+                let secs = (nanos / 1_000_000_000) as u64;
+                let sub = (nanos % 1_000_000_000) as u32;
+                out.push((start, Tok::Dur(Duration::new(secs, sub))));
             }
             continue;
         }
@@ -200,10 +235,49 @@ fn lex(src: &str) -> Result<Vec<(usize, Tok)>, ExprError> {
     Ok(out)
 }
 
+/// The first characters of a long literal, for messages.
+fn short(num: &str) -> String {
+    if num.chars().count() > 24 {
+        format!("{}…", num.chars().take(24).collect::<String>())
+    } else {
+        num.to_string()
+    }
+}
+
+/// `digits[.digits]` times a unit, in whole nanoseconds (exact: no floating point, so a duration
+/// printed by [`Value`]'s `Display` reads back as the same value). `None` when `num` is not a
+/// decimal number; `Some(u128::MAX)` when it is far beyond any limit.
+fn duration_nanos(num: &str, unit_nanos: u128) -> Option<u128> {
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if frac.contains('.') || (int.is_empty() && frac.is_empty()) {
+        return None;
+    }
+    let int = int.trim_start_matches('0');
+    // 30 digits exceed u128 when multiplied by a unit, and every limit long before that.
+    if int.len() > 30 {
+        return Some(u128::MAX);
+    }
+    let whole: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let whole = whole.saturating_mul(unit_nanos);
+    // Digits past the 24th are below a nanosecond for every unit (a day is 8.64e13 ns).
+    let frac = &frac[..frac.len().min(24)];
+    let part = if frac.is_empty() {
+        0
+    } else {
+        let f: u128 = frac.parse().ok()?;
+        f * unit_nanos / 10u128.pow(frac.len() as u32)
+    };
+    Some(whole.saturating_add(part))
+}
+
 struct Parser {
     toks: Vec<(usize, Tok)>,
     pos: usize,
     end: usize,
+    /// Open parentheses and `!` around the current position.
+    depth: usize,
+    /// Operands read so far.
+    terms: usize,
 }
 
 impl Parser {
@@ -237,10 +311,25 @@ impl Parser {
         }
         Ok((o, e))
     }
+    /// Enters one level of nesting (a `(` or a `!` at offset `o`).
+    fn enter(&mut self, o: usize) -> Result<(), ExprError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(ExprError {
+                offset: o,
+                message: format!(
+                    "expression nests deeper than {MAX_DEPTH} (parentheses and ! count)"
+                ),
+            });
+        }
+        Ok(())
+    }
     fn not(&mut self) -> Result<(usize, Expr), ExprError> {
         let o = self.offset();
         if self.eat_op("!") {
+            self.enter(o)?;
             let (_, e) = self.not()?;
+            self.depth -= 1;
             return Ok((o, Expr::Not(Box::new(e))));
         }
         self.cmp()
@@ -264,6 +353,18 @@ impl Parser {
         let o = self.offset();
         let tok = self.toks.get(self.pos).map(|(_, t)| t.clone());
         self.pos += 1;
+        if matches!(
+            tok,
+            Some(Tok::Num(_) | Tok::Dur(_) | Tok::Str(_) | Tok::Ident(_))
+        ) {
+            self.terms += 1;
+            if self.terms > MAX_TERMS {
+                return Err(ExprError {
+                    offset: o,
+                    message: format!("expression has more than {MAX_TERMS} terms"),
+                });
+            }
+        }
         let e = match tok {
             Some(Tok::Num(n)) => Expr::Lit(Value::Number(n)),
             Some(Tok::Dur(d)) => Expr::Lit(Value::Duration(d)),
@@ -272,7 +373,9 @@ impl Parser {
             Some(Tok::Ident(id)) if id == "false" => Expr::Lit(Value::Bool(false)),
             Some(Tok::Ident(id)) => Expr::Var(id),
             Some(Tok::LParen) => {
+                self.enter(o)?;
                 let (_, e) = self.or()?;
+                self.depth -= 1;
                 if self.peek() != Some(&Tok::RParen) {
                     return Err(ExprError {
                         offset: self.offset(),
@@ -310,11 +413,20 @@ fn describe(t: &Tok) -> String {
 
 /// Parses an expression (syntax only).
 pub fn parse(src: &str) -> Result<Expr, ExprError> {
+    let len = src.chars().count();
+    if len > MAX_LEN {
+        return Err(ExprError {
+            offset: MAX_LEN,
+            message: format!("expression is longer than {MAX_LEN} characters ({len})"),
+        });
+    }
     let toks = lex(src)?;
     let mut p = Parser {
         toks,
         pos: 0,
-        end: src.chars().count(),
+        end: len,
+        depth: 0,
+        terms: 0,
     };
     let (_, e) = p.or()?;
     if p.pos < p.toks.len() {
@@ -491,22 +603,116 @@ impl Expr {
     }
 }
 
+/// Prints the value as an expression literal that [`parse`] reads back as the same value:
+/// `true`, `0.25` (shortest exact form), `90s`, `1.5s`, `'text'`. Numbers below zero, NaN and
+/// infinities (which variables may hold, but no literal can) print as Rust prints them. The
+/// alternate form (`{:#}`) is for people: `0.250`, `1h 30m`, `text` without quotes.
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Value::Bool(b) => write!(f, "{b}"),
-            Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => write!(f, "{}", *n as i64),
-            Value::Number(n) => write!(f, "{n:.3}"),
-            Value::Duration(d) if d.as_secs() >= 60 => {
-                write!(
+        if f.alternate() {
+            return match self {
+                Value::Bool(b) => write!(f, "{b}"),
+                Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => {
+                    write!(f, "{}", *n as i64)
+                }
+                Value::Number(n) => write!(f, "{n:.3}"),
+                Value::Duration(d) if d.as_secs() >= 60 => write!(
                     f,
                     "{}",
                     humantime::format_duration(Duration::from_secs(d.as_secs()))
-                )
-            }
-            Value::Duration(d) => write!(f, "{:.3}s", d.as_secs_f64()),
-            Value::String(s) => write!(f, "{s}"),
+                ),
+                Value::Duration(d) => write!(f, "{:.3}s", d.as_secs_f64()),
+                Value::String(s) => write!(f, "{s}"),
+            };
         }
+        match self {
+            Value::Bool(b) => write!(f, "{b}"),
+            // Rust prints the shortest decimal that reads back as the same f64, never an exponent.
+            Value::Number(n) => write!(f, "{n}"),
+            Value::Duration(d) => {
+                let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+                if nanos != 0 {
+                    let frac = format!("{nanos:09}");
+                    return write!(f, "{secs}.{}s", frac.trim_end_matches('0'));
+                }
+                match secs {
+                    0 => write!(f, "0s"),
+                    s if s % 86_400 == 0 => write!(f, "{}d", s / 86_400),
+                    s if s % 3_600 == 0 => write!(f, "{}h", s / 3_600),
+                    s if s % 60 == 0 => write!(f, "{}m", s / 60),
+                    s => write!(f, "{s}s"),
+                }
+            }
+            // A string never holds both quotes: a literal ends at its own quote character.
+            Value::String(s) if s.contains('\'') => write!(f, "\"{s}\""),
+            Value::String(s) => write!(f, "'{s}'"),
+        }
+    }
+}
+
+impl CmpOp {
+    /// The operator as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        }
+    }
+}
+
+/// Prints the expression so that [`parse`] reads it back as the same tree: parentheses exactly
+/// where precedence (`||` < `&&` < `!` < comparison) or grouping on the right needs them.
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// Binding levels: what may appear without parentheses in a position.
+        const OR: u8 = 0;
+        const AND: u8 = 1;
+        const NOT: u8 = 2;
+        const OPERAND: u8 = 3;
+        fn level(e: &Expr) -> u8 {
+            match e {
+                Expr::Or(..) => OR,
+                Expr::And(..) => AND,
+                Expr::Not(_) | Expr::Cmp(..) => NOT,
+                Expr::Lit(_) | Expr::Var(_) => OPERAND,
+            }
+        }
+        fn put(e: &Expr, min: u8, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            if level(e) < min {
+                f.write_str("(")?;
+                put(e, OR, f)?;
+                return f.write_str(")");
+            }
+            match e {
+                Expr::Lit(v) => write!(f, "{v}"),
+                Expr::Var(name) => f.write_str(name),
+                Expr::Not(inner) => {
+                    f.write_str("!")?;
+                    put(inner, NOT, f)
+                }
+                // Left-associative: a chain nests on the left, a group on the right is explicit.
+                Expr::Or(a, b) => {
+                    put(a, OR, f)?;
+                    f.write_str(" || ")?;
+                    put(b, AND, f)
+                }
+                Expr::And(a, b) => {
+                    put(a, AND, f)?;
+                    f.write_str(" && ")?;
+                    put(b, NOT, f)
+                }
+                Expr::Cmp(op, a, b) => {
+                    put(a, OPERAND, f)?;
+                    write!(f, " {} ", op.as_str())?;
+                    put(b, OPERAND, f)
+                }
+            }
+        }
+        put(self, OR, f)
     }
 }
 
@@ -580,5 +786,161 @@ mod tests {
             .unwrap_err()
             .message
             .contains("unexpected end"));
+    }
+
+    #[test]
+    fn huge_literals_are_errors_not_panics() {
+        let err = check("duration > 99999999999999999999d", &vars).unwrap_err();
+        assert_eq!(err.offset, 11, "{err:?}");
+        assert!(
+            err.message.contains("out of range (at most 36500d"),
+            "{err:?}"
+        );
+        let err = check(&format!("depth > {}", "9".repeat(400)), &vars).unwrap_err();
+        assert_eq!(err.offset, 8, "{err:?}");
+        assert!(err.message.contains("is out of range"), "{err:?}");
+        assert!(check("duration > 36500d", &vars).is_ok());
+        assert!(check("duration > 36500.000000001d", &vars).is_err());
+        assert!(check("duration > 876000h", &vars).is_ok());
+        assert!(check("duration > 1.2.3s", &vars)
+            .unwrap_err()
+            .message
+            .contains("invalid number"));
+        assert!(check(&format!("duration > 0.{}1s", "0".repeat(100)), &vars).is_ok());
+    }
+
+    #[test]
+    fn duration_literals_are_exact() {
+        let d = |src: &str| match parse(&format!("duration > {src}")).unwrap() {
+            Expr::Cmp(_, _, b) => match *b {
+                Expr::Lit(Value::Duration(d)) => d,
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(d("0.1s"), Duration::from_millis(100));
+        assert_eq!(d("1.5h"), Duration::from_secs(5400));
+        assert_eq!(d(".5ms"), Duration::from_micros(500));
+        assert_eq!(d("0.000000001s"), Duration::from_nanos(1));
+        assert_eq!(d("36500d"), Duration::from_secs(36_500 * 86_400));
+    }
+
+    #[test]
+    fn limits_on_length_depth_and_terms() {
+        let long = format!("failed{}", " ".repeat(MAX_LEN));
+        let err = parse(&long).unwrap_err();
+        assert_eq!(err.offset, MAX_LEN);
+        assert!(
+            err.message.contains("longer than 4096 characters"),
+            "{err:?}"
+        );
+
+        let ok = format!("{}failed{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        assert!(check(&ok, &vars).is_ok());
+        let deep = format!(
+            "{}failed{}",
+            "(".repeat(MAX_DEPTH + 1),
+            ")".repeat(MAX_DEPTH + 1)
+        );
+        let err = check(&deep, &vars).unwrap_err();
+        assert_eq!(err.offset, MAX_DEPTH, "the 65th parenthesis");
+        assert_eq!(
+            err.message,
+            "expression nests deeper than 64 (parentheses and ! count)"
+        );
+        let nots = format!("failed || {}failed", "!".repeat(MAX_DEPTH + 1));
+        assert_eq!(check(&nots, &vars).unwrap_err().offset, 10 + MAX_DEPTH);
+        // Siblings do not add up: depth is nesting, not a count.
+        let wide = vec!["(((failed)))"; 100].join(" && ");
+        assert!(check(&wide, &vars).is_ok());
+
+        let terms = vec!["failed"; MAX_TERMS].join("||");
+        assert!(check(&terms, &vars).is_ok());
+        let err = check(&format!("{terms}||failed"), &vars).unwrap_err();
+        assert_eq!(err.offset, terms.len() + 2);
+        assert_eq!(err.message, "expression has more than 128 terms");
+    }
+
+    /// The deepest trees the limits allow: parsed on a quarter of a tokio worker's 2 MiB stack
+    /// (debug build), then type-checked, evaluated, printed and dropped on 256 KiB.
+    #[test]
+    fn deepest_allowed_trees_run_on_a_small_stack() {
+        let chain = vec!["failed"; MAX_TERMS].join(" && ");
+        let half = MAX_DEPTH / 2;
+        let srcs = vec![
+            format!("{}({chain})", "!".repeat(MAX_DEPTH - 1)),
+            format!("{}failed{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH)),
+            format!(
+                "{}{}{chain}{}",
+                "!".repeat(half),
+                "(".repeat(half),
+                ")".repeat(half)
+            ),
+            format!(
+                "{}failed{}",
+                "(failed || ".repeat(MAX_DEPTH),
+                ")".repeat(MAX_DEPTH)
+            ),
+        ];
+        let small = |stack: usize, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .stack_size(stack)
+                .spawn(f)
+                .unwrap()
+                .join()
+                .expect("no stack overflow")
+        };
+        for src in srcs {
+            let (tx, rx) = std::sync::mpsc::channel();
+            small(
+                512 * 1024,
+                Box::new(move || tx.send(parse(&src).unwrap()).unwrap()),
+            );
+            let e = rx.recv().unwrap();
+            small(
+                256 * 1024,
+                Box::new(move || {
+                    assert_eq!(type_of(&e, "", &vars), Ok(Type::Bool));
+                    assert_eq!(e.variables(), vec!["failed"]);
+                    assert_eq!(eval_cond(&e, &|_| None), None);
+                    let t = eval_cond(&e, &|_| Some(Value::Bool(true))).unwrap();
+                    let f = eval_cond(&e, &|_| Some(Value::Bool(false))).unwrap();
+                    assert!(t != f || matches!(e, Expr::Or(..)));
+                    let printed = e.to_string();
+                    assert!(printed.chars().count() <= MAX_LEN, "{printed}");
+                    drop(e);
+                }),
+            );
+        }
+    }
+
+    #[test]
+    fn display_prints_what_parses_back() {
+        for src in [
+            "a || b && c",
+            "(a || b) && c",
+            "a || (b || c)",
+            "a && (b && c)",
+            "!(a && b)",
+            "!a == b",
+            "(!a) == b",
+            "(a == b) == c",
+            "a == (b == c)",
+            "x > 1.25 && d <= 90s || s != \"it's\" && t == 'say \"hi\"'",
+            "d > 0.000000001s && d < 36500d && d != 1.5h && n == 0.1",
+            "!!!(a)",
+        ] {
+            let e = parse(src).unwrap();
+            let printed = e.to_string();
+            assert_eq!(parse(&printed), Ok(e), "{src} printed as {printed}");
+        }
+        assert_eq!(parse("(a || b) && c").unwrap().to_string(), "(a || b) && c");
+        assert_eq!(parse("d > 90s").unwrap().to_string(), "d > 90s");
+        assert_eq!(parse("d > 120s").unwrap().to_string(), "d > 2m");
+        assert_eq!(
+            format!("{:#}", Value::Duration(Duration::from_secs(5400))),
+            "1h 30m"
+        );
+        assert_eq!(format!("{:#}", Value::String("x".into())), "x");
     }
 }

@@ -290,9 +290,12 @@ impl CheckResult {
         self.steps.iter().find(|s| s.ran && !s.success)
     }
 
-    /// The value of an alert variable (DESIGN.md, "Alert rules") for this result, as `when`
-    /// expressions see it. `None` when the run has no value for it (a step that did not run,
-    /// a rate on the first run of a queue check); the expression is then not true.
+    /// The value of an alert variable for this result, as `when` expressions see it. `None` is
+    /// *unknown*: the variable genuinely has no value this run (a step that did not run, a rate
+    /// on the first run of a queue check, `cert_expires_in` without TLS); see
+    /// [`eval_cond`](crate::config::expr::eval_cond). A step that ran but got no response (refused,
+    /// timed out, reset) has status 0, as blackbox_exporter's `probe_http_status_code`: so
+    /// `status != 200` and `!(status == 200)` both hold while a site is down.
     pub fn variable(&self, name: &str) -> Option<Value> {
         match name {
             "failed" => return Some(Value::Bool(!self.success)),
@@ -304,11 +307,15 @@ impl CheckResult {
             }
             // The final response: of the failed step, else of the last step that ran.
             "status" => {
-                return self
+                let step = self
                     .failed_step()
-                    .or_else(|| self.steps.iter().rev().find(|s| s.ran))
-                    .and_then(|s| s.status)
-                    .map(|c| Value::Number(f64::from(c)))
+                    .or_else(|| self.steps.iter().rev().find(|s| s.ran));
+                // A run cut off by the scheduler has no steps at all: no response either.
+                return match step {
+                    Some(s) => Some(Value::Number(f64::from(s.status.unwrap_or(0)))),
+                    None if !self.success => Some(Value::Number(0.0)),
+                    None => None,
+                };
             }
             "failed_step" => {
                 return Some(Value::String(
@@ -334,7 +341,7 @@ impl CheckResult {
             return match field {
                 "failed" => Some(Value::Bool(s.ran && !s.success)),
                 "duration" if s.ran => Some(Value::Duration(s.duration)),
-                "status" if s.ran => s.status.map(|c| Value::Number(f64::from(c))),
+                "status" if s.ran => Some(Value::Number(f64::from(s.status.unwrap_or(0)))),
                 _ => None,
             };
         }
@@ -364,4 +371,71 @@ pub trait Probe: Send + Sync + 'static {
     /// Runs the check once. Must return by `ctx.deadline` (the scheduler also enforces it),
     /// and must never panic on any peer behaviour.
     fn run<'a>(&'a self, ctx: RunContext) -> BoxFuture<'a, CheckResult>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::expr::{eval_cond, parse};
+
+    fn step(name: &str, ran: bool, success: bool, status: Option<u16>) -> StepResult {
+        StepResult {
+            name: name.into(),
+            ran,
+            success,
+            status,
+            ..Default::default()
+        }
+    }
+
+    fn result(steps: Vec<StepResult>) -> CheckResult {
+        let success = steps.iter().all(|s| !s.ran || s.success);
+        CheckResult {
+            success,
+            reason: (!success).then_some(Reason::Connect),
+            message: None,
+            duration: Duration::from_millis(5),
+            started_at: SystemTime::UNIX_EPOCH,
+            steps,
+            observations: Vec::new(),
+            queue: None,
+        }
+    }
+
+    fn holds(r: &CheckResult, when: &str) -> Option<bool> {
+        eval_cond(&parse(when).unwrap(), &|n| r.variable(n))
+    }
+
+    #[test]
+    fn no_response_is_status_zero_so_negations_agree() {
+        let down = result(vec![
+            step("login", true, false, None),
+            step("home", false, false, None),
+        ]);
+        assert_eq!(down.variable("status"), Some(Value::Number(0.0)));
+        assert_eq!(down.variable("step.login.status"), Some(Value::Number(0.0)));
+        assert_eq!(holds(&down, "status != 200"), Some(true));
+        assert_eq!(holds(&down, "!(status == 200)"), Some(true));
+        // A step that did not run has no status at all: unknown, not 0.
+        assert_eq!(down.variable("step.home.status"), None);
+        assert_eq!(holds(&down, "step.home.status != 200"), None);
+        assert_eq!(holds(&down, "!(step.home.status == 200)"), None);
+        assert_eq!(
+            holds(&down, "step.home.status == 200 || failed"),
+            Some(true)
+        );
+
+        let cut_off = CheckResult::failure(
+            Reason::Timeout,
+            "timed out",
+            SystemTime::UNIX_EPOCH,
+            Duration::from_secs(1),
+        );
+        assert_eq!(cut_off.variable("status"), Some(Value::Number(0.0)));
+
+        let up = result(vec![step("login", true, true, Some(200))]);
+        assert_eq!(holds(&up, "status != 200"), Some(false));
+        assert_eq!(holds(&up, "!(status == 200)"), Some(false));
+        assert_eq!(up.variable("cert_expires_in"), None, "no TLS: unknown");
+    }
 }

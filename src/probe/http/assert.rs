@@ -65,6 +65,12 @@ fn status_text(ranges: &[(u16, u16)]) -> String {
         .join(", ")
 }
 
+/// Whether the assertions search or parse the body (then they run off the async workers).
+pub fn reads_body(step: &StepSpec) -> bool {
+    let e = &step.expect;
+    !e.body_regex.is_empty() || !e.json.is_empty()
+}
+
 /// Evaluates every assertion of `step`; returns whether all passed.
 pub fn evaluate(
     step: &StepSpec,

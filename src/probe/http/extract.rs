@@ -3,8 +3,28 @@
 use cookie_store::CookieStore;
 use url::Url;
 
+use super::heavy::{self, Cancel};
 use super::spec::{ExtractSource, StepSpec};
 use super::transport::Response;
+
+/// Why extraction gave no values.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failed {
+    /// A value was missing; the message names variable and source.
+    Missing(String),
+    /// `cancel` turned true while parsing the body.
+    Cancelled,
+}
+
+/// Whether extraction parses or searches the body (then it runs off the async workers).
+pub fn reads_body(step: &StepSpec) -> bool {
+    step.extract.iter().any(|e| {
+        matches!(
+            e.source,
+            ExtractSource::Regex(_) | ExtractSource::Css { .. } | ExtractSource::Json { .. }
+        )
+    })
+}
 
 /// Runs every extraction of `step`; a missing value fails the step, naming variable and source.
 pub fn run(
@@ -12,7 +32,8 @@ pub fn run(
     resp: &Response,
     jar: &CookieStore,
     url: &Url,
-) -> Result<Vec<(String, String)>, String> {
+    cancel: &Cancel,
+) -> Result<Vec<(String, String)>, Failed> {
     let mut out = Vec::with_capacity(step.extract.len());
     let mut html = None;
     let mut json = None;
@@ -26,9 +47,11 @@ pub fn run(
                     .map(|m| m.as_str().to_string())
             }
             ExtractSource::Css { selector, attr, .. } => {
-                let doc = html.get_or_insert_with(|| {
-                    scraper::Html::parse_document(&String::from_utf8_lossy(&resp.body))
-                });
+                if html.is_none() {
+                    let body = String::from_utf8_lossy(&resp.body);
+                    html = Some(heavy::parse_html(&body, cancel).ok_or(Failed::Cancelled)?);
+                }
+                let doc = html.as_ref().expect("set above");
                 doc.select(selector).next().and_then(|el| match attr {
                     Some(a) => el.value().attr(a).map(str::to_string),
                     None => Some(el.text().collect::<String>().trim().to_string()),
@@ -38,7 +61,10 @@ pub fn run(
                 if json.is_none() {
                     json = Some(
                         serde_json::from_slice::<serde_json::Value>(&resp.body).map_err(|err| {
-                            format!("could not extract {}: body is not JSON ({err})", e.var)
+                            Failed::Missing(format!(
+                                "could not extract {}: body is not JSON ({err})",
+                                e.var
+                            ))
                         })?,
                     );
                 }
@@ -68,7 +94,7 @@ pub fn run(
         };
         match value {
             Some(v) => out.push((e.var.clone(), v)),
-            None => return Err(missing()),
+            None => return Err(Failed::Missing(missing())),
         }
     }
     Ok(out)

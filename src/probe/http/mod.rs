@@ -8,6 +8,9 @@
 
 mod assert;
 mod extract;
+pub mod heavy;
+#[cfg(test)]
+mod props;
 pub mod spec;
 pub mod transport;
 
@@ -25,6 +28,7 @@ use url::Url;
 
 use super::{BoxFuture, CheckResult, Hop, Probe, Reason, RunContext, StepResult};
 use crate::config::template::{Secret, Template, Undefined};
+use heavy::JobError;
 use spec::{BodySpec, HttpSpec, JsonTemplate, StepSpec};
 
 /// A built `http` probe.
@@ -159,7 +163,7 @@ impl HttpProbe {
         };
         let mut steps = Vec::with_capacity(self.spec.steps.len());
         let mut failure: Option<(Reason, String)> = None;
-        for step in &self.spec.steps {
+        for (index, step) in self.spec.steps.iter().enumerate() {
             if failure.is_some() && !step.always_run {
                 steps.push(StepResult {
                     name: step.name.clone(),
@@ -168,7 +172,7 @@ impl HttpProbe {
                 });
                 continue;
             }
-            let result = self.run_step(step, &mut scope, ctx).await;
+            let result = self.run_step(index, step, &mut scope, ctx).await;
             if !result.success && failure.is_none() && !step.continue_on_failure {
                 let reason = result.reason.unwrap_or(Reason::Internal);
                 let msg = format!(
@@ -211,7 +215,15 @@ impl HttpProbe {
         }
     }
 
-    async fn run_step(&self, step: &StepSpec, scope: &mut Scope, ctx: RunContext) -> StepResult {
+    /// Runs step `index` (`step` is `self.spec.steps[index]`; the index lets body work move to
+    /// a blocking thread with the spec).
+    async fn run_step(
+        &self,
+        index: usize,
+        step: &StepSpec,
+        scope: &mut Scope,
+        ctx: RunContext,
+    ) -> StepResult {
         let begun = Instant::now();
         let deadline = match step.timeout {
             Some(t) => ctx.deadline.min(begun + t),
@@ -334,20 +346,59 @@ impl HttpProbe {
         out.duration = begun.elapsed();
         out.status = Some(response.status);
         out.cert_not_after = response.cert_not_after;
-        let ok = assert::evaluate(
-            step,
-            &response,
-            &req.url,
-            &scope.jar,
-            out.duration,
-            &mut out,
-        );
-        if !ok {
-            out.duration = begun.elapsed();
-            return out;
-        }
-        match extract::run(step, &response, &scope.jar, &req.url) {
-            Ok(values) => {
+        let verdict = if assert::reads_body(step) || extract::reads_body(step) {
+            let spec = self.spec.clone();
+            let base = out.clone();
+            let (url, jar, took) = (req.url.clone(), scope.jar.clone(), out.duration);
+            let job = heavy::run(deadline, move |cancel| {
+                let step = &spec.steps[index];
+                let ok = assert::evaluate(step, &response, &url, &jar, took, &mut out);
+                let extracted = ok.then(|| extract::run(step, &response, &jar, &url, cancel));
+                (out, extracted)
+            });
+            match job.await {
+                Ok(v) => v,
+                Err(e) => {
+                    out = base;
+                    let (reason, msg) = match e {
+                        JobError::Timeout => (
+                            Reason::Timeout,
+                            format!(
+                                "timed out parsing the response (after {})",
+                                short_duration(begun.elapsed())
+                            ),
+                        ),
+                        JobError::Panicked => {
+                            (Reason::Internal, "parsing the response failed".to_string())
+                        }
+                    };
+                    fail(&mut out, reason, msg);
+                    out.duration = begun.elapsed();
+                    return out;
+                }
+            }
+        } else {
+            let ok = assert::evaluate(
+                step,
+                &response,
+                &req.url,
+                &scope.jar,
+                out.duration,
+                &mut out,
+            );
+            let extracted = ok.then(|| {
+                let never = heavy::Cancel::never();
+                extract::run(step, &response, &scope.jar, &req.url, &never)
+            });
+            (out, extracted)
+        };
+        out = verdict.0;
+        match verdict.1 {
+            None => {
+                out.duration = begun.elapsed();
+                return out;
+            }
+            Some(Ok(values)) => {
                 // Kept for `canaryd probe --show-values` only, in a type that never prints, with
                 // any configured secret the peer echoed into it already removed.
                 let secrets = Redactor::new(self.secrets.iter().map(String::as_str));
@@ -358,8 +409,20 @@ impl HttpProbe {
                     scope.vars.insert(k, v);
                 }
             }
-            Err(msg) => {
+            Some(Err(extract::Failed::Missing(msg))) => {
                 fail(&mut out, Reason::Extraction, msg);
+                return out;
+            }
+            Some(Err(extract::Failed::Cancelled)) => {
+                fail(
+                    &mut out,
+                    Reason::Timeout,
+                    format!(
+                        "timed out parsing the response (after {})",
+                        short_duration(begun.elapsed())
+                    ),
+                );
+                out.duration = begun.elapsed();
                 return out;
             }
         }
