@@ -1036,7 +1036,8 @@ impl Engine {
             .expr
             .variables()
             .iter()
-            .filter_map(|v| result.variable(v).map(|x| format!("{v}={x}")))
+            // `{:#}`: the human form (`3.200s`, `5m`), not the literal form expressions parse.
+            .filter_map(|v| result.variable(v).map(|x| format!("{v}={x:#}")))
             .collect::<Vec<_>>()
             .join(" ");
         let reason = result.reason.map(|r| r.as_str().to_string());
@@ -1061,7 +1062,7 @@ impl Engine {
                     } else if let Some(v) = literal.get(name) {
                         (*v).to_string()
                     } else {
-                        result.variable(name)?.to_string()
+                        format!("{:#}", result.variable(name)?)
                     }
                 }
             };
