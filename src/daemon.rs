@@ -522,3 +522,64 @@ impl Daemon {
         self.alerting.shutdown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Uses about `depth` × 16 KiB of stack.
+    fn deep(depth: u32) -> u64 {
+        let frame = std::hint::black_box([depth as u8; 16 * 1024]);
+        if depth == 0 {
+            return u64::from(frame[0]);
+        }
+        u64::from(frame[100]) + deep(depth - 1)
+    }
+
+    #[test]
+    fn a_panicking_load_is_an_error_of_the_file_with_the_panic_message() {
+        let path = Path::new("conf/canaryd.yaml");
+        let errors = isolated::<()>(path, || panic!("boom at offset {}", 7)).unwrap_err();
+        let text = errors.to_string();
+        assert!(text.starts_with("conf/canaryd.yaml:1:1: "), "{text}");
+        assert!(
+            text.contains("crashed canaryd's loader (boom at offset 7)"),
+            "{text}"
+        );
+        let errors = isolated::<()>(path, || std::panic::panic_any(42_u8)).unwrap_err();
+        assert!(errors.to_string().contains("(no message)"));
+    }
+
+    #[test]
+    fn the_loader_has_stack_for_what_would_overflow_a_tokio_worker() {
+        // 16 MiB of frames: eight times a tokio worker's stack, a quarter of the loader's.
+        let got = isolated(Path::new("c.yaml"), || Ok(deep(1024))).unwrap();
+        assert_eq!(
+            got,
+            1024 * u64::from(std::hint::black_box(0u8)) + deep_sum(1024)
+        );
+    }
+
+    fn deep_sum(depth: u32) -> u64 {
+        (0..=depth).map(|d| u64::from(d as u8)).sum()
+    }
+
+    #[tokio::test]
+    async fn the_async_loader_answers_and_refuses_panics() {
+        let path = Path::new("c.yaml");
+        assert_eq!(
+            isolated_async(path, || Ok(deep(1024))).await.unwrap(),
+            deep_sum(1024)
+        );
+        let errors = isolated_async::<()>(path, || panic!("bad input"))
+            .await
+            .unwrap_err();
+        assert!(errors.to_string().contains("(bad input)"), "{errors}");
+        // Errors pass through unchanged.
+        let errors =
+            isolated_async::<()>(path, || Err(load_failed(Path::new("x.yaml"), "no".into())))
+                .await
+                .unwrap_err();
+        assert_eq!(errors.to_string(), "x.yaml:1:1: no");
+    }
+}
