@@ -54,6 +54,14 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         )
         .route("/ping/{check}", get(ping).post(ping))
         .route("/ping/{check}/{what}", get(ping_what).post(ping_what))
+        // Every answer carries a message, also where no route or method matches.
+        .fallback(|| async { plain(StatusCode::NOT_FOUND, "no such endpoint\n") })
+        .method_not_allowed_fallback(|| async {
+            plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this endpoint\n",
+            )
+        })
         // Every extractor of a body stops at this (413 past it); pings read their `Body` with
         // their own, larger limit.
         .layer(axum::extract::DefaultBodyLimit::max(API_BODY_LIMIT))

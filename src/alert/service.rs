@@ -304,7 +304,7 @@ impl Alerting {
         silence::validate(&s, now)?;
         let in_force = lock(&self.silences)
             .iter()
-            .filter(|x| x.ends_at_ms > now)
+            .filter(|x| x.ends_at_ms > now.max(x.starts_at_ms))
             .count();
         if in_force >= silence::MAX_SILENCES {
             return Err(format!(
