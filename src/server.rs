@@ -6,9 +6,13 @@
 //! A ping is checked in this order, before any of its body is read: the check must exist and be
 //! a heartbeat check (else 404, the same answer either way), the suffix must be `start`, `fail` or
 //! an exit code 0-255 (else 404), and when the check has a token the request must carry
-//! `Authorization: Bearer <token>` (else 401; compared in constant time, never logged). Then
-//! the body is read up to [`BODY_READ_LIMIT`] (more: 413, nothing recorded) and its last
+//! `Authorization: Bearer <token>` (else 401; the scheme in any case, exactly one space, the
+//! token; compared in constant time, never logged). Then the body is read up to
+//! [`BODY_READ_LIMIT`] (more: 413, nothing recorded) and its last
 //! [`BODY_KEEP`](crate::probe::heartbeat::BODY_KEEP) bytes are kept.
+//!
+//! Every other route reads at most [`API_BODY_LIMIT`] of a body (more: 413). Every answer of
+//! the API carries a message, unknown paths and methods included.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
