@@ -408,3 +408,85 @@ fn one_daemon_survives_every_regression_fixture_by_sighup_and_post_reload() {
     assert_eq!(names, ["good", "slot"]);
     drop(target);
 }
+
+/// `interval: 18446744073s 709551616ns` (2^64 ns) once made `POST /-/reload` panic half-way
+/// (`canaryd_checks` showed the new count, the API the old configuration, the reload metric
+/// stayed 1) and `canaryd run` exit 101. Whether the interval is accepted or refused at load,
+/// the daemon now stays up and every view of it agrees.
+#[test]
+fn a_reload_with_a_2_pow_64_ns_interval_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = TcpListener::bind("127.0.0.1:0").unwrap();
+    let good = format!(
+        "  - name: good\n    interval: 1s\n    timeout: 500ms\n    tcp: {{target: \"{}\"}}\n",
+        target.local_addr().unwrap()
+    );
+    let huge = "  - name: huge\n    interval: 18446744073s 709551616ns\n    timeout: 1s\n    tcp: {target: \"127.0.0.1:9\"}\n";
+    let checks = dir.path().join("checks.yaml");
+    std::fs::write(&checks, format!("checks:\n{good}")).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("canaryd.yaml");
+    std::fs::write(
+        &config,
+        format!("listen: {addr}\nstate_dir: state\ncheck_files: [checks.yaml]\n"),
+    )
+    .unwrap();
+    let mut daemon = Canaryd::start(canaryd_run(&config), &addr).unwrap();
+
+    std::fs::write(&checks, format!("checks:\n{good}{huge}")).unwrap();
+    let r = http_post(&daemon.url("/-/reload"), "text/plain", b"").unwrap();
+    let accepted = match r.status {
+        200 => true,
+        400 => false,
+        other => panic!("POST /-/reload: {other} {}", r.text()),
+    };
+    if let Some(status) = daemon.exited() {
+        panic!("canaryd died ({status}):\n{}", daemon.log_tail(40));
+    }
+    let m = http_get(&daemon.url("/metrics")).unwrap().text();
+    let api = http_get(&daemon.url("/api/v1/checks")).unwrap().json();
+    let listed = api["checks"].as_array().unwrap().len();
+    let want = if accepted { 2 } else { 1 };
+    assert_eq!(listed, want, "{}", r.text());
+    assert_eq!(metric(&m, "canaryd_checks", &[]), Some(want as f64), "{m}");
+    assert_eq!(
+        metric(&m, "canaryd_config_last_reload_successful", &[]),
+        Some(if accepted { 1.0 } else { 0.0 }),
+        "{m}"
+    );
+
+    // `canaryd run` on it: refused (exit 1) or running; never 101 or a signal.
+    let alone = dir.path().join("alone.yaml");
+    let addr2 = format!("127.0.0.1:{}", free_port());
+    std::fs::write(dir.path().join("huge.yaml"), format!("checks:\n{huge}")).unwrap();
+    std::fs::write(
+        &alone,
+        format!("listen: {addr2}\nstate_dir: state2\ncheck_files: [huge.yaml]\n"),
+    )
+    .unwrap();
+    let mut child = canaryd_run(&alone)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    match status {
+        Some(s) => assert_eq!(s.code(), Some(1), "canaryd run ended with {s}"),
+        None => {
+            let r = http_get(&format!("http://{addr2}/-/healthy")).unwrap();
+            assert_eq!(r.status, 200);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+    drop(target);
+}
