@@ -166,7 +166,9 @@ fn api_base(config: &std::path::Path, url: Option<String>) -> Result<String, Str
     if let Some(u) = url {
         return Ok(u.trim_end_matches('/').to_string());
     }
-    let cfg = crate::config::load(config).map_err(|e| format!("{e}\n(or give --url)"))?;
+    let path = config.to_path_buf();
+    let cfg = daemon::isolated(config, move || crate::config::load(&path))
+        .map_err(|e| format!("{e}\n(or give --url)"))?;
     Ok(cfg.api_url())
 }
 
