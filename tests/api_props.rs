@@ -243,6 +243,14 @@ fn heartbeat_authorization_is_parsed_strictly() {
             "{body}"
         );
     }
+    // Found by the ping property test: these answered with an empty body.
+    let (code, body) = http(&addr, "PUT", "/ping/hb/", &[], b"");
+    assert_eq!((code, body.as_str()), (404, "no such endpoint\n"));
+    let (code, body) = http(&addr, "PUT", "/ping/hb", &[], b"");
+    assert_eq!(
+        (code, body.as_str()),
+        (405, "method not allowed on this endpoint\n")
+    );
     for accepted in [format!("Bearer {TOKEN}"), format!("bEARER {TOKEN}")] {
         let (code, body) = http(
             &addr,
@@ -383,7 +391,26 @@ fn silence_body() -> impl Strategy<Value = Vec<u8>> {
             }
             Value::Object(o).to_string().into_bytes()
         });
+    // Mostly valid silences, so that the accepting path (stored, shown, within a year) is
+    // exercised as often as the refusing ones; sizes straddle the limits.
+    let likely = (
+        "[a-z]{1,10}",
+        "[1-9][0-9]{0,3}(s|m|h|d|w)",
+        prop_oneof![1usize..300, 4000usize..4200],
+        prop_oneof![1usize..20, 250usize..260],
+    )
+        .prop_map(|(check, duration, comment, by)| {
+            json!({
+                "matchers": {"check": check},
+                "duration": duration,
+                "created_by": "b".repeat(by),
+                "comment": "c".repeat(comment),
+            })
+            .to_string()
+            .into_bytes()
+        });
     prop_oneof![
+        2 => likely,
         3 => structured,
         1 => prop::collection::vec(any::<u8>(), 0..300),
         1 => (0usize..200_000).prop_map(|n| format!("{{\"comment\": \"{}\"}}", "z".repeat(n)).into_bytes()),
