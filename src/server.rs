@@ -94,9 +94,24 @@ async fn metrics(State(d): State<Arc<Daemon>>, headers: HeaderMap) -> Response {
 }
 
 async fn reload(State(d): State<Arc<Daemon>>) -> Response {
-    match d.reload().await {
-        Ok(n) => (StatusCode::OK, format!("reloaded: {n} checks\n")).into_response(),
-        Err(errors) => (
+    // In a task of its own: a crash inside a reload is answered and counted, not a dropped
+    // connection with the reload metric still at 1.
+    let reloading = tokio::spawn({
+        let d = d.clone();
+        async move { d.reload().await }
+    });
+    match reloading.await {
+        Err(e) => {
+            d.metrics.set_reload(false, std::time::SystemTime::now());
+            tracing::error!("reload crashed, the running configuration stays: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "reload crashed (see canaryd's log); the running configuration stays\n",
+            )
+                .into_response()
+        }
+        Ok(Ok(n)) => (StatusCode::OK, format!("reloaded: {n} checks\n")).into_response(),
+        Ok(Err(errors)) => (
             StatusCode::BAD_REQUEST,
             format!("reload refused, the running configuration stays:\n{errors}\n"),
         )
