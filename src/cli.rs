@@ -166,7 +166,9 @@ fn api_base(config: &std::path::Path, url: Option<String>) -> Result<String, Str
     if let Some(u) = url {
         return Ok(u.trim_end_matches('/').to_string());
     }
-    let cfg = crate::config::load(config).map_err(|e| format!("{e}\n(or give --url)"))?;
+    let path = config.to_path_buf();
+    let cfg = daemon::isolated(config, move || crate::config::load(&path))
+        .map_err(|e| format!("{e}\n(or give --url)"))?;
     Ok(cfg.api_url())
 }
 
@@ -388,7 +390,7 @@ async fn run(config: PathBuf, shard: Shard) -> ExitCode {
 }
 
 #[cfg(unix)]
-async fn wait_for_signals(daemon: &Daemon) {
+async fn wait_for_signals(daemon: &std::sync::Arc<Daemon>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::hangup()),
@@ -401,7 +403,15 @@ async fn wait_for_signals(daemon: &Daemon) {
     };
     loop {
         tokio::select! {
-            _ = hup.recv() => { let _ = daemon.reload().await; }
+            _ = hup.recv() => {
+                // In a task of its own: whatever happens in a reload, the signal loop (and so
+                // the process) goes on.
+                let d = daemon.clone();
+                if let Err(e) = tokio::spawn(async move { d.reload().await }).await {
+                    daemon.metrics.set_reload(false, std::time::SystemTime::now());
+                    tracing::error!("reload crashed, the running configuration stays: {e}");
+                }
+            }
             _ = term.recv() => return,
             _ = int.recv() => return,
         }
@@ -409,7 +419,7 @@ async fn wait_for_signals(daemon: &Daemon) {
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signals(_daemon: &Daemon) {
+async fn wait_for_signals(_daemon: &std::sync::Arc<Daemon>) {
     let _ = tokio::signal::ctrl_c().await;
 }
 

@@ -47,10 +47,110 @@ pub fn build_probe_with(check: &Check, heartbeats: &Arc<Book>) -> Result<Arc<dyn
     }
 }
 
+/// Stack of the thread that loads, validates and builds a configuration. Parsers and validators
+/// recurse on nested input; a tokio worker's 2 MiB would overflow long before any limit of theirs,
+/// and an overflow aborts the process instead of refusing the file.
+pub const LOAD_STACK: usize = 64 * 1024 * 1024;
+
+/// Runs `work` (loading, validating, building a configuration from `path`) on a thread of its
+/// own with a [`LOAD_STACK`] stack, inside `catch_unwind`: a panic there becomes a load error of
+/// `path` carrying the panic message, never a dead process. Blocks the calling thread until the
+/// work ends; async callers use [`isolated_async`].
+pub fn isolated<T: Send + 'static>(
+    path: &Path,
+    work: impl FnOnce() -> Result<T, ConfigErrors> + Send + 'static,
+) -> Result<T, ConfigErrors> {
+    let handle = tokio::runtime::Handle::try_current().ok();
+    let spawned = std::thread::Builder::new()
+        .name("canaryd-load".into())
+        .stack_size(LOAD_STACK)
+        .spawn(move || {
+            // Building probes may need the runtime (timers, lazily spawned connections).
+            let _entered = handle.as_ref().map(|h| h.enter());
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+        });
+    match spawned {
+        Ok(thread) => match thread.join() {
+            Ok(Ok(result)) => result,
+            Ok(Err(panic)) | Err(panic) => Err(panicked(path, panic.as_ref())),
+        },
+        Err(e) => Err(load_failed(
+            path,
+            format!("cannot start the loading thread: {e}"),
+        )),
+    }
+}
+
+/// [`isolated`] for async callers: the tokio worker awaits the loading thread instead of
+/// blocking on it.
+pub async fn isolated_async<T: Send + 'static>(
+    path: &Path,
+    work: impl FnOnce() -> Result<T, ConfigErrors> + Send + 'static,
+) -> Result<T, ConfigErrors> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let handle = tokio::runtime::Handle::try_current().ok();
+    let spawned = std::thread::Builder::new()
+        .name("canaryd-load".into())
+        .stack_size(LOAD_STACK)
+        .spawn(move || {
+            let _entered = handle.as_ref().map(|h| h.enter());
+            let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)));
+        });
+    if let Err(e) = spawned {
+        return Err(load_failed(
+            path,
+            format!("cannot start the loading thread: {e}"),
+        ));
+    }
+    match rx.await {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => Err(panicked(path, panic.as_ref())),
+        Err(_) => Err(load_failed(
+            path,
+            "the loading thread ended without an answer".into(),
+        )),
+    }
+}
+
+/// The text of a panic payload (`panic!` with a literal or a formatted message).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+fn panicked(path: &Path, panic: &(dyn std::any::Any + Send)) -> ConfigErrors {
+    load_failed(
+        path,
+        format!(
+            "loading this configuration crashed canaryd's loader ({}); the file was refused (a bug: please report it with the file)",
+            panic_message(panic)
+        ),
+    )
+}
+
+fn load_failed(path: &Path, message: String) -> ConfigErrors {
+    ConfigErrors(vec![ConfigError {
+        file: path.to_path_buf(),
+        line: 1,
+        col: 1,
+        key: String::new(),
+        message,
+    }])
+}
+
 /// Loads the configuration and builds every probe: what `canaryd check` validates and
 /// `canaryd probe` runs. All-or-nothing. Heartbeat probes built here read the daemon's state
 /// store on their first run, if there is one, and write nothing; building them touches nothing.
+/// Runs [`isolated`]: a crash of the loader is an error, not an abort.
 pub fn load(path: &Path) -> Result<(Config, Vec<Entry>), ConfigErrors> {
+    let owned = path.to_path_buf();
+    isolated(path, move || load_here(&owned))
+}
+
+fn load_here(path: &Path) -> Result<(Config, Vec<Entry>), ConfigErrors> {
     let config = config::load(path)?;
     let book = Arc::new(Book::offline(
         config.state_dir.clone(),
@@ -233,7 +333,8 @@ impl Daemon {
         clock: Arc<dyn Clock>,
         shard: Shard,
     ) -> Result<Arc<Daemon>, ConfigErrors> {
-        let mut config = config::load(config_path)?;
+        let path = config_path.to_path_buf();
+        let mut config = isolated(config_path, move || config::load(&path))?;
         config.keep_shard(shard);
         let store_error = |e: crate::store::StoreError| {
             let o = &config.state_dir_origin;
@@ -251,8 +352,13 @@ impl Daemon {
             .track_blocking(heartbeat_names(&config))
             .map_err(store_error)?;
         let heartbeats = Arc::new(heartbeats);
-        let entries = entries(&config, &heartbeats)?;
-        let notifiers = service::notifiers(&config)?;
+        let config = Arc::new(config);
+        let (entries, notifiers) = {
+            let (config, heartbeats) = (config.clone(), heartbeats.clone());
+            isolated(config_path, move || {
+                Ok((entries(&config, &heartbeats)?, service::notifiers(&config)?))
+            })?
+        };
         let metrics = Arc::new(Metrics::new());
         let states = Arc::new(States::default());
         metrics.set_checks(&metas(&config));
@@ -289,7 +395,7 @@ impl Daemon {
         }
         Ok(Arc::new(Daemon {
             config_path: config_path.to_path_buf(),
-            config: RwLock::new(Arc::new(config)),
+            config: RwLock::new(config),
             shard,
             scheduler,
             metrics,
@@ -334,46 +440,71 @@ impl Daemon {
 
     /// Reloads from disk. On any error the running configuration stays untouched and
     /// `canaryd_config_last_reload_successful` drops to 0.
+    ///
+    /// Loading, validating and building every probe run [`isolated`] (a thread with a big
+    /// stack, panics caught): everything that can fail is done before anything running is
+    /// touched, then the new configuration is swapped in.
     pub async fn reload(&self) -> Result<usize, ConfigErrors> {
         let _one_at_a_time = self.reload_lock.lock().await;
-        let loaded = config::load(&self.config_path).and_then(|mut config| {
-            config.keep_shard(self.shard);
-            let e = entries(&config, &self.heartbeats)?;
-            let n = service::notifiers(&config)?;
-            Ok((config, e, n))
-        });
-        match loaded {
-            Ok((config, entries, notifiers)) => {
-                let n = config.checks.len();
-                if config.listen != self.config().listen {
-                    tracing::warn!("listen address changed: it takes effect after a restart");
-                }
-                if config.state_dir != self.config().state_dir {
-                    tracing::warn!("state_dir changed: it takes effect after a restart");
-                }
-                if let Err(e) = self.heartbeats.track(heartbeat_names(&config)).await {
-                    tracing::error!("new heartbeat checks are watched but not saved: {e}");
-                }
-                self.metrics.set_checks(&metas(&config));
-                seed_heartbeat_metrics(&self.metrics, &self.heartbeats, &config);
-                let names: Vec<&str> = config.checks.iter().map(|c| c.name.as_str()).collect();
-                self.states.retain(&names);
-                self.scheduler.apply(entries);
-                self.alerting.apply(&config, notifiers);
-                *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
-                self.metrics.set_reload(true, SystemTime::now());
-                tracing::info!(checks = n, "configuration reloaded");
-                Ok(n)
-            }
+        let path = self.config_path.clone();
+        let shard = self.shard;
+        let heartbeats = self.heartbeats.clone();
+        let loaded = isolated_async(&self.config_path, move || {
+            let mut config = config::load(&path)?;
+            config.keep_shard(shard);
+            let entries = entries(&config, &heartbeats)?;
+            let notifiers = service::notifiers(&config)?;
+            let metas = metas(&config);
+            Ok((Arc::new(config), entries, notifiers, metas))
+        })
+        .await;
+        let (config, entries, notifiers, metas) = match loaded {
+            Ok(x) => x,
             Err(errors) => {
                 self.metrics.set_reload(false, SystemTime::now());
                 tracing::error!(
                     errors = errors.0.len(),
                     "reload refused, the running configuration stays: {errors}"
                 );
-                Err(errors)
+                return Err(errors);
             }
+        };
+        let n = config.checks.len();
+        let running = self.config();
+        if config.listen != running.listen {
+            tracing::warn!("listen address changed: it takes effect after a restart");
         }
+        if config.state_dir != running.state_dir {
+            tracing::warn!("state_dir changed: it takes effect after a restart");
+        }
+        drop(running);
+        if let Err(e) = self.heartbeats.track(heartbeat_names(&config)).await {
+            tracing::error!("new heartbeat checks are watched but not saved: {e}");
+        }
+        // Nothing below is expected to fail (the scheduler and the engine take any validated
+        // configuration); the catch is the last line of defence, so that the reload metric
+        // tells the truth and the daemon stays up.
+        let swapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.scheduler.apply(entries);
+            self.alerting.apply(&config, notifiers);
+            *self.config.write().unwrap_or_else(|e| e.into_inner()) = config.clone();
+            self.metrics.set_checks(&metas);
+            seed_heartbeat_metrics(&self.metrics, &self.heartbeats, &config);
+            let names: Vec<&str> = config.checks.iter().map(|c| c.name.as_str()).collect();
+            self.states.retain(&names);
+        }));
+        if let Err(panic) = swapped {
+            self.metrics.set_reload(false, SystemTime::now());
+            let message = format!(
+                "applying the new configuration crashed ({}); it may be in force in part: fix the file and reload again, or restart canaryd (a bug: please report it)",
+                panic_message(panic.as_ref())
+            );
+            tracing::error!("{message}");
+            return Err(load_failed(&self.config_path, message));
+        }
+        self.metrics.set_reload(true, SystemTime::now());
+        tracing::info!(checks = n, "configuration reloaded");
+        Ok(n)
     }
 
     /// Stops scheduling and waits (bounded) for in-flight runs.
@@ -391,5 +522,63 @@ impl Daemon {
         // The last results' alert progress, so a clean stop loses none of it.
         self.alerting.flush_progress().await;
         self.alerting.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Uses about `depth` × 16 KiB of stack.
+    fn deep(depth: u32) -> u64 {
+        let frame = std::hint::black_box([depth as u8; 16 * 1024]);
+        if depth == 0 {
+            return u64::from(frame[0]);
+        }
+        u64::from(frame[100]) + deep(depth - 1)
+    }
+
+    #[test]
+    fn a_panicking_load_is_an_error_of_the_file_with_the_panic_message() {
+        let path = Path::new("conf/canaryd.yaml");
+        let errors = isolated::<()>(path, || panic!("boom at offset {}", 7)).unwrap_err();
+        let text = errors.to_string();
+        assert!(text.starts_with("conf/canaryd.yaml:1:1: "), "{text}");
+        assert!(
+            text.contains("crashed canaryd's loader (boom at offset 7)"),
+            "{text}"
+        );
+        let errors = isolated::<()>(path, || std::panic::panic_any(42_u8)).unwrap_err();
+        assert!(errors.to_string().contains("(no message)"));
+    }
+
+    #[test]
+    fn the_loader_has_stack_for_what_would_overflow_a_tokio_worker() {
+        // 16 MiB of frames: eight times a tokio worker's stack, a quarter of the loader's.
+        let got = isolated(Path::new("c.yaml"), || Ok(deep(1024))).unwrap();
+        assert_eq!(got, deep_sum(1024));
+    }
+
+    fn deep_sum(depth: u32) -> u64 {
+        (0..=depth).map(|d| u64::from(d as u8)).sum()
+    }
+
+    #[tokio::test]
+    async fn the_async_loader_answers_and_refuses_panics() {
+        let path = Path::new("c.yaml");
+        assert_eq!(
+            isolated_async(path, || Ok(deep(1024))).await.unwrap(),
+            deep_sum(1024)
+        );
+        let errors = isolated_async::<()>(path, || panic!("bad input"))
+            .await
+            .unwrap_err();
+        assert!(errors.to_string().contains("(bad input)"), "{errors}");
+        // Errors pass through unchanged.
+        let errors =
+            isolated_async::<()>(path, || Err(load_failed(Path::new("x.yaml"), "no".into())))
+                .await
+                .unwrap_err();
+        assert_eq!(errors.to_string(), "x.yaml:1:1: no");
     }
 }

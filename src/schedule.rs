@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use crate::config::Check;
 use crate::probe::{CheckResult, Probe, Reason, RunContext};
@@ -62,20 +62,59 @@ pub struct Scheduler {
     stop_tx: watch::Sender<bool>,
 }
 
+/// Shortest period the scheduler runs a check at. Configuration validation sets its own bounds;
+/// this only keeps the scheduler's own arithmetic defined (no remainder by zero, no busy loop)
+/// whatever `Check::interval` holds.
+pub const MIN_PERIOD: Duration = Duration::from_millis(1);
+
+/// `interval` as the scheduler uses it, in nanoseconds: at least [`MIN_PERIOD`].
+fn period_nanos(interval: Duration) -> u128 {
+    interval.max(MIN_PERIOD).as_nanos()
+}
+
+/// A duration of `nanos` nanoseconds, saturating at `Duration::MAX`.
+fn from_nanos_u128(nanos: u128) -> Duration {
+    const NANOS_PER_SEC: u128 = 1_000_000_000;
+    match u64::try_from(nanos / NANOS_PER_SEC) {
+        Ok(secs) => Duration::new(secs, (nanos % NANOS_PER_SEC) as u32),
+        Err(_) => Duration::MAX,
+    }
+}
+
 /// Offset of a check's runs within its interval: stable across restarts and replicas.
 pub fn spread_offset(name: &str, interval: Duration) -> Duration {
-    let period = interval.as_nanos().max(1) as u64;
-    Duration::from_nanos(xxhash_rust::xxh3::xxh3_64(name.as_bytes()) % period)
+    let hash = u128::from(xxhash_rust::xxh3::xxh3_64(name.as_bytes()));
+    from_nanos_u128(hash % period_nanos(interval))
 }
 
 /// Time from `now` (since the Unix epoch) until the next slot of a check.
 pub fn first_delay(name: &str, interval: Duration, now: Duration) -> Duration {
-    let period = interval.as_nanos().max(1);
+    let period = period_nanos(interval);
     let offset = spread_offset(name, interval).as_nanos();
-    let phase = (now.as_nanos() + period - offset) % period;
+    // offset < period, so neither side underflows; u128 nanoseconds hold any two Durations.
+    let phase = (now.as_nanos() % period + period - offset) % period;
     let wait = if phase == 0 { 0 } else { period - phase };
-    Duration::from_nanos(wait as u64)
+    from_nanos_u128(wait)
 }
+
+/// When the tick after one due `late` ago fires, counted from the due time: one period on,
+/// or, when the tick fired more than [`SKIP_AFTER`] late, the first slot of the check's grid
+/// after now (missed ticks are skipped, never burst). `None` past any representable time: the
+/// check never runs again.
+pub fn next_tick(late: Duration, interval: Duration) -> Option<Duration> {
+    let period = period_nanos(interval);
+    let next = if late > SKIP_AFTER {
+        let late = late.as_nanos();
+        late.checked_add(period - late % period)?
+    } else {
+        period
+    };
+    let next = from_nanos_u128(next);
+    (next != Duration::MAX).then_some(next)
+}
+
+/// A tick that fires later than this after its slot makes the next one skip to the grid.
+const SKIP_AFTER: Duration = Duration::from_millis(5);
 
 impl Scheduler {
     /// A scheduler with at most `max_concurrency` runs at once.
@@ -109,7 +148,7 @@ impl Scheduler {
                         old.handle.abort();
                     }
                     let slot = Arc::new(Mutex::new(entry));
-                    let start = Instant::now() + first_delay(&name, interval, now);
+                    let start = Instant::now().checked_add(first_delay(&name, interval, now));
                     let handle = tokio::spawn(run_loop(
                         slot.clone(),
                         start,
@@ -181,29 +220,35 @@ impl Drop for Scheduler {
 
 async fn run_loop(
     slot: Arc<Mutex<Entry>>,
-    start: Instant,
+    start: Option<Instant>,
     interval: Duration,
     permits: Arc<Semaphore>,
     sink: Arc<dyn Sink>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let armed = start.checked_sub(TIMER_ROUNDING).unwrap_or(start);
-    let early = start - armed;
-    let mut ticker = tokio::time::interval_at(armed, interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    // The ticks of the check, each armed TIMER_ROUNDING before its slot; `None`: no further
+    // slot is representable (an interval of centuries), the check waits for a reload or stop.
+    let mut due = start;
     loop {
-        let tick = tokio::select! {
-            t = ticker.tick() => t,
-            _ = stop.changed() => return,
+        let Some(slot_at) = due else {
+            let _ = stop.changed().await;
+            return;
         };
+        let armed = slot_at.checked_sub(TIMER_ROUNDING).unwrap_or(slot_at);
+        tokio::select! {
+            _ = tokio::time::sleep_until(armed) => {}
+            _ = stop.changed() => return,
+        }
         if *stop.borrow() {
             return;
         }
+        let late = Instant::now().saturating_duration_since(slot_at);
+        due = next_tick(late, interval).and_then(|d| slot_at.checked_add(d));
         let Ok(_permit) = permits.acquire().await else {
             return;
         };
         let begun = Instant::now();
-        sink.schedule_lag(begun.saturating_duration_since(tick + early));
+        sink.schedule_lag(begun.saturating_duration_since(slot_at));
         let entry = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let result = run_once(&entry, begun).await;
         sink.record(&entry.check, result);
@@ -213,10 +258,15 @@ async fn run_loop(
 /// Runs one check once, bounded by its timeout; never panics.
 pub async fn run_once(entry: &Entry, begun: Instant) -> CheckResult {
     let started_at = SystemTime::now();
-    let deadline = begun + entry.check.timeout;
+    // A timeout past any representable instant means no deadline in practice (validation
+    // bounds timeouts; this keeps the arithmetic from panicking whatever it holds).
+    let deadline = begun
+        .checked_add(entry.check.timeout)
+        .unwrap_or_else(|| far_future(begun));
+    let abort_at = deadline.checked_add(ABORT_GRACE).unwrap_or(deadline);
     let probe = entry.probe.clone();
     let mut handle = tokio::spawn(async move { probe.run(RunContext { deadline }).await });
-    match tokio::time::timeout_at(deadline + ABORT_GRACE, &mut handle).await {
+    match tokio::time::timeout_at(abort_at, &mut handle).await {
         Ok(Ok(result)) => result,
         Ok(Err(join)) => {
             let what = if join.is_panic() {
@@ -235,6 +285,12 @@ pub async fn run_once(entry: &Entry, begun: Instant) -> CheckResult {
             CheckResult::failure(Reason::Timeout, msg, started_at, begun.elapsed())
         }
     }
+}
+
+/// About thirty years after `from`, or `from` itself if even that is not representable.
+fn far_future(from: Instant) -> Instant {
+    from.checked_add(Duration::from_secs(86_400 * 365 * 30))
+        .unwrap_or(from)
 }
 
 #[cfg(test)]
@@ -270,5 +326,87 @@ mod tests {
         assert!(d < i);
         let at = now + d;
         assert_eq!(at.as_nanos() % i.as_nanos(), off.as_nanos());
+    }
+
+    /// 2^64 ns: its nanoseconds do not fit a u64 (once a remainder by zero).
+    const TWO_POW_64_NS: Duration = Duration::new(18_446_744_073, 709_551_616);
+
+    #[test]
+    fn offsets_and_delays_of_a_2_pow_64_ns_interval_are_defined() {
+        let now = Duration::from_secs(1_800_000_000);
+        let off = spread_offset("x", TWO_POW_64_NS);
+        assert!(off < TWO_POW_64_NS);
+        let d = first_delay("x", TWO_POW_64_NS, now);
+        assert!(d < TWO_POW_64_NS);
+        assert_eq!(
+            (now + d).as_nanos() % TWO_POW_64_NS.as_nanos(),
+            off.as_nanos()
+        );
+    }
+
+    #[test]
+    fn the_longest_interval_and_the_latest_now_do_not_overflow() {
+        for now in [
+            Duration::ZERO,
+            Duration::from_secs(1_800_000_000),
+            Duration::MAX,
+        ] {
+            let d = first_delay("x", Duration::MAX, now);
+            assert!(d < Duration::MAX);
+            let off = spread_offset("x", Duration::MAX);
+            assert!(off < Duration::MAX);
+        }
+    }
+
+    #[test]
+    fn a_zero_interval_runs_at_the_minimum_period() {
+        assert_eq!(
+            spread_offset("x", Duration::ZERO),
+            spread_offset("x", MIN_PERIOD)
+        );
+        let now = Duration::from_secs(1_800_000_000) + Duration::from_nanos(123_456);
+        assert!(first_delay("x", Duration::ZERO, now) < MIN_PERIOD);
+        assert_eq!(next_tick(Duration::ZERO, Duration::ZERO), Some(MIN_PERIOD));
+    }
+
+    #[test]
+    fn next_tick_is_one_period_on_when_on_time() {
+        let i = Duration::from_secs(30);
+        assert_eq!(next_tick(Duration::ZERO, i), Some(i));
+        assert_eq!(next_tick(SKIP_AFTER, i), Some(i));
+    }
+
+    #[test]
+    fn next_tick_skips_missed_slots_onto_the_grid() {
+        let i = Duration::from_secs(30);
+        // 75 s late: the slots at 30 s and 60 s are skipped, the next is at 90 s.
+        assert_eq!(
+            next_tick(Duration::from_secs(75), i),
+            Some(Duration::from_secs(90))
+        );
+        // Exactly on a later slot: the one after it.
+        assert_eq!(
+            next_tick(Duration::from_secs(60), i),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(next_tick(Duration::from_millis(6), i), Some(i));
+    }
+
+    #[test]
+    fn next_tick_past_any_representable_time_is_none() {
+        assert_eq!(next_tick(Duration::ZERO, Duration::MAX), None);
+        assert_eq!(next_tick(Duration::MAX, Duration::from_secs(1)), None);
+        assert_eq!(next_tick(Duration::MAX, Duration::MAX), None);
+        // 2^64 ns is representable: one period on.
+        assert_eq!(
+            next_tick(Duration::ZERO, TWO_POW_64_NS),
+            Some(TWO_POW_64_NS)
+        );
+    }
+
+    #[test]
+    fn far_future_never_panics() {
+        let now = Instant::now();
+        assert!(far_future(now) > now);
     }
 }

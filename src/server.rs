@@ -6,9 +6,13 @@
 //! A ping is checked in this order, before any of its body is read: the check must exist and be
 //! a heartbeat check (else 404, the same answer either way), the suffix must be `start`, `fail` or
 //! an exit code 0-255 (else 404), and when the check has a token the request must carry
-//! `Authorization: Bearer <token>` (else 401; compared in constant time, never logged). Then
-//! the body is read up to [`BODY_READ_LIMIT`] (more: 413, nothing recorded) and its last
+//! `Authorization: Bearer <token>` (else 401; the scheme in any case, exactly one space, the
+//! token; compared in constant time, never logged). Then the body is read up to
+//! [`BODY_READ_LIMIT`] (more: 413, nothing recorded) and its last
 //! [`BODY_KEEP`](crate::probe::heartbeat::BODY_KEEP) bytes are kept.
+//!
+//! Every other route reads at most [`API_BODY_LIMIT`] of a body (more: 413). Every answer of
+//! the API carries a message, unknown paths and methods included.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +27,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::alert::silence::Silence;
+use crate::alert::silence::{Silence, MAX_TIME_MS};
 use crate::alert::{from_ms, rfc3339, to_ms};
 use crate::config::{CheckKind, Config};
 use crate::daemon::Daemon;
@@ -32,6 +36,10 @@ use crate::probe::heartbeat::{HeartbeatSpec, Ping, Schedule, BODY_READ_LIMIT};
 use crate::probe::{CheckResult, Phase};
 use crate::shard::Shard;
 use crate::store::HeartbeatRow;
+
+/// The largest request body of an API route other than the pings (a new silence is a few
+/// hundred bytes; its largest valid form is well under this).
+pub const API_BODY_LIMIT: usize = 64 * 1024;
 
 /// The API's routes over a daemon.
 pub fn router(daemon: Arc<Daemon>) -> Router {
@@ -50,6 +58,17 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         )
         .route("/ping/{check}", get(ping).post(ping))
         .route("/ping/{check}/{what}", get(ping_what).post(ping_what))
+        // Every answer carries a message, also where no route or method matches.
+        .fallback(|| async { plain(StatusCode::NOT_FOUND, "no such endpoint\n") })
+        .method_not_allowed_fallback(|| async {
+            plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this endpoint\n",
+            )
+        })
+        // Every extractor of a body stops at this (413 past it); pings read their `Body` with
+        // their own, larger limit.
+        .layer(axum::extract::DefaultBodyLimit::max(API_BODY_LIMIT))
         .with_state(daemon)
 }
 
@@ -75,9 +94,24 @@ async fn metrics(State(d): State<Arc<Daemon>>, headers: HeaderMap) -> Response {
 }
 
 async fn reload(State(d): State<Arc<Daemon>>) -> Response {
-    match d.reload().await {
-        Ok(n) => (StatusCode::OK, format!("reloaded: {n} checks\n")).into_response(),
-        Err(errors) => (
+    // In a task of its own: a crash inside a reload is answered and counted, not a dropped
+    // connection with the reload metric still at 1.
+    let reloading = tokio::spawn({
+        let d = d.clone();
+        async move { d.reload().await }
+    });
+    match reloading.await {
+        Err(e) => {
+            d.metrics.set_reload(false, std::time::SystemTime::now());
+            tracing::error!("reload crashed, the running configuration stays: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "reload crashed (see canaryd's log); the running configuration stays\n",
+            )
+                .into_response()
+        }
+        Ok(Ok(n)) => (StatusCode::OK, format!("reloaded: {n} checks\n")).into_response(),
+        Ok(Err(errors)) => (
             StatusCode::BAD_REQUEST,
             format!("reload refused, the running configuration stays:\n{errors}\n"),
         )
@@ -200,14 +234,21 @@ fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
     let Some(value) = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()) else {
         return false;
     };
-    let Some((scheme, token)) = value.split_at_checked(6) else {
+    let Some(token) = bearer_token(value) else {
         return false;
     };
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return false;
-    }
-    let token = token.trim_ascii();
     token.ct_eq(expected.as_bytes()).into()
+}
+
+/// The token of an `Authorization` value `Bearer <token>`: the scheme in any case, exactly one
+/// space, then a non-empty token (`BearerTOKEN`, `Bearer  TOKEN` and `Basic ...` carry none).
+pub fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(6)?;
+    let token = rest.strip_prefix(b" ")?;
+    let well_formed = scheme.eq_ignore_ascii_case(b"bearer")
+        && !token.is_empty()
+        && !token.iter().any(|b| b.is_ascii_whitespace());
+    well_formed.then_some(token)
 }
 
 fn unix(t: std::time::SystemTime) -> f64 {
@@ -300,14 +341,17 @@ async fn alerts(State(d): State<Arc<Daemon>>) -> Json<Value> {
 }
 
 fn silence_json(s: &Silence, now_ms: i64) -> Value {
+    // Stored silences are checked at start and new ones when made; the clamp keeps the formatter
+    // (which panics past the year 9999) safe whatever a row holds.
+    let time = |ms: i64| rfc3339(from_ms(ms.clamp(0, MAX_TIME_MS)));
     json!({
         "id": s.id,
         "matchers": s.matchers,
-        "starts_at": rfc3339(from_ms(s.starts_at_ms)),
-        "ends_at": rfc3339(from_ms(s.ends_at_ms)),
+        "starts_at": time(s.starts_at_ms),
+        "ends_at": time(s.ends_at_ms),
         "created_by": s.created_by,
         "comment": s.comment,
-        "created_at": rfc3339(from_ms(s.created_at_ms)),
+        "created_at": time(s.created_at_ms),
         "state": s.state(now_ms),
     })
 }
@@ -378,9 +422,14 @@ async fn add_silence(State(d): State<Arc<Daemon>>, body: axum::body::Bytes) -> R
     };
     let ends = match (req.ends_at.as_deref(), req.duration.as_deref()) {
         (Some(e), None) => parse_time(e, "ends_at"),
-        (None, Some(d)) => humantime::parse_duration(d)
-            .map(|d| starts + d)
-            .map_err(|e| format!("duration: invalid {d:?}: {e} (write e.g. 2h or 30m)")),
+        (None, Some(d)) => match humantime::parse_duration(d) {
+            Ok(span) => starts.checked_add(span).ok_or_else(|| {
+                format!("duration: {d:?} is too long (a silence ends at most one year from now)")
+            }),
+            Err(e) => Err(format!(
+                "duration: invalid {d:?}: {e} (write e.g. 2h or 30m)"
+            )),
+        },
         _ => Err("give exactly one of ends_at and duration".to_string()),
     };
     let ends = match ends {
@@ -390,8 +439,8 @@ async fn add_silence(State(d): State<Arc<Daemon>>, body: axum::body::Bytes) -> R
     let silence = Silence {
         id: String::new(),
         matchers: req.matchers,
-        starts_at_ms: to_ms(starts),
-        ends_at_ms: to_ms(ends),
+        starts_at_ms: saturating_ms(starts),
+        ends_at_ms: saturating_ms(ends),
         created_by: req.created_by,
         comment: req.comment,
         created_at_ms: 0,
@@ -399,6 +448,15 @@ async fn add_silence(State(d): State<Arc<Daemon>>, body: axum::body::Bytes) -> R
     match d.alerting.add_silence(silence).await {
         Ok(s) => (StatusCode::CREATED, Json(silence_json(&s, to_ms(now)))).into_response(),
         Err(e) => bad_request(e),
+    }
+}
+
+/// Unix milliseconds of `t`, saturating (so a far-future end stays far in the future and is
+/// refused as such instead of wrapping around).
+fn saturating_ms(t: std::time::SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
     }
 }
 
@@ -449,4 +507,32 @@ pub fn result_json(r: &CheckResult) -> Value {
             "oldest_age_seconds": age,
         })).collect::<Vec<_>>()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn bearer_tokens_are_parsed_strictly() {
+        assert_eq!(bearer_token(b"Bearer s3cret"), Some(&b"s3cret"[..]));
+        assert_eq!(bearer_token(b"bEaReR s3cret"), Some(&b"s3cret"[..]));
+        for refused in [
+            &b"Bearers3cret"[..],
+            b"Bearer  s3cret",
+            b"Bearer s3cret extra",
+            b"Bearer ",
+            b"Bearer",
+            b"Basic s3cret",
+            b"",
+            b"Bearer\ts3cret",
+        ] {
+            assert_eq!(
+                bearer_token(refused),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(refused)
+            );
+        }
+    }
 }

@@ -827,9 +827,11 @@ pub fn load_silences(conn: &mut Connection) -> rusqlite::Result<Vec<Silence>> {
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
     let mut out = Vec::new();
     for json in rows {
-        match serde_json::from_str(&json?) {
-            Ok(s) => out.push(s),
-            Err(e) => tracing::warn!("skipping a silence that does not parse: {e}"),
+        // One bad row (not text, not a silence) costs that silence, never the others.
+        match json.map(|j| serde_json::from_str(&j)) {
+            Ok(Ok(s)) => out.push(s),
+            Ok(Err(e)) => tracing::warn!("skipping a silence that does not parse: {e}"),
+            Err(e) => tracing::warn!("skipping a silence row that cannot be read: {e}"),
         }
     }
     Ok(out)

@@ -276,3 +276,46 @@ async fn shutdown_lets_in_flight_runs_finish() {
     );
     assert!(sched.is_empty());
 }
+
+/// Intervals and timeouts the configuration should never let through (zero, 2^64 ns, the
+/// longest Duration): the scheduler's own arithmetic must still not panic (once a remainder by
+/// zero and an Instant overflow).
+#[tokio::test(start_paused = true)]
+async fn any_interval_and_timeout_schedule_without_a_panic() {
+    let sink = Arc::new(Recorder::default());
+    let sched = Scheduler::new(10, sink.clone());
+    let odd = [
+        ("zero", Duration::ZERO),
+        ("one-ns", Duration::from_nanos(1)),
+        ("two-pow-64-ns", Duration::new(18_446_744_073, 709_551_616)),
+        ("max", Duration::MAX),
+    ];
+    let probe = Sleeper::new(Duration::from_millis(10));
+    sched.apply(
+        odd.iter()
+            .map(|(name, interval)| {
+                let mut c = Arc::try_unwrap(check(name, "1s", "1s")).unwrap();
+                c.interval = *interval;
+                c.timeout = Duration::MAX;
+                Entry {
+                    check: Arc::new(c),
+                    probe: probe.clone(),
+                }
+            })
+            .collect(),
+    );
+    elapse(Duration::from_secs(2)).await;
+    assert_eq!(sched.len(), 4, "a task ended");
+    let results = sink.results.lock().unwrap();
+    let runs = |n: &str| results.iter().filter(|(c, _, _)| c == n).count();
+    // Below the 1 ms floor: a run every millisecond at most, each taking 10 ms, none overlapping.
+    for n in ["zero", "one-ns"] {
+        assert!((100..=200).contains(&runs(n)), "{n}: {} runs", runs(n));
+    }
+    assert!(results.iter().all(|(_, _, r)| r.success), "a run failed");
+    assert_eq!(
+        probe.max_running.load(Ordering::SeqCst),
+        2,
+        "runs of one check overlapped"
+    );
+}

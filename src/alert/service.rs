@@ -98,9 +98,18 @@ impl Alerting {
         let rows = store
             .call_blocking(store::load_alerts)
             .map_err(|e| e.to_string())?;
-        let silences = store
+        let silences: Vec<Silence> = store
             .call_blocking(store::load_silences)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|s| match silence::unusable(s) {
+                None => true,
+                Some(why) => {
+                    tracing::warn!(id = %s.id, "skipping a stored silence: {why}");
+                    false
+                }
+            })
+            .collect();
         let (progress, alive_ms) = store
             .call_blocking(store::load_progress)
             .map_err(|e| e.to_string())?;
@@ -333,7 +342,16 @@ impl Alerting {
         let now = to_ms(self.clock.now());
         s.id = uuid::Uuid::new_v4().to_string();
         s.created_at_ms = now;
-        silence::validate(&s)?;
+        silence::validate(&s, now)?;
+        let in_force = lock(&self.silences)
+            .iter()
+            .filter(|x| x.ends_at_ms > now.max(x.starts_at_ms))
+            .count();
+        if in_force >= silence::MAX_SILENCES {
+            return Err(format!(
+                "{in_force} silences are active or pending, the most there may be: expire some first"
+            ));
+        }
         let saved = s.clone();
         self.store
             .request(move |c| store::save_silence(c, &saved))

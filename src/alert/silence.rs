@@ -96,10 +96,34 @@ impl Mutes {
     }
 }
 
-/// Checks a new silence; the error says what to fix.
-pub fn validate(s: &Silence) -> Result<(), String> {
+/// The furthest a new silence may end, counted from its creation: one year.
+pub const MAX_SILENCE_SPAN_MS: i64 = 365 * 86_400_000;
+/// The most silences that may be active or pending at once.
+pub const MAX_SILENCES: usize = 1_000;
+/// The most matchers one silence may have.
+pub const MAX_MATCHERS: usize = 32;
+/// The longest matcher label name, in bytes.
+pub const MAX_MATCHER_NAME: usize = 256;
+/// The longest matcher value (or glob), in bytes.
+pub const MAX_MATCHER_VALUE: usize = 1_024;
+/// The longest `created_by`, in bytes.
+pub const MAX_CREATED_BY: usize = 256;
+/// The longest `comment`, in bytes.
+pub const MAX_COMMENT: usize = 4_096;
+/// The last millisecond RFC 3339 can write (9999-12-31T23:59:59.999Z): the API prints every
+/// time of a silence that way.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
+/// Checks a new silence made at `now_ms`; the error says what to fix.
+pub fn validate(s: &Silence, now_ms: i64) -> Result<(), String> {
     if s.matchers.is_empty() {
         return Err("a silence needs at least one matcher (e.g. check=shop-login)".into());
+    }
+    if s.matchers.len() > MAX_MATCHERS {
+        return Err(format!(
+            "a silence has at most {MAX_MATCHERS} matchers (this one has {})",
+            s.matchers.len()
+        ));
     }
     for (k, v) in &s.matchers {
         if k.is_empty() || v.is_empty() {
@@ -107,20 +131,68 @@ pub fn validate(s: &Silence) -> Result<(), String> {
                 "matcher {k:?}={v:?}: name and value must not be empty"
             ));
         }
+        if k.len() > MAX_MATCHER_NAME {
+            return Err(format!(
+                "a matcher name is at most {MAX_MATCHER_NAME} bytes (one has {})",
+                k.len()
+            ));
+        }
+        if v.len() > MAX_MATCHER_VALUE {
+            return Err(format!(
+                "matcher {k}: a value is at most {MAX_MATCHER_VALUE} bytes (this one has {})",
+                v.len()
+            ));
+        }
         if let Err(e) = glob::Pattern::new(v) {
             return Err(format!("matcher {k}={v:?}: invalid glob: {}", e.msg));
         }
     }
+    if s.starts_at_ms < 0 {
+        return Err("the silence must start after 1970-01-01T00:00:00Z".into());
+    }
     if s.ends_at_ms <= s.starts_at_ms {
         return Err("the silence must end after it starts".into());
+    }
+    if s.ends_at_ms > now_ms.saturating_add(MAX_SILENCE_SPAN_MS).min(MAX_TIME_MS) {
+        return Err(
+            "a silence ends at most one year from now (make a new one when it ends)".into(),
+        );
     }
     if s.created_by.trim().is_empty() {
         return Err("say who makes the silence (created_by / --author)".into());
     }
+    if s.created_by.len() > MAX_CREATED_BY {
+        return Err(format!(
+            "created_by is at most {MAX_CREATED_BY} bytes (this one has {})",
+            s.created_by.len()
+        ));
+    }
     if s.comment.trim().is_empty() {
         return Err("say why (comment / --comment)".into());
     }
+    if s.comment.len() > MAX_COMMENT {
+        return Err(format!(
+            "the comment is at most {MAX_COMMENT} bytes (this one has {}): link to a ticket for more",
+            s.comment.len()
+        ));
+    }
     Ok(())
+}
+
+/// Why a silence read back from the state store cannot be used (written by an older version
+/// without today's checks, or edited by hand): `None` when it can. Only what would break the
+/// API or the engine counts; limits on sizes apply to new silences only.
+pub fn unusable(s: &Silence) -> Option<&'static str> {
+    if s.matchers.is_empty() {
+        Some("it has no matcher (it would silence everything)")
+    } else if !(0..=MAX_TIME_MS).contains(&s.starts_at_ms)
+        || !(0..=MAX_TIME_MS).contains(&s.ends_at_ms)
+        || !(0..=MAX_TIME_MS).contains(&s.created_at_ms)
+    {
+        Some("a time of it lies outside the years 1970 to 9999")
+    } else {
+        None
+    }
 }
 
 /// Whether `check` is inside one of the maintenance windows at `now`.
@@ -207,12 +279,86 @@ mod tests {
         assert!(!mutes.mutes(&labels("billing"), 5));
         assert!(!mutes.mutes(&labels("shop-login"), 10));
         assert!(s.active(5) && !s.active(10));
-        assert_eq!(validate(&s), Ok(()));
+        assert_eq!(validate(&s, 0), Ok(()));
         let mut bad = s.clone();
         bad.matchers.clear();
-        assert!(validate(&bad).is_err());
+        assert!(validate(&bad, 0).is_err());
         let mut bad = s;
         bad.ends_at_ms = 0;
-        assert!(validate(&bad).is_err());
+        assert!(validate(&bad, 0).is_err());
+    }
+
+    fn good(now_ms: i64) -> Silence {
+        Silence {
+            id: "x".into(),
+            matchers: [("check".to_string(), "shop-*".to_string())].into(),
+            starts_at_ms: now_ms,
+            ends_at_ms: now_ms + 3_600_000,
+            created_by: "ana".into(),
+            comment: "deploy".into(),
+            created_at_ms: now_ms,
+        }
+    }
+
+    fn refused(s: &Silence, now_ms: i64, why: &str) {
+        match validate(s, now_ms) {
+            Err(e) => assert!(e.contains(why), "{e:?} does not say {why:?}"),
+            Ok(()) => panic!("accepted: {s:?}"),
+        }
+    }
+
+    #[test]
+    fn every_limit_of_a_new_silence_is_an_error_that_names_it() {
+        let now = 1_800_000_000_000;
+        assert_eq!(validate(&good(now), now), Ok(()));
+        let mut s = good(now);
+        s.ends_at_ms = now + MAX_SILENCE_SPAN_MS;
+        assert_eq!(validate(&s, now), Ok(()), "exactly one year is fine");
+        s.ends_at_ms += 1;
+        refused(&s, now, "at most one year");
+        s.ends_at_ms = i64::MAX;
+        refused(&s, i64::MAX - 1, "at most one year");
+        let mut s = good(now);
+        s.starts_at_ms = -1;
+        refused(&s, now, "start after 1970");
+        let mut s = good(now);
+        s.comment = "x".repeat(MAX_COMMENT);
+        assert_eq!(validate(&s, now), Ok(()));
+        s.comment.push('x');
+        refused(&s, now, "at most 4096 bytes");
+        let mut s = good(now);
+        s.created_by = "x".repeat(MAX_CREATED_BY + 1);
+        refused(&s, now, "created_by is at most 256 bytes");
+        let mut s = good(now);
+        s.matchers = (0..=MAX_MATCHERS)
+            .map(|i| (format!("l{i}"), "v".to_string()))
+            .collect();
+        refused(&s, now, "at most 32 matchers");
+        let mut s = good(now);
+        s.matchers = [("x".repeat(MAX_MATCHER_NAME + 1), "v".to_string())].into();
+        refused(&s, now, "name is at most 256 bytes");
+        let mut s = good(now);
+        s.matchers = [("check".to_string(), "v".repeat(MAX_MATCHER_VALUE + 1))].into();
+        refused(&s, now, "value is at most 1024 bytes");
+    }
+
+    #[test]
+    fn stored_silences_outside_printable_times_are_unusable() {
+        let now = 1_800_000_000_000;
+        assert_eq!(unusable(&good(now)), None);
+        let mut s = good(now);
+        s.ends_at_ms = MAX_TIME_MS + 1;
+        assert!(unusable(&s).is_some());
+        let mut s = good(now);
+        s.created_at_ms = -5;
+        assert!(unusable(&s).is_some());
+        let mut s = good(now);
+        s.matchers.clear();
+        assert!(unusable(&s).is_some());
+        // The last printable millisecond formats without a panic.
+        assert_eq!(
+            crate::alert::rfc3339(crate::alert::from_ms(MAX_TIME_MS)),
+            "9999-12-31T23:59:59.999Z"
+        );
     }
 }

@@ -1253,6 +1253,16 @@ impl Canaryd {
         self.worker.log_tail(lines)
     }
 
+    /// Its process id (to send it signals), `None` once it was reaped.
+    pub fn pid(&self) -> Option<u32> {
+        self.worker.pid()
+    }
+
+    /// Whether it has exited (with its status).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.worker.exited()
+    }
+
     /// SIGTERM (canaryd drains), then SIGKILL after `grace`.
     pub fn stop(&mut self, grace: Duration) {
         self.worker.stop(grace);
@@ -1261,11 +1271,6 @@ impl Canaryd {
     /// SIGKILL now (a crash: no drain, nothing flushed).
     pub fn kill(&mut self) {
         self.worker.kill();
-    }
-
-    /// Whether it has exited (and how).
-    pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.worker.exited()
     }
 }
 
