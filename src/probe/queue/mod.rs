@@ -8,6 +8,7 @@
 //! Round trips: a system reads everything for one check with at most two pipelines, whatever the
 //! number of queues — one to discover (queue names, worker names) and one for the data.
 
+pub mod budget;
 pub mod bullmq;
 pub mod celery;
 pub mod conn;
