@@ -88,7 +88,9 @@
 //! A state key of the wrong type (a `wait` that is not a list, …) or a count that is not a
 //! number is a [`QueueError::Data`] naming the key: BullMQ itself would fail on that queue. A
 //! job hash that is missing, not a hash, or holds a non-numeric `timestamp` or junk `opts` is
-//! skipped as an oldest-job candidate. Job payloads are never read.
+//! skipped as an oldest-job candidate, and so is one whose `timestamp` or `processedOn` is over
+//! 64 bytes or whose `opts` is over 64 KiB (the script drops such values inside Redis, so a
+//! broken job cannot make a big reply). Job payloads are never read.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -192,9 +194,15 @@ for q = 1, #KEYS / 3 do
   for _, id in ipairs(ids) do
     local job = redis.pcall('HMGET', ARGV[1 + q] .. id, 'timestamp', 'processedOn', 'opts')
     if type(job) == 'table' and job.err == nil then
-      fields[#fields + 1] = job[1]
-      fields[#fields + 1] = job[2]
-      fields[#fields + 1] = job[3]
+      -- Bounded inside Redis: a timestamp is a dozen digits, opts a small JSON object; longer
+      -- values (a hostile or broken job) are dropped rather than sent.
+      for f = 1, 3 do
+        local v = job[f]
+        local max = 64
+        if f == 3 then max = 65536 end
+        if type(v) == 'string' and #v > max then v = false end
+        fields[#fields + 1] = v
+      end
     end
   end
   result[q] = fields
@@ -288,12 +296,15 @@ impl Bullmq {
     }
 
     async fn read(&self, conn: &mut MultiplexedConnection) -> Result<Snapshot, QueueError> {
-        let discovered;
+        let found;
+        let mut discovered = None;
         let queues = match &self.queues {
             Some(queues) => queues.as_slice(),
             None => {
-                discovered = self.discover(conn).await?;
-                discovered.as_slice()
+                let mut names = self.discover(conn).await?;
+                discovered = super::cap_discovered(&mut names);
+                found = names;
+                found.as_slice()
             }
         };
         let replies: Vec<Value> = self.data_pipeline(queues).query_async(conn).await?;
@@ -339,6 +350,7 @@ impl Bullmq {
             failed: Some(failed),
             workers: self.count_workers(clients, queues),
             busy: None,
+            discovered,
         })
     }
 

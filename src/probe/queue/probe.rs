@@ -149,12 +149,22 @@ impl QueueProbe {
                 ),
             ),
             Ok(Ok(snapshot)) => {
+                // Discovery past the cap is said, not failed: the first queues were read.
+                let message = snapshot.discovered.map(|found| {
+                    format!(
+                        "{}: discovered {found} queues in {}, read the first {} (configure \
+                         `queues` to choose them)",
+                        system.as_str(),
+                        self.conn.target(),
+                        super::MAX_DISCOVERED_QUEUES
+                    )
+                });
                 let report = self.report(system, snapshot, started_at, Instant::now());
                 let observations = report.observations();
                 CheckResult {
                     success: true,
                     reason: None,
-                    message: None,
+                    message,
                     duration,
                     started_at,
                     steps: Vec::new(),
