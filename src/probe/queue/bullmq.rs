@@ -357,6 +357,8 @@ impl Bullmq {
     /// `Worker` connections of the read queues in the `CLIENT LIST` reply; `None` when Redis
     /// refused the command.
     fn count_workers(&self, reply: &Value, queues: &[String]) -> Option<u64> {
+        // A refusal (an error reply) leaves the count unknown; any other reply that is not the
+        // text of a client list is too, rather than a count made up from it.
         let list = match reply {
             Value::BulkString(bytes) => String::from_utf8_lossy(bytes),
             Value::VerbatimString { text, .. } => text.as_str().into(),
@@ -389,19 +391,22 @@ fn oldest_per_queue(reply: &Value, queues: usize) -> Result<Vec<Option<f64>>, Qu
             ))
         }
     };
-    Ok(per_queue
+    per_queue
         .iter()
         .map(|fields| match fields {
-            Value::Array(fields) => fields
+            // The script answers a list per queue, of three fields per candidate job.
+            Value::Array(fields) if fields.len() % 3 == 0 => Ok(fields
                 .chunks_exact(3)
                 .filter_map(|job| match job {
                     [timestamp, processed_on, opts] => enqueued_at(timestamp, processed_on, opts),
                     _ => None,
                 })
-                .min_by(f64::total_cmp),
-            _ => None,
+                .min_by(f64::total_cmp)),
+            _ => Err(QueueError::Data(
+                "the oldest-job script answered an unexpected reply".into(),
+            )),
         })
-        .collect())
+        .collect()
 }
 
 /// Whether a client name is `<base>` or `<base>:w:<worker name>` for one of the bases

@@ -181,7 +181,7 @@ impl Celery {
         for key in &keys {
             pipe.cmd("SMEMBERS").arg(key);
         }
-        let mut replies = Replies::new(pipe.query_async(conn).await?);
+        let mut replies = Replies::new(pipe.query_async(conn).await?, keys.len())?;
         let mut names = Vec::new();
         for key in &keys {
             for member in members(replies.next(key)?, key)? {
@@ -231,7 +231,11 @@ impl Celery {
             }
         }
         pipe.cmd("HLEN").arg(&unacked);
-        let mut replies = Replies::new(pipe.query_async(conn).await?);
+        let heads_sent = usize::from(self.enqueued_at_header.is_some() && !all_lists.is_empty());
+        let mut replies = Replies::new(
+            pipe.query_async(conn).await?,
+            all_lists.len() + heads_sent + 1,
+        )?;
         let mut waiting_per_list = Vec::with_capacity(all_lists.len());
         for key in lists.iter().flatten() {
             waiting_per_list.push(count(replies.next(key)?, key)?);
@@ -323,8 +327,15 @@ fn stamp_value(v: &serde_json::Value) -> Option<f64> {
 struct Replies(std::vec::IntoIter<Value>);
 
 impl Replies {
-    fn new(values: Vec<Value>) -> Replies {
-        Replies(values.into_iter())
+    /// `sent` is the number of commands: another number of replies is not Redis.
+    fn new(values: Vec<Value>, sent: usize) -> Result<Replies, QueueError> {
+        if values.len() != sent {
+            return Err(QueueError::Data(format!(
+                "celery: pipeline answered {} replies to {sent} commands",
+                values.len()
+            )));
+        }
+        Ok(Replies(values.into_iter()))
     }
 
     /// The next reply; `what` names the key if Redis answered fewer replies than commands.

@@ -164,22 +164,42 @@ pub(super) fn members(v: Value, key: &[u8]) -> Result<Vec<Vec<u8>>, QueueError> 
             )))
         }
     };
-    let mut out: Vec<Vec<u8>> = items.into_iter().filter_map(bulk).collect();
-    out.sort();
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Value::BulkString(b) => out.push(b),
+            Value::SimpleString(s) => out.push(s.into_bytes()),
+            _ => {
+                return Err(QueueError::Data(format!(
+                    "unexpected member in the reply reading key {}",
+                    show(key)
+                )))
+            }
+        }
+    }
+    out.sort_unstable();
     out.dedup();
     Ok(out)
 }
 
-/// The reply of `HMGET`: one optional value per field asked for, in order (missing fields, and
-/// a short or odd reply, read as absent).
-pub(super) fn fields(v: Value, n: usize) -> Vec<Option<Vec<u8>>> {
+/// The reply of `HMGET` on `key`: one optional value per field asked for, in order. A key of the
+/// wrong type reads as a hash without those fields (the caller skips it); any other shape (not
+/// an array of `n` strings or nils) is not Redis, and an error naming the command.
+pub(super) fn fields(v: Value, n: usize, key: &[u8]) -> Result<Vec<Option<Vec<u8>>>, QueueError> {
+    let bad = || QueueError::Data(format!("unexpected reply to HMGET {}", show(key)));
     let items = match v {
-        Value::Array(items) => items,
-        _ => Vec::new(),
+        Value::Array(items) if items.len() == n => items,
+        _ => return Err(bad()),
     };
-    let mut out: Vec<Option<Vec<u8>>> = items.into_iter().take(n).map(bulk).collect();
-    out.resize(n, None);
-    out
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::Nil => Ok(None),
+            Value::BulkString(b) => Ok(Some(b)),
+            Value::SimpleString(s) => Ok(Some(s.into_bytes())),
+            _ => Err(bad()),
+        })
+        .collect()
 }
 
 /// A hash's field/value pairs.

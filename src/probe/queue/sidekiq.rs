@@ -191,10 +191,8 @@ impl Sidekiq {
         let failed = reply::counter(replies.next(&failed_key, "string")?, &failed_key)?;
         let mut beats = Vec::with_capacity(process_keys.len());
         for key in &process_keys {
-            beats.push(Heartbeat::from_fields(reply::fields(
-                replies.next(key, "hash")?,
-                PROCESS_FIELDS.len(),
-            )));
+            let fields = reply::fields(replies.next(key, "hash")?, PROCESS_FIELDS.len(), key)?;
+            beats.push(Heartbeat::from_fields(fields));
         }
         let now = reply::server_time(replies.next(b"TIME", "time")?)?;
         let (workers, busy) = tally(&beats, now, self.stale_after);
