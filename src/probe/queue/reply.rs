@@ -159,7 +159,7 @@ pub(super) fn members(v: Value, key: &[u8]) -> Result<Vec<Vec<u8>>, QueueError> 
         Value::Array(items) | Value::Set(items) => items,
         _ => {
             return Err(QueueError::Data(format!(
-                "unexpected reply reading the members of key {}",
+                "unexpected reply to SMEMBERS {}",
                 show(key)
             )))
         }
