@@ -172,7 +172,7 @@ fn a_100_mb_reply_and_a_trickled_2_gb_bulk_fail_their_checks_within_the_memory_b
     }) as Answer);
     let check = |name: &str, url: String, extra: &str| {
         format!(
-            "  - name: {name}\n    interval: 1s\n    timeout: 3s\n    queue:\n      redis: \"{url}\"\n{extra}"
+            "  - name: {name}\n    interval: 1s\n    timeout: 1s\n    queue:\n      redis: \"{url}\"\n{extra}"
         )
     };
     let yaml = format!(
@@ -195,7 +195,7 @@ fn a_100_mb_reply_and_a_trickled_2_gb_bulk_fail_their_checks_within_the_memory_b
         failed_with(l, "redis", &over(trickle.port()))
     });
     assert!(
-        last["duration_seconds"].as_f64().is_some_and(|s| s < 2.0),
+        last["duration_seconds"].as_f64().is_some_and(|s| s < 0.5),
         "failed at the header, not by the timeout: {last:#}"
     );
     // A few more runs of each, each a fresh connection and a fresh oversized reply.
@@ -206,6 +206,7 @@ fn a_100_mb_reply_and_a_trickled_2_gb_bulk_fail_their_checks_within_the_memory_b
         sleep(Duration::from_millis(100));
     }
     let peak = d.peak_rss_kib();
+    eprintln!("canaryd peak RSS: {peak} KiB");
     assert!(
         peak < RSS_BUDGET_KIB,
         "peak RSS {peak} KiB over the {RSS_BUDGET_KIB} KiB budget"
@@ -273,7 +274,7 @@ fn hundred_mb_jobs_at_queue_heads_are_measured_without_being_read() {
 
     let check = |name: &str, system: &str| {
         format!(
-            "  - name: {name}\n    interval: 1s\n    timeout: 5s\n    queue:\n      system: {system}\n      redis: \"{}\"\n",
+            "  - name: {name}\n    interval: 5s\n    timeout: 4s\n    queue:\n      system: {system}\n      redis: \"{}\"\n",
             redis.url()
         )
     };
@@ -295,13 +296,15 @@ fn hundred_mb_jobs_at_queue_heads_are_measured_without_being_read() {
             "{name}: oldest_age {age}, the big job was enqueued 600 s ago: {last:#}"
         );
     }
-    // A few more runs of each.
-    sleep(Duration::from_secs(3));
+    // Another run of each. (Redis itself takes about a second per 100 MB head to extract the
+    // field, hence the generous timeout.)
+    sleep(Duration::from_secs(6));
     for name in ["sidekiq", "resque", "rq"] {
         let last = d.last(name).unwrap();
         assert_eq!(last["success"], Json::Bool(true), "{name}: {last:#}");
     }
     let peak = d.peak_rss_kib();
+    eprintln!("canaryd peak RSS: {peak} KiB");
     assert!(
         peak < RSS_BUDGET_KIB,
         "peak RSS {peak} KiB over the {RSS_BUDGET_KIB} KiB budget"
