@@ -434,6 +434,26 @@ fn generic_fails_on_garbage_replies_instead_of_passing() {
     });
     assert_fails(&r, "unexpected reply to XINFO GROUPS \"jobs\"");
 
+    // Found by tests/queue_replies_prop.rs: a map answering TYPE was once read as a type name,
+    // and an integer answering SCAN as an empty scan.
+    let r = against(GENERIC, |args| match name_of(args).as_str() {
+        "TYPE" => Reply::Raw(b"%1\r\n+zz\r\n:0\r\n".to_vec()),
+        _ => Reply::Raw(resp::int(2)),
+    });
+    assert_fails(&r, "unexpected reply to TYPE \"jobs\"");
+    let r = against("      system: redis\n      patterns: [\"jobs:*\"]\n", |args| {
+        match name_of(args).as_str() {
+            "SCAN" => Reply::Raw(resp::int(-1)),
+            _ => Reply::Raw(resp::int(2)),
+        }
+    });
+    assert_fails(&r, "unexpected reply to SCAN");
+    let r = against("      system: bullmq\n", |args| match name_of(args).as_str() {
+        "SCAN" => Reply::Raw(resp::int(-1)),
+        _ => Reply::Raw(resp::int(2)),
+    });
+    assert_fails(&r, "unexpected reply to SCAN");
+
     let r = against(GENERIC, sane_generic);
     assert!(r.success, "{:?}", r.message);
     assert!(r.observations.contains(&("depth".to_string(), 3.0)));

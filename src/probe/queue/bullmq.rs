@@ -233,7 +233,7 @@ impl Bullmq {
         let mut names = BTreeSet::new();
         let mut cursor: u64 = 0;
         for _ in 0..MAX_SCAN_CALLS {
-            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            let reply: Value = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
                 .arg(&pattern)
@@ -241,6 +241,7 @@ impl Bullmq {
                 .arg(SCAN_COUNT)
                 .query_async(conn)
                 .await?;
+            let (next, keys) = super::reply::scan(reply)?;
             names.extend(keys.iter().filter_map(|k| self.queue_of_meta_key(k)));
             if next == 0 {
                 return Ok(names.into_iter().collect());

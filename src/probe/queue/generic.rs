@@ -57,7 +57,7 @@ impl GenericRedis {
             let mut cursor: u64 = 0;
             let mut found = Vec::new();
             for _ in 0..MAX_SCAN_CALLS {
-                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                let reply: Value = redis::cmd("SCAN")
                     .arg(cursor)
                     .arg("MATCH")
                     .arg(pattern)
@@ -65,7 +65,9 @@ impl GenericRedis {
                     .arg(1000)
                     .query_async(conn)
                     .await?;
-                found.extend(batch);
+                let (next, batch) = super::reply::scan(reply)?;
+                // Keys that are not UTF-8 cannot be named in a configuration or a label.
+                found.extend(batch.into_iter().filter_map(|k| String::from_utf8(k).ok()));
                 cursor = next;
                 if keys.len() + found.len() > MAX_KEYS {
                     truncated = true;
@@ -96,7 +98,29 @@ impl GenericRedis {
         for k in &keys {
             types.cmd("TYPE").arg(k);
         }
-        let types: Vec<String> = types.query_async(conn).await?;
+        // Read as values, not `Vec<String>`: redis-rs would turn a map or an array into text
+        // and a server that is not Redis could pass as a known type.
+        let replies: Vec<Value> = types.query_async(conn).await?;
+        if replies.len() != keys.len() {
+            return Err(QueueError::Data(format!(
+                "TYPE: {} replies to {} commands",
+                replies.len(),
+                keys.len()
+            )));
+        }
+        let types = keys
+            .iter()
+            .zip(replies)
+            .map(|(k, v)| match v {
+                Value::SimpleString(t) => Ok(t),
+                Value::BulkString(t) => String::from_utf8(t)
+                    .map_err(|_| QueueError::Data(format!("unexpected reply to TYPE \"{}\"", show(k)))),
+                _ => Err(QueueError::Data(format!(
+                    "unexpected reply to TYPE \"{}\"",
+                    show(k)
+                ))),
+            })
+            .collect::<Result<Vec<String>, QueueError>>()?;
         if let Some((k, t)) = keys.iter().zip(&types).find(|(_, t)| {
             !matches!(
                 t.as_str(),

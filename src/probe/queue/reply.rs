@@ -205,27 +205,56 @@ pub(super) fn fields(v: Value, n: usize, key: &[u8]) -> Result<Vec<Option<Vec<u8
 /// A hash's field/value pairs.
 pub(super) type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// The reply of `HGETALL`: field/value pairs (RESP2 flat array or RESP3 map).
+/// The reply of `HGETALL`: field/value pairs (RESP2 flat array or RESP3 map). Anything but
+/// strings in pairs is not Redis, and an error naming the command.
 pub(super) fn pairs(v: Value, key: &[u8]) -> Result<Pairs, QueueError> {
-    let bad = || QueueError::Data(format!("unexpected reply reading hash {}", show(key)));
+    let bad = || QueueError::Data(format!("unexpected reply to HGETALL {}", show(key)));
+    let text = |v: Value| match v {
+        Value::BulkString(b) => Ok(b),
+        Value::SimpleString(s) => Ok(s.into_bytes()),
+        _ => Err(bad()),
+    };
     match v {
-        Value::Nil => Ok(Vec::new()),
-        Value::Map(entries) => Ok(entries
+        Value::Map(entries) => entries
             .into_iter()
-            .filter_map(|(k, v)| Some((bulk(k)?, bulk(v)?)))
-            .collect()),
-        Value::Array(items) => {
+            .map(|(k, v)| Ok((text(k)?, text(v)?)))
+            .collect(),
+        Value::Array(items) if items.len() % 2 == 0 => {
             let mut out = Vec::with_capacity(items.len() / 2);
             let mut it = items.into_iter();
             while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                if let (Some(k), Some(v)) = (bulk(k), bulk(v)) {
-                    out.push((k, v));
-                }
+                out.push((text(k)?, text(v)?));
             }
             Ok(out)
         }
         _ => Err(bad()),
     }
+}
+
+/// The reply of `SCAN`: the next cursor and the keys of this step. Read strictly (redis-rs's
+/// typed conversion would take some other shapes for it): anything but `[cursor, [keys...]]` is
+/// an error naming the command.
+pub(super) fn scan(v: Value) -> Result<(u64, Vec<Vec<u8>>), QueueError> {
+    let bad = || QueueError::Data("unexpected reply to SCAN".into());
+    let Value::Array(items) = v else {
+        return Err(bad());
+    };
+    let [cursor, keys] = <[Value; 2]>::try_from(items).map_err(|_| bad())?;
+    let cursor = bulk(cursor)
+        .and_then(|c| std::str::from_utf8(&c).ok()?.parse::<u64>().ok())
+        .ok_or_else(bad)?;
+    let Value::Array(keys) = keys else {
+        return Err(bad());
+    };
+    let keys = keys
+        .into_iter()
+        .map(|k| match k {
+            Value::BulkString(b) => Ok(b),
+            Value::SimpleString(s) => Ok(s.into_bytes()),
+            _ => Err(bad()),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((cursor, keys))
 }
 
 /// The reply of `TIME`: the Redis server's clock in Unix seconds.
@@ -395,12 +424,16 @@ mod tests {
         let flat = Value::Array(vec![
             Value::BulkString(b"a".to_vec()),
             Value::BulkString(b"1".to_vec()),
-            Value::BulkString(b"dangling".to_vec()),
         ]);
         assert_eq!(
             pairs(flat, b"h").unwrap(),
             vec![(b"a".to_vec(), b"1".to_vec())]
         );
+        let dangling = Value::Array(vec![Value::BulkString(b"a".to_vec())]);
+        assert!(pairs(dangling, b"h").is_err());
+        let nested = Value::Array(vec![Value::BulkString(b"a".to_vec()), Value::Array(vec![])]);
+        assert!(pairs(nested, b"h").is_err());
+        assert!(pairs(Value::Nil, b"h").is_err());
         let map = Value::Map(vec![(
             Value::BulkString(b"b".to_vec()),
             Value::BulkString(b"2".to_vec()),
