@@ -458,3 +458,55 @@ fn generic_fails_on_garbage_replies_instead_of_passing() {
     assert!(r.success, "{:?}", r.message);
     assert!(r.observations.contains(&("depth".to_string(), 3.0)));
 }
+
+// ---------------------------------------------------------------------------------------------
+// 100,000 queues to discover
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn discovering_100k_queues_reads_the_first_1000_and_says_so() {
+    let Some(redis) = Redis::start() else { return };
+    let names: Vec<String> = (0..100_000).map(|i| format!("q{i:06}")).collect();
+    for chunk in names.chunks(10_000) {
+        let mut sidekiq = vec!["SADD", "queues"];
+        sidekiq.extend(chunk.iter().map(String::as_str));
+        redis.cmd(&sidekiq);
+        let rq_keys: Vec<String> = chunk.iter().map(|n| format!("rq:queue:{n}")).collect();
+        let mut rq = vec!["SADD", "rq:queues"];
+        rq.extend(rq_keys.iter().map(String::as_str));
+        redis.cmd(&rq);
+    }
+    redis.cmd(&["RPUSH", "queue:q000000", r#"{"class":"X","args":[],"enqueued_at":1}"#]);
+
+    for system in ["sidekiq", "rq"] {
+        let c = queue_check(&redis.url(), &format!("      system: {system}\n"));
+        let started = Instant::now();
+        let r = run_once(&c);
+        let took = started.elapsed();
+        assert!(r.success, "{system}: {:?}", r.message);
+        assert!(took < Duration::from_secs(2), "{system}: {took:?}");
+        let message = r.message.as_deref().unwrap_or("");
+        assert!(
+            message.contains("discovered 100000 queues") && message.contains("read the first 1000"),
+            "{system}: {message:?}"
+        );
+        let report = r.queue.as_ref().expect("a queue report");
+        assert_eq!(report.snapshot.discovered, Some(100_000), "{system}");
+        let read: Vec<&str> = report
+            .snapshot
+            .queues
+            .iter()
+            .map(|q| q.name.as_str())
+            .filter(|n| *n != "_all")
+            .collect();
+        assert_eq!(read.len(), 1000, "{system}");
+        assert_eq!((read[0], read[999]), ("q000000", "q000999"), "{system}: sorted, first 1000");
+        let depth: Vec<(String, f64)> = r
+            .observations
+            .iter()
+            .filter(|(k, _)| k.starts_with("queue.q00000"))
+            .cloned()
+            .collect();
+        assert!(depth.len() >= 10, "{system}: per-queue depths {depth:?}");
+    }
+}
