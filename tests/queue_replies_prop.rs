@@ -151,10 +151,7 @@ fn wrong_shaped_replies_fail_every_reader_and_honest_ones_pass() {
     );
     let strategy = (
         0..SYSTEMS.len(),
-        proptest::collection::vec(
-            proptest::option::weighted(0.15, wrong_shape()),
-            1..24,
-        ),
+        proptest::collection::vec(proptest::option::weighted(0.15, wrong_shape()), 1..24),
     );
     let (passed, failed) = (AtomicU32::new(0), AtomicU32::new(0));
     runner

@@ -315,8 +315,11 @@ mod tests {
 
     #[test]
     fn ordinary_replies_pass_and_reset_the_budget() {
-        let s = scan(&[b"+OK\r\n:42\r\n$5\r\nhel", b"lo\r\n*2\r\n$-1\r\n*0\r\n%1\r\n+a\r\n_\r\n"])
-            .unwrap();
+        let s = scan(&[
+            b"+OK\r\n:42\r\n$5\r\nhel",
+            b"lo\r\n*2\r\n$-1\r\n*0\r\n%1\r\n+a\r\n_\r\n",
+        ])
+        .unwrap();
         assert_eq!((s.at, s.open.len(), s.bytes, s.values), (At::Type, 0, 0, 0));
     }
 

@@ -261,7 +261,9 @@ impl Celery {
             let mut oldest: Option<f64> = None;
             for _ in keys {
                 let Some((n, stamp)) = per_list.next() else {
-                    return Err(QueueError::Data("celery: pipeline reply ended early".into()));
+                    return Err(QueueError::Data(
+                        "celery: pipeline reply ended early".into(),
+                    ));
                 };
                 waiting = waiting.saturating_add(n);
                 oldest = match (oldest, stamp) {

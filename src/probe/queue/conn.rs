@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError};
+use redis::{
+    AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use url::Url;
@@ -137,9 +139,9 @@ impl RedisConn {
                 // `#insecure` written in the URL itself turns verification off, as in redis-rs.
                 let mut tls = tls.clone();
                 tls.insecure_skip_verify |= *insecure;
-                let config = tls.client_config().map_err(|e| {
-                    format!("TLS settings for {}: {e}", describe(url))
-                })?;
+                let config = tls
+                    .client_config()
+                    .map_err(|e| format!("TLS settings for {}: {e}", describe(url)))?;
                 // The shared configuration offers HTTP/1.1 by ALPN; Redis speaks none.
                 let mut config = (*config).clone();
                 config.alpn_protocols.clear();
@@ -212,9 +214,10 @@ impl RedisConn {
                     RedisError::from((redis::ErrorKind::InvalidClientConfig, "no TLS settings"))
                 })?;
                 let name = self.server_name.as_deref().unwrap_or(host);
-                let name = rustls_pki_types::ServerName::try_from(name.to_string()).map_err(
-                    |_| RedisError::from((redis::ErrorKind::InvalidClientConfig, "bad TLS name")),
-                )?;
+                let name =
+                    rustls_pki_types::ServerName::try_from(name.to_string()).map_err(|_| {
+                        RedisError::from((redis::ErrorKind::InvalidClientConfig, "bad TLS name"))
+                    })?;
                 let tls = tokio_rustls::TlsConnector::from(config)
                     .connect(name, tcp)
                     .await?;

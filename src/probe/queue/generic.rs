@@ -113,8 +113,9 @@ impl GenericRedis {
             .zip(replies)
             .map(|(k, v)| match v {
                 Value::SimpleString(t) => Ok(t),
-                Value::BulkString(t) => String::from_utf8(t)
-                    .map_err(|_| QueueError::Data(format!("unexpected reply to TYPE \"{}\"", show(k)))),
+                Value::BulkString(t) => String::from_utf8(t).map_err(|_| {
+                    QueueError::Data(format!("unexpected reply to TYPE \"{}\"", show(k)))
+                }),
                 _ => Err(QueueError::Data(format!(
                     "unexpected reply to TYPE \"{}\"",
                     show(k)
@@ -200,7 +201,10 @@ fn int(v: Option<Value>, key: &str) -> Result<u64, QueueError> {
             .map_err(|_| QueueError::Data(format!("negative count for key \"{}\"", show(key)))),
         // The key changed type between TYPE and the count: read it as empty this time.
         Some(Value::ServerError(_)) => Ok(0),
-        _ => Err(QueueError::Data(format!("no count for key \"{}\"", show(key)))),
+        _ => Err(QueueError::Data(format!(
+            "no count for key \"{}\"",
+            show(key)
+        ))),
     }
 }
 

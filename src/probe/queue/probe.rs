@@ -107,11 +107,7 @@ impl QueueProbe {
             }
             Ok(Err(Failure::Budget(reason))) => failure(
                 Reason::Redis,
-                format!(
-                    "{}: {reason} from {}",
-                    system.as_str(),
-                    self.conn.target()
-                ),
+                format!("{}: {reason} from {}", system.as_str(), self.conn.target()),
             ),
             Ok(Err(Failure::Connect(e))) => failure(
                 Reason::Unreachable,

@@ -243,8 +243,7 @@ impl Rq {
                             Value::BulkString(_) => text(&head).as_deref().and_then(parse_rq_time),
                             _ => {
                                 return Err(QueueError::Data(
-                                    "rq: unexpected reply from the oldest-job script (EVAL)"
-                                        .into(),
+                                    "rq: unexpected reply from the oldest-job script (EVAL)".into(),
                                 ))
                             }
                         };
