@@ -562,3 +562,79 @@ fn discovering_100k_queues_reads_the_first_1000_and_says_so() {
         assert!(depth.len() >= 10, "{system}: per-queue depths {depth:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// rediss:// through canaryd's own dialling
+// ---------------------------------------------------------------------------------------------
+
+/// A self-signed certificate for 127.0.0.1 (PEM cert, PEM key), valid until 2040.
+fn certificate() -> (String, String) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("params");
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2040, 1, 1);
+    let cert = params.self_signed(&key).expect("self-signed certificate");
+    (cert.pem(), key.serialize_pem())
+}
+
+#[test]
+fn rediss_is_dialled_with_the_checks_tls_settings() {
+    let Some(bin) = services::require("redis-server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate();
+    let cert_file = dir.path().join("cert.pem");
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&cert_file, &cert).unwrap();
+    std::fs::write(&key_file, &key).unwrap();
+    let port = services::free_port();
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(["--port", "0", "--tls-port", &port.to_string()])
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--tls-cert-file")
+        .arg(&cert_file)
+        .arg("--tls-key-file")
+        .arg(&key_file)
+        .arg("--tls-ca-cert-file")
+        .arg(&cert_file)
+        .args(["--tls-auth-clients", "no"])
+        .arg("--dir")
+        .arg(dir.path());
+    let _server = services::Worker::spawn("redis-tls", cmd);
+
+    let url = format!("rediss://127.0.0.1:{port}");
+    let verified = queue_check(
+        &url,
+        &format!(
+            "      system: redis\n      keys: [jobs]\n      tls_config: {{ca_file: \"{}\"}}\n",
+            cert_file.display()
+        ),
+    );
+    // Wait for the server with the check itself.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = run_once(&verified);
+        if r.success || Instant::now() > deadline {
+            break r;
+        }
+        sleep(Duration::from_millis(100));
+    };
+    assert!(r.success, "{:?}", r.message);
+    assert!(r.observations.contains(&("depth".to_string(), 0.0)));
+
+    let insecure = queue_check(
+        &url,
+        "      system: redis\n      keys: [jobs]\n      tls_config: {insecure_skip_verify: true}\n",
+    );
+    let r = run_once(&insecure);
+    assert!(r.success, "{:?}", r.message);
+
+    // The system roots do not know this certificate.
+    let unverified = queue_check(&url, "      system: redis\n      keys: [jobs]\n");
+    let r = run_once(&unverified);
+    assert!(!r.success);
+    assert_eq!(r.reason, Some(Reason::Unreachable), "{:?}", r.message);
+}
