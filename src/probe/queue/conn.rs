@@ -252,8 +252,12 @@ impl RedisConn {
         *self.slot() = None;
     }
 
+    /// The live connection unless a reply broke its budget (its driver is gone; the caller that
+    /// saw it fail may not have reset it yet).
     fn live(&self) -> Option<Live> {
-        self.slot().clone()
+        self.slot()
+            .clone()
+            .filter(|live| live.tripped.reason().is_none())
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, Option<Live>> {
