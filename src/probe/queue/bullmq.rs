@@ -88,7 +88,9 @@
 //! A state key of the wrong type (a `wait` that is not a list, …) or a count that is not a
 //! number is a [`QueueError::Data`] naming the key: BullMQ itself would fail on that queue. A
 //! job hash that is missing, not a hash, or holds a non-numeric `timestamp` or junk `opts` is
-//! skipped as an oldest-job candidate. Job payloads are never read.
+//! skipped as an oldest-job candidate, and so is one whose `timestamp` or `processedOn` is over
+//! 64 bytes or whose `opts` is over 64 KiB (the script drops such values inside Redis, so a
+//! broken job cannot make a big reply). Job payloads are never read.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -192,9 +194,15 @@ for q = 1, #KEYS / 3 do
   for _, id in ipairs(ids) do
     local job = redis.pcall('HMGET', ARGV[1 + q] .. id, 'timestamp', 'processedOn', 'opts')
     if type(job) == 'table' and job.err == nil then
-      fields[#fields + 1] = job[1]
-      fields[#fields + 1] = job[2]
-      fields[#fields + 1] = job[3]
+      -- Bounded inside Redis: a timestamp is a dozen digits, opts a small JSON object; longer
+      -- values (a hostile or broken job) are dropped rather than sent.
+      for f = 1, 3 do
+        local v = job[f]
+        local max = 64
+        if f == 3 then max = 65536 end
+        if type(v) == 'string' and #v > max then v = false end
+        fields[#fields + 1] = v
+      end
     end
   end
   result[q] = fields
@@ -225,7 +233,7 @@ impl Bullmq {
         let mut names = BTreeSet::new();
         let mut cursor: u64 = 0;
         for _ in 0..MAX_SCAN_CALLS {
-            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            let reply: Value = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
                 .arg(&pattern)
@@ -233,6 +241,7 @@ impl Bullmq {
                 .arg(SCAN_COUNT)
                 .query_async(conn)
                 .await?;
+            let (next, keys) = super::reply::scan(reply)?;
             names.extend(keys.iter().filter_map(|k| self.queue_of_meta_key(k)));
             if next == 0 {
                 return Ok(names.into_iter().collect());
@@ -288,12 +297,15 @@ impl Bullmq {
     }
 
     async fn read(&self, conn: &mut MultiplexedConnection) -> Result<Snapshot, QueueError> {
-        let discovered;
+        let found;
+        let mut discovered = None;
         let queues = match &self.queues {
             Some(queues) => queues.as_slice(),
             None => {
-                discovered = self.discover(conn).await?;
-                discovered.as_slice()
+                let mut names = self.discover(conn).await?;
+                discovered = super::cap_discovered(&mut names);
+                found = names;
+                found.as_slice()
             }
         };
         let replies: Vec<Value> = self.data_pipeline(queues).query_async(conn).await?;
@@ -339,12 +351,15 @@ impl Bullmq {
             failed: Some(failed),
             workers: self.count_workers(clients, queues),
             busy: None,
+            discovered,
         })
     }
 
     /// `Worker` connections of the read queues in the `CLIENT LIST` reply; `None` when Redis
     /// refused the command.
     fn count_workers(&self, reply: &Value, queues: &[String]) -> Option<u64> {
+        // A refusal (an error reply) leaves the count unknown; any other reply that is not the
+        // text of a client list is too, rather than a count made up from it.
         let list = match reply {
             Value::BulkString(bytes) => String::from_utf8_lossy(bytes),
             Value::VerbatimString { text, .. } => text.as_str().into(),
@@ -377,19 +392,22 @@ fn oldest_per_queue(reply: &Value, queues: usize) -> Result<Vec<Option<f64>>, Qu
             ))
         }
     };
-    Ok(per_queue
+    per_queue
         .iter()
         .map(|fields| match fields {
-            Value::Array(fields) => fields
+            // The script answers a list per queue, of three fields per candidate job.
+            Value::Array(fields) if fields.len() % 3 == 0 => Ok(fields
                 .chunks_exact(3)
                 .filter_map(|job| match job {
                     [timestamp, processed_on, opts] => enqueued_at(timestamp, processed_on, opts),
                     _ => None,
                 })
-                .min_by(f64::total_cmp),
-            _ => None,
+                .min_by(f64::total_cmp)),
+            _ => Err(QueueError::Data(
+                "the oldest-job script answered an unexpected reply".into(),
+            )),
         })
-        .collect())
+        .collect()
 }
 
 /// Whether a client name is `<base>` or `<base>:w:<worker name>` for one of the bases

@@ -51,7 +51,9 @@
 //!     headers["enqueued_at"] = time.time()
 //! ```
 //!
-//! can set `enqueued_at_header` to that name: each priority list's tail message is read and the
+//! can set `enqueued_at_header` to that name: each priority list's tail message is read (through
+//! one `EVAL` of [`reply::HEAD_FIELD`]: a message over 64 KiB is not sent, only the header's
+//! value extracted inside Redis) and the
 //! oldest stamp (Unix seconds, a JSON number or a numeric string) is reported. A tail without a
 //! usable stamp is skipped. `eta` is not an enqueue time (and countdown messages are moved to the
 //! worker's memory at once), so it is not used.
@@ -179,7 +181,7 @@ impl Celery {
         for key in &keys {
             pipe.cmd("SMEMBERS").arg(key);
         }
-        let mut replies = Replies::new(pipe.query_async(conn).await?);
+        let mut replies = Replies::new(pipe.query_async(conn).await?, keys.len())?;
         let mut names = Vec::new();
         for key in &keys {
             for member in members(replies.next(key)?, key)? {
@@ -198,9 +200,14 @@ impl Celery {
     }
 
     async fn read(&self, conn: &mut MultiplexedConnection) -> Result<Snapshot, QueueError> {
+        let mut discovered = None;
         let queues = match &self.queues {
             Some(names) => names.clone(),
-            None => self.discover(conn).await?,
+            None => {
+                let mut names = self.discover(conn).await?;
+                discovered = super::cap_discovered(&mut names);
+                names
+            }
         };
         let lists: Vec<Vec<String>> = queues
             .iter()
@@ -210,28 +217,59 @@ impl Celery {
 
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
+        let all_lists: Vec<Vec<u8>> = lists
+            .iter()
+            .flatten()
+            .map(|k| k.as_bytes().to_vec())
+            .collect();
         for key in lists.iter().flatten() {
             pipe.cmd("LLEN").arg(key);
-            if self.enqueued_at_header.is_some() {
-                pipe.cmd("LINDEX").arg(key).arg(-1);
+        }
+        if let Some(header) = &self.enqueued_at_header {
+            if !all_lists.is_empty() {
+                reply::push_heads(&mut pipe, &all_lists, -1, header);
             }
         }
         pipe.cmd("HLEN").arg(&unacked);
-        let mut replies = Replies::new(pipe.query_async(conn).await?);
+        let heads_sent = usize::from(self.enqueued_at_header.is_some() && !all_lists.is_empty());
+        let mut replies = Replies::new(
+            pipe.query_async(conn).await?,
+            all_lists.len() + heads_sent + 1,
+        )?;
+        let mut waiting_per_list = Vec::with_capacity(all_lists.len());
+        for key in lists.iter().flatten() {
+            waiting_per_list.push(count(replies.next(key)?, key)?);
+        }
+        let mut stamps: Vec<Option<f64>> = vec![None; all_lists.len()];
+        if let Some(header) = &self.enqueued_at_header {
+            if !all_lists.is_empty() {
+                let heads = reply::heads(replies.next("EVAL")?, all_lists.len())?;
+                for (slot, head) in stamps.iter_mut().zip(heads) {
+                    *slot = match head {
+                        Some(reply::Head::Whole(m)) => stamp(&m, header),
+                        Some(reply::Head::Field(v)) => stamp_value(&v),
+                        None => None,
+                    };
+                }
+            }
+        }
+        let mut per_list = waiting_per_list.into_iter().zip(stamps);
 
         let mut stats = Vec::with_capacity(queues.len() + 1);
         for (name, keys) in queues.iter().zip(&lists) {
             let mut waiting = 0u64;
             let mut oldest: Option<f64> = None;
-            for key in keys {
-                waiting = waiting.saturating_add(count(replies.next(key)?, key)?);
-                if let Some(header) = &self.enqueued_at_header {
-                    let stamp = text_bytes(&replies.next(key)?).and_then(|m| stamp(m, header));
-                    oldest = match (oldest, stamp) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                }
+            for _ in keys {
+                let Some((n, stamp)) = per_list.next() else {
+                    return Err(QueueError::Data(
+                        "celery: pipeline reply ended early".into(),
+                    ));
+                };
+                waiting = waiting.saturating_add(n);
+                oldest = match (oldest, stamp) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
             }
             stats.push(QueueStats {
                 name: name.clone(),
@@ -252,6 +290,7 @@ impl Celery {
             failed: None,
             workers: None,
             busy: None,
+            discovered,
         })
     }
 }
@@ -273,7 +312,11 @@ impl JobSystem for Celery {
 /// numeric string. `None` for anything else, including a message that is not JSON.
 pub fn stamp(message: &[u8], header: &str) -> Option<f64> {
     let msg: serde_json::Value = serde_json::from_slice(message).ok()?;
-    let v = msg.get("headers")?.get(header)?;
+    stamp_value(msg.get("headers")?.get(header)?)
+}
+
+/// Unix seconds from a stamp's JSON value: a number or a numeric string.
+fn stamp_value(v: &serde_json::Value) -> Option<f64> {
     let secs = match v {
         serde_json::Value::Number(n) => n.as_f64()?,
         serde_json::Value::String(s) => s.trim().parse::<f64>().ok()?,
@@ -286,8 +329,15 @@ pub fn stamp(message: &[u8], header: &str) -> Option<f64> {
 struct Replies(std::vec::IntoIter<Value>);
 
 impl Replies {
-    fn new(values: Vec<Value>) -> Replies {
-        Replies(values.into_iter())
+    /// `sent` is the number of commands: another number of replies is not Redis.
+    fn new(values: Vec<Value>, sent: usize) -> Result<Replies, QueueError> {
+        if values.len() != sent {
+            return Err(QueueError::Data(format!(
+                "celery: pipeline answered {} replies to {sent} commands",
+                values.len()
+            )));
+        }
+        Ok(Replies(values.into_iter()))
     }
 
     /// The next reply; `what` names the key if Redis answered fewer replies than commands.
@@ -307,16 +357,6 @@ fn count(reply: Value, key: &str) -> Result<u64, QueueError> {
 /// are skipped.
 fn members(reply: Value, key: &str) -> Result<Vec<String>, QueueError> {
     reply::text_members(reply, key.as_bytes())
-}
-
-/// The bytes of a string reply.
-fn text_bytes(v: &Value) -> Option<&[u8]> {
-    match v {
-        Value::BulkString(b) => Some(b),
-        Value::SimpleString(s) => Some(s.as_bytes()),
-        Value::VerbatimString { text, .. } => Some(text.as_bytes()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

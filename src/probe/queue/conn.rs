@@ -16,8 +16,14 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError};
+use redis::{
+    AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use url::Url;
+
+use super::budget::{Budgeted, Tripped};
 
 use crate::probe::http::spec::TlsSettings;
 
@@ -75,14 +81,19 @@ pub fn without_password(url: &str) -> String {
 
 /// A lazily made, shared connection to one Redis.
 pub struct RedisConn {
-    client: Client,
+    /// Where and how to dial (address, database, credentials, protocol).
+    info: ConnectionInfo,
+    /// For `rediss://`: the rustls configuration built from the check's TLS settings.
+    tls_config: Option<Arc<rustls::ClientConfig>>,
+    /// SNI / verification name instead of the URL's host.
+    server_name: Option<String>,
     /// `redis://host:port/db`, safe to print.
     target: String,
     connect_timeout: Duration,
     /// The live connection, if one was made and has not failed since. A plain mutex, never held
     /// across an await: forgetting a connection never waits, not even for a dial under way, so
     /// a run past its deadline can drop a wedged connection and still return in time.
-    live: Mutex<Option<MultiplexedConnection>>,
+    live: Mutex<Option<Live>>,
     /// Held while dialling, so concurrent callers wait for one dial rather than each making
     /// their own.
     dialling: tokio::sync::Mutex<()>,
@@ -119,38 +130,29 @@ pub enum ConnectError {
 
 impl RedisConn {
     fn new(url: &str, tls: &TlsSettings, connect_timeout: Duration) -> Result<RedisConn, String> {
-        let client = if url.starts_with("rediss://") && tls_needs_certs(tls) {
-            let root_cert =
-                match &tls.ca_file {
-                    Some(p) => Some(std::fs::read(p).map_err(|e| {
-                        format!("cannot read ca_file {}: {}", p.display(), e.kind())
-                    })?),
-                    None => None,
-                };
-            let client_tls = match (&tls.cert_file, &tls.key_file) {
-                (Some(c), Some(k)) => Some(redis::ClientTlsConfig {
-                    client_cert: std::fs::read(c).map_err(|e| {
-                        format!("cannot read cert_file {}: {}", c.display(), e.kind())
-                    })?,
-                    client_key: std::fs::read(k).map_err(|e| {
-                        format!("cannot read key_file {}: {}", k.display(), e.kind())
-                    })?,
-                }),
-                _ => None,
-            };
-            Client::build_with_tls(
-                with_insecure(url, tls),
-                redis::TlsCertificates {
-                    client_tls,
-                    root_cert,
-                },
-            )
-        } else {
-            Client::open(with_insecure(url, tls).as_str())
-        }
-        .map_err(|e| format!("invalid redis URL {}: {}", describe(url), e.category()))?;
+        let info = with_insecure(url, tls)
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| format!("invalid redis URL {}: {}", describe(url), e.category()))?;
+        let tls_config = match info.addr() {
+            ConnectionAddr::TcpTls { insecure, .. } => {
+                // `#insecure` written in the URL itself turns verification off, as in redis-rs.
+                let mut tls = tls.clone();
+                tls.insecure_skip_verify |= *insecure;
+                let config = tls
+                    .client_config()
+                    .map_err(|e| format!("TLS settings for {}: {e}", describe(url)))?;
+                // The shared configuration offers HTTP/1.1 by ALPN; Redis speaks none.
+                let mut config = (*config).clone();
+                config.alpn_protocols.clear();
+                Some(Arc::new(config))
+            }
+            _ => None,
+        };
         Ok(RedisConn {
-            client,
+            info,
+            tls_config,
+            server_name: tls.server_name.clone(),
             target: describe(url),
             connect_timeout,
             live: Mutex::new(None),
@@ -165,7 +167,7 @@ impl RedisConn {
 
     /// The live connection, dialling one if there is none. Cheap when connected (a clone of a
     /// handle); concurrent callers wait for one dial rather than each making their own.
-    pub async fn get(&self) -> Result<MultiplexedConnection, ConnectError> {
+    pub async fn get(&self) -> Result<Live, ConnectError> {
         if let Some(conn) = self.live() {
             return Ok(conn);
         }
@@ -174,15 +176,8 @@ impl RedisConn {
         if let Some(conn) = self.live() {
             return Ok(conn);
         }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            // The probe bounds each run by its deadline; no separate response timeout.
-            .set_response_timeout(None);
-        let dial = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config);
-        // A second bound around the client's own, so a DNS or TLS stall cannot outlive it.
-        match tokio::time::timeout(self.connect_timeout, dial).await {
+        // One bound around the whole dial (DNS, TCP, TLS, AUTH/SELECT/HELLO).
+        match tokio::time::timeout(self.connect_timeout, self.dial()).await {
             Ok(Ok(conn)) => {
                 *self.slot() = Some(conn.clone());
                 Ok(conn)
@@ -202,6 +197,54 @@ impl RedisConn {
         }
     }
 
+    /// Dials the socket itself (rather than through `redis::Client`) so that every byte Redis
+    /// sends passes the reply budget ([`super::budget`]).
+    async fn dial(&self) -> Result<Live, RedisError> {
+        let tripped = Arc::new(Tripped::default());
+        let stream: Box<dyn Stream> = match self.info.addr() {
+            ConnectionAddr::Tcp(host, port) => {
+                let tcp = TcpStream::connect((host.as_str(), *port)).await?;
+                tcp.set_nodelay(true)?;
+                Box::new(tcp)
+            }
+            ConnectionAddr::TcpTls { host, port, .. } => {
+                let tcp = TcpStream::connect((host.as_str(), *port)).await?;
+                tcp.set_nodelay(true)?;
+                let config = self.tls_config.clone().ok_or_else(|| {
+                    RedisError::from((redis::ErrorKind::InvalidClientConfig, "no TLS settings"))
+                })?;
+                let name = self.server_name.as_deref().unwrap_or(host);
+                let name =
+                    rustls_pki_types::ServerName::try_from(name.to_string()).map_err(|_| {
+                        RedisError::from((redis::ErrorKind::InvalidClientConfig, "bad TLS name"))
+                    })?;
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await?;
+                Box::new(tls)
+            }
+            ConnectionAddr::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
+            _ => {
+                return Err(RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "unsupported address",
+                )))
+            }
+        };
+        let config = AsyncConnectionConfig::new()
+            // The probe bounds each run by its deadline; no separate response timeout.
+            .set_response_timeout(None);
+        let (conn, driver) = MultiplexedConnection::new_with_config(
+            self.info.redis_settings(),
+            Budgeted::new(stream, tripped.clone()),
+            config,
+        )
+        .await?;
+        // The driver ends when the socket fails or every handle is dropped.
+        tokio::spawn(driver);
+        Ok(Live { conn, tripped })
+    }
+
     /// Forgets the live connection after it failed (or a run timed out on it), so the next
     /// caller dials afresh. Never waits. When another caller already replaced it, the
     /// replacement goes too: one more dial, never a wrong read.
@@ -209,18 +252,32 @@ impl RedisConn {
         *self.slot() = None;
     }
 
-    fn live(&self) -> Option<MultiplexedConnection> {
-        self.slot().clone()
+    /// The live connection unless a reply broke its budget (its driver is gone; the caller that
+    /// saw it fail may not have reset it yet).
+    fn live(&self) -> Option<Live> {
+        self.slot()
+            .clone()
+            .filter(|live| live.tripped.reason().is_none())
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Live>> {
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-fn tls_needs_certs(tls: &TlsSettings) -> bool {
-    tls.ca_file.is_some() || tls.cert_file.is_some()
+/// One dialled connection: the redis-rs handle and the flag its stream sets when a reply breaks
+/// the budget.
+#[derive(Clone)]
+pub struct Live {
+    /// The multiplexed handle the readers use.
+    pub conn: MultiplexedConnection,
+    /// Set when this connection was cut for an oversized or malformed reply.
+    pub tripped: Arc<Tripped>,
 }
+
+/// The socket types a connection runs over, behind one box.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// redis-rs turns verification off with a `#insecure` fragment on a `rediss://` URL.
 fn with_insecure(url: &str, tls: &TlsSettings) -> String {

@@ -42,13 +42,22 @@ impl GenericRedis {
         GenericRedis { keys, patterns }
     }
 
-    async fn discover(&self, conn: &mut MultiplexedConnection) -> Result<Vec<String>, QueueError> {
+    /// The listed keys, then what the patterns found (sorted per pattern, without repeats), at
+    /// most [`MAX_KEYS`]; with how many there were when some were left out.
+    async fn discover(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<(Vec<String>, Option<u64>), QueueError> {
         let mut keys = self.keys.clone();
+        // A set beside the list: a membership test per found key stays O(1), so 100k matches
+        // cost 100k lookups rather than 100k scans of the list.
+        let mut seen: std::collections::HashSet<String> = keys.iter().cloned().collect();
+        let mut truncated = false;
         for pattern in &self.patterns {
             let mut cursor: u64 = 0;
             let mut found = Vec::new();
             for _ in 0..MAX_SCAN_CALLS {
-                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                let reply: Value = redis::cmd("SCAN")
                     .arg(cursor)
                     .arg("MATCH")
                     .arg(pattern)
@@ -56,25 +65,32 @@ impl GenericRedis {
                     .arg(1000)
                     .query_async(conn)
                     .await?;
-                found.extend(batch);
+                let (next, batch) = super::reply::scan(reply)?;
+                // Keys that are not UTF-8 cannot be named in a configuration or a label.
+                found.extend(batch.into_iter().filter_map(|k| String::from_utf8(k).ok()));
                 cursor = next;
-                if cursor == 0 || keys.len() + found.len() >= MAX_KEYS {
+                if keys.len() + found.len() > MAX_KEYS {
+                    truncated = true;
+                    break;
+                }
+                if cursor == 0 {
                     break;
                 }
             }
             found.sort();
             for k in found {
-                if !keys.contains(&k) {
+                if seen.insert(k.clone()) {
                     keys.push(k);
                 }
             }
         }
+        let discovered = (truncated || keys.len() > MAX_KEYS).then_some(keys.len() as u64);
         keys.truncate(MAX_KEYS);
-        Ok(keys)
+        Ok((keys, discovered))
     }
 
     async fn read(&self, conn: &mut MultiplexedConnection) -> Result<Snapshot, QueueError> {
-        let keys = self.discover(conn).await?;
+        let (keys, discovered) = self.discover(conn).await?;
         if keys.is_empty() {
             return Ok(Snapshot::default());
         }
@@ -82,7 +98,30 @@ impl GenericRedis {
         for k in &keys {
             types.cmd("TYPE").arg(k);
         }
-        let types: Vec<String> = types.query_async(conn).await?;
+        // Read as values, not `Vec<String>`: redis-rs would turn a map or an array into text
+        // and a server that is not Redis could pass as a known type.
+        let replies: Vec<Value> = types.query_async(conn).await?;
+        if replies.len() != keys.len() {
+            return Err(QueueError::Data(format!(
+                "TYPE: {} replies to {} commands",
+                replies.len(),
+                keys.len()
+            )));
+        }
+        let types = keys
+            .iter()
+            .zip(replies)
+            .map(|(k, v)| match v {
+                Value::SimpleString(t) => Ok(t),
+                Value::BulkString(t) => String::from_utf8(t).map_err(|_| {
+                    QueueError::Data(format!("unexpected reply to TYPE \"{}\"", show(k)))
+                }),
+                _ => Err(QueueError::Data(format!(
+                    "unexpected reply to TYPE \"{}\"",
+                    show(k)
+                ))),
+            })
+            .collect::<Result<Vec<String>, QueueError>>()?;
         if let Some((k, t)) = keys.iter().zip(&types).find(|(_, t)| {
             !matches!(
                 t.as_str(),
@@ -90,7 +129,8 @@ impl GenericRedis {
             )
         }) {
             return Err(QueueError::Data(format!(
-                "key {k:?} is a {t}, not a list, zset, set, hash or stream"
+                "key \"{}\" is a {t}, not a list, zset, set, hash or stream",
+                show(k)
             )));
         }
         if types.iter().all(|t| t == "none") {
@@ -104,6 +144,7 @@ impl GenericRedis {
                 .collect();
             return Ok(Snapshot {
                 queues,
+                discovered,
                 ..Snapshot::default()
             });
         }
@@ -130,7 +171,7 @@ impl GenericRedis {
                 }
                 "stream" => {
                     let len = int(values.next(), k)?;
-                    let (lag, pending) = stream_groups(values.next(), len);
+                    let (lag, pending) = stream_groups(values.next(), len, k)?;
                     vec![(JobState::Waiting, lag), (JobState::Active, pending)]
                 }
                 _ => vec![(JobState::Waiting, 0)],
@@ -143,29 +184,49 @@ impl GenericRedis {
         }
         Ok(Snapshot {
             queues,
+            discovered,
             ..Snapshot::default()
         })
     }
 }
 
+/// A key for a message, cut and escaped ([`reply::show`]).
+fn show(key: &str) -> String {
+    super::reply::show(key.as_bytes())
+}
+
 fn int(v: Option<Value>, key: &str) -> Result<u64, QueueError> {
     match v {
-        Some(Value::Int(n)) => Ok(u64::try_from(n).unwrap_or(0)),
+        Some(Value::Int(n)) => u64::try_from(n)
+            .map_err(|_| QueueError::Data(format!("negative count for key \"{}\"", show(key)))),
         // The key changed type between TYPE and the count: read it as empty this time.
         Some(Value::ServerError(_)) => Ok(0),
-        _ => Err(QueueError::Data(format!("no count for key {key:?}"))),
+        _ => Err(QueueError::Data(format!(
+            "no count for key \"{}\"",
+            show(key)
+        ))),
     }
 }
 
 /// Lag of the most-behind group and entries pending across groups, from `XINFO GROUPS`.
 /// Without groups, every entry is waiting. A group whose lag Redis cannot tell (after
 /// deletions) counts the whole stream, an upper bound.
-fn stream_groups(v: Option<Value>, len: u64) -> (u64, u64) {
-    let Some(Value::Array(groups)) = v else {
-        return (len, 0);
+/// A reply that is neither a list of groups nor an error (a refused `XINFO`) is an error naming
+/// the command.
+fn stream_groups(v: Option<Value>, len: u64, key: &str) -> Result<(u64, u64), QueueError> {
+    let groups = match v {
+        Some(Value::Array(groups)) => groups,
+        // Redis refused XINFO (ACL) or the key changed type: every entry counts as waiting.
+        Some(Value::ServerError(_)) => return Ok((len, 0)),
+        _ => {
+            return Err(QueueError::Data(format!(
+                "unexpected reply to XINFO GROUPS \"{}\"",
+                show(key)
+            )))
+        }
     };
     if groups.is_empty() {
-        return (len, 0);
+        return Ok((len, 0));
     }
     let mut lag = 0u64;
     let mut pending = 0u64;
@@ -185,7 +246,12 @@ fn stream_groups(v: Option<Value>, len: u64) -> (u64, u64) {
                 }
                 out
             }
-            _ => continue,
+            _ => {
+                return Err(QueueError::Data(format!(
+                    "unexpected reply to XINFO GROUPS \"{}\"",
+                    show(key)
+                )))
+            }
         };
         let get = |name: &str| {
             fields
@@ -199,7 +265,7 @@ fn stream_groups(v: Option<Value>, len: u64) -> (u64, u64) {
         lag = lag.max(get("lag").unwrap_or(len));
         pending = pending.saturating_add(get("pending").unwrap_or(0));
     }
-    (lag, pending)
+    Ok((lag, pending))
 }
 
 impl JobSystem for GenericRedis {

@@ -8,6 +8,7 @@
 //! Round trips: a system reads everything for one check with at most two pipelines, whatever the
 //! number of queues — one to discover (queue names, worker names) and one for the data.
 
+pub mod budget;
 pub mod bullmq;
 pub mod celery;
 pub mod conn;
@@ -135,6 +136,26 @@ pub struct Snapshot {
     pub workers: Option<u64>,
     /// Of those, how many are running a job now.
     pub busy: Option<u64>,
+    /// How many queues discovery found when that was more than [`MAX_DISCOVERED_QUEUES`] (only
+    /// the first that many, in sorted order, were read); `None` when nothing was left out.
+    pub discovered: Option<u64>,
+}
+
+/// The most queues one check reads when it discovers them (no `queues:` configured): 1,000, the
+/// first in sorted order. More are reported (`Snapshot::discovered`, the run's message) but not
+/// read, so a Redis holding 100,000 queue names costs one sorted list of names, not 100,000
+/// reads.
+pub const MAX_DISCOVERED_QUEUES: usize = 1_000;
+
+/// Keeps the first [`MAX_DISCOVERED_QUEUES`] of sorted, deduplicated discovered names; returns
+/// how many there were when some were left out.
+pub(crate) fn cap_discovered<T>(names: &mut Vec<T>) -> Option<u64> {
+    if names.len() <= MAX_DISCOVERED_QUEUES {
+        return None;
+    }
+    let found = names.len() as u64;
+    names.truncate(MAX_DISCOVERED_QUEUES);
+    Some(found)
 }
 
 /// Why a read failed.

@@ -40,6 +40,8 @@ impl std::fmt::Debug for QueueProbe {
 enum Failure {
     Connect(ConnectError),
     Read(QueueError),
+    /// The connection was cut because a reply broke the budget (`reply over 8 MiB`, ...).
+    Budget(String),
 }
 
 impl QueueProbe {
@@ -53,8 +55,15 @@ impl QueueProbe {
     }
 
     async fn read_once(&self) -> Result<Snapshot, Failure> {
-        let mut conn = self.conn.get().await.map_err(Failure::Connect)?;
-        self.system.collect(&mut conn).await.map_err(Failure::Read)
+        let mut live = self.conn.get().await.map_err(Failure::Connect)?;
+        let read = self.system.collect(&mut live.conn).await;
+        // A reply over budget cuts the connection: every request on it fails with an I/O
+        // error, which says nothing of the cause. The stream's flag does.
+        if let Some(reason) = live.tripped.reason() {
+            self.conn.reset();
+            return Err(Failure::Budget(reason.to_string()));
+        }
+        read.map_err(Failure::Read)
     }
 
     /// Reads a snapshot; a connection that turns out broken is dropped and the read retried
@@ -96,6 +105,10 @@ impl QueueProbe {
                     ),
                 )
             }
+            Ok(Err(Failure::Budget(reason))) => failure(
+                Reason::Redis,
+                format!("{}: {reason} from {}", system.as_str(), self.conn.target()),
+            ),
             Ok(Err(Failure::Connect(e))) => failure(
                 Reason::Unreachable,
                 format!("{}: redis unreachable: {e}", system.as_str()),
@@ -132,12 +145,22 @@ impl QueueProbe {
                 ),
             ),
             Ok(Ok(snapshot)) => {
+                // Discovery past the cap is said, not failed: the first queues were read.
+                let message = snapshot.discovered.map(|found| {
+                    format!(
+                        "{}: discovered {found} queues in {}, read the first {} (configure \
+                         `queues` to choose them)",
+                        system.as_str(),
+                        self.conn.target(),
+                        super::MAX_DISCOVERED_QUEUES
+                    )
+                });
                 let report = self.report(system, snapshot, started_at, Instant::now());
                 let observations = report.observations();
                 CheckResult {
                     success: true,
                     reason: None,
-                    message: None,
+                    message,
                     duration,
                     started_at,
                     steps: Vec::new(),

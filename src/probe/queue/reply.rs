@@ -32,7 +32,7 @@ pub(super) async fn queues_and_members(
     configured: Option<&Vec<Vec<u8>>>,
     queues_key: &[u8],
     set_key: &[u8],
-) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), QueueError> {
+) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>, Option<u64>), QueueError> {
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     if configured.is_none() {
@@ -41,12 +41,17 @@ pub(super) async fn queues_and_members(
     pipe.cmd("SMEMBERS").arg(set_key);
     let sent = if configured.is_none() { 2 } else { 1 };
     let mut replies = Replies::new(pipe.query_async(conn).await?, sent)?;
+    let mut discovered = None;
     let queues = match configured {
         Some(configured) => configured.clone(),
-        None => members(replies.next(queues_key, "set")?, queues_key)?,
+        None => {
+            let mut found = members(replies.next(queues_key, "set")?, queues_key)?;
+            discovered = super::cap_discovered(&mut found);
+            found
+        }
     };
     let set = members(replies.next(set_key, "set")?, set_key)?;
-    Ok((queues, set))
+    Ok((queues, set, discovered))
 }
 
 /// The replies of a pipeline sent with `ignore_errors()`, one per command, in order.
@@ -148,58 +153,108 @@ pub(super) fn bulk(v: Value) -> Option<Vec<u8>> {
 /// The reply of `SMEMBERS` (or any array of strings): the members, sorted and deduplicated so
 /// discovered queues come out in a stable order.
 pub(super) fn members(v: Value, key: &[u8]) -> Result<Vec<Vec<u8>>, QueueError> {
+    // Redis answers SMEMBERS with a (possibly empty) array or set, never nil: a nil is a server
+    // that is not Redis, and reading it as "no members" would pass a check on garbage.
     let items = match v {
         Value::Array(items) | Value::Set(items) => items,
-        Value::Nil => Vec::new(),
         _ => {
             return Err(QueueError::Data(format!(
-                "unexpected reply reading the members of key {}",
+                "unexpected reply to SMEMBERS {}",
                 show(key)
             )))
         }
     };
-    let mut out: Vec<Vec<u8>> = items.into_iter().filter_map(bulk).collect();
-    out.sort();
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Value::BulkString(b) => out.push(b),
+            Value::SimpleString(s) => out.push(s.into_bytes()),
+            _ => {
+                return Err(QueueError::Data(format!(
+                    "unexpected member in the reply reading key {}",
+                    show(key)
+                )))
+            }
+        }
+    }
+    out.sort_unstable();
     out.dedup();
     Ok(out)
 }
 
-/// The reply of `HMGET`: one optional value per field asked for, in order (missing fields, and
-/// a short or odd reply, read as absent).
-pub(super) fn fields(v: Value, n: usize) -> Vec<Option<Vec<u8>>> {
+/// The reply of `HMGET` on `key`: one optional value per field asked for, in order. A key of the
+/// wrong type reads as a hash without those fields (the caller skips it); any other shape (not
+/// an array of `n` strings or nils) is not Redis, and an error naming the command.
+pub(super) fn fields(v: Value, n: usize, key: &[u8]) -> Result<Vec<Option<Vec<u8>>>, QueueError> {
+    let bad = || QueueError::Data(format!("unexpected reply to HMGET {}", show(key)));
     let items = match v {
-        Value::Array(items) => items,
-        _ => Vec::new(),
+        Value::Array(items) if items.len() == n => items,
+        _ => return Err(bad()),
     };
-    let mut out: Vec<Option<Vec<u8>>> = items.into_iter().take(n).map(bulk).collect();
-    out.resize(n, None);
-    out
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::Nil => Ok(None),
+            Value::BulkString(b) => Ok(Some(b)),
+            Value::SimpleString(s) => Ok(Some(s.into_bytes())),
+            _ => Err(bad()),
+        })
+        .collect()
 }
 
 /// A hash's field/value pairs.
 pub(super) type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// The reply of `HGETALL`: field/value pairs (RESP2 flat array or RESP3 map).
+/// The reply of `HGETALL`: field/value pairs (RESP2 flat array or RESP3 map). Anything but
+/// strings in pairs is not Redis, and an error naming the command.
 pub(super) fn pairs(v: Value, key: &[u8]) -> Result<Pairs, QueueError> {
-    let bad = || QueueError::Data(format!("unexpected reply reading hash {}", show(key)));
+    let bad = || QueueError::Data(format!("unexpected reply to HGETALL {}", show(key)));
+    let text = |v: Value| match v {
+        Value::BulkString(b) => Ok(b),
+        Value::SimpleString(s) => Ok(s.into_bytes()),
+        _ => Err(bad()),
+    };
     match v {
-        Value::Nil => Ok(Vec::new()),
-        Value::Map(entries) => Ok(entries
+        Value::Map(entries) => entries
             .into_iter()
-            .filter_map(|(k, v)| Some((bulk(k)?, bulk(v)?)))
-            .collect()),
-        Value::Array(items) => {
+            .map(|(k, v)| Ok((text(k)?, text(v)?)))
+            .collect(),
+        Value::Array(items) if items.len() % 2 == 0 => {
             let mut out = Vec::with_capacity(items.len() / 2);
             let mut it = items.into_iter();
             while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                if let (Some(k), Some(v)) = (bulk(k), bulk(v)) {
-                    out.push((k, v));
-                }
+                out.push((text(k)?, text(v)?));
             }
             Ok(out)
         }
         _ => Err(bad()),
     }
+}
+
+/// The reply of `SCAN`: the next cursor and the keys of this step. Read strictly (redis-rs's
+/// typed conversion would take some other shapes for it): anything but `[cursor, [keys...]]` is
+/// an error naming the command.
+pub(super) fn scan(v: Value) -> Result<(u64, Vec<Vec<u8>>), QueueError> {
+    let bad = || QueueError::Data("unexpected reply to SCAN".into());
+    let Value::Array(items) = v else {
+        return Err(bad());
+    };
+    let [cursor, keys] = <[Value; 2]>::try_from(items).map_err(|_| bad())?;
+    let cursor = bulk(cursor)
+        .and_then(|c| std::str::from_utf8(&c).ok()?.parse::<u64>().ok())
+        .ok_or_else(bad)?;
+    let Value::Array(keys) = keys else {
+        return Err(bad());
+    };
+    let keys = keys
+        .into_iter()
+        .map(|k| match k {
+            Value::BulkString(b) => Ok(b),
+            Value::SimpleString(s) => Ok(s.into_bytes()),
+            _ => Err(bad()),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((cursor, keys))
 }
 
 /// The reply of `TIME`: the Redis server's clock in Unix seconds.
@@ -240,6 +295,97 @@ pub(super) fn concat(a: &[u8], b: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The largest job head read whole: 64 KiB. A longer head is not sent at all; the script
+/// extracts its timestamp field server side (see [`HEAD_FIELD`]).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Reads the job at one end of each list in `KEYS` (`ARGV[1]`: the index, `0` or `-1`) without
+/// sending a big job over the wire. A head of at most `ARGV[3]` bytes comes back whole; a longer
+/// one comes back as `\0` followed by the raw JSON value of the **last** `"<ARGV[2]>": value` in
+/// it (a quoted string without escapes or a number, at most 64 bytes), or `false` when there is
+/// none. The last occurrence is the job's own field: the job systems write the timestamp after
+/// the arguments (Sidekiq's `enqueued_at` after `args`, Active Job's after `arguments`, kombu's
+/// headers after `body`), and inside a JSON string every quote is escaped, so an argument that
+/// merely contains the text cannot match `"name"` followed by a colon.
+///
+/// A missing key or one of the wrong type gives `false` (`pcall`), so one bad key does not fail
+/// the others: the `LLEN` of the same key reports the wrong type by name.
+pub const HEAD_FIELD: &str = r#"
+local out = {}
+local needle = '"' .. ARGV[2] .. '"'
+local max = tonumber(ARGV[3])
+for i, key in ipairs(KEYS) do
+  local head = redis.pcall('LINDEX', key, ARGV[1])
+  local r = false
+  if type(head) == 'string' then
+    if #head <= max then
+      r = head
+    else
+      local last = nil
+      local from = 1
+      while true do
+        local s, e = string.find(head, needle, from, true)
+        if s == nil then break end
+        last = e + 1
+        from = e + 1
+      end
+      if last then
+        local v = string.match(head, '^%s*:%s*("[^"\\]*")', last)
+          or string.match(head, '^%s*:%s*([%-%d%.eE%+]+)', last)
+        if v and #v <= 64 then r = '\0' .. v end
+      end
+    end
+  end
+  out[i] = r
+end
+return out
+"#;
+
+/// A job head as [`HEAD_FIELD`] returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Head {
+    /// The whole job (it was at most [`MAX_HEAD_BYTES`]).
+    Whole(Vec<u8>),
+    /// Only the timestamp field's JSON value, extracted from a longer job.
+    Field(serde_json::Value),
+}
+
+/// Adds one [`HEAD_FIELD`] call for `keys` to `pipe`: heads at `index` (0 or -1), extracting
+/// `field` from long ones.
+pub(super) fn push_heads(pipe: &mut redis::Pipeline, keys: &[Vec<u8>], index: i64, field: &str) {
+    let eval = pipe.cmd("EVAL").arg(HEAD_FIELD).arg(keys.len());
+    for key in keys {
+        eval.arg(key);
+    }
+    eval.arg(index).arg(field).arg(MAX_HEAD_BYTES);
+}
+
+/// The reply of a [`push_heads`] call for `n` keys: one optional head per key. A reply of any
+/// other shape (not an array of `n` strings or nils) is an error naming the script, never a
+/// silent "no oldest job".
+pub(super) fn heads(v: Value, n: usize) -> Result<Vec<Option<Head>>, QueueError> {
+    let bad = || QueueError::Data("unexpected reply from the job-head script (EVAL)".into());
+    let items = match v {
+        Value::Array(items) if items.len() == n => items,
+        Value::ServerError(e) => return Err(QueueError::Redis(e.into())),
+        _ => return Err(bad()),
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::Nil | Value::Boolean(false) => Ok(None),
+            Value::BulkString(b) => Ok(Some(match b.strip_prefix(b"\0") {
+                Some(raw) => match serde_json::from_slice(raw) {
+                    Ok(v) => Head::Field(v),
+                    Err(_) => return Ok(None),
+                },
+                None => Head::Whole(b),
+            })),
+            _ => Err(bad()),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,12 +424,16 @@ mod tests {
         let flat = Value::Array(vec![
             Value::BulkString(b"a".to_vec()),
             Value::BulkString(b"1".to_vec()),
-            Value::BulkString(b"dangling".to_vec()),
         ]);
         assert_eq!(
             pairs(flat, b"h").unwrap(),
             vec![(b"a".to_vec(), b"1".to_vec())]
         );
+        let dangling = Value::Array(vec![Value::BulkString(b"a".to_vec())]);
+        assert!(pairs(dangling, b"h").is_err());
+        let nested = Value::Array(vec![Value::BulkString(b"a".to_vec()), Value::Array(vec![])]);
+        assert!(pairs(nested, b"h").is_err());
+        assert!(pairs(Value::Nil, b"h").is_err());
         let map = Value::Map(vec![(
             Value::BulkString(b"b".to_vec()),
             Value::BulkString(b"2".to_vec()),

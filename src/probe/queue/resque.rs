@@ -10,7 +10,7 @@
 //! | key (after `<ns>:`) | type | written by | read here |
 //! |---|---|---|---|
 //! | `queues` | set of queue names | `QueueAccess#watch_queue` (`SADD`, on every push) | discovery, unless queues are configured |
-//! | `queue:<q>` | list of job JSON `{"class":..,"args":[..]}` | `QueueAccess#push_to_queue` (`RPUSH`); workers take with `pop_from_queue` (`LPOP`) | `LLEN` (waiting), `LINDEX 0` (the oldest job) |
+//! | `queue:<q>` | list of job JSON `{"class":..,"args":[..]}` | `QueueAccess#push_to_queue` (`RPUSH`); workers take with `pop_from_queue` (`LPOP`) | `LLEN` (waiting), the job at index 0 (the oldest) through [`reply::HEAD_FIELD`] |
 //! | `failed` | list of failure JSON | `Failure::Redis#save` (`RPUSH`) | `LLEN`, under queue [`ALL_QUEUES`] as failed |
 //! | `stat:processed`, `stat:failed` | counters | `Worker#processed!` / `#failed!` (`INCRBY`) | `GET`: processed and failed |
 //! | `workers` | set of worker ids `host:pid:queues` | `Workers#register_worker` (`SADD`), `#unregister_worker` (`SREM`) | discovery |
@@ -40,6 +40,12 @@
 //! stale. `busy` is the number of those workers with a non-empty `worker:<id>` (the rule of
 //! `Worker.working`). Each Resque worker is one process running one job at a time.
 //!
+//! **Bounded job reads.** The oldest job is read through one `EVAL` of [`reply::HEAD_FIELD`] for
+//! all queues (in the second pipeline): a job of at most 64 KiB comes back whole, a longer one
+//! only as its `enqueued_at` value, extracted inside Redis, so a 100 MB job at a queue head costs
+//! canaryd a few bytes. The script needs the `EVAL` permission (`@scripting`); a Redis that
+//! refuses it fails the read with a Redis error.
+//!
 //! **Round trips.** Two, whatever the number of queues and workers: one pipeline for the
 //! `queues` and `workers` sets (the worker set is always needed, so configured queues do not
 //! save this trip), one for everything else.
@@ -50,7 +56,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use serde::Deserialize;
 
-use super::reply::{self, Replies};
+use super::reply::{self, Head, Replies};
 use super::{JobState, JobSystem, QueueError, QueueStats, Snapshot, System, ALL_QUEUES};
 use crate::probe::BoxFuture;
 
@@ -119,7 +125,7 @@ impl Resque {
         // Round trip 1: which queues (unless configured) and which workers.
         let queues_key = self.key(b"queues");
         let workers_key = self.key(b"workers");
-        let (queues, workers) =
+        let (queues, workers, discovered) =
             reply::queues_and_members(conn, self.queues.as_ref(), &queues_key, &workers_key)
                 .await?;
 
@@ -141,7 +147,9 @@ impl Resque {
         pipe.ignore_errors();
         for key in &queue_keys {
             pipe.cmd("LLEN").arg(key);
-            pipe.cmd("LINDEX").arg(key).arg(0);
+        }
+        if !queue_keys.is_empty() {
+            reply::push_heads(&mut pipe, &queue_keys, 0, "enqueued_at");
         }
         pipe.cmd("LLEN").arg(&failed_list);
         pipe.cmd("GET").arg(&processed_key);
@@ -151,18 +159,30 @@ impl Resque {
         }
         pipe.cmd("HGETALL").arg(&heartbeat_key);
         pipe.cmd("TIME");
-        let sent = 2 * queue_keys.len() + 3 + payload_keys.len() + 2;
+        let heads_sent = usize::from(!queue_keys.is_empty());
+        let sent = queue_keys.len() + heads_sent + 3 + payload_keys.len() + 2;
         let mut replies = Replies::new(pipe.query_async(conn).await?, sent)?;
 
         let mut stats = Vec::with_capacity(queues.len() + 1);
         for (name, key) in queues.iter().zip(&queue_keys) {
             let waiting = reply::length(replies.next(key, "list")?, key)?;
-            let oldest = reply::bulk(replies.next(key, "list")?);
             stats.push(QueueStats {
                 name: String::from_utf8_lossy(name).into_owned(),
                 depths: vec![(JobState::Waiting, waiting)],
-                oldest_enqueued_at: oldest.as_deref().and_then(active_job_enqueued_at),
+                oldest_enqueued_at: None,
             });
+        }
+        if heads_sent > 0 {
+            let heads = reply::heads(replies.next(b"EVAL", "script")?, queue_keys.len())?;
+            for (queue, head) in stats.iter_mut().zip(heads) {
+                queue.oldest_enqueued_at = match head {
+                    Some(Head::Whole(job)) => active_job_enqueued_at(&job),
+                    Some(Head::Field(serde_json::Value::String(at))) => {
+                        rfc3339_seconds(at.as_bytes())
+                    }
+                    _ => None,
+                };
+            }
         }
         let failed_jobs = reply::length(replies.next(&failed_list, "list")?, &failed_list)?;
         stats.push(QueueStats {
@@ -186,6 +206,7 @@ impl Resque {
             failed: Some(failed),
             workers: Some(live),
             busy: Some(busy),
+            discovered,
         })
     }
 }

@@ -79,14 +79,16 @@ pub const DEFAULT_PREFIX: &str = "rq:";
 /// list (`ARGV[1]` is the job key prefix). Returns one entry per queue, `false` (nil) when the
 /// queue is empty, the key has the wrong type or the job has no such field: `pcall` keeps one bad
 /// key from failing the whole read, and `false` rather than `nil` keeps the reply array whole.
+/// Sizes are bounded inside Redis: a job id over 1 KiB (RQ's are UUIDs) or an `enqueued_at` over
+/// 64 bytes (RQ's are 27) gives `false` rather than a big reply.
 pub const HEAD_ENQUEUED_AT: &str = r#"
 local out = {}
 for i, key in ipairs(KEYS) do
   local at = false
   local head = redis.pcall('LINDEX', key, 0)
-  if type(head) == 'string' then
+  if type(head) == 'string' and #head <= 1024 then
     local v = redis.pcall('HGET', ARGV[1] .. head, 'enqueued_at')
-    if type(v) == 'string' then at = v end
+    if type(v) == 'string' and #v <= 64 then at = v end
   end
   out[i] = at
 end
@@ -142,7 +144,9 @@ impl Rq {
             discovery.cmd("SMEMBERS").arg(&queues_key);
         }
         discovery.cmd("SMEMBERS").arg(&workers_key);
-        let mut replies = Replies::new(discovery.query_async(conn).await?);
+        let sent = if self.queues.is_none() { 2 } else { 1 };
+        let mut replies = Replies::new(discovery.query_async(conn).await?, sent)?;
+        let mut discovered = None;
         let queues = match &self.queues {
             Some(names) => names.clone(),
             None => {
@@ -154,6 +158,7 @@ impl Rq {
                     .collect();
                 names.sort();
                 names.dedup();
+                discovered = super::cap_discovered(&mut names);
                 names
             }
         };
@@ -169,6 +174,7 @@ impl Rq {
                 failed: Some(0),
                 workers: Some(0),
                 busy: Some(0),
+                discovered: None,
             });
         }
 
@@ -201,7 +207,8 @@ impl Rq {
                 .arg(per_queue.iter().map(|k| &k.list).collect::<Vec<_>>())
                 .arg(self.key("job:"));
         }
-        let mut replies = Replies::new(data.query_async(conn).await?);
+        let sent = 5 * per_queue.len() + workers.len() + usize::from(!queues.is_empty());
+        let mut replies = Replies::new(data.query_async(conn).await?, sent)?;
 
         let mut stats = Vec::with_capacity(queues.len());
         for (name, keys) in queues.iter().zip(&per_queue) {
@@ -224,14 +231,22 @@ impl Rq {
 
         let mut tally = WorkerTally::default();
         for worker in &workers {
-            tally.add(replies.next(worker)?);
+            tally.add(replies.next(worker)?, worker)?;
         }
 
         if !queues.is_empty() {
             match replies.next("the oldest-job script")? {
-                Value::Array(heads) => {
+                Value::Array(heads) if heads.len() == stats.len() => {
                     for (queue, head) in stats.iter_mut().zip(heads) {
-                        queue.oldest_enqueued_at = text(&head).as_deref().and_then(parse_rq_time);
+                        queue.oldest_enqueued_at = match head {
+                            Value::Nil | Value::Boolean(false) => None,
+                            Value::BulkString(_) => text(&head).as_deref().and_then(parse_rq_time),
+                            _ => {
+                                return Err(QueueError::Data(
+                                    "rq: unexpected reply from the oldest-job script (EVAL)".into(),
+                                ))
+                            }
+                        };
                     }
                 }
                 // The script reads with `pcall`, so no data makes it fail: an error here is
@@ -240,7 +255,7 @@ impl Rq {
                 Value::ServerError(err) => return Err(QueueError::Redis(err.into())),
                 _ => {
                     return Err(QueueError::Data(
-                        "rq: unexpected reply from the oldest-job script".into(),
+                        "rq: unexpected reply from the oldest-job script (EVAL)".into(),
                     ))
                 }
             }
@@ -252,6 +267,7 @@ impl Rq {
             failed: Some(tally.failed),
             workers: Some(tally.live),
             busy: Some(tally.busy),
+            discovered,
         })
     }
 }
@@ -297,15 +313,36 @@ struct WorkerTally {
 }
 
 impl WorkerTally {
-    /// Adds one worker's `HMGET` reply; anything but a live RQ worker hash is skipped.
-    fn add(&mut self, reply: Value) {
-        let Value::Array(fields) = reply else { return };
-        let [heartbeat, death, state, successful, failed] = fields.as_slice() else {
-            return;
+    /// Adds one worker's `HMGET` reply; a hash that is not a live RQ worker's is skipped, a
+    /// reply that no `HMGET` gives (not an array of five values) fails the read.
+    fn add(&mut self, reply: Value, key: &str) -> Result<(), QueueError> {
+        let bad = || {
+            QueueError::Data(format!(
+                "rq: unexpected reply to HMGET {}",
+                reply::show(key.as_bytes())
+            ))
         };
+        let fields = match reply {
+            Value::Array(fields) => fields,
+            // A key of the wrong type: not a worker RQ wrote; skipped as the docs say.
+            Value::ServerError(e) if e.code() == "WRONGTYPE" => return Ok(()),
+            Value::ServerError(e) => return Err(QueueError::Redis(e.into())),
+            _ => return Err(bad()),
+        };
+        let [heartbeat, death, state, successful, failed] = fields.as_slice() else {
+            return Err(bad());
+        };
+        if fields.iter().any(|f| {
+            !matches!(
+                f,
+                Value::Nil | Value::BulkString(_) | Value::SimpleString(_)
+            )
+        }) {
+            return Err(bad());
+        }
         // An expired hash reads as all nils; a stopped worker has `death` for its last 60 s.
         if matches!(heartbeat, Value::Nil) || !matches!(death, Value::Nil) {
-            return;
+            return Ok(());
         }
         // A counter RQ would not write (not a non-negative integer) makes the hash suspect.
         let parse = |v: &Value| match v {
@@ -313,7 +350,7 @@ impl WorkerTally {
             other => text(other)?.trim().parse::<u64>().ok(),
         };
         let (Some(successful), Some(failed)) = (parse(successful), parse(failed)) else {
-            return;
+            return Ok(());
         };
         self.live += 1;
         if text(state).as_deref() == Some("busy") {
@@ -321,6 +358,7 @@ impl WorkerTally {
         }
         self.successful = self.successful.saturating_add(successful);
         self.failed = self.failed.saturating_add(failed);
+        Ok(())
     }
 }
 
@@ -328,8 +366,16 @@ impl WorkerTally {
 struct Replies(std::vec::IntoIter<Value>);
 
 impl Replies {
-    fn new(values: Vec<Value>) -> Replies {
-        Replies(values.into_iter())
+    /// `sent` is the number of commands: a pipeline answered with another number of replies
+    /// is not Redis, and fails the read rather than be read as "nothing there".
+    fn new(values: Vec<Value>, sent: usize) -> Result<Replies, QueueError> {
+        if values.len() != sent {
+            return Err(QueueError::Data(format!(
+                "rq: pipeline answered {} replies to {sent} commands",
+                values.len()
+            )));
+        }
+        Ok(Replies(values.into_iter()))
     }
 
     /// The next reply; `what` names the key if Redis answered fewer replies than commands.

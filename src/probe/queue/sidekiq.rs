@@ -7,7 +7,7 @@
 //! | key | type | written by | read here |
 //! |---|---|---|---|
 //! | `queues` | set of queue names | `client.rb` `atomic_push` (`SADD`) | discovery, unless queues are configured |
-//! | `queue:<q>` | list of job JSON | `client.rb` `atomic_push` (`LPUSH`); `fetch.rb` `retrieve_work` takes jobs with `BRPOP` | `LLEN` (waiting), `LINDEX -1` (the oldest job: the right end, where `BRPOP` takes from) |
+//! | `queue:<q>` | list of job JSON | `client.rb` `atomic_push` (`LPUSH`); `fetch.rb` `retrieve_work` takes jobs with `BRPOP` | `LLEN` (waiting), the job at index -1 (the oldest: the right end, where `BRPOP` takes from) through [`reply::HEAD_FIELD`] |
 //! | `schedule`, `retry`, `dead` | sorted sets | `client.rb`, `job_retry.rb`, `api.rb` `DeadSet` | `ZCARD`, under queue [`ALL_QUEUES`] as scheduled / retry / dead |
 //! | `stat:processed`, `stat:failed` | counters | `launcher.rb` `❤` (`INCRBY` every heartbeat, 5 s) and `flush_stats` at exit | `GET`: processed and failed |
 //! | `processes` | set of process identities | `launcher.rb` `❤` (`SADD`), `clear_heartbeat` (`SREM` on a clean stop) | discovery |
@@ -39,6 +39,12 @@
 //! of Sidekiq 6 and older; Sidekiq 7 dropped it): every key above, including the process hashes,
 //! is then `<prefix>:<key>`. Queue names and identities inside the sets are not prefixed.
 //!
+//! **Bounded job reads.** The oldest job is read through one `EVAL` of [`reply::HEAD_FIELD`] for
+//! all queues (in the second pipeline): a job of at most 64 KiB comes back whole, a longer one
+//! only as its `enqueued_at` value, extracted inside Redis, so a 100 MB job at a queue head costs
+//! canaryd a few bytes. The script needs the `EVAL` permission (`@scripting`); a Redis that
+//! refuses it fails the read with a Redis error.
+//!
 //! **Round trips.** Two, whatever the number of queues and processes: one pipeline for the
 //! `queues` and `processes` sets (the process set is always needed, so configured queues do not
 //! save this trip), one for everything else.
@@ -48,7 +54,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use serde::Deserialize;
 
-use super::reply::{self, Replies};
+use super::reply::{self, Head, Replies};
 use super::{JobState, JobSystem, QueueError, QueueStats, Snapshot, System, ALL_QUEUES};
 use crate::probe::BoxFuture;
 
@@ -114,7 +120,7 @@ impl Sidekiq {
         // Round trip 1: which queues (unless configured) and which processes.
         let queues_key = self.key(b"queues");
         let processes_key = self.key(b"processes");
-        let (queues, processes) =
+        let (queues, processes, discovered) =
             reply::queues_and_members(conn, self.queues.as_ref(), &queues_key, &processes_key)
                 .await?;
 
@@ -136,7 +142,9 @@ impl Sidekiq {
         pipe.ignore_errors();
         for key in &queue_keys {
             pipe.cmd("LLEN").arg(key);
-            pipe.cmd("LINDEX").arg(key).arg(-1);
+        }
+        if !queue_keys.is_empty() {
+            reply::push_heads(&mut pipe, &queue_keys, -1, "enqueued_at");
         }
         for (_, key) in &sets {
             pipe.cmd("ZCARD").arg(key);
@@ -147,18 +155,28 @@ impl Sidekiq {
             pipe.cmd("HMGET").arg(key).arg(&PROCESS_FIELDS[..]);
         }
         pipe.cmd("TIME");
-        let sent = 2 * queue_keys.len() + sets.len() + 2 + process_keys.len() + 1;
+        let heads_sent = usize::from(!queue_keys.is_empty());
+        let sent = queue_keys.len() + heads_sent + sets.len() + 2 + process_keys.len() + 1;
         let mut replies = Replies::new(pipe.query_async(conn).await?, sent)?;
 
         let mut stats = Vec::with_capacity(queues.len() + 1);
         for (name, key) in queues.iter().zip(&queue_keys) {
             let waiting = reply::length(replies.next(key, "list")?, key)?;
-            let oldest = reply::bulk(replies.next(key, "list")?);
             stats.push(QueueStats {
                 name: String::from_utf8_lossy(name).into_owned(),
                 depths: vec![(JobState::Waiting, waiting)],
-                oldest_enqueued_at: oldest.as_deref().and_then(enqueued_at),
+                oldest_enqueued_at: None,
             });
+        }
+        if heads_sent > 0 {
+            let heads = reply::heads(replies.next(b"EVAL", "script")?, queue_keys.len())?;
+            for (queue, head) in stats.iter_mut().zip(heads) {
+                queue.oldest_enqueued_at = match head {
+                    Some(Head::Whole(job)) => enqueued_at(&job),
+                    Some(Head::Field(v)) => stamp(&v),
+                    None => None,
+                };
+            }
         }
         let mut all = QueueStats {
             name: ALL_QUEUES.to_string(),
@@ -173,10 +191,8 @@ impl Sidekiq {
         let failed = reply::counter(replies.next(&failed_key, "string")?, &failed_key)?;
         let mut beats = Vec::with_capacity(process_keys.len());
         for key in &process_keys {
-            beats.push(Heartbeat::from_fields(reply::fields(
-                replies.next(key, "hash")?,
-                PROCESS_FIELDS.len(),
-            )));
+            let fields = reply::fields(replies.next(key, "hash")?, PROCESS_FIELDS.len(), key)?;
+            beats.push(Heartbeat::from_fields(fields));
         }
         let now = reply::server_time(replies.next(b"TIME", "time")?)?;
         let (workers, busy) = tally(&beats, now, self.stale_after);
@@ -187,6 +203,7 @@ impl Sidekiq {
             failed: Some(failed),
             workers: Some(workers),
             busy: Some(busy),
+            discovered,
         })
     }
 }
@@ -285,7 +302,12 @@ fn enqueued_at(job: &[u8]) -> Option<f64> {
         enqueued_at: Option<serde_json::Value>,
     }
     let job: Job = serde_json::from_slice(job).ok()?;
-    let raw = match job.enqueued_at? {
+    stamp(&job.enqueued_at?)
+}
+
+/// Unix seconds from the value of `enqueued_at` (a number, or a number written as a string).
+fn stamp(v: &serde_json::Value) -> Option<f64> {
+    let raw = match v {
         serde_json::Value::Number(n) => n.as_f64()?,
         serde_json::Value::String(s) => s.trim().parse::<f64>().ok()?,
         _ => return None,
