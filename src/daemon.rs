@@ -305,6 +305,7 @@ impl Daemon {
     /// heartbeat check): state, store and the last-ping metric at once.
     pub async fn ping(&self, check: &str, ping: Ping, body: &[u8]) -> Pinged {
         let pinged = self.heartbeats.ping(check, ping, body).await;
+        self.alerting.ping_saved(pinged.saved.is_ok());
         if let Some(t) = pinged.row.last_ping {
             self.metrics.set_heartbeat_last_ping(check, t);
         }

@@ -455,7 +455,9 @@ fn refuse_foreign(conn: &Connection, path: &Path) -> Result<(), StoreError> {
         return Ok(());
     }
     let mut stmt = conn
-        .prepare("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') ORDER BY name LIMIT 6")
+        .prepare(
+            "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') ORDER BY name LIMIT 6",
+        )
         .map_err(err)?;
     let names: Vec<String> = stmt
         .query_map([], |r| r.get(0))
@@ -777,7 +779,11 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("canaryd does not change it"), "{e}");
-        assert_eq!(std::fs::read(&path).unwrap(), before, "the file was written");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the file was written"
+        );
         assert!(!dir.path().join("canaryd.db-wal").exists());
     }
 
