@@ -32,6 +32,10 @@ pub const OUTBOX_STUCK: Duration = Duration::from_secs(600);
 /// escalation; a resolve is never dropped (there is at most one per alert that fired).
 pub const UNSAVED_CAP: usize = 10_000;
 
+/// Longest wait between two attempts to save what the store could not take (1 s, 2 s, 4 s …
+/// with jitter, capped here: the write is cheap and every second unsaved counts).
+pub const FLUSH_BACKOFF_CAP: Duration = Duration::from_secs(10);
+
 /// A notification the store could not take, kept in memory.
 struct UnsavedSend {
     /// Unique within the process (indexes shift as sends leave the queue).
@@ -524,7 +528,8 @@ impl Alerting {
             Err(e) => {
                 self.metrics.count_store_error(StoreOp::Alerts);
                 u.last_error = e.to_string();
-                u.next_flush_ms = now_ms + backoff(u.flush_failures).as_millis() as i64;
+                let wait = backoff(u.flush_failures).min(FLUSH_BACKOFF_CAP);
+                u.next_flush_ms = now_ms + wait.as_millis() as i64;
                 u.flush_failures = u.flush_failures.saturating_add(1);
                 tracing::warn!(
                     notifications = u.sends.len(),
