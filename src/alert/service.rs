@@ -899,3 +899,125 @@ impl WatchdogTarget {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(key: &str, kind: EventKind) -> AlertEvent {
+        AlertEvent {
+            dedup_key: key.into(),
+            kind,
+            status: if kind == EventKind::Resolve {
+                super::super::Status::Resolved
+            } else {
+                super::super::Status::Firing
+            },
+            check: "c".into(),
+            alert: "a".into(),
+            severity: "critical".into(),
+            labels: Default::default(),
+            annotations: Default::default(),
+            summary: "s".into(),
+            reason: None,
+            failed_step: None,
+            value: None,
+            starts_at_ms: 0,
+            ends_at_ms: None,
+            created_ms: 0,
+            generator_url: String::new(),
+        }
+    }
+
+    fn kinds(u: &Unsaved) -> Vec<(String, EventKind)> {
+        u.sends
+            .iter()
+            .map(|s| (s.event.dedup_key.clone(), s.event.kind))
+            .collect()
+    }
+
+    #[test]
+    fn the_memory_queue_drops_reminders_then_the_oldest_triggers_and_never_a_resolve() {
+        let mut u = Unsaved::default();
+        let mut sends = Vec::new();
+        for i in 0..UNSAVED_CAP - 2 {
+            sends.push(("r".to_string(), event(&format!("k{i}"), EventKind::Trigger)));
+        }
+        sends.push(("r".to_string(), event("old", EventKind::Reminder)));
+        sends.push(("r".to_string(), event("k0", EventKind::Resolve)));
+        assert!(u.push(Vec::new(), Vec::new(), sends).is_empty());
+        assert_eq!(u.sends.len(), UNSAVED_CAP);
+
+        // One more: the reminder goes first, though it is not the oldest.
+        let dropped = u.push(
+            Vec::new(),
+            Vec::new(),
+            vec![("r".into(), event("new", EventKind::Trigger))],
+        );
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(
+            (dropped[0].1.dedup_key.as_str(), dropped[0].1.kind),
+            ("old", EventKind::Reminder)
+        );
+        // Then the oldest trigger; a notification being sent stays.
+        u.sends[0].state = SendState::Sending;
+        let dropped = u.push(
+            Vec::new(),
+            Vec::new(),
+            vec![("r".into(), event("k1", EventKind::Resolve))],
+        );
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(
+            (dropped[0].1.dedup_key.as_str(), dropped[0].1.kind),
+            ("k1", EventKind::Trigger)
+        );
+        assert_eq!(u.sends.len(), UNSAVED_CAP);
+        assert_eq!(kinds(&u)[0], ("k0".into(), EventKind::Trigger));
+        let tail = kinds(&u).split_off(UNSAVED_CAP - 3);
+        assert_eq!(
+            tail,
+            vec![
+                ("k0".into(), EventKind::Resolve),
+                ("new".into(), EventKind::Trigger),
+                ("k1".into(), EventKind::Resolve)
+            ]
+        );
+
+        // Only resolves left: the queue goes past the cap rather than drop one.
+        let mut u = Unsaved::default();
+        let resolves: Vec<_> = (0..UNSAVED_CAP + 5)
+            .map(|i| ("r".to_string(), event(&format!("k{i}"), EventKind::Resolve)))
+            .collect();
+        assert!(u.push(Vec::new(), Vec::new(), resolves).is_empty());
+        assert_eq!(u.sends.len(), UNSAVED_CAP + 5);
+    }
+
+    #[test]
+    fn a_waiting_reminder_is_not_queued_twice_and_rows_keep_the_latest_decision() {
+        let mut u = Unsaved::default();
+        for _ in 0..3 {
+            u.push(
+                Vec::new(),
+                vec!["gone".into()],
+                vec![
+                    ("r".into(), event("k", EventKind::Reminder)),
+                    ("r".into(), event("k", EventKind::Refresh)),
+                    ("r".into(), event("k", EventKind::Escalation)),
+                ],
+            );
+        }
+        assert_eq!(u.sends.len(), 5, "{:?}", kinds(&u));
+        assert_eq!(u.rows.len(), 1);
+        assert_eq!(u.rows.get("gone"), Some(&None));
+        assert!(!u.is_empty());
+        u.failed(1_000, "disk full".into());
+        u.failed(9_000, "still full".into());
+        assert_eq!((u.since_ms, u.last_error.as_str()), (1_000, "still full"));
+        u.healed();
+        assert_eq!(u.since_ms, 1_000, "not healed while something is unsaved");
+        u.rows.clear();
+        u.sends.clear();
+        u.healed();
+        assert_eq!((u.since_ms, u.last_error.as_str()), (0, ""));
+    }
+}
