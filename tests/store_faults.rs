@@ -382,6 +382,69 @@ fn a_page_that_could_not_be_sent_nor_saved_is_saved_then_sent_once() {
     assert_eq!(triggers(&pd), 1, "{:?}", pd.events());
 }
 
+/// A page saved in the outbox before the disk filled is accepted while it is full: its row
+/// cannot be deleted, yet it is not sent again (not every 5 s, not after space returns, not after
+/// a restart).
+#[test]
+fn a_page_delivered_while_the_disk_is_full_is_not_sent_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let Some(_mount) = tmpfs(&state, "4m") else {
+        return;
+    };
+    let pd = PagerDuty::start();
+    let watchdog = Webhook::start();
+    let mut port = Port::new();
+    let listen = format!("127.0.0.1:{}", free_port());
+    write_config(tmp.path(), &listen, &port, &pd, &watchdog);
+    let mut d = start(tmp.path(), &listen);
+    wait("a passing run", secs(10), Some(&d), || {
+        metric(&d, "canary_check_success{check=\"db\"}") == Some(1.0)
+    });
+
+    pd.set_mode(Mode::Status(503));
+    port.close();
+    wait("a failed attempt", secs(15), Some(&d), || {
+        pd.requests() >= 1
+    });
+    assert_eq!(
+        get(&d, "/-/ready").0,
+        200,
+        "the page is saved in the outbox"
+    );
+    let filler = fill(&state);
+    pd.set_mode(Mode::Accept);
+    wait("the page", secs(30), Some(&d), || triggers(&pd) >= 1);
+    wait("not ready", secs(5), Some(&d), || {
+        get(&d, "/-/ready").0 == 503
+    });
+    let body = get(&d, "/-/ready").1;
+    assert!(
+        body.contains("1 delivered notifications cannot be removed from the outbox"),
+        "{body}"
+    );
+    assert!(metric(&d, "canaryd_store_errors_total{op=\"outbox\"}").unwrap() >= 1.0);
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(triggers(&pd), 1, "sent again: {:?}", pd.events());
+
+    std::fs::remove_file(&filler).unwrap();
+    wait("ready again", secs(10), Some(&d), || {
+        get(&d, "/-/ready").0 == 200
+    });
+    d.stop(secs(10));
+    drop(d);
+    let d = start(tmp.path(), &listen);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        triggers(&pd),
+        1,
+        "{:?}
+{}",
+        pd.events(),
+        d.log_tail(20)
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Read-only at start
 // ---------------------------------------------------------------------------------------------

@@ -140,6 +140,29 @@ impl Outbox {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Tries again to delete the rows receivers took while the store could not delete them
+    /// (each delivery attempt does it first; the ticker too, so that it happens without one).
+    pub async fn delete_finished(&self) {
+        let finished: Vec<i64> = self.finished_ids().clone();
+        if finished.is_empty() {
+            return;
+        }
+        let ids = finished.clone();
+        if self
+            .store
+            .request(move |c| store::outbox_delete(c, &ids))
+            .wait()
+            .await
+            .is_ok()
+        {
+            self.finished_ids().retain(|id| !finished.contains(id));
+            tracing::info!(
+                notifications = finished.len(),
+                "delivered notifications removed from the outbox"
+            );
+        }
+    }
+
     /// Deletes finished rows; if the store cannot, they are remembered (see `finished`) so
     /// that they are not sent again.
     async fn finish(&self, receiver: &str, ids: Vec<i64>) {
@@ -230,19 +253,7 @@ impl Outbox {
     ) -> Result<(Next, Option<Attempt>), StoreError> {
         let receiver = notifier.name().to_string();
         let limit = notifier.max_batch().max(1);
-        let finished: Vec<i64> = self.finished_ids().clone();
-        if !finished.is_empty() {
-            let ids = finished.clone();
-            if self
-                .store
-                .request(move |c| store::outbox_delete(c, &ids))
-                .wait()
-                .await
-                .is_ok()
-            {
-                self.finished_ids().retain(|id| !finished.contains(id));
-            }
-        }
+        self.delete_finished().await;
         let head = {
             let r = receiver.clone();
             let skip: Vec<i64> = self.finished_ids().clone();

@@ -466,12 +466,22 @@ impl Alerting {
             u.flushing = true;
         }
         let unsaved = self.unsaved.clone();
+        let known: HashSet<String> = lock(&self.workers).keys().cloned().collect();
+        let metrics = self.metrics.clone();
         let job = self.store.request(move |c| {
             let (save, delete, sends, seqs) = {
                 let mut u = lock(&unsaved);
                 if u.sends.iter().any(|s| s.state == SendState::Sending) {
                     return Ok(None);
                 }
+                // A receiver a reload removed gets nothing (as its outbox rows are dropped).
+                u.sends.retain(|s| {
+                    let keep = known.contains(&s.receiver);
+                    if !keep {
+                        metrics.count_notifications("(removed)", NotificationResult::Dropped, 1);
+                    }
+                    keep
+                });
                 let mut save = Vec::new();
                 let mut delete = Vec::new();
                 for (key, row) in &u.rows {
@@ -795,6 +805,7 @@ impl Alerting {
             let Some(a) = this.upgrade() else { return };
             a.tick();
             a.flush_unsaved().await;
+            a.outbox.delete_finished().await;
             n += 1;
             if n % 5 == 1 {
                 a.refresh_outbox_state().await;
