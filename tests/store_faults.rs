@@ -301,8 +301,7 @@ fn a_full_disk_loses_no_page_and_says_so_until_space_returns() {
     assert_eq!(get(&d, "/-/ready").0, 503);
 
     std::fs::remove_file(&filler).unwrap();
-    // The ping that failed made /-/ready 503 too; the next one is saved.
-    assert_eq!(ping(&d, "nightly"), 200);
+    // The refused ping counted in memory; its row is saved again once space returns.
     wait("ready again", secs(20), Some(&d), || {
         get(&d, "/-/ready").0 == 200
     });
@@ -323,6 +322,8 @@ fn a_full_disk_loses_no_page_and_says_so_until_space_returns() {
     d.stop(secs(10));
     drop(d);
     let d = start(tmp.path(), &listen);
+    let check = get(&d, "/api/v1/checks/nightly").1;
+    assert!(check.contains("\"ping_count\":2"), "{check}");
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!((triggers(&pd), resolves(&pd)), (1, 0), "{}", d.log_tail(30));
     port.reopen();
@@ -333,6 +334,61 @@ fn a_full_disk_loses_no_page_and_says_so_until_space_returns() {
     assert_eq!(incident.len(), 1);
     assert!(!incident[0].open);
     assert_eq!(get(&d, "/-/ready").0, 200);
+}
+
+/// A ping refused on a full disk (500) makes `/-/ready` 503 and silences the watchdog until
+/// its row is saved again, which happens by itself once space returns.
+#[test]
+fn a_ping_refused_on_a_full_disk_is_saved_when_space_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let Some(_mount) = tmpfs(&state, "4m") else {
+        return;
+    };
+    let pd = PagerDuty::start();
+    let watchdog = Webhook::start();
+    let port = Port::new();
+    let listen = format!("127.0.0.1:{}", free_port());
+    write_config(tmp.path(), &listen, &port, &pd, &watchdog);
+    let mut d = start(tmp.path(), &listen);
+    assert_eq!(ping(&d, "nightly"), 200);
+    let filler = fill(&state);
+    assert_eq!(ping(&d, "nightly"), 500);
+    assert_eq!(ping(&d, "nightly"), 500);
+    let (status, body) = get(&d, "/-/ready");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("the heartbeat state of 1 checks is kept in memory"),
+        "{body}"
+    );
+    assert_eq!(
+        metric(&d, "canaryd_store_errors_total{op=\"heartbeat\"}"),
+        Some(2.0)
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let calls = watchdog.requests().len();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        watchdog.requests().len(),
+        calls,
+        "the watchdog kept vouching"
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    wait("ready again", secs(10), Some(&d), || {
+        get(&d, "/-/ready").0 == 200
+    });
+    d.stop(secs(10));
+    drop(d);
+    let store = canaryd::store::Store::open(&state).unwrap();
+    let rows = store.load_heartbeats().unwrap();
+    assert_eq!(
+        rows.iter()
+            .find(|r| r.check == "nightly")
+            .unwrap()
+            .ping_count,
+        3
+    );
 }
 
 /// The receiver is down as well while the disk is full: the page waits in memory, is saved into

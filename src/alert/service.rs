@@ -204,8 +204,8 @@ pub struct Alerting {
     oldest_waiting_ms: AtomicI64,
     /// What the store could not take yet (shared with store jobs).
     unsaved: Arc<Mutex<Unsaved>>,
-    /// The last heartbeat ping could not be saved (and none was saved since).
-    ping_unsaved: AtomicBool,
+    /// The heartbeat book, whose unsaved rows count for readiness and the watchdog.
+    heartbeats: Mutex<Option<std::sync::Weak<crate::probe::heartbeat::Book>>>,
 }
 
 impl std::fmt::Debug for Alerting {
@@ -269,7 +269,7 @@ impl Alerting {
             shortest_interval_ms: AtomicI64::new(0),
             oldest_waiting_ms: AtomicI64::new(0),
             unsaved: Arc::new(Mutex::new(Unsaved::default())),
-            ping_unsaved: AtomicBool::new(false),
+            heartbeats: Mutex::new(None),
         });
         alerting.apply(config, notifiers);
         let ticker = tokio::spawn(Alerting::tick_loop(Arc::downgrade(&alerting)));
@@ -634,22 +634,20 @@ impl Alerting {
                 self.store.path().display()
             ));
         }
-        if self.ping_unsaved.load(Ordering::Relaxed) {
+        let book = lock(&self.heartbeats).as_ref().and_then(|b| b.upgrade());
+        let checks = book.map_or(0, |b| b.unsaved());
+        if checks > 0 {
             return Err(format!(
-                "the state store {} cannot be written: the last heartbeat ping could not be saved",
+                "the state store {} cannot be written: the heartbeat state of {checks} checks is kept in memory until it can",
                 self.store.path().display()
             ));
         }
         Ok(())
     }
 
-    /// Records whether a heartbeat ping reached the store (for [`Alerting::store_health`] and
-    /// `canaryd_store_errors_total`).
-    pub fn ping_saved(&self, saved: bool) {
-        if !saved {
-            self.metrics.count_store_error(StoreOp::Heartbeat);
-        }
-        self.ping_unsaved.store(!saved, Ordering::Relaxed);
+    /// Counts the heartbeat book's unsaved rows in [`Alerting::store_health`].
+    pub fn watch_heartbeats(&self, book: &Arc<crate::probe::heartbeat::Book>) {
+        *lock(&self.heartbeats) = Some(Arc::downgrade(book));
     }
 
     /// Every alert, for the API.
