@@ -127,7 +127,7 @@ pub enum StoreError {
     #[error("the state store thread stopped")]
     Closed,
     /// Another process holds `state_dir`'s lock file: a second daemon on the same state.
-    #[error("the state directory {} is in use by another canaryd{} (lock file {}): run one daemon per state_dir", dir.display(), holder.as_ref().map(|p| format!(" (pid {p})")).unwrap_or_default(), path.display())]
+    #[error("the state directory {} is in use by another canaryd ({}lock file {}): run one daemon per state_dir", dir.display(), holder.as_ref().map(|p| format!("pid {p}, ")).unwrap_or_default(), path.display())]
     Locked {
         /// The state directory.
         dir: PathBuf,
@@ -744,7 +744,7 @@ mod tests {
         let e = Store::open(dir.path()).unwrap_err().to_string();
         assert!(
             e.contains(&format!(
-                "the state directory {} is in use by another canaryd (pid {})",
+                "the state directory {} is in use by another canaryd (pid {}, lock file ",
                 dir.path().display(),
                 std::process::id()
             )),

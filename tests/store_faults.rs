@@ -690,7 +690,7 @@ fn a_second_daemon_on_the_same_state_dir_is_refused_and_no_acknowledged_ping_is_
         assert_eq!(status.code(), Some(1), "{log}");
         assert!(
             log.contains(&format!(
-                "state_dir: the state directory {} is in use by another canaryd (pid {pid})",
+                "state_dir: the state directory {0} is in use by another canaryd (pid {pid}, lock file {0}/canaryd.lock): run one daemon per state_dir",
                 state.display()
             )),
             "{log}"
