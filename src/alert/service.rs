@@ -506,6 +506,7 @@ impl Alerting {
                     // Nothing else adds to `unsaved` while this job runs (only store jobs do).
                     u.rows.clear();
                     u.sends.retain(|s| !seqs.contains(&s.seq));
+                    metrics.set_store_unsaved(u.sends.len());
                     let since = u.since_ms;
                     u.healed();
                     Ok(Some((sends.len(), since)))
