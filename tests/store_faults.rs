@@ -715,6 +715,18 @@ fn a_second_daemon_on_the_same_state_dir_is_refused_and_no_acknowledged_ping_is_
     assert_eq!(failed.load(Ordering::SeqCst), 0, "{}", first.log_tail(20));
     assert_eq!(get(&first, "/-/healthy").0, 200);
     assert_eq!(get(&first, "/-/ready").0, 200);
+    // `canaryd probe` takes no lock: it reads the running daemon's store.
+    let mut probe = Command::new(env!("CARGO_BIN_EXE_canaryd"));
+    probe
+        .args(["probe", "--config"])
+        .arg(tmp.path().join("canaryd.yaml"))
+        .arg("nightly")
+        .env("NO_COLOR", "1");
+    let mut probe = Worker::spawn("canaryd-probe", probe);
+    let status = probe.wait_exit(secs(20));
+    assert_eq!(status.code(), Some(0), "{}", probe.log());
+    // It saw the pings (a check never pinged has no exit code).
+    assert!(probe.log().contains("last_exit_code=0"), "{}", probe.log());
     let check = get(&first, "/api/v1/checks/nightly").1;
     assert!(
         check.contains(&format!("\"ping_count\":{acked}")),
