@@ -741,3 +741,116 @@ fn a_second_daemon_on_the_same_state_dir_is_refused_and_no_acknowledged_ping_is_
     let row = rows.iter().find(|r| r.check == "nightly").unwrap();
     assert_eq!(row.ping_count, acked, "acknowledged pings lost");
 }
+
+// ---------------------------------------------------------------------------------------------
+// In process, without mounts: a store that refuses writes (SQLite's query_only)
+// ---------------------------------------------------------------------------------------------
+
+fn refuse_writes(store: &canaryd::store::Store, refuse: bool) {
+    store
+        .call_blocking(move |c| c.pragma_update(None, "query_only", refuse))
+        .unwrap();
+}
+
+/// The same promise as the tmpfs tests, in process (no root needed): a commit the store refuses
+/// is sent from memory, reported by `store_health`, and saved by the ticker once the store
+/// takes writes; the resolve follows once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_the_store_refuses_is_sent_from_memory_and_saved_later() {
+    use canaryd::alert::service::{notifiers, Alerting};
+    use canaryd::probe::heartbeat::SystemClock;
+    use canaryd::probe::{CheckResult, Reason};
+    use canaryd::store::{self, Store};
+    use std::time::UNIX_EPOCH;
+
+    let pd = PagerDuty::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("canaryd.yaml"),
+        format!(
+            "state_dir: state\ncheck_files: [checks.yaml]\nreceivers:\n  - name: oncall\n    pagerduty: {{routing_key: \"{ROUTING_KEY}\", url: \"{}\"}}\nroutes:\n  - receivers: [oncall]\n",
+            pd.url()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("checks.yaml"),
+        "checks:\n  - name: db\n    tcp: {target: \"127.0.0.1:1\"}\n    alerts:\n      - {name: DbDown, when: failed}\n",
+    )
+    .unwrap();
+    let cfg = canaryd::config::load(&dir.path().join("canaryd.yaml")).unwrap();
+    let store = Store::open(&dir.path().join("state")).unwrap();
+    let metrics = Arc::new(canaryd::metrics::Metrics::new());
+    let a = Alerting::start(
+        store.clone(),
+        &cfg,
+        notifiers(&cfg).unwrap(),
+        metrics.clone(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    assert_eq!(a.store_health(), Ok(()));
+
+    refuse_writes(&store, true);
+    let failure = CheckResult::failure(
+        Reason::Connect,
+        "connection refused",
+        UNIX_EPOCH,
+        Duration::from_millis(1),
+    );
+    a.observe("db", &failure);
+    assert!(pd.wait_until_async(|pd| triggers(pd) == 1, secs(10)).await);
+    let why = a.store_health().unwrap_err();
+    assert!(
+        why.contains("attempt to write a readonly database"),
+        "{why}"
+    );
+    assert!(why.contains("1 alert changes are kept in memory"), "{why}");
+    assert!(a.health().is_err(), "the watchdog would vouch");
+    assert!(store.call_blocking(store::load_alerts).unwrap().is_empty());
+    let text = metrics.encode(canaryd::metrics::Format::Text);
+    assert!(
+        text.contains("canaryd_store_errors_total{op=\"alerts\"} "),
+        "{text}"
+    );
+    assert!(
+        !text.contains("canaryd_store_errors_total{op=\"alerts\"} 0"),
+        "{text}"
+    );
+
+    refuse_writes(&store, false);
+    let t = Instant::now();
+    while a.store_health().is_err() {
+        assert!(
+            t.elapsed() < secs(15),
+            "never saved: {:?}",
+            a.store_health()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.call_blocking(store::load_alerts).unwrap().len(), 1);
+    assert!(
+        store
+            .call_blocking(store::outbox_lengths)
+            .unwrap()
+            .is_empty(),
+        "sent twice?"
+    );
+
+    let success = CheckResult {
+        success: true,
+        reason: None,
+        message: None,
+        duration: Duration::from_millis(1),
+        started_at: UNIX_EPOCH,
+        steps: Vec::new(),
+        observations: Vec::new(),
+        queue: None,
+    };
+    a.observe("db", &success);
+    assert!(pd.wait_until_async(|pd| resolves(pd) == 1, secs(10)).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!((triggers(&pd), resolves(&pd)), (1, 1));
+    assert!(store.call_blocking(store::load_alerts).unwrap().is_empty());
+    a.shutdown();
+}
