@@ -352,6 +352,7 @@ impl Daemon {
             .track_blocking(heartbeat_names(&config))
             .map_err(store_error)?;
         let heartbeats = Arc::new(heartbeats);
+        heartbeats.keep_saving();
         let config = Arc::new(config);
         let (entries, notifiers) = {
             let (config, heartbeats) = (config.clone(), heartbeats.clone());
@@ -372,6 +373,7 @@ impl Daemon {
             heartbeats.clock(),
         )
         .map_err(|message| store_error_message(&config, message))?;
+        alerting.watch_heartbeats(&heartbeats);
         let sink = Arc::new(Recorder {
             metrics: metrics.clone(),
             states: states.clone(),
@@ -411,6 +413,10 @@ impl Daemon {
     /// heartbeat check): state, store and the last-ping metric at once.
     pub async fn ping(&self, check: &str, ping: Ping, body: &[u8]) -> Pinged {
         let pinged = self.heartbeats.ping(check, ping, body).await;
+        if pinged.saved.is_err() {
+            self.metrics
+                .count_store_error(crate::metrics::StoreOp::Heartbeat);
+        }
         if let Some(t) = pinged.row.last_ping {
             self.metrics.set_heartbeat_last_ping(check, t);
         }

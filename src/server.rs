@@ -46,7 +46,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "OK\n" }))
-        .route("/-/ready", get(|| async { "Ready\n" }))
+        .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
         .route("/api/v1/checks", get(checks))
         .route("/api/v1/checks/{check}", get(one_check))
@@ -91,6 +91,19 @@ async fn metrics(State(d): State<Arc<Daemon>>, headers: HeaderMap) -> Response {
     let format = Format::negotiate(accept);
     let body = d.metrics.encode(format);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+/// 200 while everything canaryd promised to keep is in the state store; 503 with the reason
+/// while something is kept in memory only (the store cannot be written).
+async fn ready(State(d): State<Arc<Daemon>>) -> Response {
+    match d.alerting.store_health() {
+        Ok(()) => (StatusCode::OK, "Ready\n").into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Not ready: {why}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn reload(State(d): State<Arc<Daemon>>) -> Response {

@@ -140,6 +140,84 @@ pub enum StoreError {
     /// The store thread is gone (a bug; the store is unusable until restart).
     #[error("the state store thread stopped")]
     Closed,
+    /// Another process holds `state_dir`'s lock file: a second daemon on the same state.
+    #[error("the state directory {} is in use by another canaryd ({}lock file {}): run one daemon per state_dir", dir.display(), holder.as_ref().map(|p| format!("pid {p}, ")).unwrap_or_default(), path.display())]
+    Locked {
+        /// The state directory.
+        dir: PathBuf,
+        /// The lock file.
+        path: PathBuf,
+        /// The pid the holder wrote into the lock file, if it is readable.
+        holder: Option<u32>,
+    },
+    /// The lock file could not be created or locked (a read-only or unwritable directory).
+    #[error("cannot lock the state directory {} ({}: {source}): state_dir must be a writable directory", dir.display(), path.display())]
+    Lock {
+        /// The state directory.
+        dir: PathBuf,
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database (or its directory) cannot be written: canaryd would run without being able
+    /// to keep anything it promises to keep.
+    #[error("the state store {} is read-only ({reason}): state_dir must be a writable directory on a writable file system", path.display())]
+    ReadOnly {
+        /// The database file.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// A SQLite database of another application: never migrated in place.
+    #[error("the state store {} is a SQLite database of another application (tables {tables}, no canaryd schema_version); canaryd does not change it: point state_dir elsewhere or move the file aside", path.display())]
+    Foreign {
+        /// The database file.
+        path: PathBuf,
+        /// Some of its table names.
+        tables: String,
+    },
+}
+
+/// The lock file inside `state_dir` (held for the life of the daemon's store; holds its pid).
+pub const LOCK_FILE_NAME: &str = "canaryd.lock";
+
+/// Takes `dir/canaryd.lock` exclusively (an advisory `flock`, released by the kernel when the
+/// process ends, even by `kill -9`), and writes this process's pid into it.
+fn lock_state_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join(LOCK_FILE_NAME);
+    let lock_err = |source| StoreError::Lock {
+        dir: dir.to_path_buf(),
+        path: path.clone(),
+        source,
+    };
+    // Not truncated on open: the holder's pid must stay readable for the refusal message.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(lock_err)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            // The holder's pid is a courtesy: a lock file of any content still refuses.
+            let _ = (&file).take(32).read_to_string(&mut text);
+            return Err(StoreError::Locked {
+                dir: dir.to_path_buf(),
+                path,
+                holder: text.trim().parse().ok(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
+    }
+    file.set_len(0).map_err(lock_err)?;
+    file.rewind().map_err(lock_err)?;
+    writeln!(file, "{}", std::process::id()).map_err(lock_err)?;
+    Ok(file)
 }
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -150,6 +228,9 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 pub struct Store {
     tx: mpsc::Sender<Job>,
     path: Arc<PathBuf>,
+    /// The daemon's exclusive lock on `state_dir` (none for a read-only [`Store::open_existing`]);
+    /// released when the last handle is dropped.
+    _lock: Option<Arc<std::fs::File>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -171,14 +252,19 @@ impl<R> Pending<R> {
 }
 
 impl Store {
-    /// Opens (creating the directory and file if missing) and migrates `dir/canaryd.db`.
-    /// Blocks: call at startup, or from `spawn_blocking`.
+    /// Locks `dir` (see [`LOCK_FILE_NAME`]), then opens (creating the directory and file if
+    /// missing) and migrates `dir/canaryd.db`. Refuses a `dir` another process holds, a
+    /// database that cannot be written, and a SQLite file that is not canaryd's. Blocks: call at
+    /// startup, or from `spawn_blocking`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
-        Store::open_file(&dir.join(FILE_NAME), true)
+        let lock = lock_state_dir(dir)?;
+        let mut store = Store::open_file(&dir.join(FILE_NAME), true)?;
+        store._lock = Some(Arc::new(lock));
+        Ok(store)
     }
 
     /// Opens `dir/canaryd.db` read-only if it exists, without migrating it (for one-shot
@@ -226,6 +312,7 @@ impl Store {
         Ok(Store {
             tx,
             path: Arc::new(path.to_path_buf()),
+            _lock: None,
         })
     }
 
@@ -294,6 +381,8 @@ fn prepare(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let err = |e| classify(path, e);
     // The first statements read the file: a non-database fails here, as Corrupt.
     conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+    // Before anything writes (switching to WAL rewrites the header).
+    refuse_foreign(conn, path)?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(err)?;
@@ -302,8 +391,14 @@ fn prepare(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     }
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(err)?;
+    if conn.is_readonly(rusqlite::MAIN_DB).map_err(err)? {
+        return Err(StoreError::ReadOnly {
+            path: path.to_path_buf(),
+            reason: "SQLite opened it read-only".into(),
+        });
+    }
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        .map_err(err)?;
+        .map_err(read_only_or(path))?;
     let found: Option<i64> = conn
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .optional()
@@ -329,6 +424,10 @@ fn prepare(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             known: MIGRATIONS.len(),
         });
     }
+    // Prove the file can be written now, rather than at the first alert: SQLite opens a
+    // database on a read-only mount and only fails at the first write.
+    conn.execute("UPDATE schema_version SET version = version", [])
+        .map_err(read_only_or(path))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(from) {
         let tx = conn.transaction().map_err(err)?;
         tx.execute_batch(sql).map_err(err)?;
@@ -338,6 +437,58 @@ fn prepare(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         tracing::info!(path = %path.display(), version = i + 1, "state store migrated");
     }
     Ok(())
+}
+
+/// A failed write at startup: read-only (file, directory or mount) as [`StoreError::ReadOnly`],
+/// anything else classified as usual.
+fn read_only_or(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| match e.sqlite_error_code() {
+        Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+            StoreError::ReadOnly {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }
+        }
+        _ => classify(path, e),
+    }
+}
+
+/// Refuses a database that has tables but no `schema_version`: another application's file,
+/// which canaryd must not migrate in place. (An empty file, new or zero-length, is canaryd's
+/// to create.)
+fn refuse_foreign(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let err = |e| classify(path, e);
+    let ours: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'schema_version')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    if ours {
+        return Ok(());
+    }
+    let mut stmt = conn
+        .prepare(
+            "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') ORDER BY name LIMIT 6",
+        )
+        .map_err(err)?;
+    let names: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .map_err(err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(err)?;
+    if names.is_empty() {
+        return Ok(());
+    }
+    let mut tables: Vec<String> = names.iter().take(5).map(|n| format!("{n:?}")).collect();
+    if names.len() > 5 {
+        tables.push("...".into());
+    }
+    Err(StoreError::Foreign {
+        path: path.to_path_buf(),
+        tables: tables.join(", "),
+    })
 }
 
 /// Tells a damaged or foreign file apart from an ordinary failure.
@@ -598,6 +749,64 @@ mod tests {
             .save_heartbeats_blocking(vec![HeartbeatRow::new("y", at(9))])
             .unwrap_err();
         assert!(e.to_string().contains("readonly"), "{e}");
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_state_dir_is_refused_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        let e = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!(
+                "the state directory {} is in use by another canaryd (pid {}, lock file ",
+                dir.path().display(),
+                std::process::id()
+            )),
+            "{e}"
+        );
+        assert!(e.contains("run one daemon per state_dir"), "{e}");
+        // A read-only reader (canaryd probe) does not need the lock.
+        assert!(Store::open_existing(dir.path()).unwrap().is_some());
+        // The lock goes with the last handle.
+        let clone = first.clone();
+        drop(first);
+        assert!(Store::open(dir.path()).is_err());
+        drop(clone);
+        drop(Store::open(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn a_foreign_sqlite_file_is_refused_and_left_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);
+             INSERT INTO users (name) VALUES ('ada');",
+        )
+        .unwrap();
+        drop(conn);
+        let before = std::fs::read(&path).unwrap();
+        let e = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("is a SQLite database of another application (tables \"users\""),
+            "{e}"
+        );
+        assert!(e.contains("canaryd does not change it"), "{e}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the file was written"
+        );
+        assert!(!dir.path().join("canaryd.db-wal").exists());
+    }
+
+    #[test]
+    fn an_empty_file_is_a_new_store() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), b"").unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.load_heartbeats().unwrap().is_empty());
     }
 
     #[test]

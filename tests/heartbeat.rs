@@ -63,6 +63,7 @@ struct Running {
     daemon: Arc<Daemon>,
     addr: String,
     clock: Arc<ManualClock>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -85,7 +86,7 @@ impl Running {
             .unwrap_or_else(|e| panic!("{e}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        tokio::spawn(canaryd::server::serve(
+        let server = tokio::spawn(canaryd::server::serve(
             listener,
             daemon.clone(),
             std::future::pending(),
@@ -94,7 +95,24 @@ impl Running {
             daemon,
             addr,
             clock,
+            server,
             _dir: None,
+        }
+    }
+
+    /// Stops the daemon as a process exit would: everything holding the state store (and its
+    /// `state_dir` lock) is gone when this returns.
+    async fn stop(self) {
+        self.daemon.shutdown().await;
+        self.server.abort();
+        let _ = self.server.await;
+        let state_dir = self.daemon.config().state_dir.clone();
+        drop(self.daemon);
+        // The last handles go with tasks the shutdown aborted: wait until the lock is free.
+        let t = Instant::now();
+        while let Err(e) = canaryd::store::Store::open(&state_dir) {
+            assert!(t.elapsed() < Duration::from_secs(5), "{e}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -400,8 +418,7 @@ async fn first_seen_survives_a_restart_so_a_job_that_never_pinged_is_still_late(
     let checks = "checks:\n  - name: hourly\n    heartbeat: {every: 1h, grace: 1m}\n";
     let first = Running::start_in(dir.path(), checks, Arc::new(ManualClock::new(at(T0)))).await;
     assert!(first.run("hourly").await.success);
-    first.daemon.shutdown().await;
-    drop(first);
+    first.stop().await;
 
     // canaryd was down for two hours; it comes back knowing when it started watching.
     let clock = Arc::new(ManualClock::new(at(T0 + 2 * H)));

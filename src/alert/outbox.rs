@@ -9,14 +9,19 @@
 //! else a capped exponential backoff with jitter (1 s, 2 s, 4 s … [`BACKOFF_CAP`], each drawn
 //! from its upper half); other 4xx are final and counted as `rejected`.
 //!
+//! When the store cannot be written (disk full, read-only), a notification that was sent is
+//! remembered in memory until its row can be deleted, so it is not sent twice; notifications the
+//! store could not take at all are sent from memory by [`Outbox::send_unsaved`] (see
+//! [`super::service`]).
+//!
 //! [`Outbox::deliver_once`] takes `now` from the caller, so tests drive a simulated outage
 //! with a manual clock; the daemon's workers ([`super::service`]) call it in a loop.
 
 use std::time::{Duration, SystemTime};
 
 use super::receiver::{Notifier, Verdict};
-use super::{from_ms, to_ms};
-use crate::metrics::{Metrics, NotificationResult};
+use super::{from_ms, to_ms, AlertEvent};
+use crate::metrics::{Metrics, NotificationResult, StoreOp};
 use crate::store::{self, OutboxRow, Store, StoreError};
 
 /// Longest wait between two attempts (without a `Retry-After`).
@@ -50,6 +55,9 @@ pub struct Outbox {
     store: Store,
     client: reqwest::Client,
     metrics: std::sync::Arc<Metrics>,
+    /// Rows a receiver has taken (accepted or refused for good) that the store could not delete
+    /// yet (disk full, read-only): never sent again, deleted when the store takes writes again.
+    finished: std::sync::Arc<std::sync::Mutex<Vec<i64>>>,
 }
 
 /// The delay before attempt `attempts + 1` (after `attempts` failures): exponential from 1 s,
@@ -116,7 +124,120 @@ impl Outbox {
             store,
             client,
             metrics,
+            finished: Default::default(),
         }
+    }
+
+    /// How many finished notifications still wait to be deleted from the store (0 when the
+    /// store is healthy): until then a restart would send them again.
+    pub fn undeleted(&self) -> usize {
+        self.finished_ids().len()
+    }
+
+    fn finished_ids(&self) -> std::sync::MutexGuard<'_, Vec<i64>> {
+        self.finished
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Tries again to delete the rows receivers took while the store could not delete them
+    /// (each delivery attempt does it first; the ticker too, so that it happens without one).
+    pub async fn delete_finished(&self) {
+        let finished: Vec<i64> = self.finished_ids().clone();
+        if finished.is_empty() {
+            return;
+        }
+        let ids = finished.clone();
+        if self
+            .store
+            .request(move |c| store::outbox_delete(c, &ids))
+            .wait()
+            .await
+            .is_ok()
+        {
+            self.finished_ids().retain(|id| !finished.contains(id));
+            tracing::info!(
+                notifications = finished.len(),
+                "delivered notifications removed from the outbox"
+            );
+        }
+    }
+
+    /// Deletes finished rows; if the store cannot, they are remembered (see `finished`) so
+    /// that they are not sent again.
+    async fn finish(&self, receiver: &str, ids: Vec<i64>) {
+        let ids2 = ids.clone();
+        if let Err(e) = self
+            .store
+            .request(move |c| store::outbox_delete(c, &ids2))
+            .wait()
+            .await
+        {
+            self.metrics.count_store_error(StoreOp::Outbox);
+            tracing::error!(
+                receiver,
+                notifications = ids.len(),
+                "delivered notifications cannot be removed from the outbox (they will not be sent again; removed when the store takes writes): {e}"
+            );
+            self.finished_ids().extend(ids);
+        }
+    }
+
+    /// Sends `events` (kept in memory: the store could not take them) to `notifier` once, with
+    /// the same judgement and metrics as [`Outbox::deliver_once`].
+    pub async fn send_unsaved(
+        &self,
+        notifier: &dyn Notifier,
+        events: &[AlertEvent],
+        now: SystemTime,
+    ) -> Verdict {
+        let verdict = match notifier.request(events, now) {
+            Err(e) => Verdict::Rejected {
+                reason: format!("cannot build the request: {e}"),
+            },
+            Ok(req) => self.send(notifier, req).await,
+        };
+        let receiver = notifier.name();
+        let n = events.len() as u64;
+        let now_ms = to_ms(now);
+        match &verdict {
+            Verdict::Accepted => {
+                self.metrics
+                    .count_notifications(receiver, NotificationResult::Sent, n);
+                for e in events {
+                    let waited = now_ms.saturating_sub(e.created_ms).max(0) as u64;
+                    self.metrics
+                        .observe_delivery(receiver, Duration::from_millis(waited));
+                }
+                tracing::info!(
+                    receiver,
+                    kind = notifier.kind(),
+                    events = n,
+                    "notification delivered from memory (not saved in the state store)"
+                );
+            }
+            Verdict::Retry { reason, .. } => {
+                self.metrics
+                    .count_notifications(receiver, NotificationResult::Retried, n);
+                tracing::warn!(
+                    receiver,
+                    kind = notifier.kind(),
+                    events = n,
+                    "notification (kept in memory) not delivered, will retry: {reason}"
+                );
+            }
+            Verdict::Rejected { reason } => {
+                self.metrics
+                    .count_notifications(receiver, NotificationResult::Rejected, n);
+                tracing::error!(
+                    receiver,
+                    kind = notifier.kind(),
+                    events = n,
+                    "notification refused by the receiver, dropped: {reason}"
+                );
+            }
+        }
+        verdict
     }
 
     /// The HTTP client (shared with the watchdog).
@@ -132,12 +253,21 @@ impl Outbox {
     ) -> Result<(Next, Option<Attempt>), StoreError> {
         let receiver = notifier.name().to_string();
         let limit = notifier.max_batch().max(1);
+        self.delete_finished().await;
         let head = {
             let r = receiver.clone();
-            self.store
-                .request(move |c| store::outbox_head(c, &r, limit))
+            let skip: Vec<i64> = self.finished_ids().clone();
+            let mut head = self
+                .store
+                .request({
+                    let n = limit + skip.len();
+                    move |c| store::outbox_head(c, &r, n)
+                })
                 .wait()
-                .await?
+                .await?;
+            head.retain(|row| !skip.contains(&row.id));
+            head.truncate(limit);
+            head
         };
         let Some(first) = head.first() else {
             return Ok((Next::Idle, None));
@@ -163,10 +293,7 @@ impl Outbox {
         let n = ids.len() as u64;
         match &verdict {
             Verdict::Accepted => {
-                self.store
-                    .request(move |c| store::outbox_delete(c, &ids))
-                    .wait()
-                    .await?;
+                self.finish(&receiver, ids).await;
                 self.metrics
                     .count_notifications(&receiver, NotificationResult::Sent, n);
                 for r in &batch {
@@ -186,10 +313,12 @@ impl Outbox {
                 let wait = after.unwrap_or_else(|| backoff(attempts));
                 let next = to_ms(now + wait);
                 let error = reason.clone();
+                // If this cannot be recorded the worker tries the head again in a few seconds.
                 self.store
                     .request(move |c| store::outbox_retry(c, &ids, next, &error))
                     .wait()
-                    .await?;
+                    .await
+                    .inspect_err(|_| self.metrics.count_store_error(StoreOp::Outbox))?;
                 self.metrics
                     .count_notifications(&receiver, NotificationResult::Retried, n);
                 tracing::warn!(
@@ -202,10 +331,7 @@ impl Outbox {
                 );
             }
             Verdict::Rejected { reason } => {
-                self.store
-                    .request(move |c| store::outbox_delete(c, &ids))
-                    .wait()
-                    .await?;
+                self.finish(&receiver, ids).await;
                 self.metrics
                     .count_notifications(&receiver, NotificationResult::Rejected, n);
                 tracing::error!(

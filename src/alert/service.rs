@@ -2,7 +2,7 @@
 //! receiver, a one-second ticker (time-driven transitions, escalations, reminders, refreshes,
 //! outbox lengths), silences, and the watchdog.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -10,13 +10,14 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::engine::{AlertView, Effects, Engine};
-use super::outbox::{Next, Outbox};
+use super::engine::{AlertRow, AlertView, Effects, Engine};
+use super::outbox::{backoff, Next, Outbox};
+use super::receiver::Verdict;
 use super::receiver::{self, Notifier};
 use super::silence::{self, Silence};
-use super::{from_ms, to_ms};
+use super::{from_ms, to_ms, AlertEvent, EventKind};
 use crate::config::{Config, ConfigError, ConfigErrors, Watchdog};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, NotificationResult, StoreOp};
 use crate::probe::heartbeat::Clock;
 use crate::probe::CheckResult;
 use crate::store::{self, Store};
@@ -25,6 +26,135 @@ use crate::store::{self, Store};
 pub const TICK: Duration = Duration::from_secs(1);
 /// The outbox counts as wedged when its oldest notification is older than this.
 pub const OUTBOX_STUCK: Duration = Duration::from_secs(600);
+
+/// Most notifications kept in memory while the state store cannot be written. Past it the
+/// oldest waiting reminder or lease refresh is dropped first, then the oldest waiting trigger or
+/// escalation; a resolve is never dropped (there is at most one per alert that fired).
+pub const UNSAVED_CAP: usize = 10_000;
+
+/// Longest wait between two attempts to save what the store could not take (1 s, 2 s, 4 s …
+/// with jitter, capped here: the write is cheap and every second unsaved counts).
+pub const FLUSH_BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+/// A notification the store could not take, kept in memory.
+struct UnsavedSend {
+    /// Unique within the process (indexes shift as sends leave the queue).
+    seq: u64,
+    receiver: String,
+    event: AlertEvent,
+    state: SendState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendState {
+    /// To be sent from memory, or saved by the next flush.
+    Waiting,
+    /// A worker is sending it (a flush waits).
+    Sending,
+    /// A flush is writing it to the outbox (workers wait).
+    Flushing,
+}
+
+/// What the store could not take: alert state and notifications, in decision order. While
+/// anything is here, every later commit joins it (so the store never sees a later decision
+/// before an earlier one), `/-/ready` answers 503 and the watchdog is silent; the ticker
+/// retries writing it all in one transaction, with backoff. Sent notifications leave the queue
+/// at once (a flush does not queue them again); the others are saved into the outbox.
+#[derive(Default)]
+struct Unsaved {
+    /// The latest alert row per dedup key (`None`: delete).
+    rows: HashMap<String, Option<AlertRow>>,
+    sends: VecDeque<UnsavedSend>,
+    next_seq: u64,
+    /// What the store said last.
+    last_error: String,
+    /// When the store first failed (Unix ms; 0: healthy).
+    since_ms: i64,
+    /// Failed flushes in a row, and the next one not before (Unix ms).
+    flush_failures: u32,
+    next_flush_ms: i64,
+    flushing: bool,
+    /// Per receiver: failed attempts from memory in a row, and not before (Unix ms).
+    retry: HashMap<String, (u32, i64)>,
+}
+
+impl Unsaved {
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.sends.is_empty()
+    }
+
+    /// Adds a commit the store refused (or that must wait behind one). Returns the
+    /// notifications dropped for the cap.
+    fn push(
+        &mut self,
+        save: Vec<AlertRow>,
+        delete: Vec<String>,
+        sends: Vec<(String, AlertEvent)>,
+    ) -> Vec<(String, AlertEvent)> {
+        for row in save {
+            self.rows.insert(row.dedup_key.clone(), Some(row));
+        }
+        for key in delete {
+            self.rows.insert(key, None);
+        }
+        for (receiver, event) in sends {
+            // Like the outbox: a waiting reminder or refresh is not queued twice.
+            if matches!(event.kind, EventKind::Refresh | EventKind::Reminder)
+                && self.sends.iter().any(|s| {
+                    s.state == SendState::Waiting
+                        && s.receiver == receiver
+                        && s.event.dedup_key == event.dedup_key
+                        && s.event.kind == event.kind
+                })
+            {
+                continue;
+            }
+            self.next_seq += 1;
+            self.sends.push_back(UnsavedSend {
+                seq: self.next_seq,
+                receiver,
+                event,
+                state: SendState::Waiting,
+            });
+        }
+        let mut dropped = Vec::new();
+        for droppable in [
+            &[EventKind::Reminder, EventKind::Refresh][..],
+            &[EventKind::Trigger, EventKind::Escalation],
+        ] {
+            while self.sends.len() > UNSAVED_CAP {
+                let Some(i) = self.sends.iter().position(|s| {
+                    s.state == SendState::Waiting && droppable.contains(&s.event.kind)
+                }) else {
+                    break;
+                };
+                if let Some(s) = self.sends.remove(i) {
+                    dropped.push((s.receiver, s.event));
+                }
+            }
+        }
+        dropped
+    }
+
+    /// Forgets the failure once nothing is left unsaved.
+    fn healed(&mut self) {
+        if self.is_empty() {
+            self.since_ms = 0;
+            self.flush_failures = 0;
+            self.next_flush_ms = 0;
+            self.last_error.clear();
+            self.retry.clear();
+        }
+    }
+
+    fn failed(&mut self, now_ms: i64, error: String) {
+        if self.since_ms == 0 {
+            self.since_ms = now_ms;
+            self.next_flush_ms = now_ms + backoff(0).as_millis() as i64;
+        }
+        self.last_error = error;
+    }
+}
 
 /// Builds every receiver's notifier; errors name the receiver (never a secret).
 pub fn notifiers(config: &Config) -> Result<Vec<Arc<dyn Notifier>>, ConfigErrors> {
@@ -72,6 +202,10 @@ pub struct Alerting {
     shortest_interval_ms: AtomicI64,
     /// Unix ms of the oldest waiting notification (0: none).
     oldest_waiting_ms: AtomicI64,
+    /// What the store could not take yet (shared with store jobs).
+    unsaved: Arc<Mutex<Unsaved>>,
+    /// The heartbeat book, whose unsaved rows count for readiness and the watchdog.
+    heartbeats: Mutex<Option<std::sync::Weak<crate::probe::heartbeat::Book>>>,
 }
 
 impl std::fmt::Debug for Alerting {
@@ -82,6 +216,21 @@ impl std::fmt::Debug for Alerting {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Counts and logs notifications dropped because [`UNSAVED_CAP`] was reached.
+fn drop_for_cap(metrics: &Metrics, dropped: &[(String, AlertEvent)]) {
+    for (receiver, ev) in dropped {
+        metrics.count_notifications(receiver, NotificationResult::Dropped, 1);
+        tracing::error!(
+            receiver = %receiver,
+            check = %ev.check,
+            alert = %ev.alert,
+            event = ev.kind.as_str(),
+            cap = UNSAVED_CAP,
+            "notification dropped: the state store cannot be written and the memory queue is full"
+        );
+    }
 }
 
 impl Alerting {
@@ -132,6 +281,8 @@ impl Alerting {
             last_result_ms: AtomicI64::new(to_ms(now)),
             shortest_interval_ms: AtomicI64::new(0),
             oldest_waiting_ms: AtomicI64::new(0),
+            unsaved: Arc::new(Mutex::new(Unsaved::default())),
+            heartbeats: Mutex::new(None),
         });
         alerting.apply(config, notifiers);
         let ticker = tokio::spawn(Alerting::tick_loop(Arc::downgrade(&alerting)));
@@ -309,9 +460,37 @@ impl Alerting {
             delete,
             ..
         } = fx;
-        let pending = self
-            .store
-            .request(move |c| store::commit_alerts(c, &save, &delete, &sends));
+        let unsaved = self.unsaved.clone();
+        let metrics = self.metrics.clone();
+        let now_ms = to_ms(self.clock.now());
+        let path = self.store.path().display().to_string();
+        // Runs on the store thread, in order with every other commit and flush, so whether
+        // earlier decisions are still unsaved cannot change while it runs.
+        let pending = self.store.request(move |c| {
+            if !lock(&unsaved).is_empty() {
+                let mut u = lock(&unsaved);
+                let dropped = u.push(save, delete, sends);
+                drop_for_cap(&metrics, &dropped);
+                metrics.set_store_unsaved(u.sends.len());
+                return Ok(());
+            }
+            let result = store::commit_alerts(c, &save, &delete, &sends);
+            if let Err(e) = &result {
+                metrics.count_store_error(StoreOp::Alerts);
+                let mut u = lock(&unsaved);
+                u.failed(now_ms, e.to_string());
+                let n = sends.len();
+                let dropped = u.push(save, delete, sends);
+                drop_for_cap(&metrics, &dropped);
+                metrics.set_store_unsaved(u.sends.len());
+                tracing::error!(
+                    state = %path,
+                    notifications = n,
+                    "alert state and notifications could not be saved: kept in memory, sent from there, saved when the store takes writes again: {e}"
+                );
+            }
+            Ok(())
+        });
         let workers = lock(&self.workers);
         for r in receivers {
             if let Some(w) = workers.get(&r) {
@@ -323,6 +502,203 @@ impl Alerting {
                 tracing::error!("alert state and notifications could not be saved: {e}");
             }
         });
+    }
+
+    /// Writes what the store could not take before (one transaction), when its backoff allows
+    /// and no notification of it is being sent. The ticker calls it every second.
+    pub async fn flush_unsaved(&self) {
+        let now_ms = to_ms(self.clock.now());
+        {
+            let mut u = lock(&self.unsaved);
+            if u.is_empty() || u.flushing || u.next_flush_ms > now_ms {
+                return;
+            }
+            u.flushing = true;
+        }
+        let unsaved = self.unsaved.clone();
+        let known: HashSet<String> = lock(&self.workers).keys().cloned().collect();
+        let metrics = self.metrics.clone();
+        let job = self.store.request(move |c| {
+            let (save, delete, sends, seqs) = {
+                let mut u = lock(&unsaved);
+                if u.sends.iter().any(|s| s.state == SendState::Sending) {
+                    return Ok(None);
+                }
+                // A receiver a reload removed gets nothing (as its outbox rows are dropped).
+                u.sends.retain(|s| {
+                    let keep = known.contains(&s.receiver);
+                    if !keep {
+                        metrics.count_notifications("(removed)", NotificationResult::Dropped, 1);
+                    }
+                    keep
+                });
+                let mut save = Vec::new();
+                let mut delete = Vec::new();
+                for (key, row) in &u.rows {
+                    match row {
+                        Some(row) => save.push(row.clone()),
+                        None => delete.push(key.clone()),
+                    }
+                }
+                let mut sends = Vec::new();
+                let mut seqs = Vec::new();
+                for s in u.sends.iter_mut() {
+                    s.state = SendState::Flushing;
+                    sends.push((s.receiver.clone(), s.event.clone()));
+                    seqs.push(s.seq);
+                }
+                (save, delete, sends, seqs)
+            };
+            let result = store::commit_alerts(c, &save, &delete, &sends);
+            let mut u = lock(&unsaved);
+            match result {
+                Ok(()) => {
+                    // Nothing else adds to `unsaved` while this job runs (only store jobs do).
+                    u.rows.clear();
+                    u.sends.retain(|s| !seqs.contains(&s.seq));
+                    metrics.set_store_unsaved(u.sends.len());
+                    let since = u.since_ms;
+                    u.healed();
+                    Ok(Some((sends.len(), since)))
+                }
+                Err(e) => {
+                    for s in u.sends.iter_mut() {
+                        s.state = SendState::Waiting;
+                    }
+                    Err(e)
+                }
+            }
+        });
+        let result = job.wait().await;
+        let mut u = lock(&self.unsaved);
+        u.flushing = false;
+        match result {
+            Ok(None) => {}
+            Ok(Some((n, since))) => {
+                self.metrics.set_store_unsaved(u.sends.len());
+                drop(u);
+                tracing::info!(
+                    notifications = n,
+                    unsaved_for_s = (now_ms - since).max(0) / 1000,
+                    "the state store takes writes again: alert state and notifications kept in memory are saved"
+                );
+                for w in lock(&self.workers).values() {
+                    w.wake.notify_one();
+                }
+            }
+            Err(e) => {
+                self.metrics.count_store_error(StoreOp::Alerts);
+                u.last_error = e.to_string();
+                let wait = backoff(u.flush_failures).min(FLUSH_BACKOFF_CAP);
+                u.next_flush_ms = now_ms + wait.as_millis() as i64;
+                u.flush_failures = u.flush_failures.saturating_add(1);
+                tracing::warn!(
+                    notifications = u.sends.len(),
+                    "the state store still cannot be written, retrying: {e}"
+                );
+            }
+        }
+    }
+
+    /// Sends the first waiting notifications of `notifier`'s receiver kept in memory (called
+    /// when its outbox in the store is empty, so FIFO order holds across both).
+    async fn deliver_unsaved(&self, notifier: &dyn Notifier, now: std::time::SystemTime) -> Next {
+        let name = notifier.name();
+        let now_ms = to_ms(now);
+        let (seqs, events) = {
+            let mut u = lock(&self.unsaved);
+            if let Some(&(_, not_before)) = u.retry.get(name) {
+                if not_before > now_ms {
+                    return Next::At(from_ms(not_before));
+                }
+            }
+            let limit = notifier.max_batch().max(1);
+            let mut seqs = Vec::new();
+            let mut events = Vec::new();
+            let mut blocked = false;
+            for s in u.sends.iter_mut().filter(|s| s.receiver == name) {
+                if s.state != SendState::Waiting {
+                    blocked = true;
+                    break;
+                }
+                s.state = SendState::Sending;
+                seqs.push(s.seq);
+                events.push(s.event.clone());
+                if seqs.len() == limit {
+                    break;
+                }
+            }
+            if seqs.is_empty() {
+                // A flush is writing them to the outbox: look again shortly.
+                return if blocked {
+                    Next::At(now + Duration::from_millis(200))
+                } else {
+                    Next::Idle
+                };
+            }
+            (seqs, events)
+        };
+        let verdict = self.outbox.send_unsaved(notifier, &events, now).await;
+        let mut u = lock(&self.unsaved);
+        let next = match verdict {
+            Verdict::Accepted | Verdict::Rejected { .. } => {
+                u.sends.retain(|s| !seqs.contains(&s.seq));
+                u.retry.remove(name);
+                u.healed();
+                Next::Again
+            }
+            Verdict::Retry { after, .. } => {
+                for s in u.sends.iter_mut().filter(|s| seqs.contains(&s.seq)) {
+                    s.state = SendState::Waiting;
+                }
+                let attempts = u.retry.get(name).map_or(0, |r| r.0);
+                let wait = after.unwrap_or_else(|| backoff(attempts));
+                let at = now_ms + wait.as_millis() as i64;
+                u.retry.insert(name.to_string(), (attempts + 1, at));
+                Next::At(from_ms(at))
+            }
+        };
+        self.metrics.set_store_unsaved(u.sends.len());
+        next
+    }
+
+    /// Whether everything canaryd promised to keep is in the state store (what `/-/ready`
+    /// answers, and part of what the watchdog vouches for).
+    pub fn store_health(&self) -> Result<(), String> {
+        let u = lock(&self.unsaved);
+        if !u.is_empty() {
+            let now = to_ms(self.clock.now());
+            return Err(format!(
+                "the state store {} cannot be written ({}) for {} s: {} notifications and {} alert changes are kept in memory until it can",
+                self.store.path().display(),
+                u.last_error,
+                (now - u.since_ms).max(0) / 1000,
+                u.sends.len(),
+                u.rows.len(),
+            ));
+        }
+        drop(u);
+        let undeleted = self.outbox.undeleted();
+        if undeleted > 0 {
+            return Err(format!(
+                "the state store {} cannot be written: {undeleted} delivered notifications cannot be removed from the outbox",
+                self.store.path().display()
+            ));
+        }
+        let book = lock(&self.heartbeats).as_ref().and_then(|b| b.upgrade());
+        let checks = book.map_or(0, |b| b.unsaved());
+        if checks > 0 {
+            return Err(format!(
+                "the state store {} cannot be written: the heartbeat state of {checks} checks is kept in memory until it can",
+                self.store.path().display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts the heartbeat book's unsaved rows in [`Alerting::store_health`].
+    pub fn watch_heartbeats(&self, book: &Arc<crate::probe::heartbeat::Book>) {
+        *lock(&self.heartbeats) = Some(Arc::downgrade(book));
     }
 
     /// Every alert, for the API.
@@ -357,7 +733,10 @@ impl Alerting {
             .request(move |c| store::save_silence(c, &saved))
             .wait()
             .await
-            .map_err(|e| format!("cannot save the silence: {e}"))?;
+            .map_err(|e| {
+                self.metrics.count_store_error(StoreOp::Silence);
+                format!("cannot save the silence: {e}")
+            })?;
         tracing::info!(id = %s.id, by = %s.created_by, matchers = ?s.matchers, until = %super::rfc3339(from_ms(s.ends_at_ms)), "silence added");
         self.set_silences(|list| list.push(s.clone()));
         Ok(s)
@@ -376,7 +755,10 @@ impl Alerting {
                 .request(move |c| store::save_silence(c, &saved))
                 .wait()
                 .await
-                .map_err(|e| format!("cannot save the silence: {e}"))?;
+                .map_err(|e| {
+                    self.metrics.count_store_error(StoreOp::Silence);
+                    format!("cannot save the silence: {e}")
+                })?;
         }
         tracing::info!(id = %s.id, "silence expired");
         let updated = s.clone();
@@ -419,11 +801,14 @@ impl Alerting {
                 (now - oldest) / 1000
             ));
         }
-        Ok(())
+        self.store_health()
     }
 
     /// Stops the workers, ticker and watchdog (notifications stay in the outbox).
     pub fn shutdown(&self) {
+        if let Err(why) = self.store_health() {
+            tracing::error!("stopping with unsaved state (lost with this process): {why}");
+        }
         for t in lock(&self.tasks).drain(..) {
             t.abort();
         }
@@ -442,7 +827,13 @@ impl Alerting {
             let now = a.clock.now();
             let outbox = a.outbox.clone();
             drop(a);
-            match outbox.deliver_once(notifier.as_ref(), now).await {
+            let mut next = outbox.deliver_once(notifier.as_ref(), now).await;
+            if let Ok((Next::Idle, _)) = next {
+                // The store's queue is empty: what the store could not take goes out from memory.
+                let Some(a) = this.upgrade() else { return };
+                next = Ok((a.deliver_unsaved(notifier.as_ref(), now).await, None));
+            }
+            match next {
                 Ok((Next::Again, _)) => tokio::task::yield_now().await,
                 Ok((Next::Idle, _)) => w.wake.notified().await,
                 Ok((Next::At(t), _)) => {
@@ -471,6 +862,8 @@ impl Alerting {
             interval.tick().await;
             let Some(a) = this.upgrade() else { return };
             a.tick();
+            a.flush_unsaved().await;
+            a.outbox.delete_finished().await;
             n += 1;
             if n % 5 == 1 {
                 a.refresh_outbox_state().await;
@@ -573,5 +966,127 @@ impl WatchdogTarget {
                 tracing::warn!(url = %self.redacted, "watchdog call failed: {}", e.without_url())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(key: &str, kind: EventKind) -> AlertEvent {
+        AlertEvent {
+            dedup_key: key.into(),
+            kind,
+            status: if kind == EventKind::Resolve {
+                super::super::Status::Resolved
+            } else {
+                super::super::Status::Firing
+            },
+            check: "c".into(),
+            alert: "a".into(),
+            severity: "critical".into(),
+            labels: Default::default(),
+            annotations: Default::default(),
+            summary: "s".into(),
+            reason: None,
+            failed_step: None,
+            value: None,
+            starts_at_ms: 0,
+            ends_at_ms: None,
+            created_ms: 0,
+            generator_url: String::new(),
+        }
+    }
+
+    fn kinds(u: &Unsaved) -> Vec<(String, EventKind)> {
+        u.sends
+            .iter()
+            .map(|s| (s.event.dedup_key.clone(), s.event.kind))
+            .collect()
+    }
+
+    #[test]
+    fn the_memory_queue_drops_reminders_then_the_oldest_triggers_and_never_a_resolve() {
+        let mut u = Unsaved::default();
+        let mut sends = Vec::new();
+        for i in 0..UNSAVED_CAP - 2 {
+            sends.push(("r".to_string(), event(&format!("k{i}"), EventKind::Trigger)));
+        }
+        sends.push(("r".to_string(), event("old", EventKind::Reminder)));
+        sends.push(("r".to_string(), event("k0", EventKind::Resolve)));
+        assert!(u.push(Vec::new(), Vec::new(), sends).is_empty());
+        assert_eq!(u.sends.len(), UNSAVED_CAP);
+
+        // One more: the reminder goes first, though it is not the oldest.
+        let dropped = u.push(
+            Vec::new(),
+            Vec::new(),
+            vec![("r".into(), event("new", EventKind::Trigger))],
+        );
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(
+            (dropped[0].1.dedup_key.as_str(), dropped[0].1.kind),
+            ("old", EventKind::Reminder)
+        );
+        // Then the oldest trigger; a notification being sent stays.
+        u.sends[0].state = SendState::Sending;
+        let dropped = u.push(
+            Vec::new(),
+            Vec::new(),
+            vec![("r".into(), event("k1", EventKind::Resolve))],
+        );
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(
+            (dropped[0].1.dedup_key.as_str(), dropped[0].1.kind),
+            ("k1", EventKind::Trigger)
+        );
+        assert_eq!(u.sends.len(), UNSAVED_CAP);
+        assert_eq!(kinds(&u)[0], ("k0".into(), EventKind::Trigger));
+        let tail = kinds(&u).split_off(UNSAVED_CAP - 3);
+        assert_eq!(
+            tail,
+            vec![
+                ("k0".into(), EventKind::Resolve),
+                ("new".into(), EventKind::Trigger),
+                ("k1".into(), EventKind::Resolve)
+            ]
+        );
+
+        // Only resolves left: the queue goes past the cap rather than drop one.
+        let mut u = Unsaved::default();
+        let resolves: Vec<_> = (0..UNSAVED_CAP + 5)
+            .map(|i| ("r".to_string(), event(&format!("k{i}"), EventKind::Resolve)))
+            .collect();
+        assert!(u.push(Vec::new(), Vec::new(), resolves).is_empty());
+        assert_eq!(u.sends.len(), UNSAVED_CAP + 5);
+    }
+
+    #[test]
+    fn a_waiting_reminder_is_not_queued_twice_and_rows_keep_the_latest_decision() {
+        let mut u = Unsaved::default();
+        for _ in 0..3 {
+            u.push(
+                Vec::new(),
+                vec!["gone".into()],
+                vec![
+                    ("r".into(), event("k", EventKind::Reminder)),
+                    ("r".into(), event("k", EventKind::Refresh)),
+                    ("r".into(), event("k", EventKind::Escalation)),
+                ],
+            );
+        }
+        assert_eq!(u.sends.len(), 5, "{:?}", kinds(&u));
+        assert_eq!(u.rows.len(), 1);
+        assert_eq!(u.rows.get("gone"), Some(&None));
+        assert!(!u.is_empty());
+        u.failed(1_000, "disk full".into());
+        u.failed(9_000, "still full".into());
+        assert_eq!((u.since_ms, u.last_error.as_str()), (1_000, "still full"));
+        u.healed();
+        assert_eq!(u.since_ms, 1_000, "not healed while something is unsaved");
+        u.rows.clear();
+        u.sends.clear();
+        u.healed();
+        assert_eq!((u.since_ms, u.last_error.as_str()), (0, ""));
     }
 }

@@ -31,7 +31,8 @@
 //!
 //! Self: `canaryd_schedule_lag_seconds` (histogram, 0.5 ms … 5 s), `canaryd_checks`,
 //! `canaryd_config_last_reload_successful`, `canaryd_config_last_reload_timestamp_seconds` (the
-//! last reload attempt), `canaryd_build_info{version}` (1; an OpenMetrics info metric).
+//! last reload attempt), `canaryd_build_info{version}` (1; an OpenMetrics info metric),
+//! `canaryd_store_errors_total{op}` (every op from 0) and `canaryd_store_unsaved_notifications`.
 //!
 //! # Design
 //!
@@ -118,6 +119,41 @@ pub struct Metrics {
     notifications: Family<[(&'static str, String); 2], Counter>,
     queue_length: Family<[(&'static str, String); 1], Gauge>,
     delivery: DeliveryFamily,
+    store_errors: Family<[(&'static str, String); 1], Counter>,
+    store_unsaved: Gauge,
+}
+
+/// What a failed state-store write was doing (the `op` label of `canaryd_store_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    /// Committing alert state and the notifications it queued (retried until it succeeds).
+    Alerts,
+    /// Removing a delivered notification from the outbox, or recording a failed attempt.
+    Outbox,
+    /// Saving a heartbeat ping (answered 500).
+    Heartbeat,
+    /// Saving a silence (the API call fails).
+    Silence,
+}
+
+impl StoreOp {
+    /// Every op, to start each series at 0.
+    pub const ALL: [StoreOp; 4] = [
+        StoreOp::Alerts,
+        StoreOp::Outbox,
+        StoreOp::Heartbeat,
+        StoreOp::Silence,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreOp::Alerts => "alerts",
+            StoreOp::Outbox => "outbox",
+            StoreOp::Heartbeat => "heartbeat",
+            StoreOp::Silence => "silence",
+        }
+    }
 }
 
 /// `canaryd_notification_delivery_seconds{receiver}`.
@@ -260,7 +296,25 @@ impl Metrics {
             delivery.clone(),
         );
 
+        let store_errors = Family::<[(&'static str, String); 1], Counter>::default();
+        registry.register(
+            "canaryd_store_errors",
+            "Failed state store writes, by what they were for (alerts, outbox, heartbeat, silence)",
+            store_errors.clone(),
+        );
+        for op in StoreOp::ALL {
+            drop(store_errors.get_or_create(&[("op", op.as_str().to_string())]));
+        }
+        let store_unsaved = Gauge::default();
+        registry.register(
+            "canaryd_store_unsaved_notifications",
+            "Notifications kept in memory because the state store could not be written",
+            store_unsaved.clone(),
+        );
+
         Metrics {
+            store_errors,
+            store_unsaved,
             alert_state,
             notifications,
             queue_length,
@@ -376,6 +430,18 @@ impl Metrics {
         for r in receivers {
             self.set_notification_queue_length(r, 0);
         }
+    }
+
+    /// Counts a failed state store write.
+    pub fn count_store_error(&self, op: StoreOp) {
+        self.store_errors
+            .get_or_create(&[("op", op.as_str().to_string())])
+            .inc();
+    }
+
+    /// Sets how many notifications wait in memory for the state store.
+    pub fn set_store_unsaved(&self, n: usize) {
+        self.store_unsaved.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Records how long a notification waited from queued to accepted.

@@ -452,6 +452,9 @@ pub struct Book {
     clock: Arc<dyn Clock>,
     rows: Mutex<HashMap<String, HeartbeatRow>>,
     backing: Backing,
+    /// Checks whose row in memory may be newer than the store's (a save failed), each with the
+    /// generation of its last failure; [`Book::save_unsaved`] writes them again.
+    unsaved: Mutex<(u64, HashMap<String, u64>)>,
 }
 
 /// What became of one ping.
@@ -470,6 +473,7 @@ impl Book {
             clock,
             rows: Mutex::new(HashMap::new()),
             backing: Backing::Memory,
+            unsaved: Mutex::default(),
         }
     }
 
@@ -484,6 +488,7 @@ impl Book {
             clock,
             rows: Mutex::new(rows),
             backing: Backing::Store(store),
+            unsaved: Mutex::default(),
         })
     }
 
@@ -497,6 +502,7 @@ impl Book {
                 dir: state_dir,
                 loaded: tokio::sync::OnceCell::new(),
             },
+            unsaved: Mutex::default(),
         }
     }
 
@@ -595,7 +601,75 @@ impl Book {
             Some(p) => p.wait().await,
             None => Ok(()),
         };
+        if saved.is_err() {
+            self.mark_unsaved(check);
+        }
         Pinged { row, saved }
+    }
+
+    fn unsaved_lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<String, u64>)> {
+        self.unsaved.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn mark_unsaved(&self, check: &str) {
+        let mut u = self.unsaved_lock();
+        u.0 += 1;
+        let generation = u.0;
+        u.1.insert(check.to_string(), generation);
+    }
+
+    /// Checks whose latest state is in memory only (a save failed and was not redone yet).
+    pub fn unsaved(&self) -> usize {
+        self.unsaved_lock().1.len()
+    }
+
+    /// Saves again the rows whose save failed (their current state, queued under the same lock
+    /// as pings, so a newer ping's row is never overwritten by an older one). The daemon calls
+    /// it every second ([`Book::keep_saving`]).
+    pub async fn save_unsaved(&self) {
+        let Backing::Store(store) = &self.backing else {
+            return;
+        };
+        let dirty: Vec<(String, u64)> = self
+            .unsaved_lock()
+            .1
+            .iter()
+            .map(|(k, g)| (k.clone(), *g))
+            .collect();
+        for (check, generation) in dirty {
+            let pending = {
+                let rows = self.lock();
+                rows.get(&check)
+                    .map(|row| store.save_heartbeat(row.clone()))
+            };
+            let saved = match pending {
+                Some(p) => p.wait().await.is_ok(),
+                None => true,
+            };
+            if !saved {
+                // Still failing: the next round tries again.
+                return;
+            }
+            let mut u = self.unsaved_lock();
+            if u.1.get(&check) == Some(&generation) {
+                u.1.remove(&check);
+                tracing::info!(check = %check, "heartbeat state saved after the store took writes again");
+            }
+        }
+    }
+
+    /// Runs [`Book::save_unsaved`] every second while the book lives.
+    pub fn keep_saving(self: &Arc<Self>) {
+        let book = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let Some(book) = book.upgrade() else { return };
+                if book.unsaved() > 0 {
+                    book.save_unsaved().await;
+                }
+            }
+        });
     }
 
     /// The row a run judges: loaded from disk first in offline mode; a check the book does not
