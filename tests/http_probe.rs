@@ -383,3 +383,23 @@ async fn redirect_limit_is_enforced() {
     );
     assert_eq!(r.steps[0].hops.len(), 3);
 }
+
+#[tokio::test]
+async fn an_extracted_value_a_header_cannot_carry_fails_with_reason_extraction() {
+    // The target hands out a token with a line break in it: a header injection attempt, or a
+    // broken app. The next step must fail as an extraction problem, not an internal error.
+    let app = Router::new().route(
+        "/token",
+        get(|| async { axum::Json(serde_json::json!({"token": "abc\r\nX-Injected: 1"})) }),
+    );
+    let addr = start(app).await;
+    let r = run(&format!(
+        "checks:\n  - name: x\n    http:\n      base_url: \"http://{addr}\"\n      steps:\n        - name: token\n          request: {{url: /token}}\n          extract:\n            token: {{json: \"$.token\"}}\n        - name: use\n          request: {{url: /token, headers: {{X-Token: \"${{token}}\"}}}}\n"
+    ))
+    .await;
+    assert_eq!(r.reason, Some(Reason::Extraction), "{:?}", r.message);
+    assert_eq!(
+        r.message.as_deref(),
+        Some("step \"use\": header x-token: the value after filling in variables is not a valid header value (a line break or control character)")
+    );
+}

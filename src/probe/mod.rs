@@ -33,7 +33,8 @@ pub enum Reason {
     Status,
     /// A body, header, JSON, duration or certificate assertion failed.
     Assertion,
-    /// A value to extract was missing.
+    /// A value to extract was missing, or an extracted value could not be used in a later
+    /// request (a URL or a header that cannot carry it).
     Extraction,
     /// The response body exceeded the configured cap.
     BodyTooLarge,

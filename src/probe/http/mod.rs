@@ -242,8 +242,11 @@ impl HttpProbe {
         };
         let (mut req, carries_secret_headers) = match self.build_request(step, scope) {
             Ok(r) => r,
+            // Only run-time values can break a request here (configured literals and secrets are
+            // checked at load): an extracted value that is missing, or that a URL or a header
+            // cannot carry (a line break from the target), so the reason is extraction.
             Err(msg) => {
-                fail(&mut out, Reason::Internal, msg);
+                fail(&mut out, Reason::Extraction, msg);
                 out.duration = begun.elapsed();
                 return out;
             }
@@ -465,7 +468,7 @@ impl HttpProbe {
         for (name, t) in &r.headers {
             let v = scope.render(t).map_err(|e| undefined(e, name.as_str()))?;
             let v = HeaderValue::from_str(&v).map_err(|_| {
-                format!("header {name} has a value that is not a valid header value")
+                format!("header {name}: the value after filling in variables is not a valid header value (a line break or control character)")
             })?;
             if t.has_secret() || t.variables().next().is_some() {
                 secret_headers.push(name.clone());
