@@ -14,6 +14,8 @@ pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 /// Largest PEM file (`ca_file`, `cert_file`, `key_file`).
 pub const MAX_PEM_FILE_BYTES: u64 = 1024 * 1024;
 
+/// Most YAML events that aliases (`*name`) may replay in one file, all aliases together.
+pub const MAX_ALIAS_REPLAYED_EVENTS: usize = 10_000;
 /// Most checks in a whole configuration (all files together).
 pub const MAX_CHECKS: usize = 10_000;
 /// Most check files matched by `check_files`, all patterns together.

@@ -209,6 +209,46 @@ impl<'de> Deserialize<'de> for OneOrMany {
     }
 }
 
+/// A list of at most `N` entries. Decoding stops at entry `N + 1`: a list of 100,000 queue
+/// names would otherwise cost seconds and memory before validation could refuse it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Capped<T, const N: usize>(pub Vec<T>);
+
+impl<T, const N: usize> std::ops::Deref for Capped<T, N> {
+    type Target = Vec<T>;
+    fn deref(&self) -> &Vec<T> {
+        &self.0
+    }
+}
+
+impl<'de, T: Deserialize<'de>, const N: usize> Deserialize<'de> for Capped<T, N> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T, const N: usize>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for V<T, N> {
+            type Value = Capped<T, N>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a list of at most {N} entries")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Capped<T, N>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(x) = seq.next_element::<T>()? {
+                    if out.len() == N {
+                        return Err(de::Error::custom(format!(
+                            "more than {N} entries: at most {N} are allowed"
+                        )));
+                    }
+                    out.push(x);
+                }
+                Ok(Capped(out))
+            }
+        }
+        d.deserialize_seq(V::<T, N>(std::marker::PhantomData))
+    }
+}
+
 /// A map key that remembers where it was written (ordered by its text).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(transparent)]
@@ -353,7 +393,7 @@ pub struct HttpDef {
     pub extract: BTreeMap<String, Spanned<ExtractDef>>,
     /// The scripted form.
     #[schemars(with = "Option<Vec<StepDef>>", extend("minItems" = 1))]
-    pub steps: Option<Spanned<Vec<StepDef>>>,
+    pub steps: Option<Spanned<Capped<StepDef, 100>>>,
     /// Follow redirects (per check; steps may override).
     #[schemars(with = "Option<Flag>")]
     pub follow_redirects: Option<bool>,
@@ -607,23 +647,23 @@ pub struct QueueDef {
     pub redis: Spanned<String>,
     /// Queues to read; omitted: discover every queue.
     #[schemars(with = "Option<Vec<Text>>", extend("minItems" = 1, "uniqueItems" = true))]
-    pub queues: Option<Spanned<Vec<String>>>,
+    pub queues: Option<Spanned<Capped<String, 1000>>>,
     /// Key prefix or namespace (Sidekiq namespace, Celery `global_keyprefix`, BullMQ prefix,
     /// Resque namespace).
     #[schemars(with = "Option<Text>")]
     pub prefix: Option<Spanned<String>>,
     /// Celery: the priority steps the broker was configured with.
     #[schemars(with = "Option<Vec<Count>>")]
-    pub priority_steps: Option<Spanned<Vec<u32>>>,
+    pub priority_steps: Option<Spanned<Capped<u32, 256>>>,
     /// Celery: the separator between queue name and priority.
     #[schemars(with = "Option<Text>")]
     pub priority_separator: Option<Spanned<String>>,
     /// Generic `redis`: exact keys.
     #[schemars(with = "Option<Vec<Text>>")]
-    pub keys: Option<Spanned<Vec<String>>>,
+    pub keys: Option<Spanned<Capped<String, 1000>>>,
     /// Generic `redis`: SCAN MATCH patterns.
     #[schemars(with = "Option<Vec<Text>>")]
-    pub patterns: Option<Spanned<Vec<String>>>,
+    pub patterns: Option<Spanned<Capped<String, 1000>>>,
     /// Bound on connecting (the check's timeout bounds the whole run).
     #[schemars(with = "Option<Dur>")]
     pub connect_timeout: Option<Spanned<Dur>>,

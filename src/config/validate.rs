@@ -141,9 +141,9 @@ impl Ctx<'_> {
             return true;
         }
         let message = if d.value.0 < min {
-            format!("must be at least {}", fmt_d(min))
+            format!("must be at least {}", fmt_limit(min))
         } else {
-            format!("must be at most {}", fmt_d(max))
+            format!("must be at most {}", fmt_limit(max))
         };
         self.err(&d.referenced, key, message);
         false
@@ -179,6 +179,9 @@ fn decode<T: DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigError>
     let mut path = String::new();
     let mut options = serde_saphyr::Options::default();
     options.with_snippet = false;
+    // Aliases share small snippets in a configuration; a billion-laughs document would replay
+    // an anchor into millions of nodes before the node budget stops it (seconds of work).
+    options.alias_limits.max_total_replayed_events = limits::MAX_ALIAS_REPLAYED_EVENTS;
     let res = serde_saphyr::with_deserializer_from_str_with_options(src, options, |de| {
         serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
             path = e.path().to_string();
@@ -191,10 +194,28 @@ fn decode<T: DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigError>
             .map(|l| (l.line(), l.column()))
             .unwrap_or((1, 1));
         let mut message = e.to_string();
-        if let Some(i) = message.rfind(" at line ") {
+        if message.starts_with("alias replay limit exceeded")
+            || message.starts_with("budget breached")
+        {
+            // The decoder's limits, in its own words (`Nodes { nodes: 250001 }`), with anchor
+            // positions appended: say what happened instead.
+            message = format!(
+                "the document exceeds the YAML decoder's limits ({}): aliases may replay at most {} events, and a file holds at most {} nodes nested {} deep",
+                message
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or_default()
+                    .replace('\n', " "),
+                limits::MAX_ALIAS_REPLAYED_EVENTS,
+                250_000,
+                64
+            );
+        } else if let Some(i) = message.rfind(" at line ") {
             message.truncate(i);
         }
         let message = message.lines().next().unwrap_or("invalid YAML");
+        let message: String = message.chars().filter(|c| !c.is_control()).collect();
+        let message = message.as_str();
         // The decoder's advice to library users means nothing to someone editing a file.
         let message = message
             .split(", set DuplicateKeyPolicy")
@@ -523,13 +544,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             ),
         );
     }
-    for (i, pattern) in daemon
+    for pattern in daemon
         .check_files
         .iter()
         .take(limits::MAX_CHECK_FILE_PATTERNS)
-        .enumerate()
     {
-        let key = format!("check_files[{i}]");
+        let key = "check_files";
         let matched = match glob_files(&dir, &pattern.value) {
             Ok(v) => v,
             Err(message) => {
@@ -553,7 +573,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             if files.len() >= limits::MAX_CHECK_FILES {
                 ctx.err(
                     &pattern.referenced,
-                    format!("check_files[{i}]"),
+                    "check_files",
                     format!(
                         "more than {} check files matched: at most {} are allowed",
                         limits::MAX_CHECK_FILES,
@@ -719,6 +739,23 @@ fn body_limit_in(ctx: &mut Ctx, b: &Spanned<ByteSize>, key: &str) {
             ),
         );
     }
+}
+
+/// A limit in the largest whole unit: `7d`, `1m`, `100ms` (humantime would write a year as
+/// `1year 18h`).
+fn fmt_limit(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms >= size && ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
 }
 
 fn fmt_d(d: Duration) -> String {
@@ -1206,21 +1243,25 @@ fn queue(ctx: &mut Ctx, q: &QueueDef, key: &str, timeout: Duration) -> Option<Qu
     Some(QueueCheck {
         system: system?,
         redis: redis?,
-        queues: q.queues.as_ref().map(|q| q.value.clone()),
+        queues: q.queues.as_ref().map(|q| q.value.0.clone()),
         prefix: q.prefix.as_ref().map(|p| p.value.clone()),
         priority_steps: q
             .priority_steps
             .as_ref()
-            .map_or_else(|| vec![0, 3, 6, 9], |s| s.value.clone()),
+            .map_or_else(|| vec![0, 3, 6, 9], |s| s.value.0.clone()),
         priority_separator: q
             .priority_separator
             .as_ref()
             .map_or_else(|| "\x06\x16".to_string(), |s| s.value.clone()),
-        keys: q.keys.as_ref().map(|k| k.value.clone()).unwrap_or_default(),
+        keys: q
+            .keys
+            .as_ref()
+            .map(|k| k.value.0.clone())
+            .unwrap_or_default(),
         patterns: q
             .patterns
             .as_ref()
-            .map(|p| p.value.clone())
+            .map(|p| p.value.0.clone())
             .unwrap_or_default(),
         connect_timeout,
         tls,
