@@ -502,3 +502,50 @@ fn a_config_file_over_4_mib_is_refused_before_parsing() {
         )
     );
 }
+
+#[test]
+fn annotations_name_only_what_the_alert_engine_fills_in() {
+    let good = "checks:\n  - name: a\n    labels: {team: web}\n    http:\n      request: {url: \"http://127.0.0.1:1/\"}\n    alerts:\n      - name: Down\n        when: failed\n        labels: {tier: one}\n        annotations:\n          runbook: \"https://runbooks.example/a\"\n          summary: \"${check} ${alert} ${severity} ${reason} ${failed_step} ${value} ${message} ${team} ${tier} ${runbook} ${status} ${duration}\"\n";
+    canaryd::config::load_checks_str(Path::new("t.yaml"), good).expect("every name is filled in");
+    let bad = "checks:\n  - name: a\n    http:\n      request: {url: \"http://127.0.0.1:1/\"}\n    alerts:\n      - name: Down\n        when: failed\n        annotations:\n          link: \"https://x/${check}\"\n          summary: \"see ${link}, ${depth}\"\n";
+    let errs = canaryd::config::load_checks_str(Path::new("t.yaml"), bad).unwrap_err();
+    let text = errs.to_string();
+    assert_eq!(errs.0.len(), 2, "{text}");
+    assert!(
+        text.starts_with("t.yaml:10:20: checks[0].alerts[0].annotations.summary: unknown variable ${link} in an annotation (annotation link is itself a template; only plain-text annotations can be referenced)"),
+        "{text}"
+    );
+    // `depth` is a queue variable, not an http one.
+    assert!(
+        errs.0[1]
+            .message
+            .starts_with("unknown variable ${depth} in an annotation: use check, alert,"),
+        "{text}"
+    );
+}
+
+#[test]
+fn secrets_set_but_empty_are_refused_where_a_value_is_required() {
+    std::env::set_var("CANARYD_PROPS_EMPTY_KEY", "");
+    std::env::set_var("CANARYD_PROPS_BLANK_SECRET", "  ");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("canaryd.yaml");
+    std::fs::write(
+        &path,
+        "receivers:\n  - name: pager\n    pagerduty: {routing_key: \"${env:CANARYD_PROPS_EMPTY_KEY}\"}\n  - name: hook\n    webhook: {url: \"http://127.0.0.1:9/\", secret: \"${env:CANARYD_PROPS_BLANK_SECRET}\"}\n",
+    )
+    .unwrap();
+    let errs = canaryd::config::load(&path).unwrap_err();
+    let got: Vec<String> = errs
+        .0
+        .iter()
+        .map(|e| format!("{}:{}: {}: {}", e.line, e.col, e.key, e.message))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "3:30: receivers[0].pagerduty.routing_key: ${env:CANARYD_PROPS_EMPTY_KEY} is empty: it must have a value",
+            "5:51: receivers[1].webhook.secret: ${env:CANARYD_PROPS_BLANK_SECRET} is empty: it must have a value",
+        ]
+    );
+}

@@ -454,6 +454,8 @@ const FIXTURES: &[(&str, Verdict)] = &[
     ("too-many-labels.yaml", CannotTell),
     ("too-many-steps.yaml", Rejects(&["/checks/0/http/steps"])),
     ("url-userinfo.yaml", CannotTell),
+    ("url-port-zero.yaml", CannotTell),
+    ("tcp-port-zero.yaml", CannotTell),
     (
         "bad-body-limit.yaml",
         Rejects(&["/checks/0/http/body_limit"]),

@@ -1001,13 +1001,9 @@ fn tls(ctx: &mut Ctx, t: Option<&TlsDef>, key: &str) -> TlsSettings {
 fn tcp(ctx: &mut Ctx, t: &TcpDef, key: &str) -> Option<TcpCheck> {
     let target = &t.target.value;
     // The tcp probe's own parser: what loads here is exactly what the probe can dial.
-    let ok = crate::probe::tcp::parse_target(target).is_ok();
-    if !ok {
-        ctx.err(
-            &t.target.referenced,
-            format!("{key}.target"),
-            format!("invalid target {target:?}: write host:port"),
-        );
+    // Its error says what is wrong (no port, port 0, invalid host...).
+    if let Err(e) = crate::probe::tcp::parse_target(target) {
+        ctx.err(&t.target.referenced, format!("{key}.target"), e.to_string());
     }
     if t.tls_config.is_some() && !t.tls {
         let loc = t.target.referenced;
@@ -1410,6 +1406,14 @@ fn http(
                 ctx.err(&b.referenced, format!("{key}.base_url"), USERINFO);
                 None
             }
+            Ok(u) if u.port() == Some(0) => {
+                ctx.err(
+                    &b.referenced,
+                    format!("{key}.base_url"),
+                    format!("invalid URL {:?}: port 0 cannot be connected to", b.value),
+                );
+                None
+            }
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
             Ok(u) => {
                 ctx.err(
@@ -1628,6 +1632,11 @@ fn request(
                 Ok(parsed) if has_userinfo(&parsed) => {
                     ctx.err(&r.url.referenced, format!("{key}.url"), USERINFO)
                 }
+                Ok(parsed) if parsed.port() == Some(0) => ctx.err(
+                    &r.url.referenced,
+                    format!("{key}.url"),
+                    format!("invalid URL {text:?}: port 0 cannot be connected to"),
+                ),
                 Ok(_) => {}
             }
         } else if let Some((scheme, _)) = text.split_once("://") {
