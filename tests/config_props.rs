@@ -549,3 +549,36 @@ fn secrets_set_but_empty_are_refused_where_a_value_is_required() {
         ]
     );
 }
+
+#[test]
+fn a_check_files_pattern_deeper_than_16_levels_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut deep = dir.path().join("checks");
+    for i in 0..20 {
+        deep = deep.join(format!("d{i}"));
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(
+        deep.join("a.yaml"),
+        "checks:\n  - name: a\n    tcp: {target: \"127.0.0.1:1\"}\n",
+    )
+    .unwrap();
+    let path = dir.path().join("canaryd.yaml");
+    std::fs::write(&path, "check_files: [\"checks/**/*.yaml\"]\n").unwrap();
+    let errs = canaryd::config::load(&path).unwrap_err();
+    assert_eq!(
+        errs.to_string(),
+        format!(
+            "{}:1:15: check_files: pattern \"checks/**/*.yaml\" reaches more than 16 directory levels deep",
+            path.display()
+        )
+    );
+    // Within the cap, `**` finds it.
+    std::fs::write(
+        &path,
+        "check_files: [\"checks/d0/d1/d2/d3/d4/**/*.yaml\"]\n",
+    )
+    .unwrap();
+    let config = canaryd::config::load(&path).expect("15 levels below the literal part");
+    assert_eq!(config.files, vec![deep.join("a.yaml")]);
+}
