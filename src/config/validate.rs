@@ -2862,3 +2862,45 @@ fn maintenance(ctx: &mut Ctx, defs: &[MaintenanceDef]) -> Vec<Maintenance> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The caps are what keeps the selector parser's recursion small: the deepest selector
+    /// they allow parses on a 256 KiB stack (a tokio worker has 2 MiB).
+    #[test]
+    fn the_deepest_selector_within_the_caps_parses_on_a_small_stack() {
+        let depth = limits::MAX_CSS_NESTING;
+        let deepest = format!(
+            "{}a{}",
+            ":not(:is(".repeat(depth / 2),
+            "))".repeat(depth / 2)
+        );
+        assert!(css_too_big(&deepest).is_none(), "{deepest}");
+        let one_more = format!("[x]{}a{}", ":not(".repeat(depth + 1), ")".repeat(depth + 1));
+        assert_eq!(
+            css_too_big(&one_more).unwrap(),
+            "CSS selector nests ( and [ 17 deep: at most 16 levels are allowed"
+        );
+        // Brackets inside quotes and escaped ones do not count.
+        let quoted = format!("a[title=\"{}\"]", "(".repeat(100));
+        assert!(css_too_big(&quoted).is_none());
+        assert!(css_too_big(&"\\(".repeat(100)).is_none());
+        let parsed = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || scraper::Selector::parse(&deepest).is_ok())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(parsed);
+    }
+
+    #[test]
+    fn limits_print_in_their_largest_whole_unit() {
+        assert_eq!(fmt_limit(limits::INTERVAL.0), "100ms");
+        assert_eq!(fmt_limit(limits::INTERVAL.1), "7d");
+        assert_eq!(fmt_limit(limits::REPEAT_INTERVAL.0), "1m");
+        assert_eq!(fmt_limit(limits::HEARTBEAT.1), "366d");
+    }
+}
