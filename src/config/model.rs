@@ -211,8 +211,14 @@ impl<'de> Deserialize<'de> for OneOrMany {
 
 /// A list of at most `N` entries. Decoding stops at entry `N + 1`: a list of 100,000 queue
 /// names would otherwise cost seconds and memory before validation could refuse it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Capped<T, const N: usize>(pub Vec<T>);
+
+impl<T, const N: usize> Default for Capped<T, N> {
+    fn default() -> Self {
+        Capped(Vec::new())
+    }
+}
 
 impl<T, const N: usize> std::ops::Deref for Capped<T, N> {
     type Target = Vec<T>;
@@ -290,10 +296,10 @@ pub struct DaemonFile {
     #[serde(default)]
     #[schemars(with = "Option<Defaults>")]
     pub defaults: Defaults,
-    /// Checks may also be written inline here.
+    /// Checks may also be written inline here (at most 10000 in all files).
     #[serde(default)]
-    #[schemars(with = "Option<Vec<CheckDef>>")]
-    pub checks: Vec<CheckDef>,
+    #[schemars(with = "Option<Vec<CheckDef>>", extend("maxItems" = 10000))]
+    pub checks: Capped<CheckDef, 10000>,
     /// Where notifications go.
     #[serde(default)]
     #[schemars(with = "Option<Vec<ReceiverDef>>")]
@@ -332,10 +338,10 @@ pub struct Defaults {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckFile {
-    /// The checks in this file.
+    /// The checks in this file (at most 10000 in all files).
     #[serde(default)]
-    #[schemars(with = "Option<Vec<CheckDef>>")]
-    pub checks: Vec<CheckDef>,
+    #[schemars(with = "Option<Vec<CheckDef>>", extend("maxItems" = 10000))]
+    pub checks: Capped<CheckDef, 10000>,
 }
 
 /// One check. Exactly one kind key (`http`, `tcp`, `queue`, `heartbeat`) must be set.
