@@ -403,6 +403,59 @@ use Verdict::*;
 
 /// Every file of tests/fixtures/bad/ (whose `# expect:` lines give canaryd's own message).
 const FIXTURES: &[(&str, Verdict)] = &[
+    // Limits and rules of the robustness work: durations, sizes, files and words are beyond a
+    // schema; counts and integer ranges are not.
+    (
+        "alert-consecutive-too-large.yaml",
+        Rejects(&["/checks/0/alerts/0/consecutive"]),
+    ),
+    ("alert-for-too-long.yaml", CannotTell),
+    ("annotation-unknown-variable.yaml", CannotTell),
+    ("base-url-userinfo.yaml", CannotTell),
+    ("body-limit-too-large.yaml", CannotTell),
+    ("ca-file-device.yaml", CannotTell),
+    (
+        "cert-min-days-too-large.yaml",
+        Rejects(&["/checks/0/tcp/cert_min_days"]),
+    ),
+    ("css-attribute-without-name.yaml", CannotTell),
+    ("css-deep-nesting.yaml", CannotTell),
+    ("css-too-long.yaml", CannotTell),
+    ("css-unknown-pseudo.yaml", CannotTell),
+    ("daemon-check-files-unmatched.yaml", CannotTell),
+    ("daemon-defaults-interval-too-long.yaml", CannotTell),
+    ("daemon-defaults-zero-timeout.yaml", CannotTell),
+    ("daemon-escalate-after-too-long.yaml", CannotTell),
+    ("daemon-maintenance-muted-forever.yaml", CannotTell),
+    ("daemon-maintenance-zero-duration.yaml", CannotTell),
+    (
+        "daemon-max-concurrency-too-large.yaml",
+        Rejects(&["/max_concurrency"]),
+    ),
+    ("daemon-pagerduty-empty-routing-key.yaml", CannotTell),
+    ("daemon-repeat-interval-too-short.yaml", CannotTell),
+    ("daemon-watchdog-bad-url.yaml", Rejects(&["/watchdog/url"])),
+    ("daemon-watchdog-every-zero.yaml", CannotTell),
+    ("daemon-webhook-empty-secret.yaml", CannotTell),
+    ("daemon-webhook-header-line-break.yaml", CannotTell),
+    ("header-value-line-break.yaml", CannotTell),
+    ("heartbeat-every-too-long.yaml", CannotTell),
+    ("huge-interval.yaml", CannotTell),
+    (
+        "queue-duplicate-queue.yaml",
+        Rejects(&["/checks/0/queue/queues"]),
+    ),
+    (
+        "queue-too-many-queues.yaml",
+        Rejects(&["/checks/0/queue/queues"]),
+    ),
+    ("request-timeout-too-long.yaml", CannotTell),
+    ("secret-file-device.yaml", CannotTell),
+    ("too-many-labels.yaml", CannotTell),
+    ("too-many-steps.yaml", Rejects(&["/checks/0/http/steps"])),
+    ("url-userinfo.yaml", CannotTell),
+    ("url-port-zero.yaml", CannotTell),
+    ("tcp-port-zero.yaml", CannotTell),
     (
         "bad-body-limit.yaml",
         Rejects(&["/checks/0/http/body_limit"]),

@@ -6,6 +6,7 @@
 //! error of every file that decoded is reported too, so one `canaryd check` run shows them all.
 
 pub mod expr;
+pub mod limits;
 pub mod model;
 pub mod schema;
 pub mod template;

@@ -209,6 +209,52 @@ impl<'de> Deserialize<'de> for OneOrMany {
     }
 }
 
+/// A list of at most `N` entries. Decoding stops at entry `N + 1`: a list of 100,000 queue
+/// names would otherwise cost seconds and memory before validation could refuse it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capped<T, const N: usize>(pub Vec<T>);
+
+impl<T, const N: usize> Default for Capped<T, N> {
+    fn default() -> Self {
+        Capped(Vec::new())
+    }
+}
+
+impl<T, const N: usize> std::ops::Deref for Capped<T, N> {
+    type Target = Vec<T>;
+    fn deref(&self) -> &Vec<T> {
+        &self.0
+    }
+}
+
+impl<'de, T: Deserialize<'de>, const N: usize> Deserialize<'de> for Capped<T, N> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T, const N: usize>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for V<T, N> {
+            type Value = Capped<T, N>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a list of at most {N} entries")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Capped<T, N>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(x) = seq.next_element::<T>()? {
+                    if out.len() == N {
+                        return Err(de::Error::custom(format!(
+                            "more than {N} entries: at most {N} are allowed"
+                        )));
+                    }
+                    out.push(x);
+                }
+                Ok(Capped(out))
+            }
+        }
+        d.deserialize_seq(V::<T, N>(std::marker::PhantomData))
+    }
+}
+
 /// A map key that remembers where it was written (ordered by its text).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(transparent)]
@@ -250,10 +296,10 @@ pub struct DaemonFile {
     #[serde(default)]
     #[schemars(with = "Option<Defaults>")]
     pub defaults: Defaults,
-    /// Checks may also be written inline here.
+    /// Checks may also be written inline here (at most 10000 in all files).
     #[serde(default)]
-    #[schemars(with = "Option<Vec<CheckDef>>")]
-    pub checks: Vec<CheckDef>,
+    #[schemars(with = "Option<Vec<CheckDef>>", extend("maxItems" = 10000))]
+    pub checks: Capped<CheckDef, 10000>,
     /// Where notifications go.
     #[serde(default)]
     #[schemars(with = "Option<Vec<ReceiverDef>>")]
@@ -268,8 +314,8 @@ pub struct DaemonFile {
     pub maintenance: Vec<MaintenanceDef>,
     /// External dead-man's switch.
     pub watchdog: Option<WatchdogDef>,
-    /// At most this many runs at once, across all checks (default 256).
-    #[schemars(with = "Option<Count>", extend("minimum" = 1))]
+    /// At most this many runs at once, across all checks (default 256, at most 10000).
+    #[schemars(with = "Option<Count>", extend("minimum" = 1, "maximum" = 10000))]
     pub max_concurrency: Option<Spanned<u32>>,
 }
 
@@ -292,10 +338,10 @@ pub struct Defaults {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckFile {
-    /// The checks in this file.
+    /// The checks in this file (at most 10000 in all files).
     #[serde(default)]
-    #[schemars(with = "Option<Vec<CheckDef>>")]
-    pub checks: Vec<CheckDef>,
+    #[schemars(with = "Option<Vec<CheckDef>>", extend("maxItems" = 10000))]
+    pub checks: Capped<CheckDef, 10000>,
 }
 
 /// One check. Exactly one kind key (`http`, `tcp`, `queue`, `heartbeat`) must be set.
@@ -351,9 +397,9 @@ pub struct HttpDef {
     #[serde(default)]
     #[schemars(with = "Option<BTreeMap<String, ExtractDef>>")]
     pub extract: BTreeMap<String, Spanned<ExtractDef>>,
-    /// The scripted form.
-    #[schemars(with = "Option<Vec<StepDef>>", extend("minItems" = 1))]
-    pub steps: Option<Spanned<Vec<StepDef>>>,
+    /// The scripted form (at most 100 steps).
+    #[schemars(with = "Option<Vec<StepDef>>", extend("minItems" = 1, "maxItems" = 100))]
+    pub steps: Option<Spanned<Capped<StepDef, 100>>>,
     /// Follow redirects (per check; steps may override).
     #[schemars(with = "Option<Flag>")]
     pub follow_redirects: Option<bool>,
@@ -480,8 +526,8 @@ pub struct ExpectDef {
     /// The step must take at most this long.
     #[schemars(with = "Option<Dur>")]
     pub max_duration: Option<Spanned<Dur>>,
-    /// The server certificate must be valid for at least this many days.
-    #[schemars(with = "Option<Count>")]
+    /// The server certificate must be valid for at least this many days (at most 3650).
+    #[schemars(with = "Option<Count>", extend("maximum" = 3650))]
     pub cert_min_days: Option<Spanned<u32>>,
     /// A cookie with this name must be in the jar after the step.
     pub cookie: Option<OneOrMany>,
@@ -589,8 +635,9 @@ pub struct TcpDef {
     pub tls: bool,
     /// TLS options (with `tls: true`).
     pub tls_config: Option<TlsDef>,
-    /// The certificate must be valid for at least this many days (with `tls: true`).
-    #[schemars(with = "Option<Count>")]
+    /// The certificate must be valid for at least this many days (with `tls: true`; at most
+    /// 3650).
+    #[schemars(with = "Option<Count>", extend("maximum" = 3650))]
     pub cert_min_days: Option<Spanned<u32>>,
 }
 
@@ -605,25 +652,25 @@ pub struct QueueDef {
     /// `redis://[:password@]host:port/db` or `rediss://…`; secrets allowed.
     #[schemars(with = "String", extend("pattern" = schema::REDIS_URL, "patternErrorMessage" = "a redis://, rediss:// or unix:// URL"))]
     pub redis: Spanned<String>,
-    /// Queues to read; omitted: discover every queue.
-    #[schemars(with = "Option<Vec<Text>>", extend("minItems" = 1, "uniqueItems" = true))]
-    pub queues: Option<Spanned<Vec<String>>>,
+    /// Queues to read (at most 1000); omitted: discover every queue.
+    #[schemars(with = "Option<Vec<Text>>", extend("minItems" = 1, "maxItems" = 1000, "uniqueItems" = true))]
+    pub queues: Option<Spanned<Capped<String, 1000>>>,
     /// Key prefix or namespace (Sidekiq namespace, Celery `global_keyprefix`, BullMQ prefix,
     /// Resque namespace).
     #[schemars(with = "Option<Text>")]
     pub prefix: Option<Spanned<String>>,
-    /// Celery: the priority steps the broker was configured with.
-    #[schemars(with = "Option<Vec<Count>>")]
-    pub priority_steps: Option<Spanned<Vec<u32>>>,
+    /// Celery: the priority steps the broker was configured with (at most 256, each 0 to 255).
+    #[schemars(with = "Option<Vec<Count>>", extend("maxItems" = 256))]
+    pub priority_steps: Option<Spanned<Capped<u32, 256>>>,
     /// Celery: the separator between queue name and priority.
     #[schemars(with = "Option<Text>")]
     pub priority_separator: Option<Spanned<String>>,
-    /// Generic `redis`: exact keys.
-    #[schemars(with = "Option<Vec<Text>>")]
-    pub keys: Option<Spanned<Vec<String>>>,
-    /// Generic `redis`: SCAN MATCH patterns.
-    #[schemars(with = "Option<Vec<Text>>")]
-    pub patterns: Option<Spanned<Vec<String>>>,
+    /// Generic `redis`: exact keys (at most 1000).
+    #[schemars(with = "Option<Vec<Text>>", extend("maxItems" = 1000))]
+    pub keys: Option<Spanned<Capped<String, 1000>>>,
+    /// Generic `redis`: SCAN MATCH patterns (at most 1000).
+    #[schemars(with = "Option<Vec<Text>>", extend("maxItems" = 1000))]
+    pub patterns: Option<Spanned<Capped<String, 1000>>>,
     /// Bound on connecting (the check's timeout bounds the whole run).
     #[schemars(with = "Option<Dur>")]
     pub connect_timeout: Option<Spanned<Dur>>,
@@ -671,8 +718,8 @@ pub struct AlertDef {
     #[serde(rename = "for")]
     #[schemars(with = "Option<Dur>")]
     pub for_: Option<Spanned<Dur>>,
-    /// True for this many runs in a row before firing.
-    #[schemars(with = "Option<Count>", extend("minimum" = 1))]
+    /// True for this many runs in a row before firing (1 to 1000).
+    #[schemars(with = "Option<Count>", extend("minimum" = 1, "maximum" = 1000))]
     pub consecutive: Option<Spanned<u32>>,
     /// `N of M`: true in N of the last M runs.
     #[schemars(with = "Option<String>", extend("pattern" = schema::WINDOW, "patternErrorMessage" = "N of M, e.g. 3 of 5"))]
@@ -816,8 +863,8 @@ pub struct MaintenanceDef {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WatchdogDef {
-    /// URL called while healthy.
-    #[schemars(with = "Text")]
+    /// URL called while healthy: http(s) with a host; secrets allowed.
+    #[schemars(with = "String", extend("pattern" = schema::HTTP_URL_TEMPLATE, "patternErrorMessage" = "an http(s) URL or a secret reference"))]
     pub url: Spanned<String>,
     /// How often (default 1m).
     #[schemars(with = "Option<Dur>")]

@@ -63,23 +63,18 @@ impl SecretSource {
                     "secret source {self}: environment variable {name} is not valid UTF-8"
                 )),
             },
-            SecretSource::File(path) => match std::fs::read_to_string(path) {
-                Ok(v) => Ok(Secret::new(v.trim_end_matches(['\r', '\n']))),
-                Err(e) => Err(format!(
-                    "secret source {self}: cannot read {}: {}",
-                    path.display(),
-                    io_kind(&e)
-                )),
-            },
+            // Regular files only, and at most 64 KiB: a FIFO would block loading and
+            // /dev/zero would be read until memory runs out.
+            SecretSource::File(path) => {
+                match super::limits::read_capped(path, super::limits::MAX_SECRET_FILE_BYTES) {
+                    Ok(v) => Ok(Secret::new(v.trim_end_matches(['\r', '\n']))),
+                    Err(reason) => Err(format!(
+                        "secret source {self}: cannot read {}: {reason}",
+                        path.display(),
+                    )),
+                }
+            }
         }
-    }
-}
-
-fn io_kind(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".into(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => e.to_string(),
     }
 }
 

@@ -14,6 +14,7 @@ use serde_saphyr::{Location, Spanned};
 use url::Url;
 
 use super::expr::{self, Type};
+use super::limits;
 use super::model::*;
 use super::template::Template;
 use super::*;
@@ -108,18 +109,68 @@ impl Ctx<'_> {
         }
     }
 
+    /// A PEM file the probe reads when it is built: a regular file within the size cap.
     fn path(&mut self, s: &Spanned<String>, key: &str) -> Option<PathBuf> {
         let p = self.dir.join(&s.value);
-        if p.is_file() {
-            Some(p)
-        } else {
-            self.err(
-                &s.referenced,
-                key,
-                format!("file {} does not exist", s.value),
-            );
-            None
+        match limits::check_file(&p, limits::MAX_PEM_FILE_BYTES) {
+            Ok(()) => Some(p),
+            Err(reason) if reason == "no such file" => {
+                self.err(
+                    &s.referenced,
+                    key,
+                    format!("file {} does not exist", s.value),
+                );
+                None
+            }
+            Err(reason) => {
+                self.err(
+                    &s.referenced,
+                    key,
+                    format!("cannot use file {}: {reason}", s.value),
+                );
+                None
+            }
         }
+    }
+
+    /// Whether an optional duration lies within `range`; reports it when it does not.
+    fn dur_in(&mut self, d: Option<&Spanned<Dur>>, key: &str, range: (Duration, Duration)) -> bool {
+        let Some(d) = d else { return true };
+        let (min, max) = range;
+        if d.value.0 >= min && d.value.0 <= max {
+            return true;
+        }
+        let message = if d.value.0 < min {
+            format!("must be at least {}", fmt_limit(min))
+        } else {
+            format!("must be at most {}", fmt_limit(max))
+        };
+        self.err(&d.referenced, key, message);
+        false
+    }
+
+    /// Whether a list or map of `n` entries is within `max`; reports it at `loc` when not.
+    fn count(&mut self, n: usize, max: usize, loc: &Location, key: &str, what: &str) -> bool {
+        if n <= max {
+            return true;
+        }
+        self.err(loc, key, format!("{n} {what}: at most {max} are allowed"));
+        false
+    }
+
+    /// Whether an integer is within `1..=max` (or `0..=max`); reports it when not.
+    fn int_in(&mut self, n: Option<&Spanned<u32>>, key: &str, min: u32, max: u32) -> bool {
+        let Some(n) = n else { return true };
+        if (min..=max).contains(&n.value) {
+            return true;
+        }
+        let message = if n.value < min {
+            format!("{} is less than the minimum of {min}", n.value)
+        } else {
+            format!("{} is more than the limit of {max}", n.value)
+        };
+        self.err(&n.referenced, key, message);
+        false
     }
 }
 
@@ -128,6 +179,9 @@ fn decode<T: DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigError>
     let mut path = String::new();
     let mut options = serde_saphyr::Options::default();
     options.with_snippet = false;
+    // Aliases share small snippets in a configuration; a billion-laughs document would replay
+    // an anchor into millions of nodes before the node budget stops it (seconds of work).
+    options.alias_limits.max_total_replayed_events = limits::MAX_ALIAS_REPLAYED_EVENTS;
     let res = serde_saphyr::with_deserializer_from_str_with_options(src, options, |de| {
         serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
             path = e.path().to_string();
@@ -140,10 +194,28 @@ fn decode<T: DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigError>
             .map(|l| (l.line(), l.column()))
             .unwrap_or((1, 1));
         let mut message = e.to_string();
-        if let Some(i) = message.rfind(" at line ") {
+        if message.starts_with("alias replay limit exceeded")
+            || message.starts_with("budget breached")
+        {
+            // The decoder's limits, in its own words (`Nodes { nodes: 250001 }`), with anchor
+            // positions appended: say what happened instead.
+            message = format!(
+                "the document exceeds the YAML decoder's limits ({}): aliases may replay at most {} events, and a file holds at most {} nodes nested {} deep",
+                message
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or_default()
+                    .replace('\n', " "),
+                limits::MAX_ALIAS_REPLAYED_EVENTS,
+                250_000,
+                64
+            );
+        } else if let Some(i) = message.rfind(" at line ") {
             message.truncate(i);
         }
         let message = message.lines().next().unwrap_or("invalid YAML");
+        let message: String = message.chars().filter(|c| !c.is_control()).collect();
+        let message = message.as_str();
         // The decoder's advice to library users means nothing to someone editing a file.
         let message = message
             .split(", set DuplicateKeyPolicy")
@@ -162,6 +234,201 @@ fn decode<T: DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigError>
     })
 }
 
+/// Reads the daemon file: at most [`limits::MAX_CONFIG_FILE_BYTES`]. It may be a pipe the user
+/// named (`canaryd check --config <(...)`), so only the size is bounded here.
+fn read_config_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let cap = limits::MAX_CONFIG_FILE_BYTES;
+    let meta = std::fs::metadata(path).map_err(|e| limits::io_reason(&e))?;
+    if meta.is_dir() {
+        return Err("is a directory".into());
+    }
+    if meta.is_file() {
+        return limits::read_capped(path, cap);
+    }
+    let file = std::fs::File::open(path).map_err(|e| limits::io_reason(&e))?;
+    let mut buf = Vec::new();
+    file.take(cap + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| limits::io_reason(&e))?;
+    if buf.len() as u64 > cap {
+        return Err(format!(
+            "larger than the limit of {}",
+            limits::fmt_bytes(cap)
+        ));
+    }
+    String::from_utf8(buf).map_err(|_| "not valid UTF-8".into())
+}
+
+/// The regular files a `check_files` pattern names, sorted.
+///
+/// A walker of our own rather than `glob::glob`: `**` through a symlink loop makes that one
+/// visit an exponential number of paths. Here each (directory, pattern position) pair is visited
+/// once, by its canonical path, so loops end; the depth below the pattern's literal part and the
+/// number of directory entries looked at are capped, and going past a cap is an error.
+fn glob_files(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    use std::path::Component;
+    let full = dir.join(pattern);
+    let full_text = full.to_string_lossy();
+    if let Err(e) = glob::Pattern::new(&full_text) {
+        return Err(format!("invalid glob {pattern:?}: {}", e.msg));
+    }
+    let is_meta = |s: &str| s.contains(['*', '?', '[']);
+    let mut base = PathBuf::new();
+    let mut rest: Vec<String> = Vec::new();
+    for c in full.components() {
+        let text = c.as_os_str().to_string_lossy();
+        if rest.is_empty() && !(matches!(c, Component::Normal(_)) && is_meta(&text)) {
+            base.push(c.as_os_str());
+        } else {
+            rest.push(text.into_owned());
+        }
+    }
+    let mut parts = Vec::new();
+    for r in &rest {
+        parts.push(if r == "**" {
+            GlobPart::AnyDirs
+        } else if is_meta(r) {
+            let p = glob::Pattern::new(r)
+                .map_err(|e| format!("invalid glob {pattern:?}: {}", e.msg))?;
+            GlobPart::Pattern(p)
+        } else {
+            GlobPart::Literal(r.clone())
+        });
+    }
+    let mut walk = GlobWalk {
+        pattern,
+        parts,
+        visited: HashSet::new(),
+        entries: 0,
+        out: Vec::new(),
+    };
+    walk.walk(&base, 0, 0)?;
+    let mut out = walk.out;
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+enum GlobPart {
+    AnyDirs,
+    Pattern(glob::Pattern),
+    Literal(String),
+}
+
+struct GlobWalk<'a> {
+    pattern: &'a str,
+    parts: Vec<GlobPart>,
+    visited: HashSet<(PathBuf, usize)>,
+    entries: usize,
+    out: Vec<PathBuf>,
+}
+
+impl GlobWalk<'_> {
+    fn walk(&mut self, path: &Path, idx: usize, depth: usize) -> Result<(), String> {
+        if idx == self.parts.len() {
+            if path.is_file() && self.out.len() <= limits::MAX_CHECK_FILES {
+                self.out.push(path.to_path_buf());
+            }
+            return Ok(());
+        }
+        if depth > limits::MAX_GLOB_DEPTH {
+            return Err(format!(
+                "pattern {:?} reaches more than {} directory levels deep",
+                self.pattern,
+                limits::MAX_GLOB_DEPTH
+            ));
+        }
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        if !self.visited.insert((canonical, idx)) {
+            return Ok(());
+        }
+        if let GlobPart::Literal(l) = &self.parts[idx] {
+            let next = path.join(l);
+            return self.walk(&next, idx + 1, depth);
+        }
+        let Ok(read) = std::fs::read_dir(path) else {
+            return Ok(());
+        };
+        let mut children = Vec::new();
+        for entry in read.flatten() {
+            self.entries += 1;
+            if self.entries > limits::MAX_GLOB_ENTRIES {
+                return Err(format!(
+                    "pattern {:?} looks at more than {} directory entries",
+                    self.pattern,
+                    limits::MAX_GLOB_ENTRIES
+                ));
+            }
+            children.push(entry.path());
+        }
+        children.sort();
+        match &self.parts[idx] {
+            GlobPart::AnyDirs => {
+                self.walk(path, idx + 1, depth)?;
+                for child in children {
+                    if child.is_dir() {
+                        self.walk(&child, idx, depth + 1)?;
+                    }
+                }
+            }
+            GlobPart::Pattern(p) => {
+                let matching: Vec<PathBuf> = children
+                    .into_iter()
+                    .filter(|c| {
+                        c.file_name()
+                            .is_some_and(|n| p.matches(&n.to_string_lossy()))
+                    })
+                    .collect();
+                for child in matching {
+                    self.walk(&child, idx + 1, depth + 1)?;
+                }
+            }
+            GlobPart::Literal(_) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Whether a URL template that takes secrets only (watchdog) renders to an http(s) URL with a
+/// host; the error shows the template's redacted form, never a secret.
+fn secret_url(ctx: &mut Ctx, t: &Template, at: &Spanned<String>, key: &str) -> bool {
+    if let Some(v) = t.variables().next() {
+        ctx.err(
+            &at.referenced,
+            key,
+            format!("${{{v}}}: this URL takes secrets (${{env:..}}, ${{file:..}}) but no run-time variables"),
+        );
+        return false;
+    }
+    let ok = t
+        .render(|_| None)
+        .ok()
+        .and_then(|u| Url::parse(u.trim()).ok())
+        .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if !ok {
+        ctx.err(
+            &at.referenced,
+            key,
+            format!("{:?} is not an http(s) URL with a host", t.redacted()),
+        );
+    }
+    ok
+}
+
+/// Whether a secret that must have a value (routing key, signing secret) renders non-empty.
+fn non_empty_secret(ctx: &mut Ctx, t: &Template, at: &Spanned<String>, key: &str) -> bool {
+    let empty = t.render(|_| None).is_ok_and(|v| v.trim().is_empty());
+    if empty {
+        ctx.err(
+            &at.referenced,
+            key,
+            format!("{} is empty: it must have a value", t.redacted()),
+        );
+    }
+    !empty
+}
+
 struct Defaults {
     interval: Duration,
     timeout: Duration,
@@ -171,15 +438,15 @@ struct Defaults {
 /// See [`super::load`].
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
-    let src = match std::fs::read_to_string(path) {
+    let src = match read_config_file(path) {
         Ok(s) => s,
-        Err(e) => {
+        Err(reason) => {
             return Err(ConfigErrors(vec![ConfigError {
                 file: path.to_path_buf(),
                 line: 1,
                 col: 1,
                 key: String::new(),
-                message: format!("cannot read configuration: {e}"),
+                message: format!("cannot read configuration: {reason}"),
             }]))
         }
     };
@@ -232,7 +499,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             ctx.err(&n.referenced, "max_concurrency", "must be at least 1");
             1
         }
-        Some(n) => n.value as usize,
+        Some(n) => {
+            ctx.int_in(Some(n), "max_concurrency", 1, limits::MAX_CONCURRENCY);
+            n.value as usize
+        }
         None => 256,
     };
     let defaults = daemon_defaults(&mut ctx, &daemon.defaults);
@@ -243,6 +513,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let maintenance = maintenance(&mut ctx, &daemon.maintenance);
     let watchdog = daemon.watchdog.as_ref().and_then(|w| {
         let url = ctx.template(&w.url, "watchdog.url")?;
+        if !secret_url(&mut ctx, &url, &w.url, "watchdog.url") {
+            return None;
+        }
+        if !ctx.dur_in(w.every.as_ref(), "watchdog.every", limits::WATCHDOG_EVERY) {
+            return None;
+        }
         let every = w
             .every
             .as_ref()
@@ -256,42 +532,64 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     checks_of(&mut ctx, &daemon.checks, &defaults, &mut seen, &mut checks);
 
     let mut files = Vec::new();
-    for pattern in &daemon.check_files {
-        let full = dir.join(&pattern.value);
-        let matched = match glob::glob(&full.to_string_lossy()) {
-            Ok(paths) => {
-                let mut v: Vec<PathBuf> = paths
-                    .filter_map(Result::ok)
-                    .filter(|p| p.is_file())
-                    .collect();
-                v.sort();
-                v
-            }
-            Err(e) => {
-                ctx.err(
-                    &pattern.referenced,
-                    "check_files",
-                    format!("invalid glob {:?}: {}", pattern.value, e.msg),
-                );
+    let mut have = HashSet::new();
+    if let Some(first) = daemon.check_files.get(limits::MAX_CHECK_FILE_PATTERNS) {
+        ctx.err(
+            &first.referenced,
+            "check_files",
+            format!(
+                "{} patterns: at most {} are allowed",
+                daemon.check_files.len(),
+                limits::MAX_CHECK_FILE_PATTERNS
+            ),
+        );
+    }
+    for pattern in daemon
+        .check_files
+        .iter()
+        .take(limits::MAX_CHECK_FILE_PATTERNS)
+    {
+        let key = "check_files";
+        let matched = match glob_files(&dir, &pattern.value) {
+            Ok(v) => v,
+            Err(message) => {
+                ctx.err(&pattern.referenced, key, message);
                 continue;
             }
         };
-        if matched.is_empty() && !pattern.value.contains(['*', '?', '[']) {
-            ctx.err(
-                &pattern.referenced,
-                "check_files",
-                format!("file {} does not exist", pattern.value),
-            );
+        if matched.is_empty() {
+            let message = if pattern.value.contains(['*', '?', '[']) {
+                format!(
+                    "pattern {:?} matches no file (relative to {})",
+                    pattern.value,
+                    dir.display()
+                )
+            } else {
+                format!("file {} does not exist", pattern.value)
+            };
+            ctx.err(&pattern.referenced, key, message);
         }
         for f in matched {
-            if !files.contains(&f) {
+            if files.len() >= limits::MAX_CHECK_FILES {
+                ctx.err(
+                    &pattern.referenced,
+                    "check_files",
+                    format!(
+                        "more than {} check files matched: at most {} are allowed",
+                        limits::MAX_CHECK_FILES,
+                        limits::MAX_CHECK_FILES
+                    ),
+                );
+                break;
+            }
+            if have.insert(f.clone()) {
                 files.push(f);
             }
         }
     }
     drop(ctx);
     for f in &files {
-        match std::fs::read_to_string(f) {
+        match limits::read_capped(f, limits::MAX_CONFIG_FILE_BYTES) {
             Ok(src) => match decode::<CheckFile>(f, &src) {
                 Ok(cf) => {
                     let fdir = f
@@ -308,15 +606,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
                 }
                 Err(e) => errors.push(e),
             },
-            Err(e) => errors.push(ConfigError {
+            Err(reason) => errors.push(ConfigError {
                 file: f.clone(),
                 line: 1,
                 col: 1,
                 key: String::new(),
-                message: format!("cannot read check file: {e}"),
+                message: format!("cannot read check file: {reason}"),
             }),
         }
     }
+
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -339,6 +638,18 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 
 /// See [`super::load_checks_str`].
 pub fn load_checks_str(file: &Path, yaml: &str) -> Result<Vec<Arc<Check>>, ConfigErrors> {
+    if yaml.len() as u64 > limits::MAX_CONFIG_FILE_BYTES {
+        return Err(ConfigErrors(vec![ConfigError {
+            file: file.to_path_buf(),
+            line: 1,
+            col: 1,
+            key: String::new(),
+            message: format!(
+                "cannot read check file: larger than the limit of {}",
+                limits::fmt_bytes(limits::MAX_CONFIG_FILE_BYTES)
+            ),
+        }]));
+    }
     let cf: CheckFile = decode(file, yaml).map_err(|e| ConfigErrors(vec![e]))?;
     let mut errors = Vec::new();
     let dir = file
@@ -382,13 +693,11 @@ fn daemon_defaults(ctx: &mut Ctx, d: &model::Defaults) -> Defaults {
         .as_ref()
         .map(|t| t.value.0)
         .unwrap_or(DEFAULT_TIMEOUT.min(interval));
-    if let Some(i) = &d.interval {
-        if i.value.0.is_zero() {
-            ctx.err(&i.referenced, "defaults.interval", "must be greater than 0");
-        }
-    }
+    ctx.dur_in(d.interval.as_ref(), "defaults.interval", limits::INTERVAL);
     if let Some(t) = &d.timeout {
-        if t.value.0 > interval {
+        if t.value.0.is_zero() {
+            ctx.err(&t.referenced, "defaults.timeout", "must be greater than 0");
+        } else if t.value.0 > interval {
             ctx.err(
                 &t.referenced,
                 "defaults.timeout",
@@ -405,11 +714,48 @@ fn daemon_defaults(ctx: &mut Ctx, d: &model::Defaults) -> Defaults {
         .as_ref()
         .map(|b| b.value.0)
         .unwrap_or(DEFAULT_BODY_LIMIT);
+    if let Some(b) = &d.body_limit {
+        body_limit_in(ctx, b, "defaults.body_limit");
+    }
     Defaults {
         interval,
         timeout,
         body_limit,
     }
+}
+
+/// `body_limit` lies within 1 byte and [`limits::MAX_BODY_LIMIT`].
+fn body_limit_in(ctx: &mut Ctx, b: &Spanned<ByteSize>, key: &str) {
+    if b.value.0 == 0 {
+        ctx.err(&b.referenced, key, "must be greater than 0");
+    } else if b.value.0 > limits::MAX_BODY_LIMIT {
+        ctx.err(
+            &b.referenced,
+            key,
+            format!(
+                "{} bytes is more than the limit of {}",
+                b.value.0,
+                limits::fmt_bytes(limits::MAX_BODY_LIMIT)
+            ),
+        );
+    }
+}
+
+/// A limit in the largest whole unit: `7d`, `1m`, `100ms` (humantime would write a year as
+/// `1year 18h`).
+fn fmt_limit(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
 }
 
 fn fmt_d(d: Duration) -> String {
@@ -433,6 +779,18 @@ fn checks_of(
     for (i, def) in defs.iter().enumerate() {
         let key = format!("checks[{i}]");
         let name = &def.name.value;
+        if seen.len() >= limits::MAX_CHECKS && !seen.contains_key(name) {
+            ctx.err(
+                &def.name.referenced,
+                format!("{key}.name"),
+                format!(
+                    "more than {} checks in the configuration: at most {} are allowed",
+                    limits::MAX_CHECKS,
+                    limits::MAX_CHECKS
+                ),
+            );
+            return;
+        }
         if !valid_name(name) {
             ctx.err(
                 &def.name.referenced,
@@ -476,15 +834,11 @@ fn check(
             _ => defaults.interval,
         }
     });
-    if let Some(i) = &def.interval {
-        if i.value.0 < Duration::from_millis(100) {
-            ctx.err(
-                &i.referenced,
-                format!("{key}.interval"),
-                "must be at least 100ms",
-            );
-        }
-    }
+    ctx.dur_in(
+        def.interval.as_ref(),
+        &format!("{key}.interval"),
+        limits::INTERVAL,
+    );
     let timeout = match &def.timeout {
         Some(t) => {
             if t.value.0.is_zero() {
@@ -504,6 +858,13 @@ fn check(
         }
         None => defaults.timeout.min(interval),
     };
+    ctx.count(
+        def.labels.len(),
+        limits::MAX_LABELS,
+        &def.name.referenced,
+        &format!("{key}.labels"),
+        "labels",
+    );
     for l in def.labels.keys() {
         if !valid_label(l) {
             ctx.err(
@@ -512,6 +873,15 @@ fn check(
                 format!("invalid label name {l:?}: use [a-zA-Z_][a-zA-Z0-9_]*"),
             );
         }
+    }
+    if !ctx.count(
+        def.alerts.len(),
+        limits::MAX_ALERTS,
+        &def.name.referenced,
+        &format!("{key}.alerts"),
+        "alert rules",
+    ) {
+        return None;
     }
     let given: Vec<&str> = [
         ("http", def.http.is_some()),
@@ -569,7 +939,7 @@ fn check(
         }
     };
     let kind = kind?;
-    let alerts = alerts(ctx, &def.alerts, key, &kind);
+    let alerts = alerts(ctx, &def.alerts, key, &kind, &def.labels);
     if ctx.errors.len() > n_before {
         return None;
     }
@@ -631,13 +1001,9 @@ fn tls(ctx: &mut Ctx, t: Option<&TlsDef>, key: &str) -> TlsSettings {
 fn tcp(ctx: &mut Ctx, t: &TcpDef, key: &str) -> Option<TcpCheck> {
     let target = &t.target.value;
     // The tcp probe's own parser: what loads here is exactly what the probe can dial.
-    let ok = crate::probe::tcp::parse_target(target).is_ok();
-    if !ok {
-        ctx.err(
-            &t.target.referenced,
-            format!("{key}.target"),
-            format!("invalid target {target:?}: write host:port"),
-        );
+    // Its error says what is wrong (no port, port 0, invalid host...).
+    if let Err(e) = crate::probe::tcp::parse_target(target) {
+        ctx.err(&t.target.referenced, format!("{key}.target"), e.to_string());
     }
     if t.tls_config.is_some() && !t.tls {
         let loc = t.target.referenced;
@@ -650,6 +1016,12 @@ fn tcp(ctx: &mut Ctx, t: &TcpDef, key: &str) -> Option<TcpCheck> {
     let tls = t
         .tls
         .then(|| tls(ctx, t.tls_config.as_ref(), &format!("{key}.tls_config")));
+    ctx.int_in(
+        t.cert_min_days.as_ref(),
+        &format!("{key}.cert_min_days"),
+        0,
+        limits::MAX_CERT_MIN_DAYS,
+    );
     if let (Some(d), false) = (&t.cert_min_days, t.tls) {
         ctx.err(
             &d.referenced,
@@ -764,6 +1136,36 @@ fn queue(ctx: &mut Ctx, q: &QueueDef, key: &str, timeout: Duration) -> Option<Qu
             }
         }
     }
+    for (field, list) in [("keys", &q.keys), ("patterns", &q.patterns)] {
+        if let Some(l) = list {
+            ctx.count(
+                l.value.len(),
+                limits::MAX_QUEUES,
+                &l.referenced,
+                &format!("{key}.{field}"),
+                field,
+            );
+        }
+    }
+    if let Some(steps) = &q.priority_steps {
+        ctx.count(
+            steps.value.len(),
+            limits::MAX_PRIORITY_STEPS,
+            &steps.referenced,
+            &format!("{key}.priority_steps"),
+            "priority steps",
+        );
+        if let Some(p) = steps.value.iter().find(|p| **p > limits::MAX_PRIORITY) {
+            ctx.err(
+                &steps.referenced,
+                format!("{key}.priority_steps"),
+                format!(
+                    "priority {p} is more than the limit of {}",
+                    limits::MAX_PRIORITY
+                ),
+            );
+        }
+    }
     if let Some(queues) = &q.queues {
         if queues.value.is_empty() {
             ctx.err(
@@ -772,7 +1174,17 @@ fn queue(ctx: &mut Ctx, q: &QueueDef, key: &str, timeout: Duration) -> Option<Qu
                 "queues is empty: list queues, or leave it out to discover them",
             );
         }
-        for (i, name) in queues.value.iter().enumerate() {
+        let within = ctx.count(
+            queues.value.len(),
+            limits::MAX_QUEUES,
+            &queues.referenced,
+            &format!("{key}.queues"),
+            "queues",
+        );
+        // A set, not a scan of the earlier names: 100k names would take quadratic time.
+        let mut listed = HashSet::new();
+        let names = if within { &queues.value[..] } else { &[] };
+        for (i, name) in names.iter().enumerate() {
             if system == Some(System::Bullmq) && name.contains(':') {
                 ctx.err(
                     &queues.referenced,
@@ -780,7 +1192,7 @@ fn queue(ctx: &mut Ctx, q: &QueueDef, key: &str, timeout: Duration) -> Option<Qu
                     format!("queue name {name:?}: BullMQ queue names cannot contain ':'"),
                 );
             }
-            if name.is_empty() || queues.value[..i].contains(name) {
+            if name.is_empty() || !listed.insert(name.as_str()) {
                 ctx.err(
                     &queues.referenced,
                     format!("{key}.queues[{i}]"),
@@ -800,6 +1212,14 @@ fn queue(ctx: &mut Ctx, q: &QueueDef, key: &str, timeout: Duration) -> Option<Qu
         );
     }
     let connect_timeout = match &q.connect_timeout {
+        Some(d) if d.value.0.is_zero() => {
+            ctx.err(
+                &d.referenced,
+                format!("{key}.connect_timeout"),
+                "must be greater than 0",
+            );
+            timeout
+        }
         Some(d) if d.value.0 > timeout => {
             ctx.err(
                 &d.referenced,
@@ -819,21 +1239,25 @@ fn queue(ctx: &mut Ctx, q: &QueueDef, key: &str, timeout: Duration) -> Option<Qu
     Some(QueueCheck {
         system: system?,
         redis: redis?,
-        queues: q.queues.as_ref().map(|q| q.value.clone()),
+        queues: q.queues.as_ref().map(|q| q.value.0.clone()),
         prefix: q.prefix.as_ref().map(|p| p.value.clone()),
         priority_steps: q
             .priority_steps
             .as_ref()
-            .map_or_else(|| vec![0, 3, 6, 9], |s| s.value.clone()),
+            .map_or_else(|| vec![0, 3, 6, 9], |s| s.value.0.clone()),
         priority_separator: q
             .priority_separator
             .as_ref()
             .map_or_else(|| "\x06\x16".to_string(), |s| s.value.clone()),
-        keys: q.keys.as_ref().map(|k| k.value.clone()).unwrap_or_default(),
+        keys: q
+            .keys
+            .as_ref()
+            .map(|k| k.value.0.clone())
+            .unwrap_or_default(),
         patterns: q
             .patterns
             .as_ref()
-            .map(|p| p.value.clone())
+            .map(|p| p.value.0.clone())
             .unwrap_or_default(),
         connect_timeout,
         tls,
@@ -849,15 +1273,7 @@ fn heartbeat(
     use crate::probe::heartbeat::{default_grace, parse_cron, HeartbeatSpec, Schedule};
     let n_before = ctx.errors.len();
     let at_least_1s = |ctx: &mut Ctx, d: &Option<Spanned<Dur>>, field: &str| {
-        if let Some(d) = d {
-            if d.value.0 < Duration::from_secs(1) {
-                ctx.err(
-                    &d.referenced,
-                    format!("{key}.{field}"),
-                    "must be at least 1s",
-                );
-            }
-        }
+        ctx.dur_in(d.as_ref(), &format!("{key}.{field}"), limits::HEARTBEAT);
     };
     at_least_1s(ctx, &h.every, "every");
     at_least_1s(ctx, &h.grace, "grace");
@@ -986,6 +1402,18 @@ fn http(
         .base_url
         .as_ref()
         .and_then(|b| match Url::parse(&b.value) {
+            Ok(u) if has_userinfo(&u) => {
+                ctx.err(&b.referenced, format!("{key}.base_url"), USERINFO);
+                None
+            }
+            Ok(u) if u.port() == Some(0) => {
+                ctx.err(
+                    &b.referenced,
+                    format!("{key}.base_url"),
+                    format!("invalid URL {:?}: port 0 cannot be connected to", b.value),
+                );
+                None
+            }
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
             Ok(u) => {
                 ctx.err(
@@ -1047,6 +1475,15 @@ fn http(
             if s.value.is_empty() {
                 ctx.err(&s.referenced, format!("{key}.steps"), "steps is empty");
             }
+            if !ctx.count(
+                s.value.len(),
+                limits::MAX_STEPS,
+                &s.referenced,
+                &format!("{key}.steps"),
+                "steps",
+            ) {
+                return None;
+            }
             let mut known = builtins();
             let mut names = HashSet::new();
             for (i, st) in s.value.iter().enumerate() {
@@ -1087,13 +1524,7 @@ fn http(
         .map(|b| b.value.0)
         .unwrap_or(defaults.body_limit);
     if let Some(b) = &h.body_limit {
-        if b.value.0 == 0 {
-            ctx.err(
-                &b.referenced,
-                format!("{key}.body_limit"),
-                "must be greater than 0",
-            );
-        }
+        body_limit_in(ctx, b, &format!("{key}.body_limit"));
     }
     let max_redirects = h.max_redirects.as_ref().map(|m| m.value).unwrap_or(10);
     if let Some(m) = &h.max_redirects {
@@ -1186,16 +1617,27 @@ fn request(
     let url = ctx.template(&r.url, &format!("{key}.url"));
     if let Some(u) = &url {
         check_vars(ctx, u, &r.url.referenced, &format!("{key}.url"), known);
-        // A URL whose scheme and host are written literally is checked now.
+        // A URL whose scheme and host are written literally is checked now. Schemes are
+        // case-insensitive (`HTTP://` is http).
         let text = u.redacted();
-        if text.starts_with("http://") || text.starts_with("https://") {
+        let lower = text.get(..8).unwrap_or(text).to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
             let probe = text.replace("${", "x").replace('}', "");
-            if let Err(e) = Url::parse(&probe) {
-                ctx.err(
+            match Url::parse(&probe) {
+                Err(e) => ctx.err(
                     &r.url.referenced,
                     format!("{key}.url"),
                     format!("invalid URL {:?}: {e}", text),
-                );
+                ),
+                Ok(parsed) if has_userinfo(&parsed) => {
+                    ctx.err(&r.url.referenced, format!("{key}.url"), USERINFO)
+                }
+                Ok(parsed) if parsed.port() == Some(0) => ctx.err(
+                    &r.url.referenced,
+                    format!("{key}.url"),
+                    format!("invalid URL {text:?}: port 0 cannot be connected to"),
+                ),
+                Ok(_) => {}
             }
         } else if let Some((scheme, _)) = text.split_once("://") {
             ctx.err(
@@ -1219,6 +1661,25 @@ fn request(
             );
         }
     }
+    for (what, n, loc) in [
+        ("headers", r.headers.len(), r.headers.values().next()),
+        ("query", r.query.len(), r.query.values().next()),
+        (
+            "form",
+            r.form.as_ref().map_or(0, BTreeMap::len),
+            r.form.as_ref().and_then(|f| f.values().next()),
+        ),
+    ] {
+        if let Some(first) = loc {
+            ctx.count(
+                n,
+                limits::MAX_ENTRIES,
+                &first.referenced,
+                &format!("{key}.{what}"),
+                &format!("{what} entries"),
+            );
+        }
+    }
     let mut headers = Vec::new();
     for (name, v) in &r.headers {
         let hkey = format!("{key}.headers.{name}");
@@ -1226,6 +1687,7 @@ fn request(
             Ok(h) => {
                 if let Some(t) = ctx.template(v, &hkey) {
                     check_vars(ctx, &t, &v.referenced, &hkey, known);
+                    header_value(ctx, &t, v, &hkey);
                     headers.push((h, t));
                 }
             }
@@ -1279,6 +1741,8 @@ fn request(
                 format!("{key}.timeout"),
                 "must be greater than 0",
             );
+        } else {
+            ctx.dur_in(Some(t), &format!("{key}.timeout"), limits::TIMEOUT);
         }
     }
     if ctx.errors.len() > n_before {
@@ -1291,6 +1755,34 @@ fn request(
         query,
         body,
     })
+}
+
+/// The error for `https://user:pass@host/`: the http probe does not send URL credentials.
+const USERINFO: &str = "the URL carries a user name or password (user:pass@host), which would not be sent: put credentials in an Authorization header instead";
+
+fn has_userinfo(u: &Url) -> bool {
+    !u.username().is_empty() || u.password().is_some()
+}
+
+/// A header value must not hold CR, LF or NUL (a request cannot carry it). Literal text and
+/// secrets are checked now; run-time variables are checked when the request is built.
+fn header_value(ctx: &mut Ctx, t: &Template, at: &Spanned<String>, key: &str) {
+    let bad = |s: &str| s.contains(['\r', '\n', '\0']);
+    // Variables render empty here: only what is known at load time is judged.
+    if t.render(|_| Some(std::borrow::Cow::Borrowed("")))
+        .is_ok_and(|v| bad(&v))
+    {
+        let what = if t.has_secret() {
+            "the value (with its secrets)"
+        } else {
+            "the value"
+        };
+        ctx.err(
+            &at.referenced,
+            key,
+            format!("{what} contains a line break or NUL character, which a header cannot carry"),
+        );
+    }
 }
 
 fn json_template(
@@ -1343,6 +1835,17 @@ fn extracts(
     known: &mut HashSet<String>,
 ) -> Vec<ExtractSpec> {
     let mut out = Vec::new();
+    if let Some(first) = defs.values().next() {
+        if !ctx.count(
+            defs.len(),
+            limits::MAX_ENTRIES,
+            &first.referenced,
+            key,
+            "extractions",
+        ) {
+            return out;
+        }
+    }
     for (var, def) in defs {
         let ekey = format!("{key}.{var}");
         let loc = def.referenced;
@@ -1378,19 +1881,27 @@ fn extracts(
             ctx.regex(&r.value, &r.referenced, &format!("{ekey}.regex"))
                 .map(ExtractSource::Regex)
         } else if let Some(c) = &d.css {
-            match scraper::Selector::parse(&c.value) {
-                Ok(selector) => Some(ExtractSource::Css {
-                    selector,
-                    src: c.value.clone(),
-                    attr: d.attr.clone(),
-                }),
-                Err(e) => {
-                    ctx.err(
-                        &c.referenced,
-                        format!("{ekey}.css"),
-                        format!("invalid CSS selector {:?}: {}", c.value, css_error(&e)),
-                    );
-                    None
+            // Bounded before parsing: the parser recurses once per nesting level and 1,000
+            // nested `:not(` overflow the stack.
+            let too_big = css_too_big(&c.value);
+            if let Some(message) = too_big {
+                ctx.err(&c.referenced, format!("{ekey}.css"), message);
+                None
+            } else {
+                match scraper::Selector::parse(&c.value) {
+                    Ok(selector) => Some(ExtractSource::Css {
+                        selector,
+                        src: c.value.clone(),
+                        attr: d.attr.clone(),
+                    }),
+                    Err(e) => {
+                        ctx.err(
+                            &c.referenced,
+                            format!("{ekey}.css"),
+                            format!("invalid CSS selector {:?}: {}", c.value, css_error(&e)),
+                        );
+                        None
+                    }
                 }
             }
         } else if let Some(j) = &d.json {
@@ -1427,11 +1938,96 @@ fn extracts(
     out
 }
 
+/// Why a selector is too long or nests too deeply to be parsed, if it is.
+fn css_too_big(s: &str) -> Option<String> {
+    if s.len() > limits::MAX_CSS_LEN {
+        return Some(format!(
+            "CSS selector of {} bytes: at most {} are allowed",
+            s.len(),
+            limits::MAX_CSS_LEN
+        ));
+    }
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote = None;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (_, '\\') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '(' | '[') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, ')' | ']') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    (deepest > limits::MAX_CSS_NESTING).then(|| {
+        format!(
+            "CSS selector nests ( and [ {deepest} deep: at most {} levels are allowed",
+            limits::MAX_CSS_NESTING
+        )
+    })
+}
+
+/// A selector parse error in words (the parser's own names, such as
+/// `NoQualifiedNameInAttributeSelector(SquareBracketBlock)`, mean nothing to a reader).
 fn css_error(e: &scraper::error::SelectorErrorKind) -> String {
     use scraper::error::SelectorErrorKind as K;
+    let tok = |t: &dyn std::fmt::Debug| css_token(&format!("{t:?}"));
     match e {
-        // Its Display asks the reader to report a bug; the kind itself says what is wrong.
-        K::UnexpectedSelectorParseError(kind) => format!("{kind:?}"),
+        K::UnexpectedToken(t) => format!("unexpected {}", tok(t)),
+        K::EndOfLine => "the selector ends too early".into(),
+        K::ExpectedColonOnPseudoElement(t) => {
+            format!("expected : in a pseudo-element, found {}", tok(t))
+        }
+        K::ExpectedIdentityOnPseudoElement(t) => {
+            format!("expected a name after ::, found {}", tok(t))
+        }
+        K::UnexpectedSelectorParseError(kind) => {
+            // The parser's error kinds are not nameable from here: read their debug form,
+            // `Name(argument)`.
+            let debug = format!("{kind:?}");
+            let (name, arg) = match debug.split_once('(') {
+                Some((n, rest)) => (n, rest.strip_suffix(')').unwrap_or(rest)),
+                None => (debug.as_str(), ""),
+            };
+            let t = css_token(arg);
+            match name {
+                "NoQualifiedNameInAttributeSelector" => {
+                    format!("expected an attribute name in [...], found {t}")
+                }
+                "EmptySelector" => "empty selector".into(),
+                "DanglingCombinator" => {
+                    "a combinator (>, +, ~ or a space) has nothing after it".into()
+                }
+                "NonCompoundSelector" => "a compound selector is required here".into(),
+                "UnexpectedTokenInAttributeSelector" => {
+                    format!("unexpected {t} in an attribute selector")
+                }
+                "PseudoElementExpectedColon" => {
+                    format!("expected : in a pseudo-element, found {t}")
+                }
+                "PseudoElementExpectedIdent" | "NoIdentForPseudo" => {
+                    format!("expected a pseudo-class name after :, found {t}")
+                }
+                "UnsupportedPseudoClassOrElement" => {
+                    format!("unsupported pseudo-class or pseudo-element {arg}")
+                }
+                "UnexpectedIdent" => format!("unexpected name {arg}"),
+                "ExpectedNamespace" => format!("unknown namespace {arg}"),
+                "ExpectedBarInAttr" => format!("expected | in an attribute selector, found {t}"),
+                "BadValueInAttr" => format!("invalid value {t} in an attribute selector"),
+                "InvalidQualNameInAttr" => format!("invalid attribute name {t}"),
+                "ExplicitNamespaceUnexpectedToken" => format!("unexpected {t} after a namespace"),
+                "ClassNeedsIdent" => format!("expected a class name after ., found {t}"),
+                _ => debug.clone(),
+            }
+        }
         other => other
             .to_string()
             .lines()
@@ -1439,6 +2035,51 @@ fn css_error(e: &scraper::error::SelectorErrorKind) -> String {
             .unwrap_or("parse error")
             .to_string(),
     }
+}
+
+/// A css token as the reader wrote it, from its debug name (`Delim('>')` → `'>'`).
+fn css_token(debug: &str) -> String {
+    let named = [
+        ("SquareBracketBlock", "["),
+        ("ParenthesisBlock", "("),
+        ("CurlyBracketBlock", "{"),
+        ("CloseSquareBracket", "]"),
+        ("CloseParenthesis", ")"),
+        ("CloseCurlyBracket", "}"),
+        ("Colon", ":"),
+        ("Semicolon", ";"),
+        ("Comma", ","),
+        ("IncludeMatch", "~="),
+        ("DashMatch", "|="),
+        ("PrefixMatch", "^="),
+        ("SubstringMatch", "*="),
+        ("SuffixMatch", "$="),
+    ];
+    if let Some((_, t)) = named.iter().find(|(n, _)| *n == debug) {
+        return format!("'{t}'");
+    }
+    if debug.starts_with("WhiteSpace") {
+        return "a space".into();
+    }
+    if let Some(inner) = debug
+        .strip_prefix("Delim(")
+        .and_then(|r| r.strip_suffix(')'))
+    {
+        return inner.to_string();
+    }
+    for prefix in [
+        "Ident(",
+        "Function(",
+        "QuotedString(",
+        "AtKeyword(",
+        "Hash(",
+        "IDHash(",
+    ] {
+        if let Some(inner) = debug.strip_prefix(prefix).and_then(|r| r.strip_suffix(')')) {
+            return inner.to_string();
+        }
+    }
+    debug.to_string()
 }
 
 fn expect_spec(ctx: &mut Ctx, e: Option<&ExpectDef>, key: &str) -> Option<ExpectSpec> {
@@ -1512,6 +2153,35 @@ fn expect_spec(ctx: &mut Ctx, e: Option<&ExpectDef>, key: &str) -> Option<Expect
             });
         }
     }
+    if let Some(first) = e.json.keys().next() {
+        ctx.count(
+            e.json.len(),
+            limits::MAX_ENTRIES,
+            &first.0.referenced,
+            &format!("{key}.json"),
+            "JSON assertions",
+        );
+    }
+    if let Some(first) = e.header.keys().next() {
+        ctx.count(
+            e.header.len(),
+            limits::MAX_ENTRIES,
+            &first.0.referenced,
+            &format!("{key}.header"),
+            "expected headers",
+        );
+    }
+    ctx.dur_in(
+        e.max_duration.as_ref(),
+        &format!("{key}.max_duration"),
+        limits::TIMEOUT,
+    );
+    ctx.int_in(
+        e.cert_min_days.as_ref(),
+        &format!("{key}.cert_min_days"),
+        0,
+        limits::MAX_CERT_MIN_DAYS,
+    );
     spec.max_duration = e.max_duration.as_ref().map(|d| d.value.0);
     spec.cert_min_days = e.cert_min_days.as_ref().map(|d| d.value);
     spec.cookies = e.cookie.clone().map(|o| o.0).unwrap_or_default();
@@ -1590,7 +2260,64 @@ pub fn var_type(kind: &CheckKind, name: &str) -> Result<Type, String> {
     }
 }
 
-fn alerts(ctx: &mut Ctx, defs: &[AlertDef], key: &str, kind: &CheckKind) -> Vec<AlertRule> {
+/// The variables an annotation may name: what the alert engine fills in when it renders one
+/// (`alert::engine`): fixed names, the alert's labels, the rule's literal annotations and the
+/// check kind's alert variables. Anything else would ship the annotation unrendered.
+fn annotation_vars(
+    ctx: &mut Ctx,
+    t: &Template,
+    at: &Spanned<String>,
+    key: &str,
+    kind: &CheckKind,
+    rule: &AlertDef,
+    check_labels: &BTreeMap<String, String>,
+) {
+    const FIXED: [&str; 8] = [
+        "check",
+        "alert",
+        "alertname",
+        "severity",
+        "reason",
+        "failed_step",
+        "value",
+        "message",
+    ];
+    for v in t.variables() {
+        let literal_annotation = rule
+            .annotations
+            .get(v)
+            .is_some_and(|a| !a.value.contains("${"));
+        if FIXED.contains(&v)
+            || check_labels.contains_key(v)
+            || rule.labels.contains_key(v)
+            || literal_annotation
+            || var_type(kind, v).is_ok()
+        {
+            continue;
+        }
+        let other = if rule.annotations.contains_key(v) {
+            format!(" (annotation {v} is itself a template; only plain-text annotations can be referenced)")
+        } else {
+            String::new()
+        };
+        ctx.err(
+            &at.referenced,
+            key,
+            format!(
+                "unknown variable ${{{v}}} in an annotation{other}: use check, alert, severity, reason, failed_step, value, message, a label, another annotation or an alert variable of this {} check",
+                kind.name()
+            ),
+        );
+    }
+}
+
+fn alerts(
+    ctx: &mut Ctx,
+    defs: &[AlertDef],
+    key: &str,
+    kind: &CheckKind,
+    check_labels: &BTreeMap<String, String>,
+) -> Vec<AlertRule> {
     let mut out = Vec::new();
     let mut names = HashSet::new();
     for (i, a) in defs.iter().enumerate() {
@@ -1653,8 +2380,21 @@ fn alerts(ctx: &mut Ctx, defs: &[AlertDef], key: &str, kind: &CheckKind) -> Vec<
                     format!("{akey}.consecutive"),
                     "must be at least 1",
                 );
+            } else {
+                ctx.int_in(
+                    Some(c),
+                    &format!("{akey}.consecutive"),
+                    1,
+                    limits::MAX_CONSECUTIVE,
+                );
             }
         }
+        ctx.dur_in(a.for_.as_ref(), &format!("{akey}.for"), limits::ALERT_HOLD);
+        ctx.dur_in(
+            a.keep_firing_for.as_ref(),
+            &format!("{akey}.keep_firing_for"),
+            limits::ALERT_HOLD,
+        );
         let window = a.window.as_ref().and_then(|w| {
             let parsed = w.value.split_once(" of ").and_then(|(n, m)| {
                 Some((n.trim().parse::<u32>().ok()?, m.trim().parse::<u32>().ok()?))
@@ -1674,6 +2414,13 @@ fn alerts(ctx: &mut Ctx, defs: &[AlertDef], key: &str, kind: &CheckKind) -> Vec<
                 }
             }
         });
+        ctx.count(
+            a.labels.len(),
+            limits::MAX_LABELS,
+            &a.name.referenced,
+            &format!("{akey}.labels"),
+            "labels",
+        );
         for l in a.labels.keys() {
             if !valid_label(l) {
                 ctx.err(
@@ -1682,6 +2429,15 @@ fn alerts(ctx: &mut Ctx, defs: &[AlertDef], key: &str, kind: &CheckKind) -> Vec<
                     format!("invalid label name {l:?}"),
                 );
             }
+        }
+        if let Some(first) = a.annotations.values().next() {
+            ctx.count(
+                a.annotations.len(),
+                limits::MAX_ANNOTATIONS,
+                &first.referenced,
+                &format!("{akey}.annotations"),
+                "annotations",
+            );
         }
         let mut annotations = Vec::new();
         for (k, v) in &a.annotations {
@@ -1694,6 +2450,7 @@ fn alerts(ctx: &mut Ctx, defs: &[AlertDef], key: &str, kind: &CheckKind) -> Vec<
                         "secrets are not allowed in annotations (they would be sent to receivers)",
                     );
                 } else {
+                    annotation_vars(ctx, &t, v, &ankey, kind, a, check_labels);
                     annotations.push((k.clone(), t));
                 }
             }
@@ -1759,6 +2516,17 @@ fn parse_url(ctx: &mut Ctx, s: &Spanned<String>, key: &str) -> Option<Url> {
 fn receivers(ctx: &mut Ctx, defs: &[ReceiverDef]) -> Vec<Receiver> {
     let mut out = Vec::new();
     let mut names = HashSet::new();
+    if let Some(first) = defs.first() {
+        if !ctx.count(
+            defs.len(),
+            limits::MAX_RECEIVERS,
+            &first.name.referenced,
+            "receivers",
+            "receivers",
+        ) {
+            return out;
+        }
+    }
     for (i, r) in defs.iter().enumerate() {
         let key = format!("receivers[{i}]");
         if !valid_name(&r.name.value) {
@@ -1792,10 +2560,11 @@ fn receivers(ctx: &mut Ctx, defs: &[ReceiverDef]) -> Vec<Receiver> {
             continue;
         }
         let kind = if let Some(p) = &r.pagerduty {
-            let routing_key = ctx.template(
-                &p.value.routing_key,
-                &format!("{key}.pagerduty.routing_key"),
-            );
+            let rkey = format!("{key}.pagerduty.routing_key");
+            let routing_key = ctx
+                .template(&p.value.routing_key, &rkey)
+                .filter(|t| no_variables(ctx, t, &p.value.routing_key, &rkey))
+                .filter(|t| non_empty_secret(ctx, t, &p.value.routing_key, &rkey));
             let url = match &p.value.url {
                 Some(u) => parse_url(ctx, u, &format!("{key}.pagerduty.url")),
                 None => Url::parse("https://events.pagerduty.com/v2/enqueue").ok(),
@@ -1816,18 +2585,34 @@ fn receivers(ctx: &mut Ctx, defs: &[ReceiverDef]) -> Vec<Receiver> {
             let url = ctx
                 .template(&w.value.url, &k)
                 .filter(|t| receiver_url(ctx, t, &w.value.url, &k));
-            let secret = w
-                .value
-                .secret
-                .as_ref()
-                .and_then(|s| ctx.template(s, &format!("{key}.webhook.secret")));
+            let secret = w.value.secret.as_ref().and_then(|s| {
+                let skey = format!("{key}.webhook.secret");
+                ctx.template(s, &skey)
+                    .filter(|t| no_variables(ctx, t, s, &skey))
+                    .filter(|t| non_empty_secret(ctx, t, s, &skey))
+            });
+            if let Some(first) = w.value.headers.values().next() {
+                ctx.count(
+                    w.value.headers.len(),
+                    limits::MAX_ENTRIES,
+                    &first.referenced,
+                    &format!("{key}.webhook.headers"),
+                    "headers",
+                );
+            }
             let headers = w
                 .value
                 .headers
                 .iter()
                 .filter_map(|(k, v)| {
-                    ctx.template(v, &format!("{key}.webhook.headers.{k}"))
-                        .map(|t| (k.clone(), t))
+                    let hkey = format!("{key}.webhook.headers.{k}");
+                    if HeaderName::from_bytes(k.as_bytes()).is_err() {
+                        ctx.err(&v.referenced, &hkey, format!("invalid header name {k:?}"));
+                        return None;
+                    }
+                    let t = ctx.template(v, &hkey)?;
+                    header_value(ctx, &t, v, &hkey);
+                    Some((k.clone(), t))
                 })
                 .collect();
             url.map(|url| ReceiverKind::Webhook {
@@ -1846,6 +2631,21 @@ fn receivers(ctx: &mut Ctx, defs: &[ReceiverDef]) -> Vec<Receiver> {
         }
     }
     out
+}
+
+/// Whether a template that takes secrets only has no run-time variables; reports it when not.
+fn no_variables(ctx: &mut Ctx, t: &Template, at: &Spanned<String>, key: &str) -> bool {
+    match t.variables().next() {
+        None => true,
+        Some(v) => {
+            ctx.err(
+                &at.referenced,
+                key,
+                format!("${{{v}}}: this key takes secrets (${{env:..}}, ${{file:..}}) but no run-time variables"),
+            );
+            false
+        }
+    }
 }
 
 /// Whether a receiver URL template (secrets already resolved) renders to an http(s) URL; the
@@ -1871,8 +2671,67 @@ fn receiver_url(ctx: &mut Ctx, t: &Template, at: &Spanned<String>, key: &str) ->
 
 fn routes(ctx: &mut Ctx, defs: &[RouteDef], receivers: &HashSet<&str>) -> Vec<Route> {
     let mut out = Vec::new();
+    if defs.len() > limits::MAX_ROUTES {
+        ctx.err_at(
+            1,
+            1,
+            "routes",
+            format!(
+                "{} routes: at most {} are allowed",
+                defs.len(),
+                limits::MAX_ROUTES
+            ),
+        );
+        return out;
+    }
     for (i, r) in defs.iter().enumerate() {
         let key = format!("routes[{i}]");
+        for (what, list) in [
+            ("receivers", Some(&r.receivers)),
+            (
+                "escalate.receivers",
+                r.escalate.as_ref().map(|e| &e.receivers),
+            ),
+        ] {
+            if let Some(first) = list.and_then(|l| l.first()) {
+                ctx.count(
+                    list.map_or(0, Vec::len),
+                    limits::MAX_REFS,
+                    &first.referenced,
+                    &format!("{key}.{what}"),
+                    "receivers",
+                );
+            }
+        }
+        if r.matchers.len() > limits::MAX_LABELS {
+            // Matchers are plain strings without a position: point at the route's receivers.
+            let (line, col) = r
+                .receivers
+                .first()
+                .map_or((1, 1), |n| (n.referenced.line(), n.referenced.column()));
+            ctx.err_at(
+                line,
+                col,
+                format!("{key}.match"),
+                format!(
+                    "{} matchers: at most {} are allowed",
+                    r.matchers.len(),
+                    limits::MAX_LABELS
+                ),
+            );
+        }
+        ctx.dur_in(
+            r.repeat_interval.as_ref(),
+            &format!("{key}.repeat_interval"),
+            limits::REPEAT_INTERVAL,
+        );
+        if let Some(e) = &r.escalate {
+            ctx.dur_in(
+                Some(&e.after),
+                &format!("{key}.escalate.after"),
+                limits::ESCALATE_AFTER,
+            );
+        }
         let check_refs = |ctx: &mut Ctx, list: &[Spanned<String>], k: &str| -> Vec<String> {
             list.iter()
                 .map(|n| {
@@ -1906,8 +2765,52 @@ fn routes(ctx: &mut Ctx, defs: &[RouteDef], receivers: &HashSet<&str>) -> Vec<Ro
 
 fn maintenance(ctx: &mut Ctx, defs: &[MaintenanceDef]) -> Vec<Maintenance> {
     let mut out = Vec::new();
+    if let Some(first) = defs.first() {
+        if !ctx.count(
+            defs.len(),
+            limits::MAX_ROUTES,
+            &first.start.referenced,
+            "maintenance",
+            "maintenance windows",
+        ) {
+            return out;
+        }
+    }
     for (i, m) in defs.iter().enumerate() {
         let key = format!("maintenance[{i}]");
+        if let Some(first) = m.checks.first() {
+            ctx.count(
+                m.checks.len(),
+                limits::MAX_REFS,
+                &first.referenced,
+                &format!("{key}.checks"),
+                "check globs",
+            );
+        }
+        let n_before = ctx.errors.len();
+        ctx.dur_in(
+            Some(&m.duration),
+            &format!("{key}.duration"),
+            limits::MAINTENANCE_DURATION,
+        );
+        ctx.dur_in(
+            m.every.as_ref(),
+            &format!("{key}.every"),
+            limits::MAINTENANCE_EVERY,
+        );
+        if let Some(every) = &m.every {
+            if every.value.0 <= m.duration.value.0 {
+                ctx.err(
+                    &every.referenced,
+                    format!("{key}.every"),
+                    format!(
+                        "every {} is not longer than the duration {}: the checks would be muted forever",
+                        fmt_d(every.value.0),
+                        fmt_d(m.duration.value.0)
+                    ),
+                );
+            }
+        }
         let mut checks = Vec::new();
         for g in &m.checks {
             match glob::Pattern::new(&g.value) {
@@ -1945,6 +2848,9 @@ fn maintenance(ctx: &mut Ctx, defs: &[MaintenanceDef]) -> Vec<Maintenance> {
                 );
             }
         }
+        if ctx.errors.len() > n_before {
+            continue;
+        }
         if let Some(start) = start {
             out.push(Maintenance {
                 checks,
@@ -1955,4 +2861,46 @@ fn maintenance(ctx: &mut Ctx, defs: &[MaintenanceDef]) -> Vec<Maintenance> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The caps are what keeps the selector parser's recursion small: the deepest selector
+    /// they allow parses on a 256 KiB stack (a tokio worker has 2 MiB).
+    #[test]
+    fn the_deepest_selector_within_the_caps_parses_on_a_small_stack() {
+        let depth = limits::MAX_CSS_NESTING;
+        let deepest = format!(
+            "{}a{}",
+            ":not(:is(".repeat(depth / 2),
+            "))".repeat(depth / 2)
+        );
+        assert!(css_too_big(&deepest).is_none(), "{deepest}");
+        let one_more = format!("[x]{}a{}", ":not(".repeat(depth + 1), ")".repeat(depth + 1));
+        assert_eq!(
+            css_too_big(&one_more).unwrap(),
+            "CSS selector nests ( and [ 17 deep: at most 16 levels are allowed"
+        );
+        // Brackets inside quotes and escaped ones do not count.
+        let quoted = format!("a[title=\"{}\"]", "(".repeat(100));
+        assert!(css_too_big(&quoted).is_none());
+        assert!(css_too_big(&"\\(".repeat(100)).is_none());
+        let parsed = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || scraper::Selector::parse(&deepest).is_ok())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(parsed);
+    }
+
+    #[test]
+    fn limits_print_in_their_largest_whole_unit() {
+        assert_eq!(fmt_limit(limits::INTERVAL.0), "100ms");
+        assert_eq!(fmt_limit(limits::INTERVAL.1), "7d");
+        assert_eq!(fmt_limit(limits::REPEAT_INTERVAL.0), "1m");
+        assert_eq!(fmt_limit(limits::HEARTBEAT.1), "366d");
+    }
 }
