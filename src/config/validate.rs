@@ -2342,7 +2342,7 @@ fn alerts(
                     a.when.referenced.line(),
                     col,
                     format!("{akey}.when"),
-                    format!("{} in {:?}", e.message, a.when.value),
+                    format!("{} in {:?}", e.message, excerpt(&a.when.value, 120)),
                 );
                 None
             }
@@ -2863,6 +2863,15 @@ fn maintenance(ctx: &mut Ctx, defs: &[MaintenanceDef]) -> Vec<Maintenance> {
     out
 }
 
+/// At most `max` characters of `text` (with `…` when cut), so an error about a 4,096-character
+/// expression stays one readable line: the column already points at the problem.
+fn excerpt(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]).into(),
+        None => text.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2902,5 +2911,13 @@ mod tests {
         assert_eq!(fmt_limit(limits::INTERVAL.1), "7d");
         assert_eq!(fmt_limit(limits::REPEAT_INTERVAL.0), "1m");
         assert_eq!(fmt_limit(limits::HEARTBEAT.1), "366d");
+    }
+
+    #[test]
+    fn a_long_expression_is_cut_in_its_error() {
+        assert_eq!(excerpt("abc", 5), "abc");
+        assert_eq!(excerpt("ééééé", 3), "ééé…");
+        let long = "(".repeat(5000);
+        assert_eq!(excerpt(&long, 120).chars().count(), 121);
     }
 }
