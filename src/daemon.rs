@@ -60,16 +60,7 @@ pub fn isolated<T: Send + 'static>(
     path: &Path,
     work: impl FnOnce() -> Result<T, ConfigErrors> + Send + 'static,
 ) -> Result<T, ConfigErrors> {
-    let handle = tokio::runtime::Handle::try_current().ok();
-    let spawned = std::thread::Builder::new()
-        .name("canaryd-load".into())
-        .stack_size(LOAD_STACK)
-        .spawn(move || {
-            // Building probes may need the runtime (timers, lazily spawned connections).
-            let _entered = handle.as_ref().map(|h| h.enter());
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
-        });
-    match spawned {
+    match spawn_loader(move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))) {
         Ok(thread) => match thread.join() {
             Ok(Ok(result)) => result,
             Ok(Err(panic)) | Err(panic) => Err(panicked(path, panic.as_ref())),
@@ -88,14 +79,9 @@ pub async fn isolated_async<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ConfigErrors> + Send + 'static,
 ) -> Result<T, ConfigErrors> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let handle = tokio::runtime::Handle::try_current().ok();
-    let spawned = std::thread::Builder::new()
-        .name("canaryd-load".into())
-        .stack_size(LOAD_STACK)
-        .spawn(move || {
-            let _entered = handle.as_ref().map(|h| h.enter());
-            let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)));
-        });
+    let spawned = spawn_loader(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)));
+    });
     if let Err(e) = spawned {
         return Err(load_failed(
             path,
@@ -110,6 +96,21 @@ pub async fn isolated_async<T: Send + 'static>(
             "the loading thread ended without an answer".into(),
         )),
     }
+}
+
+/// Starts `job` on the `canaryd-load` thread ([`LOAD_STACK`]), inside the caller's runtime when
+/// there is one (building probes may need it: timers, lazily spawned connections).
+fn spawn_loader<R: Send + 'static>(
+    job: impl FnOnce() -> R + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<R>> {
+    let handle = tokio::runtime::Handle::try_current().ok();
+    std::thread::Builder::new()
+        .name("canaryd-load".into())
+        .stack_size(LOAD_STACK)
+        .spawn(move || {
+            let _entered = handle.as_ref().map(|h| h.enter());
+            job()
+        })
 }
 
 /// The text of a panic payload (`panic!` with a literal or a formatted message).

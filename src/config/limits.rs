@@ -96,17 +96,7 @@ const fn days(n: u64) -> Duration {
 /// error names the path and the reason, never the content.
 pub fn read_capped(path: &Path, cap: u64) -> Result<String, String> {
     // Metadata first: opening a FIFO for reading blocks until a writer appears.
-    let meta = std::fs::metadata(path).map_err(|e| io_reason(&e))?;
-    if !meta.is_file() {
-        return Err(if meta.is_dir() {
-            "is a directory".into()
-        } else {
-            "not a regular file".into()
-        });
-    }
-    if meta.len() > cap {
-        return Err(too_big(cap));
-    }
+    check_file(path, cap)?;
     let file = open_nonblocking(path).map_err(|e| io_reason(&e))?;
     // The file may have been swapped or grown since the metadata: read one byte past the cap.
     let mut buf = Vec::new();
