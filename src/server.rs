@@ -107,7 +107,7 @@ async fn access_layer(
         Ok(()) => next.run(request).await,
         Err(refusal) => {
             let peer = peer.map_or_else(|| "unknown".to_string(), |p| p.to_string());
-            tracing::warn!(handler, peer, reason = %refusal, "request refused");
+            tracing::warn!(handler = %handler, peer = %peer, reason = %refusal, "request refused");
             let status = refusal.status();
             let mut answer = (status, format!("{refusal}\n")).into_response();
             if status == StatusCode::UNAUTHORIZED {
