@@ -112,7 +112,14 @@ const PASSWORD_FILE_LIMIT: u64 = 4096;
 impl ApiClientArgs {
     /// The basic-auth credentials, from the flags and the environment; `None` without any.
     fn credentials(&self) -> Result<Option<(String, String)>, String> {
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        self.credentials_from(|name| std::env::var(name).ok())
+    }
+
+    fn credentials_from(
+        &self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<(String, String)>, String> {
+        let env = |name: &str| var(name).filter(|v| !v.is_empty());
         let user = self.username.clone().or_else(|| env("CANARYD_USERNAME"));
         let file = self
             .password_file
@@ -698,4 +705,75 @@ pub fn trace_with(name: &str, kind: &str, r: &CheckResult, show_values: bool) ->
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(username: Option<&str>, password_file: Option<&std::path::Path>) -> ApiClientArgs {
+        ApiClientArgs {
+            username: username.map(str::to_string),
+            password_file: password_file.map(std::path::Path::to_path_buf),
+            ..ApiClientArgs::default()
+        }
+    }
+
+    #[test]
+    fn credentials_come_from_flags_files_and_the_environment_never_half() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "s3cret-from-file\n").unwrap();
+        let env_file = file.to_str().unwrap().to_string();
+        let none = |_: &str| None;
+        assert_eq!(args(None, None).credentials_from(none), Ok(None));
+        assert_eq!(
+            args(Some("ana"), Some(&file)).credentials_from(none),
+            Ok(Some(("ana".into(), "s3cret-from-file".into())))
+        );
+        let env = |name: &str| match name {
+            "CANARYD_USERNAME" => Some("bob".to_string()),
+            "CANARYD_PASSWORD_FILE" => Some(env_file.clone()),
+            "CANARYD_PASSWORD" => Some("from-env".to_string()),
+            _ => None,
+        };
+        // A file wins over the password in the environment; a flag over the environment.
+        assert_eq!(
+            args(None, None).credentials_from(env),
+            Ok(Some(("bob".into(), "s3cret-from-file".into())))
+        );
+        let only_password = |name: &str| (name == "CANARYD_PASSWORD").then(|| "p".to_string());
+        let err = args(None, None)
+            .credentials_from(only_password)
+            .unwrap_err();
+        assert!(err.contains("CANARYD_USERNAME"), "{err}");
+        let err = args(Some("ana"), None).credentials_from(none).unwrap_err();
+        assert!(err.contains("CANARYD_PASSWORD_FILE"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_password_file_is_a_clear_error_without_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, "x".repeat(5000)).unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let missing = dir.path().join("missing");
+        for (path, says) in [
+            (&big, "larger than 4096"),
+            (&empty, "empty"),
+            (&missing, "missing"),
+        ] {
+            let err = read_password(path).unwrap_err();
+            assert!(err.contains(says), "{err}");
+            assert!(!err.contains("xxxx"), "{err}");
+        }
+    }
+
+    #[test]
+    fn refusals_say_what_to_do() {
+        assert!(status_advice(401).contains("CANARYD_PASSWORD_FILE"));
+        assert!(status_advice(403).contains("basic_auth_users"));
+        assert_eq!(status_advice(400), "");
+    }
 }
