@@ -72,8 +72,9 @@ pub enum Command {
         #[arg(long, global = true)]
         url: Option<String>,
         /// How to reach and authenticate to the daemon.
+        // Boxed: the other commands are much smaller.
         #[command(flatten)]
-        client: ApiClientArgs,
+        client: Box<ApiClientArgs>,
     },
     /// Print the JSON Schema of canaryd.yaml (`config`) or of a check file (`checks`), for
     /// editors: completion, documentation on hover, errors while typing.
@@ -294,7 +295,7 @@ async fn silence(
     action: SilenceAction,
     config: PathBuf,
     url: Option<String>,
-    client: ApiClientArgs,
+    client: Box<ApiClientArgs>,
 ) -> ExitCode {
     match silence_inner(action, &config, url, &client).await {
         Ok(out) => {

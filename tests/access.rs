@@ -113,6 +113,9 @@ fn requests(metrics: &str, handler: &str, code: u16) -> f64 {
     .unwrap_or(0.0)
 }
 
+/// A request a browser could send (method, path, headers, body) and what its refusal says.
+type Forged<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, &'a [u8], &'a str);
+
 const RELOAD_TS: &str = "canaryd_config_last_reload_timestamp_seconds";
 
 #[test]
@@ -127,7 +130,7 @@ fn cross_site_writes_are_refused_change_nothing_and_are_counted() {
     let origin_host = format!("http://{addr}");
 
     // What a web page a colleague opens could make their browser send.
-    let refused: [(&str, &str, Vec<(&str, &str)>, &[u8], &str); 7] = [
+    let refused: [Forged; 7] = [
         (
             "POST",
             "/api/v1/silences",
