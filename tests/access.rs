@@ -3,8 +3,10 @@
 //! namespace this test creates) is refused; requests a browser could send cross-site are refused
 //! and change nothing; every request, refused ones included, is counted in
 //! `canaryd_http_requests_total{handler,code}`; `canaryd silence` says what to do on a 403 and
-//! works without `$USER`.
+//! works without `$USER`, talks HTTPS with `--ca-file` and sends basic-auth credentials from a
+//! password file.
 
+mod adversary;
 mod services;
 
 use std::io::{Read, Write};
@@ -13,6 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use adversary::{Behavior, Reply, Server, TlsSetup};
 use serde_json::{json, Value};
 use services::{canaryd_run, free_port, Canaryd};
 
@@ -421,4 +424,91 @@ exit 0
     );
     assert_eq!(requests(&metrics, "/ping/{check}", 200), 1.0, "{metrics}");
     assert!(log.contains("peer=10.213.0.1"), "{log}");
+}
+
+/// `canaryd silence` against a TLS server that records what it receives, with the given reply;
+/// the password comes from a file, `$USER` and `$LOGNAME` are unset.
+fn cli_over_tls(reply: Reply, ca: bool) -> (std::process::Output, Server, String) {
+    let server = Server::start_tls(Behavior::Reply(reply), TlsSetup::default());
+    let dir = tempfile::tempdir().unwrap();
+    let password = "pw-c4n4ry-9f2".to_string();
+    let file = dir.path().join("password");
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_canaryd"));
+    cmd.args(["silence", "--url", &server.url("")]);
+    if ca {
+        cmd.arg("--ca-file").arg(server.ca_file());
+    }
+    cmd.args([
+        "add",
+        "-m",
+        "check=nightly-backup",
+        "--comment",
+        "maintenance",
+    ])
+    .env_remove("USER")
+    .env_remove("LOGNAME")
+    .env_remove("CANARYD_PASSWORD")
+    .env("CANARYD_USERNAME", "ana")
+    .env("CANARYD_PASSWORD_FILE", &file)
+    .env("NO_COLOR", "1");
+    (cmd.output().unwrap(), server, password)
+}
+
+#[test]
+fn the_cli_talks_https_with_a_ca_file_and_sends_credentials_from_a_file() {
+    let created = json!({"id": "0b1c", "ends_at": "2026-12-04T00:00:00Z"}).to_string();
+    let (out, server, password) = cli_over_tls(
+        Reply::new(201)
+            .header("Content-Type", "application/json")
+            .body(created),
+        true,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("silence 0b1c added"), "{stdout}");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let r = &requests[0];
+    assert_eq!(
+        (r.method.as_str(), r.target.as_str()),
+        ("POST", "/api/v1/silences")
+    );
+    let expected = format!(
+        "Basic {}",
+        data_encoding::BASE64.encode(format!("ana:{password}").as_bytes())
+    );
+    assert_eq!(r.header("authorization"), Some(expected.as_str()));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    // No $USER: the basic-auth user, not an empty created_by the daemon would refuse.
+    assert_eq!(body["created_by"], "ana", "{body}");
+    assert!(!stdout.contains(&password) && !stderr.contains(&password));
+
+    // Without the CA file the server's certificate is not trusted: nothing is sent.
+    let (out, server, _) = cli_over_tls(Reply::new(201), false);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach the daemon"), "{stderr}");
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn the_cli_says_what_to_do_on_401_without_echoing_the_password() {
+    let (out, _server, password) = cli_over_tls(
+        Reply::new(401)
+            .header("WWW-Authenticate", "Basic realm=\"canaryd\"")
+            .body("Unauthorized\n"),
+        true,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("401")
+            && stderr.contains("CANARYD_PASSWORD_FILE")
+            && stderr.contains("basic_auth_users"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&password), "{stderr}");
 }
