@@ -651,4 +651,131 @@ mod tests {
             assert!(HANDLERS.contains(&label));
         }
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn method() -> impl Strategy<Value = Method> {
+            prop::sample::select(vec![
+                Method::GET,
+                Method::HEAD,
+                Method::OPTIONS,
+                Method::POST,
+                Method::DELETE,
+                Method::PUT,
+                Method::PATCH,
+            ])
+        }
+
+        fn path() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    "/api/v1/silences",
+                    "/api/v1/silences/x",
+                    "/-/reload",
+                    "/ping/hb",
+                    "/ping/hb/fail",
+                    "/metrics",
+                ])
+                .prop_map(str::to_string),
+                "/[a-z/{}%.-]{0,30}",
+            ]
+        }
+
+        /// Headers a browser, a program or an attacker could send (values any visible ASCII).
+        fn header_pairs() -> impl Strategy<Value = Vec<(&'static str, String)>> {
+            let name = prop::sample::select(vec![
+                "host",
+                "origin",
+                "content-type",
+                "content-length",
+                "transfer-encoding",
+                "sec-fetch-site",
+                "authorization",
+            ]);
+            let value = prop_oneof![
+                prop::sample::select(vec![
+                    "application/json",
+                    "text/plain",
+                    "127.0.0.1:9464",
+                    "http://127.0.0.1:9464",
+                    "null",
+                    "cross-site",
+                    "same-origin",
+                    "0",
+                    "12",
+                ])
+                .prop_map(str::to_string),
+                "[ -~]{0,40}",
+            ];
+            prop::collection::vec((name, value), 0..6)
+        }
+
+        fn peer() -> impl Strategy<Value = Option<IpAddr>> {
+            prop::option::of(any::<[u8; 16]>().prop_map(|b| {
+                let v6 = Ipv6Addr::from(b);
+                match b[0] % 3 {
+                    0 => IpAddr::V4(Ipv4Addr::new(b[1], b[2], b[3], b[4])),
+                    1 => IpAddr::V6(Ipv4Addr::new(127, b[2], b[3], b[4]).to_ipv6_mapped()),
+                    _ => IpAddr::V6(v6),
+                }
+            }))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+            #[test]
+            fn the_policy_holds_for_any_request(
+                method in method(),
+                path in path(),
+                pairs in header_pairs(),
+                peer in peer(),
+                basic_auth in any::<bool>(),
+                authenticated in any::<bool>(),
+            ) {
+                let mut headers = HeaderMap::new();
+                for (k, v) in &pairs {
+                    if let Ok(v) = v.parse() {
+                        headers.append(*k, v);
+                    }
+                }
+                let facts = RequestFacts { method: &method, path: &path, headers: &headers, peer, authenticated };
+                let policy = AccessPolicy { basic_auth };
+                let got = decide(policy, &facts);
+                prop_assert!(HANDLERS.contains(&handler_label(&path)));
+                if !is_write(&method, &path) {
+                    prop_assert_eq!(got, Ok(()));
+                    return Ok(());
+                }
+                if got.is_ok() {
+                    // Whatever passed: JSON or no content type, no foreign site, and a user
+                    // or a loopback peer.
+                    for ct in headers.get_all(header::CONTENT_TYPE) {
+                        prop_assert!(is_json(ct.as_bytes()), "{:?}", ct);
+                    }
+                    if let Some(site) = headers.get("sec-fetch-site") {
+                        let site = site.to_str().unwrap_or("").to_ascii_lowercase();
+                        prop_assert!(site == "same-origin" || site == "none", "{}", site);
+                    }
+                    if let Some(origin) = headers.get(header::ORIGIN) {
+                        let host = host(&headers).unwrap_or_default().to_ascii_lowercase();
+                        let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
+                        prop_assert!(
+                            origin == format!("http://{host}") || origin == format!("https://{host}"),
+                            "{} vs {}", origin, host
+                        );
+                    }
+                    if basic_auth {
+                        prop_assert!(authenticated);
+                    } else {
+                        prop_assert!(peer.is_some_and(|p| p.to_canonical().is_loopback()), "{:?}", peer);
+                    }
+                } else if let Err(refusal) = got {
+                    prop_assert!(!refusal.to_string().is_empty());
+                }
+            }
+        }
+    }
 }
