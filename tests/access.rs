@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use adversary::{Behavior, Reply, Server, TlsSetup};
+use adversary::{Behavior, ClientPki, Reply, Server, TlsSetup};
 use serde_json::{json, Value};
 use services::{canaryd_run, free_port, Canaryd};
 
@@ -511,4 +511,45 @@ fn the_cli_says_what_to_do_on_401_without_echoing_the_password() {
         "{stderr}"
     );
     assert!(!stderr.contains(&password), "{stderr}");
+}
+
+#[test]
+fn the_cli_presents_a_client_certificate_when_the_daemon_requires_one() {
+    let pki = ClientPki::generate();
+    let listed = json!({"silences": []}).to_string();
+    let server = Server::start_tls(
+        Behavior::Reply(
+            Reply::new(200)
+                .header("Content-Type", "application/json")
+                .body(listed),
+        ),
+        TlsSetup {
+            client_ca_file: Some(pki.ca_file.clone()),
+            ..TlsSetup::default()
+        },
+    );
+    let list = |client_cert: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_canaryd"));
+        cmd.args(["silence", "--url", &server.url("")])
+            .arg("--ca-file")
+            .arg(server.ca_file());
+        if client_cert {
+            cmd.arg("--cert-file")
+                .arg(&pki.cert_file)
+                .arg("--key-file")
+                .arg(&pki.key_file);
+        }
+        cmd.arg("list").env("NO_COLOR", "1").output().unwrap()
+    };
+    let out = list(false);
+    assert_eq!(out.status.code(), Some(1), "no certificate, no answer");
+    assert!(server.requests().is_empty());
+    let out = list(true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ID "));
+    assert_eq!(server.requests().len(), 1);
 }
