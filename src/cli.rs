@@ -67,9 +67,14 @@ pub enum Command {
         /// The daemon configuration (its `listen` address is where the API is).
         #[arg(long, short, default_value = "canaryd.yaml", global = true)]
         config: PathBuf,
-        /// The daemon's API base URL, instead of reading `listen` from the configuration.
+        /// The daemon's API base URL, instead of reading `listen` from the configuration
+        /// (`https://...` for a daemon with TLS).
         #[arg(long, global = true)]
         url: Option<String>,
+        /// How to reach and authenticate to the daemon.
+        // Boxed: the other commands are much smaller.
+        #[command(flatten)]
+        client: Box<ApiClientArgs>,
     },
     /// Print the JSON Schema of canaryd.yaml (`config`) or of a check file (`checks`), for
     /// editors: completion, documentation on hover, errors while typing.
@@ -78,6 +83,118 @@ pub enum Command {
         #[arg(value_enum)]
         file: crate::config::schema::SchemaFile,
     },
+}
+
+/// TLS and credentials of `canaryd silence`. The password never comes from an argument
+/// (`ps` shows arguments to every user of the host): from a file or the environment.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ApiClientArgs {
+    /// CA certificates (PEM) to verify an https daemon with, instead of the system roots.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM), for a daemon that requires one; with --key-file.
+    #[arg(long, global = true, value_name = "FILE", requires = "key_file")]
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, value_name = "FILE", requires = "cert_file")]
+    pub key_file: Option<PathBuf>,
+    /// Basic-auth user (default: $CANARYD_USERNAME).
+    #[arg(long, global = true)]
+    pub username: Option<String>,
+    /// A file holding the basic-auth password (default: $CANARYD_PASSWORD_FILE, else the
+    /// password in $CANARYD_PASSWORD).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// The largest password file read (a password is a line; anything larger is a wrong file).
+const PASSWORD_FILE_LIMIT: u64 = 4096;
+
+impl ApiClientArgs {
+    /// The basic-auth credentials, from the flags and the environment; `None` without any.
+    fn credentials(&self) -> Result<Option<(String, String)>, String> {
+        self.credentials_from(|name| std::env::var(name).ok())
+    }
+
+    fn credentials_from(
+        &self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<(String, String)>, String> {
+        let env = |name: &str| var(name).filter(|v| !v.is_empty());
+        let user = self.username.clone().or_else(|| env("CANARYD_USERNAME"));
+        let file = self
+            .password_file
+            .clone()
+            .or_else(|| env("CANARYD_PASSWORD_FILE").map(PathBuf::from));
+        let password = match file {
+            Some(path) => Some(read_password(&path)?),
+            None => env("CANARYD_PASSWORD"),
+        };
+        match (user, password) {
+            (None, None) => Ok(None),
+            (Some(u), Some(p)) => Ok(Some((u, p))),
+            (Some(_), None) => Err(
+                "a user but no password: set CANARYD_PASSWORD_FILE (or --password-file) to a file holding it, or CANARYD_PASSWORD"
+                    .into(),
+            ),
+            (None, Some(_)) => {
+                Err("a password but no user: set CANARYD_USERNAME (or --username)".into())
+            }
+        }
+    }
+
+    /// The HTTP client: the CA file and client certificate given, no redirects (credentials go
+    /// only where --url says).
+    fn client(&self) -> Result<reqwest::Client, String> {
+        let settings = crate::probe::http::spec::TlsSettings {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            ..Default::default()
+        };
+        let mut tls = (*settings.client_config()?).clone();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .user_agent(concat!("canaryd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {}", e.without_url()))
+    }
+}
+
+/// A password file's first line (its line break dropped), never its content in an error.
+fn read_password(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let fail = |e: std::io::Error| format!("password file {}: {e}", path.display());
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(fail)?
+        .take(PASSWORD_FILE_LIMIT + 1)
+        .read_to_string(&mut text)
+        .map_err(|_| format!("password file {}: not UTF-8 text", path.display()))?;
+    if text.len() as u64 > PASSWORD_FILE_LIMIT {
+        return Err(format!(
+            "password file {}: larger than {PASSWORD_FILE_LIMIT} bytes (it should hold the password only)",
+            path.display()
+        ));
+    }
+    let password = text.lines().next().unwrap_or_default().to_string();
+    if password.is_empty() {
+        return Err(format!("password file {}: empty", path.display()));
+    }
+    Ok(password)
+}
+
+/// What to add to an error status of the API, so the user knows what to do.
+fn status_advice(status: u16) -> &'static str {
+    match status {
+        401 => "\n(the daemon requires basic auth: set CANARYD_USERNAME and CANARYD_PASSWORD_FILE (a file holding the password) or CANARYD_PASSWORD, for one of the users in its web configuration's basic_auth_users)",
+        403 => "\n(without basic_auth_users in a web configuration, the daemon takes silences only from its own host: run this there, or configure basic_auth_users and set CANARYD_USERNAME and CANARYD_PASSWORD_FILE)",
+        _ => "",
+    }
 }
 
 /// `canaryd silence ...`
@@ -97,7 +214,8 @@ pub enum SilenceAction {
         /// Start time (RFC 3339; default now).
         #[arg(long)]
         start: Option<String>,
-        /// Who silences (default: $USER).
+        /// Who silences (default: $USER, else $LOGNAME, else the basic-auth user, else
+        /// `canaryd-cli`).
         #[arg(long)]
         author: Option<String>,
         /// Why.
@@ -142,7 +260,8 @@ pub fn main(cli: Cli) -> ExitCode {
             action,
             config,
             url,
-        } => rt.block_on(silence(action, config, url)),
+            client,
+        } => rt.block_on(silence(action, config, url, client)),
         Command::Schema { file } => {
             // Not print!, which panics when the reader went away (`canaryd schema checks | head`).
             use std::io::Write as _;
@@ -172,8 +291,13 @@ fn api_base(config: &std::path::Path, url: Option<String>) -> Result<String, Str
     Ok(cfg.api_url())
 }
 
-async fn silence(action: SilenceAction, config: PathBuf, url: Option<String>) -> ExitCode {
-    match silence_inner(action, &config, url).await {
+async fn silence(
+    action: SilenceAction,
+    config: PathBuf,
+    url: Option<String>,
+    client: Box<ApiClientArgs>,
+) -> ExitCode {
+    match silence_inner(action, &config, url, &client).await {
         Ok(out) => {
             print!("{out}");
             ExitCode::SUCCESS
@@ -189,9 +313,18 @@ async fn silence_inner(
     action: SilenceAction,
     config: &std::path::Path,
     url: Option<String>,
+    args: &ApiClientArgs,
 ) -> Result<String, String> {
     let base = api_base(config, url)?;
-    let client = crate::alert::outbox::http_client()?;
+    let credentials = args.credentials()?;
+    let http = args.client()?;
+    let request = |method: reqwest::Method, url: String| {
+        let r = http.request(method, url);
+        match &credentials {
+            Some((user, password)) => r.basic_auth(user, Some(password)),
+            None => r,
+        }
+    };
     let unreachable =
         |e: reqwest::Error| format!("cannot reach the daemon at {base}: {}", e.without_url());
     let answer = |resp: reqwest::Response| async move {
@@ -205,7 +338,11 @@ async fn silence_inner(
                 .ok()
                 .and_then(|v| v["error"].as_str().map(str::to_string))
                 .unwrap_or_else(|| body.trim().to_string());
-            Err(format!("{}: {msg}", status.as_u16()))
+            Err(format!(
+                "{}: {msg}{}",
+                status.as_u16(),
+                status_advice(status.as_u16())
+            ))
         }
     };
     match action {
@@ -224,9 +361,13 @@ async fn silence_inner(
                 };
                 m.insert(k.trim().to_string(), serde_json::Value::from(v.trim()));
             }
+            // The daemon refuses an empty created_by: a cron job or a container has no $USER.
             let author = author
                 .or_else(|| std::env::var("USER").ok())
-                .unwrap_or_default();
+                .or_else(|| std::env::var("LOGNAME").ok())
+                .filter(|a| !a.trim().is_empty())
+                .or_else(|| credentials.as_ref().map(|(user, _)| user.clone()))
+                .unwrap_or_else(|| "canaryd-cli".to_string());
             let body = serde_json::json!({
                 "matchers": m,
                 "starts_at": start,
@@ -235,8 +376,7 @@ async fn silence_inner(
                 "created_by": author,
                 "comment": comment,
             });
-            let resp = client
-                .post(format!("{base}/api/v1/silences"))
+            let resp = request(reqwest::Method::POST, format!("{base}/api/v1/silences"))
                 .json(&body)
                 .send()
                 .await
@@ -250,8 +390,7 @@ async fn silence_inner(
             ))
         }
         SilenceAction::List { all } => {
-            let resp = client
-                .get(format!("{base}/api/v1/silences"))
+            let resp = request(reqwest::Method::GET, format!("{base}/api/v1/silences"))
                 .send()
                 .await
                 .map_err(unreachable)?;
@@ -290,11 +429,13 @@ async fn silence_inner(
             Ok(out)
         }
         SilenceAction::Expire { id } => {
-            let resp = client
-                .delete(format!("{base}/api/v1/silences/{id}"))
-                .send()
-                .await
-                .map_err(unreachable)?;
+            let resp = request(
+                reqwest::Method::DELETE,
+                format!("{base}/api/v1/silences/{id}"),
+            )
+            .send()
+            .await
+            .map_err(unreachable)?;
             if resp.status() == reqwest::StatusCode::NOT_FOUND {
                 return Err(format!("no silence {id:?}"));
             }
@@ -565,4 +706,75 @@ pub fn trace_with(name: &str, kind: &str, r: &CheckResult, show_values: bool) ->
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(username: Option<&str>, password_file: Option<&std::path::Path>) -> ApiClientArgs {
+        ApiClientArgs {
+            username: username.map(str::to_string),
+            password_file: password_file.map(std::path::Path::to_path_buf),
+            ..ApiClientArgs::default()
+        }
+    }
+
+    #[test]
+    fn credentials_come_from_flags_files_and_the_environment_never_half() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "s3cret-from-file\n").unwrap();
+        let env_file = file.to_str().unwrap().to_string();
+        let none = |_: &str| None;
+        assert_eq!(args(None, None).credentials_from(none), Ok(None));
+        assert_eq!(
+            args(Some("ana"), Some(&file)).credentials_from(none),
+            Ok(Some(("ana".into(), "s3cret-from-file".into())))
+        );
+        let env = |name: &str| match name {
+            "CANARYD_USERNAME" => Some("bob".to_string()),
+            "CANARYD_PASSWORD_FILE" => Some(env_file.clone()),
+            "CANARYD_PASSWORD" => Some("from-env".to_string()),
+            _ => None,
+        };
+        // A file wins over the password in the environment; a flag over the environment.
+        assert_eq!(
+            args(None, None).credentials_from(env),
+            Ok(Some(("bob".into(), "s3cret-from-file".into())))
+        );
+        let only_password = |name: &str| (name == "CANARYD_PASSWORD").then(|| "p".to_string());
+        let err = args(None, None)
+            .credentials_from(only_password)
+            .unwrap_err();
+        assert!(err.contains("CANARYD_USERNAME"), "{err}");
+        let err = args(Some("ana"), None).credentials_from(none).unwrap_err();
+        assert!(err.contains("CANARYD_PASSWORD_FILE"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_password_file_is_a_clear_error_without_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, "x".repeat(5000)).unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let missing = dir.path().join("missing");
+        for (path, says) in [
+            (&big, "larger than 4096"),
+            (&empty, "empty"),
+            (&missing, "missing"),
+        ] {
+            let err = read_password(path).unwrap_err();
+            assert!(err.contains(says), "{err}");
+            assert!(!err.contains("xxxx"), "{err}");
+        }
+    }
+
+    #[test]
+    fn refusals_say_what_to_do() {
+        assert!(status_advice(401).contains("CANARYD_PASSWORD_FILE"));
+        assert!(status_advice(403).contains("basic_auth_users"));
+        assert_eq!(status_advice(400), "");
+    }
 }

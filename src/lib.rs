@@ -19,6 +19,7 @@
 //! - [`cli`]: the `run`, `check`, `probe` and `silence` commands (the binary only parses arguments).
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod alert;
 pub mod cli;
 pub mod config;

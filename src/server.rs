@@ -20,13 +20,14 @@ use std::time::UNIX_EPOCH;
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use crate::access::{self, AccessPolicy, Principal, RequestFacts};
 use crate::alert::silence::{Silence, MAX_TIME_MS};
 use crate::alert::{from_ms, rfc3339, to_ms};
 use crate::config::{CheckKind, Config};
@@ -41,9 +42,14 @@ use crate::store::HeartbeatRow;
 /// hundred bytes; its largest valid form is well under this).
 pub const API_BODY_LIMIT: usize = 64 * 1024;
 
-/// The API's routes over a daemon.
+/// The API's routes over a daemon, writes allowed from loopback only (no basic auth).
 pub fn router(daemon: Arc<Daemon>) -> Router {
-    Router::new()
+    router_with(daemon, AccessPolicy::default())
+}
+
+/// The API's routes over a daemon, writes authorised by `policy` (see [`crate::access`]).
+pub fn router_with(daemon: Arc<Daemon>, policy: AccessPolicy) -> Router {
+    let routes = Router::new()
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(ready))
@@ -69,7 +75,53 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         // Every extractor of a body stops at this (413 past it); pings read their `Body` with
         // their own, larger limit.
         .layer(axum::extract::DefaultBodyLimit::max(API_BODY_LIMIT))
-        .with_state(daemon)
+        .with_state(daemon.clone());
+    // Outermost, so that every request is counted, refused ones and unknown paths included.
+    routes.layer(axum::middleware::from_fn_with_state(
+        (policy, daemon),
+        access_layer,
+    ))
+}
+
+/// Applies the access policy to a request, and counts its answer in
+/// `canaryd_http_requests_total`. A refusal is logged with the handler, the peer and the
+/// reason (never a header's value: credentials stay out of the log).
+async fn access_layer(
+    State((policy, d)): State<(AccessPolicy, Arc<Daemon>)>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let handler = access::handler_label(request.uri().path());
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let facts = RequestFacts {
+        method: request.method(),
+        path: request.uri().path(),
+        headers: request.headers(),
+        peer,
+        authenticated: request.extensions().get::<Principal>().is_some(),
+    };
+    let response = match access::decide(policy, &facts) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => {
+            let peer = peer.map_or_else(|| "unknown".to_string(), |p| p.to_string());
+            tracing::warn!(handler = %handler, peer = %peer, reason = %refusal, "request refused");
+            let status = refusal.status();
+            let mut answer = (status, format!("{refusal}\n")).into_response();
+            if status == StatusCode::UNAUTHORIZED {
+                answer.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Basic realm=\"canaryd\""),
+                );
+            }
+            answer
+        }
+    };
+    d.metrics
+        .count_http_request(handler, response.status().as_u16());
+    response
 }
 
 /// Serves the API until `shutdown` resolves.
@@ -78,9 +130,20 @@ pub async fn serve(
     daemon: Arc<Daemon>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, daemon, AccessPolicy::default(), shutdown).await
+}
+
+/// Serves the API until `shutdown` resolves, writes authorised by `policy`.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    daemon: Arc<Daemon>,
+    policy: AccessPolicy,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // The peer address (ConnectInfo) is what the access policy decides loopback writes by.
     axum::serve(
         listener,
-        router(daemon).into_make_service_with_connect_info::<SocketAddr>(),
+        router_with(daemon, policy).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

@@ -192,7 +192,7 @@ fn a_stalled_queue_alert_survives_restarts_kill_9_and_a_reload_with_one_trigger_
     // A reload that touches only another check file (the queue probe is rebuilt all the same).
     write_other(setup.dir.path(), "2h");
     let reloaded = Instant::now();
-    let r = http_post(&d.url("/-/reload"), "text/plain", b"").unwrap();
+    let r = http_post(&d.url("/-/reload"), "application/json", b"").unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(
         wait_until_it_holds_again(&d, reloaded),

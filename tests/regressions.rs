@@ -254,7 +254,7 @@ impl Running {
     fn restore(&mut self, what: &str) {
         std::fs::write(&self.config, &self.good_config).unwrap();
         std::fs::write(&self.slot, GOOD_SLOT).unwrap();
-        let r = http_post(&self.daemon.url("/-/reload"), "text/plain", b"")
+        let r = http_post(&self.daemon.url("/-/reload"), "application/json", b"")
             .unwrap_or_else(|e| panic!("POST /-/reload {what}: {e}"));
         assert_eq!(
             (r.status, r.text()),
@@ -363,7 +363,7 @@ fn one_daemon_survives_every_regression_fixture_by_sighup_and_post_reload() {
         d.restore(&f.name);
         // POST /-/reload.
         d.swap_in(f);
-        let r = http_post(&d.daemon.url("/-/reload"), "text/plain", b"")
+        let r = http_post(&d.daemon.url("/-/reload"), "application/json", b"")
             .unwrap_or_else(|e| panic!("POST /-/reload with {}: {e}", f.name));
         let body = r.text();
         d.alive(&format!("after POST /-/reload with {}", f.name));
@@ -449,7 +449,7 @@ fn a_reload_with_a_2_pow_64_ns_interval_is_all_or_nothing() {
     let mut daemon = Canaryd::start(canaryd_run(&config), &addr).unwrap();
 
     std::fs::write(&checks, format!("checks:\n{good}{huge}")).unwrap();
-    let r = http_post(&daemon.url("/-/reload"), "text/plain", b"").unwrap();
+    let r = http_post(&daemon.url("/-/reload"), "application/json", b"").unwrap();
     let accepted = match r.status {
         200 => true,
         400 => false,

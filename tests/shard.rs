@@ -309,7 +309,7 @@ fn a_reload_keeps_the_shard() {
 
     let after = names(20);
     write(&after);
-    let reload = services::http_post(&r.daemon.url("/-/reload"), "", b"").unwrap();
+    let reload = services::http_post(&r.daemon.url("/-/reload"), "application/json", b"").unwrap();
     assert_eq!(reload.status, 200, "{}", reload.text());
     let (_, mine) = r.checks_after_a_run();
     assert_eq!(mine, owned(&after), "after the reload");

@@ -32,7 +32,9 @@
 //! Self: `canaryd_schedule_lag_seconds` (histogram, 0.5 ms … 5 s), `canaryd_checks`,
 //! `canaryd_config_last_reload_successful`, `canaryd_config_last_reload_timestamp_seconds` (the
 //! last reload attempt), `canaryd_build_info{version}` (1; an OpenMetrics info metric),
-//! `canaryd_store_errors_total{op}` (every op from 0) and `canaryd_store_unsaved_notifications`.
+//! `canaryd_store_errors_total{op}` (every op from 0), `canaryd_store_unsaved_notifications`
+//! and `canaryd_http_requests_total{handler,code}` (a fixed set of route patterns, see
+//! [`crate::access::handler_label`]).
 //!
 //! # Design
 //!
@@ -121,6 +123,7 @@ pub struct Metrics {
     delivery: DeliveryFamily,
     store_errors: Family<[(&'static str, String); 1], Counter>,
     store_unsaved: Gauge,
+    http_requests: Family<[(&'static str, String); 2], Counter>,
 }
 
 /// What a failed state-store write was doing (the `op` label of `canaryd_store_errors_total`).
@@ -312,7 +315,15 @@ impl Metrics {
             store_unsaved.clone(),
         );
 
+        let http_requests = Family::<[(&'static str, String); 2], Counter>::default();
+        registry.register(
+            "canaryd_http_requests",
+            "HTTP requests to canaryd's API by route pattern and status code, refused ones included",
+            http_requests.clone(),
+        );
+
         Metrics {
+            http_requests,
             store_errors,
             store_unsaved,
             alert_state,
@@ -381,6 +392,14 @@ impl Metrics {
     /// Records how late a run started compared with its schedule.
     pub fn observe_schedule_lag(&self, lag: Duration) {
         self.schedule_lag.observe(lag.as_secs_f64());
+    }
+
+    /// Counts one answered HTTP request. `handler` comes from a fixed set (the route patterns),
+    /// and a status code is one of at most 900 values, so the series stay bounded.
+    pub fn count_http_request(&self, handler: &'static str, code: u16) {
+        self.http_requests
+            .get_or_create(&[("handler", handler.to_string()), ("code", code.to_string())])
+            .inc();
     }
 
     /// Records the outcome of a configuration load or reload attempt.
