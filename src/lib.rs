@@ -29,3 +29,4 @@ pub mod schedule;
 pub mod server;
 pub mod shard;
 pub mod store;
+pub mod web;

@@ -72,18 +72,50 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .with_state(daemon)
 }
 
-/// Serves the API until `shutdown` resolves.
+/// Serves the API until `shutdown` resolves: plain HTTP, no authentication.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     daemon: Arc<Daemon>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(daemon).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    serve_web(listener, daemon, Arc::default(), shutdown).await
+}
+
+/// Serves the API as the web configuration says (`--web.config.file`): over TLS when it has
+/// `tls_server_config`, behind basic auth when it has `basic_auth_users`, with its headers.
+pub async fn serve_web(
+    listener: tokio::net::TcpListener,
+    daemon: Arc<Daemon>,
+    web: Arc<crate::web::WebConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = secured(router(daemon), web.clone());
+    match &web.tls {
+        Some(tls) => {
+            let listener = crate::web::tls::TlsListener::new(listener, tls.clone())?;
+            axum::serve(listener, app.into_make_service())
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+        }
+    }
+}
+
+/// The router behind the web configuration's auth layer (which also sets its headers and marks
+/// every request with [`crate::web::AuthConfigured`] and, once authenticated,
+/// [`crate::web::Principal`]).
+pub fn secured(router: Router, web: Arc<crate::web::WebConfig>) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        crate::web::auth::Auth::new(web),
+        crate::web::auth::layer,
+    ))
 }
 
 async fn metrics(State(d): State<Arc<Daemon>>, headers: HeaderMap) -> Response {
