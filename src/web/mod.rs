@@ -406,4 +406,90 @@ mod tests {
             "web.yml:2:3: rate_limit: not supported by canaryd (limit request rates in a reverse proxy in front of it)"
         );
     }
+
+    // Any document built from the file's keys and hostile values loads or fails with located
+    // errors; it never panics and never echoes a basic-auth hash.
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("TLS13".to_string()),
+                Just("TLS10".to_string()),
+                Just("RequireAndVerifyClientCert".to_string()),
+                Just("[X25519, CurveP521]".to_string()),
+                Just("{}".to_string()),
+                Just("[]".to_string()),
+                Just("~".to_string()),
+                Just("\"\\u0000\\n\"".to_string()),
+                Just("$2y$99$mDwo.lAisC94iLAyP81MCesa29IzH37oigHC/42V2pdJlUprsJPze".to_string()),
+                "[a-zA-Z0-9$./ ]{0,70}",
+            ]
+        }
+
+        fn key() -> impl Strategy<Value = &'static str> {
+            prop::sample::select(vec![
+                "tls_server_config",
+                "http_server_config",
+                "basic_auth_users",
+                "rate_limit",
+                "cert_file",
+                "key_file",
+                "cert",
+                "key",
+                "client_ca",
+                "client_ca_file",
+                "client_auth_type",
+                "client_allowed_sans",
+                "min_version",
+                "max_version",
+                "cipher_suites",
+                "curve_preferences",
+                "prefer_server_cipher_suites",
+                "headers",
+                "http2",
+                "X-Frame-Options",
+                "Server",
+                "alice",
+                "unknown",
+            ])
+        }
+
+        fn doc() -> impl Strategy<Value = String> {
+            prop::collection::vec((key(), key(), value(), 0..3usize), 0..8).prop_map(|entries| {
+                let mut s = String::new();
+                for (outer, inner, v, depth) in entries {
+                    match depth {
+                        0 => s.push_str(&format!("{outer}: {v}\n")),
+                        1 => s.push_str(&format!("{outer}:\n  {inner}: {v}\n")),
+                        _ => s.push_str(&format!("{outer}:\n  {inner}:\n    {inner}: {v}\n")),
+                    }
+                }
+                s
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            #[test]
+            fn any_document_loads_or_fails_located(src in doc()) {
+                if let Err(e) = load_str(Path::new("web.yml"), &src) {
+                    for err in &e.0 {
+                        prop_assert!(err.line >= 1 && err.col >= 1);
+                        prop_assert!(!err.message.contains("mDwo.lAisC94"), "{}", err);
+                    }
+                }
+            }
+
+            #[test]
+            fn any_authorization_header_decodes_or_is_refused(raw in prop::collection::vec(any::<u8>(), 0..200)) {
+                let mut v = b"Basic ".to_vec();
+                v.extend_from_slice(&raw);
+                let _ = auth::basic_credentials(&v);
+                let _ = auth::basic_credentials(&raw);
+            }
+        }
+    }
 }
