@@ -635,3 +635,51 @@ fn a_real_prometheus_scrapes_over_tls_with_basic_auth_and_reports_a_wrong_passwo
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+#[test]
+fn verify_if_given_and_allowed_sans_follow_exporter_toolkit() {
+    let server_ca = Ca::new("server CA");
+    let client_ca = Ca::new("client CA");
+    let stranger_ca = Ca::new("stranger CA");
+    let status = |addr: &str, identity: Option<&(String, String)>| {
+        https(
+            addr,
+            client_config(
+                &server_ca.cert_pem,
+                identity.map(|(c, k)| (c.as_str(), k.as_str())),
+            ),
+            "GET",
+            "/-/healthy",
+            None,
+        )
+        .map_or(0, |a| a.status)
+    };
+    let scraper = client_ca.issue("scraper", true);
+    let other = client_ca.issue("other", true);
+    let stranger = stranger_ca.issue("scraper", true);
+
+    // VerifyClientCertIfGiven: no certificate is fine, a certificate of another CA is not.
+    let dir = tempfile::tempdir().unwrap();
+    write_pair(dir.path(), &server_ca.issue("server", false));
+    std::fs::write(dir.path().join("clients.pem"), &client_ca.cert_pem).unwrap();
+    let d = Daemon::start(
+        dir.path(),
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: clients.pem\n",
+    );
+    assert_eq!(status(&d.addr, None), 200);
+    assert_eq!(status(&d.addr, Some(&scraper)), 200);
+    assert_eq!(status(&d.addr, Some(&stranger)), 0);
+    drop(d);
+
+    // client_allowed_sans: a certificate of the right CA with another name is refused.
+    let dir = tempfile::tempdir().unwrap();
+    write_pair(dir.path(), &server_ca.issue("server", false));
+    std::fs::write(dir.path().join("clients.pem"), &client_ca.cert_pem).unwrap();
+    let d = Daemon::start(
+        dir.path(),
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: clients.pem\n  client_allowed_sans: [scraper]\n",
+    );
+    assert_eq!(status(&d.addr, Some(&scraper)), 200);
+    assert_eq!(status(&d.addr, Some(&other)), 0);
+    assert_eq!(status(&d.addr, None), 0);
+}
