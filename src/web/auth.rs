@@ -40,7 +40,7 @@ pub struct AuthConfigured(pub bool);
 pub struct Auth {
     config: Arc<WebConfig>,
     cache: Mutex<HashMap<[u8; 32], bool>>,
-    bcrypt: tokio::sync::Semaphore,
+    bcrypt: Arc<tokio::sync::Semaphore>,
     decoy: tokio::sync::OnceCell<Option<String>>,
 }
 
@@ -50,7 +50,7 @@ impl Auth {
         Arc::new(Auth {
             config,
             cache: Mutex::new(HashMap::new()),
-            bcrypt: tokio::sync::Semaphore::new(MAX_BCRYPT_AT_ONCE),
+            bcrypt: Arc::new(tokio::sync::Semaphore::new(MAX_BCRYPT_AT_ONCE)),
             decoy: tokio::sync::OnceCell::new(),
         })
     }
@@ -68,8 +68,11 @@ impl Auth {
         let ok = match cached {
             Some(ok) => ok,
             None => {
-                let _permit = self.bcrypt.acquire().await.ok()?;
+                // The permit moves into the blocking task: a client that hangs up does not free
+                // it before its bcrypt run ends, so hang-ups cannot pile up runs.
+                let permit = self.bcrypt.clone().acquire_owned().await.ok()?;
                 let verified = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
                     bcrypt::verify(pass.as_bytes(), &hash).unwrap_or(false)
                 })
                 .await
@@ -106,10 +109,15 @@ impl Auth {
                     .filter_map(|Hash(h)| h.get(4..6)?.parse::<u32>().ok())
                     .max()
                     .unwrap_or(bcrypt::DEFAULT_COST);
-                tokio::task::spawn_blocking(move || bcrypt::hash("canaryd-decoy", cost).ok())
-                    .await
-                    .ok()
-                    .flatten()
+                // Under a permit too, held by the blocking task (see `authenticate`).
+                let permit = self.bcrypt.clone().acquire_owned().await.ok()?;
+                tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    bcrypt::hash("canaryd-decoy", cost).ok()
+                })
+                .await
+                .ok()
+                .flatten()
             })
             .await
             .clone()
