@@ -37,6 +37,10 @@ pub enum Command {
         /// name; start n processes, `1/n` to `n/n`, on the same configuration.
         #[arg(long, value_name = "i/n")]
         shard: Option<Shard>,
+        /// The web configuration file (exporter-toolkit's format): TLS, client certificates,
+        /// basic auth and response headers of the listener.
+        #[arg(long = "web.config.file", value_name = "FILE")]
+        web_config_file: Option<PathBuf>,
     },
     /// Validate the configuration and every check file; print every error; exit 1 on any.
     Check {
@@ -46,6 +50,10 @@ pub enum Command {
         /// Also list the checks shard i of n would run (`2/3`).
         #[arg(long, value_name = "i/n")]
         shard: Option<Shard>,
+        /// The web configuration file (exporter-toolkit's format): TLS, client certificates,
+        /// basic auth and response headers of the listener.
+        #[arg(long = "web.config.file", value_name = "FILE")]
+        web_config_file: Option<PathBuf>,
     },
     /// Run one check once and print a trace of every step; exit 0 if it passed, 1 if not.
     Probe {
@@ -249,8 +257,16 @@ pub fn main(cli: Cli) -> ExitCode {
         }
     };
     match cli.command {
-        Command::Run { config, shard } => rt.block_on(run(config, shard.unwrap_or(Shard::ALL))),
-        Command::Check { config, shard } => check(config, shard),
+        Command::Run {
+            config,
+            shard,
+            web_config_file,
+        } => rt.block_on(run(config, shard.unwrap_or(Shard::ALL), web_config_file)),
+        Command::Check {
+            config,
+            shard,
+            web_config_file,
+        } => check(config, shard, web_config_file),
         Command::Probe {
             config,
             name,
@@ -460,8 +476,34 @@ fn init_logging(level: &str, daemon: bool) {
         .try_init();
 }
 
-fn check(config: PathBuf, shard: Option<Shard>) -> ExitCode {
+/// Loads `--web.config.file` when given (no file: plain HTTP, no auth).
+fn load_web(
+    path: Option<&std::path::Path>,
+) -> Result<crate::web::WebConfig, crate::config::ConfigErrors> {
+    match path {
+        Some(p) => crate::web::load(p),
+        None => Ok(crate::web::WebConfig::default()),
+    }
+}
+
+fn check(config: PathBuf, shard: Option<Shard>, web_config_file: Option<PathBuf>) -> ExitCode {
+    let web = load_web(web_config_file.as_deref());
+    if let (Ok(_), Some(p)) = (&web, &web_config_file) {
+        println!("{}: ok", p.display());
+    }
+    let web_errors = web.err().map(|e| e.0).unwrap_or_default();
     match daemon::load(&config) {
+        Ok(_) if !web_errors.is_empty() => {
+            for e in &web_errors {
+                println!("{e}");
+            }
+            eprintln!(
+                "{} error{} found",
+                web_errors.len(),
+                if web_errors.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::from(1)
+        }
         Ok((mut cfg, _)) => {
             println!(
                 "{}: ok: {} checks in {} check files",
@@ -482,7 +524,8 @@ fn check(config: PathBuf, shard: Option<Shard>) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(errors) => {
+        Err(mut errors) => {
+            errors.0.extend(web_errors);
             for e in &errors.0 {
                 println!("{e}");
             }
@@ -496,7 +539,19 @@ fn check(config: PathBuf, shard: Option<Shard>) -> ExitCode {
     }
 }
 
-async fn run(config: PathBuf, shard: Shard) -> ExitCode {
+async fn run(config: PathBuf, shard: Shard, web_config_file: Option<PathBuf>) -> ExitCode {
+    // Before anything starts: a listener that was asked to be secured never serves in the clear.
+    let web = match load_web(web_config_file.as_deref()) {
+        Ok(w) => std::sync::Arc::new(w),
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "canaryd: web configuration has {} error(s); not starting",
+                errors.0.len()
+            );
+            return ExitCode::from(1);
+        }
+    };
     let daemon = match Daemon::start_sharded(&config, shard) {
         Ok(d) => d,
         Err(errors) => {
@@ -516,11 +571,21 @@ async fn run(config: PathBuf, shard: Shard) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    tracing::info!(%listen, "serving /metrics and the API");
+    tracing::info!(
+        %listen,
+        tls = web.tls.is_some(),
+        basic_auth = web.auth_required(),
+        "serving /metrics and the API"
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::server::serve(listener, daemon.clone(), async move {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(crate::server::serve_web(
+        listener,
+        daemon.clone(),
+        web,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
     wait_for_signals(&daemon).await;
     tracing::info!("shutting down: draining in-flight runs");
     daemon.shutdown().await;

@@ -30,3 +30,4 @@ pub mod schedule;
 pub mod server;
 pub mod shard;
 pub mod store;
+pub mod web;

@@ -42,13 +42,20 @@ use crate::store::HeartbeatRow;
 /// hundred bytes; its largest valid form is well under this).
 pub const API_BODY_LIMIT: usize = 64 * 1024;
 
-/// The API's routes over a daemon, writes allowed from loopback only (no basic auth).
+/// The API's routes over a daemon without a web configuration: no basic auth, writes allowed
+/// from loopback only.
 pub fn router(daemon: Arc<Daemon>) -> Router {
-    router_with(daemon, AccessPolicy::default())
+    router_with(daemon, Arc::default())
 }
 
-/// The API's routes over a daemon, writes authorised by `policy` (see [`crate::access`]).
-pub fn router_with(daemon: Arc<Daemon>, policy: AccessPolicy) -> Router {
+/// The API's routes over a daemon behind the web configuration's layers, outermost first:
+/// counting (`canaryd_http_requests_total`, so refusals of every layer count), authentication
+/// (basic auth and the configured headers: [`crate::web::auth`]), then the write policy
+/// ([`crate::access`]), which reads the [`Principal`] authentication left.
+pub fn router_with(daemon: Arc<Daemon>, web: Arc<crate::web::WebConfig>) -> Router {
+    let policy = AccessPolicy {
+        basic_auth: web.auth_required(),
+    };
     let routes = Router::new()
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "OK\n" }))
@@ -76,26 +83,41 @@ pub fn router_with(daemon: Arc<Daemon>, policy: AccessPolicy) -> Router {
         // their own, larger limit.
         .layer(axum::extract::DefaultBodyLimit::max(API_BODY_LIMIT))
         .with_state(daemon.clone());
-    // Outermost, so that every request is counted, refused ones and unknown paths included.
-    routes.layer(axum::middleware::from_fn_with_state(
-        (policy, daemon),
-        access_layer,
-    ))
+    routes
+        .layer(axum::middleware::from_fn_with_state(policy, access_layer))
+        .layer(axum::middleware::from_fn_with_state(
+            crate::web::auth::Auth::new(web),
+            crate::web::auth::layer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(daemon, count_layer))
 }
 
-/// Applies the access policy to a request, and counts its answer in
-/// `canaryd_http_requests_total`. A refusal is logged with the handler, the peer and the
-/// reason (never a header's value: credentials stay out of the log).
+/// Counts every answer in `canaryd_http_requests_total{handler,code}` (by route pattern, never
+/// the raw path), refused ones and unknown paths included.
+async fn count_layer(
+    State(d): State<Arc<Daemon>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let handler = access::handler_label(request.uri().path());
+    let response = next.run(request).await;
+    d.metrics
+        .count_http_request(handler, response.status().as_u16());
+    response
+}
+
+/// Applies the access policy to a request. A refusal is logged with the handler, the peer and
+/// the reason (never a header's value: credentials stay out of the log).
 async fn access_layer(
-    State((policy, d)): State<(AccessPolicy, Arc<Daemon>)>,
+    State(policy): State<AccessPolicy>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let handler = access::handler_label(request.uri().path());
     let peer = request
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+        .get::<ConnectInfo<PeerAddr>>()
+        .map(|c| c.0 .0.ip());
     let facts = RequestFacts {
         method: request.method(),
         path: request.uri().path(),
@@ -103,7 +125,7 @@ async fn access_layer(
         peer,
         authenticated: request.extensions().get::<Principal>().is_some(),
     };
-    let response = match access::decide(policy, &facts) {
+    match access::decide(policy, &facts) {
         Ok(()) => next.run(request).await,
         Err(refusal) => {
             let peer = peer.map_or_else(|| "unknown".to_string(), |p| p.to_string());
@@ -118,35 +140,65 @@ async fn access_layer(
             }
             answer
         }
-    };
-    d.metrics
-        .count_http_request(handler, response.status().as_u16());
-    response
+    }
 }
 
-/// Serves the API until `shutdown` resolves.
+/// Serves the API until `shutdown` resolves: plain HTTP, no authentication.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     daemon: Arc<Daemon>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with(listener, daemon, AccessPolicy::default(), shutdown).await
+    serve_web(listener, daemon, Arc::default(), shutdown).await
 }
 
-/// Serves the API until `shutdown` resolves, writes authorised by `policy`.
-pub async fn serve_with(
+/// The peer's address, as [`ConnectInfo`] for both listeners (plain TCP and TLS): the access
+/// policy decides loopback-only writes by it.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, crate::web::tls::TlsListener>,
+    > for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::web::tls::TlsListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+/// Serves the API as the web configuration says (`--web.config.file`): over TLS when it has
+/// `tls_server_config`, behind basic auth when it has `basic_auth_users`, with its headers;
+/// writes as [`crate::access`] decides.
+pub async fn serve_web(
     listener: tokio::net::TcpListener,
     daemon: Arc<Daemon>,
-    policy: AccessPolicy,
+    web: Arc<crate::web::WebConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // The peer address (ConnectInfo) is what the access policy decides loopback writes by.
-    axum::serve(
-        listener,
-        router_with(daemon, policy).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let app = router_with(daemon, web.clone()).into_make_service_with_connect_info::<PeerAddr>();
+    match &web.tls {
+        Some(tls) => {
+            let listener = crate::web::tls::TlsListener::new(listener, tls.clone())?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 async fn metrics(State(d): State<Arc<Daemon>>, headers: HeaderMap) -> Response {

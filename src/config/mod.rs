@@ -13,6 +13,9 @@ pub mod template;
 pub mod totp;
 mod validate;
 
+// The web configuration file (`--web.config.file`) is decoded the same way as this one.
+pub(crate) use validate::{decode, read_config_file};
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;

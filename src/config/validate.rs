@@ -175,7 +175,7 @@ impl Ctx<'_> {
 }
 
 /// Decodes one YAML document, turning the first decode error into a located [`ConfigError`].
-fn decode<T: DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigError> {
+pub(crate) fn decode<T: DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigError> {
     let mut path = String::new();
     let mut options = serde_saphyr::Options::default();
     options.with_snippet = false;
@@ -236,7 +236,7 @@ fn decode<T: DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigError>
 
 /// Reads the daemon file: at most [`limits::MAX_CONFIG_FILE_BYTES`]. It may be a pipe the user
 /// named (`canaryd check --config <(...)`), so only the size is bounded here.
-fn read_config_file(path: &Path) -> Result<String, String> {
+pub(crate) fn read_config_file(path: &Path) -> Result<String, String> {
     use std::io::Read;
     let cap = limits::MAX_CONFIG_FILE_BYTES;
     let meta = std::fs::metadata(path).map_err(|e| limits::io_reason(&e))?;
