@@ -189,6 +189,12 @@ fn char_spellings(c: char) -> Vec<String> {
             })
             .collect(),
     );
+    // Rust's `{:?}` writes unprintable characters as `\u{..}`.
+    let code = format!("{:x}", u32::from(c));
+    alts.push(format!(
+        "{esc}u\\{{0*{}\\}}",
+        code.bytes().map(|b| hex_digit((b as char).to_digit(16).unwrap_or(0) as u8)).collect::<String>()
+    ));
     let named = match c {
         '"' => Some("quot"),
         '&' => Some("amp"),
@@ -354,6 +360,8 @@ mod tests {
         let r = Redactor::new(["a\"b&c<d'e"]);
         let out = r.apply("x a&quot;b&amp;c&lt;d&#39;e y a%22b&#x26;c\\u003cd'e z");
         assert_eq!(out, "x <redacted> y <redacted> z");
+        let r = Redactor::new(["s\u{7f}cr\u{200b}t"]);
+        assert_eq!(r.apply(&format!("[{:?}]", "s\u{7f}cr\u{200b}t")), "[\"<redacted>\"]");
     }
 
     #[test]
