@@ -28,6 +28,9 @@ pub const MAX_PATTERN_CHARS: usize = 512;
 /// Shortest base64 run that is redacted (shorter runs would match ordinary words).
 const MIN_BASE64_CORE: usize = 6;
 
+/// Secrets whose redactor [`Redactor::cached`] keeps.
+const CACHED: usize = 256;
+
 /// What replaces a redacted value.
 pub const MARK: &str = "<redacted>";
 
@@ -42,6 +45,8 @@ enum Rule {
 #[derive(Default)]
 pub struct Redactor {
     rules: Vec<Rule>,
+    /// Per value, its starts as they show before a [`CUT`] mark (longest first).
+    cuts: Vec<Vec<String>>,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -57,6 +62,45 @@ impl Redactor {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        Redactor::build(values, true)
+    }
+
+    /// A cheaper redactor for run-time values (extracted per run): each value in its whole
+    /// encodings only (raw, JSON-escaped, percent-encoded in both styles and hex cases) and cut
+    /// by an excerpt; no mixed spellings, no base64.
+    pub fn whole<I, S>(values: I) -> Redactor
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Redactor::build(values, false)
+    }
+
+    /// The redactor of one secret, built once per value and shared (a heartbeat token is
+    /// redacted from every ping body; building its pattern per ping would cost more than the
+    /// ping). At most [`CACHED`] values are kept; past that the cache starts over.
+    pub fn cached(value: &str) -> std::sync::Arc<Redactor> {
+        use std::collections::HashMap;
+        use std::sync::{Arc, Mutex, OnceLock};
+        static CACHE: OnceLock<Mutex<HashMap<String, Arc<Redactor>>>> = OnceLock::new();
+        let cache = CACHE.get_or_init(Default::default);
+        if let Some(r) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(value) {
+            return r.clone();
+        }
+        let r = Arc::new(Redactor::new([value]));
+        let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= CACHED {
+            map.clear();
+        }
+        map.insert(value.to_string(), r.clone());
+        r
+    }
+
+    fn build<I, S>(values: I, every_spelling: bool) -> Redactor
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
         let mut values: Vec<String> = values
             .into_iter()
             .map(|v| v.as_ref().to_string())
@@ -66,8 +110,9 @@ impl Redactor {
         values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         values.dedup();
         let mut rules = Vec::new();
+        let mut cuts = Vec::new();
         for v in &values {
-            let pattern = (v.chars().count() <= MAX_PATTERN_CHARS)
+            let pattern = (every_spelling && v.chars().count() <= MAX_PATTERN_CHARS)
                 .then(|| {
                     regex::RegexBuilder::new(&spellings(v))
                         .size_limit(16 << 20)
@@ -79,13 +124,20 @@ impl Redactor {
                 Some(p) => rules.push(Rule::Pattern(p)),
                 None => rules.extend(whole_encodings(v).into_iter().map(Rule::Literal)),
             }
+            if v.chars().count() >= 2 {
+                cuts.push(cut_prefixes(v));
+            }
         }
         // Base64 after the plain forms: a base64 run never contains a plain form's mark.
-        let mut b64: Vec<String> = values.iter().flat_map(|v| base64_cores(v)).collect();
+        let mut b64: Vec<String> = values
+            .iter()
+            .filter(|_| every_spelling)
+            .flat_map(|v| base64_cores(v))
+            .collect();
         b64.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         b64.dedup();
         rules.extend(b64.into_iter().map(Rule::Literal));
-        Redactor { rules }
+        Redactor { rules, cuts }
     }
 
     /// Whether this redactor removes nothing.
@@ -115,6 +167,41 @@ impl Redactor {
                 }
             }
         }
+        if out.contains(CUT) && !self.cuts.is_empty() {
+            out = Cow::Owned(self.redact_cuts(&out));
+        }
+        out
+    }
+
+    /// Replaces the start of a value right before a [`CUT`] mark (an excerpt cut inside a
+    /// secret must not show its first half). Only the first [`MAX_CUTS`] marks are looked at.
+    fn redact_cuts(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        let mut seen = 0;
+        while let Some(i) = rest.find(CUT) {
+            if seen == MAX_CUTS {
+                break;
+            }
+            seen += 1;
+            let before = &rest[..i];
+            let longest = self
+                .cuts
+                .iter()
+                .filter_map(|starts| starts.iter().find(|p| before.ends_with(p.as_str())))
+                .map(String::len)
+                .max();
+            match longest {
+                Some(n) => {
+                    out.push_str(&before[..before.len() - n]);
+                    out.push_str(MARK);
+                }
+                None => out.push_str(before),
+            }
+            out.push(CUT);
+            rest = &rest[i + CUT.len_utf8()..];
+        }
+        out.push_str(rest);
         out
     }
 
@@ -157,14 +244,49 @@ fn spellings(value: &str) -> String {
     out
 }
 
+/// Excerpts end in this mark when they cut a text short.
+pub const CUT: char = '…';
+
+/// Cut marks looked at per text (excerpts are few per message).
+const MAX_CUTS: usize = 64;
+
+/// Longest start of a secret (in characters) looked for before a [`CUT`] mark: excerpts are
+/// shorter than this.
+const MAX_CUT_PREFIX: usize = 128;
+
+/// The starts of `value` (two characters or more, up to [`MAX_CUT_PREFIX`]) as they would show
+/// right before a [`CUT`] mark: raw, JSON-escaped and `{:?}`-escaped; longest first.
+fn cut_prefixes(value: &str) -> Vec<String> {
+    let chars: Vec<char> = value.chars().take(MAX_CUT_PREFIX).collect();
+    let mut out = Vec::new();
+    for k in (2..=chars.len()).rev() {
+        let p: String = chars[..k].iter().collect();
+        let debug = format!("{p:?}");
+        out.push(debug[1..debug.len() - 1].to_string());
+        if let Ok(json) = serde_json::to_string(&p) {
+            out.push(json[1..json.len() - 1].to_string());
+        }
+        out.push(p);
+    }
+    out.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    out.dedup();
+    out
+}
+
 /// The ways one character can appear: as is, percent-encoded (any case; `+` for a space),
 /// JSON-escaped (behind one or more backslashes: JSON escaped again stays caught), as a
-/// `\uXXXX` escape, or as an HTML character reference.
+/// `\uXXXX` or `\u{..}` escape, as its UTF-8 bytes read as Latin-1, or as an HTML character
+/// reference.
 fn char_spellings(c: char) -> Vec<String> {
     let mut buf = [0u8; 4];
     let raw = c.encode_utf8(&mut buf);
     let mut alts = vec![regex::escape(raw)];
     alts.push(raw.bytes().map(|b| format!("%{}", hex_byte(b))).collect());
+    // Letters and digits are never escaped by JSON or HTML encoders, only (rarely) by
+    // percent-encoders: two spellings keep the pattern of a typical token small.
+    if c.is_ascii_alphanumeric() {
+        return alts;
+    }
     // One or more backslashes: `\"`, and `\\\"` when the JSON was itself put in a JSON string.
     let esc = r"\\+";
     match c {
@@ -189,6 +311,18 @@ fn char_spellings(c: char) -> Vec<String> {
             })
             .collect(),
     );
+    // Mojibake: a peer that reads UTF-8 as Latin-1 echoes each byte as a character (and may
+    // JSON-escape those).
+    if !c.is_ascii() {
+        alts.push(
+            raw.bytes()
+                .map(|b| {
+                    let latin1 = char::from(b).to_string();
+                    format!("(?:{}|{esc}u00{})", regex::escape(&latin1), hex_byte(b))
+                })
+                .collect(),
+        );
+    }
     // Rust's `{:?}` writes unprintable characters as `\u{..}`.
     let code = format!("{:x}", u32::from(c));
     alts.push(format!(
@@ -360,8 +494,21 @@ mod tests {
         let r = Redactor::new(["a\"b&c<d'e"]);
         let out = r.apply("x a&quot;b&amp;c&lt;d&#39;e y a%22b&#x26;c\\u003cd'e z");
         assert_eq!(out, "x <redacted> y <redacted> z");
+        // UTF-8 read as Latin-1 by the peer, raw or JSON-escaped.
+        let r = Redactor::new(["ab\"c/é"]);
+        assert_eq!(r.apply("[ab\"c/Ã©] [ab\\\"c\\/\\u00c3\\u00a9]"), "[<redacted>] [<redacted>]");
         let r = Redactor::new(["s\u{7f}cr\u{200b}t"]);
         assert_eq!(r.apply(&format!("[{:?}]", "s\u{7f}cr\u{200b}t")), "[\"<redacted>\"]");
+    }
+
+    #[test]
+    fn a_secret_cut_by_an_excerpt_is_redacted_up_to_the_cut() {
+        let r = Redactor::new(["s3cr\"et-value"]);
+        assert_eq!(r.apply("got \"abc s3cr\\\"e…"), "got \"abc <redacted>…");
+        assert_eq!(r.apply("got s3…"), "got <redacted>…");
+        // One character is not enough to say it is the secret; text without the mark stays.
+        assert_eq!(r.apply("got s…"), "got s…");
+        assert_eq!(r.apply("got s3cr\"e"), "got s3cr\"e");
     }
 
     #[test]

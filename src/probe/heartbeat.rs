@@ -249,7 +249,10 @@ impl Ping {
 pub fn without_token<'b>(body: &'b [u8], token: Option<&Secret>) -> std::borrow::Cow<'b, [u8]> {
     match token {
         Some(t) if !body.is_empty() => {
-            crate::redact::Redactor::new([t.expose()]).apply_bytes(body)
+            match crate::redact::Redactor::cached(t.expose()).apply_bytes(body) {
+                std::borrow::Cow::Borrowed(_) => std::borrow::Cow::Borrowed(body),
+                std::borrow::Cow::Owned(b) => std::borrow::Cow::Owned(b),
+            }
         }
         _ => std::borrow::Cow::Borrowed(body),
     }

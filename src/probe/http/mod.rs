@@ -163,7 +163,7 @@ impl HttpProbe {
         }
         // Redact extracted values from messages too: a token echoed in an error is still a token.
         // Secrets first (their encodings are longer than the values), then extracted values.
-        let values = Redactor::new(scope.vars.values());
+        let values = Redactor::whole(scope.vars.values());
         let redact = |t: &str| values.apply(&self.secrets.apply(t));
         for s in &mut steps {
             if let Some(m) = &s.message {
