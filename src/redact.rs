@@ -397,7 +397,13 @@ fn lower_hex(s: &str) -> String {
 /// have inside a longer encoded text (`user:secret` puts it at any), standard and URL-safe.
 fn base64_cores(value: &str) -> Vec<String> {
     let bytes = value.as_bytes();
+    // The whole encoding, padded and not, whatever its length.
     let mut out = Vec::new();
+    for alphabet in [&BASE64, &BASE64URL] {
+        let enc = alphabet.encode(bytes);
+        out.push(enc.trim_end_matches('=').to_string());
+        out.push(enc);
+    }
     for k in 0..3usize {
         let mut data = vec![0u8; k];
         data.extend_from_slice(bytes);
@@ -513,6 +519,9 @@ mod tests {
 
     #[test]
     fn short_values_are_ignored_and_longest_wins() {
+        // Found by a_planted_secret_never_survives: a 4-byte secret's base64 is caught whole.
+        let r = Redactor::new(["a+<%"]);
+        assert_eq!(r.apply("x YSs8JQ== YSs8JQ y"), "x <redacted> <redacted> y");
         let r = Redactor::new(["abc", "token-1234", "token-1234-long"]);
         assert_eq!(r.apply("abc token-1234-long token-1234"), "abc <redacted> <redacted>");
         assert!(Redactor::new(["abc"]).is_empty());
@@ -545,5 +554,31 @@ mod tests {
     fn percent_strict_keeps_unreserved_only() {
         assert_eq!(percent_strict("a b/#&=+~é"), "a%20b%2F%23%26%3D%2B~%C3%A9");
         assert_eq!(lower_hex("a%2Fb%C3%A9"), "a%2fb%c3%a9");
+    }
+
+    proptest::proptest! {
+        // Each case compiles one redactor (tens of ms in a debug build): a few hundred cases.
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 200, ..Default::default() })]
+
+        /// A secret drawn from the characters that change between encodings, planted in any
+        /// encoding between arbitrary text, never survives redaction in any encoding.
+        #[test]
+        fn a_planted_secret_never_survives(
+            // From 5 bytes on, base64 inside a longer encoding (`user:secret`) is caught too.
+            secret in "[a-zA-Z0-9\"\\\\#&= +/%<'é☃😀-]{5,24}",
+            before in "[ -~]{0,20}",
+            after in "[ -~]{0,20}",
+        ) {
+            let r = Redactor::new([secret.as_str()]);
+            for (name, enc) in every_encoding(&secret) {
+                let out = r.apply(&format!("{before}{enc}{after}"));
+                for (other, e) in every_encoding(&secret) {
+                    proptest::prop_assert!(
+                        !out.contains(&e) || before.contains(&e) || after.contains(&e),
+                        "{} planted, {} remains: {:?}", name, other, out
+                    );
+                }
+            }
+        }
     }
 }
