@@ -305,14 +305,14 @@ async fn silence_inner(
 }
 
 fn init_logging(level: &str, daemon: bool) {
-    let from_env = std::env::var("RUST_LOG").ok().filter(|s| !s.trim().is_empty());
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
     let filter = from_env
         .iter()
         .map(String::as_str)
         .chain([level, "info"])
-        .find_map(|spec| {
-            tracing_subscriber::EnvFilter::try_new(log_directives(spec, daemon)).ok()
-        })
+        .find_map(|spec| tracing_subscriber::EnvFilter::try_new(log_directives(spec, daemon)).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -363,26 +363,6 @@ fn split_directives(spec: &str) -> Vec<&str> {
     }
     out.push(&spec[start..]);
     out
-}
-
-#[cfg(test)]
-mod log_filter_tests {
-    use super::log_directives;
-
-    #[test]
-    fn a_bare_level_reaches_canaryd_only_and_named_crates_keep_theirs() {
-        assert_eq!(log_directives("trace", true), "warn,canaryd=trace");
-        assert_eq!(log_directives("error", true), "error,canaryd=error");
-        assert_eq!(
-            log_directives("trace,html5ever=trace,canaryd::probe=debug", true),
-            "warn,canaryd=trace,html5ever=trace,canaryd::probe=debug"
-        );
-        assert_eq!(log_directives("debug", false), "warn,canaryd=warn");
-        assert_eq!(
-            log_directives("info,[run{a=1,b=2}]=trace", true),
-            "warn,canaryd=info,[run{a=1,b=2}]=trace"
-        );
-    }
 }
 
 fn check(config: PathBuf, shard: Option<Shard>) -> ExitCode {
@@ -631,4 +611,24 @@ pub fn trace_with(name: &str, kind: &str, r: &CheckResult, show_values: bool) ->
         }
     }
     s
+}
+
+#[cfg(test)]
+mod log_filter_tests {
+    use super::log_directives;
+
+    #[test]
+    fn a_bare_level_reaches_canaryd_only_and_named_crates_keep_theirs() {
+        assert_eq!(log_directives("trace", true), "warn,canaryd=trace");
+        assert_eq!(log_directives("error", true), "error,canaryd=error");
+        assert_eq!(
+            log_directives("trace,html5ever=trace,canaryd::probe=debug", true),
+            "warn,canaryd=trace,html5ever=trace,canaryd::probe=debug"
+        );
+        assert_eq!(log_directives("debug", false), "warn,canaryd=warn");
+        assert_eq!(
+            log_directives("info,[run{a=1,b=2}]=trace", true),
+            "warn,canaryd=info,[run{a=1,b=2}]=trace"
+        );
+    }
 }

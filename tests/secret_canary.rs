@@ -86,7 +86,10 @@ fn encodings(s: &str) -> Vec<(&'static str, String)> {
         ("percent + lower", percent(s, true, true)),
         ("base64", BASE64.encode(s.as_bytes())),
         ("base64url", BASE64URL.encode(s.as_bytes())),
-        ("base64 user:secret", BASE64.encode(format!("user:{s}").as_bytes())),
+        (
+            "base64 user:secret",
+            BASE64.encode(format!("user:{s}").as_bytes()),
+        ),
     ]
 }
 
@@ -154,10 +157,7 @@ impl Seen {
 
 /// A loopback HTTP server that answers every request with `status` and a body `answer` builds
 /// from what it saw (echoing the secret back, as a careless peer would).
-fn echo_server(
-    status: u16,
-    answer: fn(&Seen) -> String,
-) -> (String, Arc<Mutex<Vec<Seen>>>) {
+fn echo_server(status: u16, answer: fn(&Seen) -> String) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -233,7 +233,11 @@ fn refusing_receiver_answer(s: &Seen) -> String {
 fn wait(what: &str, timeout: Duration, mut done: impl FnMut() -> bool, log: impl Fn() -> String) {
     let t = Instant::now();
     while !done() {
-        assert!(t.elapsed() < timeout, "timed out waiting for {what}:\n{}", log());
+        assert!(
+            t.elapsed() < timeout,
+            "timed out waiting for {what}:\n{}",
+            log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -249,7 +253,8 @@ routes:\n  - receivers: [hook, refusing]\n",
         ),
     )
     .unwrap();
-    let url = format!("http://{target}/p/${{env:CANARY_SECRET}}/x?k=${{env:CANARY_SECRET}}&plain=1");
+    let url =
+        format!("http://{target}/p/${{env:CANARY_SECRET}}/x?k=${{env:CANARY_SECRET}}&plain=1");
     std::fs::write(
         dir.join("checks.yaml"),
         format!(
@@ -337,7 +342,8 @@ fn a_canary_secret_never_shows_in_any_output() {
         || {
             !hook.requests().is_empty()
                 && !refusing_seen.lock().unwrap().is_empty()
-                && d.log_tail(100000).contains("notification refused by the receiver")
+                && d.log_tail(100000)
+                    .contains("notification refused by the receiver")
         },
         log,
     );
@@ -354,7 +360,10 @@ fn a_canary_secret_never_shows_in_any_output() {
         .find_map(|kv| kv.strip_prefix("k="))
         .unwrap();
     assert_eq!(percent_decode(k), secret, "the query value arrives whole");
-    assert!(query.ends_with("&plain=1"), "no parameter was added: {query}");
+    assert!(
+        query.ends_with("&plain=1"),
+        "no parameter was added: {query}"
+    );
     assert_eq!(first.header("x-api-key"), secret);
     // The refusing receiver also got the secret whole in its path and query.
     let r0 = refusing_seen.lock().unwrap()[0].clone();
@@ -364,16 +373,27 @@ fn a_canary_secret_never_shows_in_any_output() {
 
     // Every output, in every encoding.
     let checks = http_get(&d.url("/api/v1/checks")).unwrap().text();
-    assert!(checks.contains("<redacted>"), "the echo is shown redacted: {checks}");
+    assert!(
+        checks.contains("<redacted>"),
+        "the echo is shown redacted: {checks}"
+    );
     assert!(checks.contains("exit 0"), "the ping body is kept: {checks}");
     assert_clean("/api/v1/checks", &checks, &[&secret, &token]);
     let alerts = http_get(&d.url("/api/v1/alerts")).unwrap().text();
     assert!(alerts.contains("EchoFailing"), "{alerts}");
     assert_clean("/api/v1/alerts", &alerts, &[&secret, &token]);
-    assert_clean("/metrics", &http_get(&d.url("/metrics")).unwrap().text(), &[&secret, &token]);
+    assert_clean(
+        "/metrics",
+        &http_get(&d.url("/metrics")).unwrap().text(),
+        &[&secret, &token],
+    );
     for req in hook.requests() {
         assert_clean("the webhook payload", &req.text(), &[&secret, &token]);
-        assert_clean("the webhook headers", &format!("{:?}", req.headers), &[&secret, &token]);
+        assert_clean(
+            "the webhook headers",
+            &format!("{:?}", req.headers),
+            &[&secret, &token],
+        );
     }
     d.stop(Duration::from_secs(10));
     let full_log = d.log_tail(1_000_000);
@@ -389,7 +409,19 @@ fn a_canary_secret_never_shows_in_any_output() {
         if !["TRACE", "DEBUG", " INFO"].iter().any(|l| line.contains(l)) {
             continue;
         }
-        for krate in ["hyper", "hyper_util", "rustls", "tokio_rustls", "reqwest", "h2", "html5ever", "selectors", "axum", "tower", "rusqlite"] {
+        for krate in [
+            "hyper",
+            "hyper_util",
+            "rustls",
+            "tokio_rustls",
+            "reqwest",
+            "h2",
+            "html5ever",
+            "selectors",
+            "axum",
+            "tower",
+            "rusqlite",
+        ] {
             assert!(
                 !line.contains(&format!(" {krate}::")) && !line.contains(&format!(" {krate}: ")),
                 "a third-party log line below warn: {line}"
@@ -425,10 +457,17 @@ fn a_canary_secret_never_shows_in_any_output() {
         assert!(!out.status.success(), "the judge step fails: {text}");
         assert!(text.contains("expected $.seen_key to be"), "{text}");
         if show {
-            assert!(text.contains("seen") && text.contains("<redacted>"), "{text}");
+            assert!(
+                text.contains("seen") && text.contains("<redacted>"),
+                "{text}"
+            );
         }
         assert_clean(
-            if show { "canaryd probe --show-values" } else { "canaryd probe" },
+            if show {
+                "canaryd probe --show-values"
+            } else {
+                "canaryd probe"
+            },
             &text,
             &[&secret, &token],
         );

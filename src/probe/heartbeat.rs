@@ -1024,9 +1024,15 @@ mod tests {
         big.extend_from_slice(body.as_bytes());
         let out = without_token(&big, Some(&token));
         let tail = body_tail(&out).unwrap();
-        assert!(tail.ends_with("Bearer <redacted>' ...\n{\"t\":\"<redacted>\"}\n?k=<redacted>\n"), "{tail}");
+        assert!(
+            tail.ends_with("Bearer <redacted>' ...\n{\"t\":\"<redacted>\"}\n?k=<redacted>\n"),
+            "{tail}"
+        );
         assert!(!tail.contains("tok"), "{tail}");
-        assert_eq!(&*without_token(b"no token here", Some(&token)), b"no token here");
+        assert_eq!(
+            &*without_token(b"no token here", Some(&token)),
+            b"no token here"
+        );
         assert_eq!(&*without_token(b"tok", None), b"tok");
     }
 }

@@ -135,7 +135,10 @@ pub const ANSWER_EXCERPT_BYTES: usize = 512;
 /// every notifier so the body is redacted against the receiver's secrets before this runs.
 pub fn short_body(body: &[u8]) -> String {
     let mut text = String::new();
-    for c in String::from_utf8_lossy(body).chars().filter(|c| !c.is_control()) {
+    for c in String::from_utf8_lossy(body)
+        .chars()
+        .filter(|c| !c.is_control())
+    {
         if text.len() + c.len_utf8() > ANSWER_EXCERPT_BYTES {
             break;
         }
@@ -285,12 +288,19 @@ mod tests {
         else {
             panic!("a 400 is a rejection");
         };
-        assert!(reason.starts_with("HTTP 400: {\"error\":\"bad key"), "{reason}");
+        assert!(
+            reason.starts_with("HTTP 400: {\"error\":\"bad key"),
+            "{reason}"
+        );
         assert!(reason.contains("<redacted>"), "{reason}");
         for leak in [&json[1..json.len() - 1], secret, "urltoken-XYZ", "s3cr"] {
             assert!(!reason.contains(leak), "{leak:?} in {reason}");
         }
-        assert!(reason.len() <= "HTTP 400: ".len() + ANSWER_EXCERPT_BYTES, "{}", reason.len());
+        assert!(
+            reason.len() <= "HTTP 400: ".len() + ANSWER_EXCERPT_BYTES,
+            "{}",
+            reason.len()
+        );
     }
 
     #[test]
