@@ -160,11 +160,15 @@ pub fn build(receiver: &Receiver) -> Result<Arc<dyn Notifier>, String> {
         ReceiverKind::Slack { .. } => Arc::new(slack::Slack::new(receiver)?),
         ReceiverKind::Webhook { .. } => Arc::new(webhook::Webhook::new(receiver)?),
     };
-    let redactor = Redactor::new(receiver_secrets(receiver));
-    if redactor.is_empty() {
+    let secrets = receiver_secrets(receiver);
+    if secrets.is_empty() {
         return Ok(inner);
     }
-    Ok(Arc::new(Redacting { inner, redactor }))
+    Ok(Arc::new(Redacting {
+        inner,
+        secrets,
+        redactor: std::sync::OnceLock::new(),
+    }))
 }
 
 /// Every secret value of a receiver, and the parts of a secret URL a receiver may echo alone
@@ -207,7 +211,9 @@ fn receiver_secrets(receiver: &Receiver) -> Vec<String> {
 /// logged and may quote the answer).
 struct Redacting {
     inner: Arc<dyn Notifier>,
-    redactor: Redactor,
+    secrets: Vec<String>,
+    /// Built at the first answer (most receivers never answer with an error).
+    redactor: std::sync::OnceLock<Redactor>,
 }
 
 impl fmt::Debug for Redacting {
@@ -239,14 +245,15 @@ impl Notifier for Redacting {
 
     fn judge(&self, status: u16, headers: &http::HeaderMap, body: &[u8]) -> Verdict {
         // The whole (capped) body first, so an excerpt never starts or ends inside a secret.
-        let body = self.redactor.apply_bytes(body);
+        let redactor = self.redactor.get_or_init(|| Redactor::new(&self.secrets));
+        let body = redactor.apply_bytes(body);
         match self.inner.judge(status, headers, &body) {
             Verdict::Retry { after, reason } => Verdict::Retry {
                 after,
-                reason: self.redactor.apply(&reason),
+                reason: redactor.apply(&reason),
             },
             Verdict::Rejected { reason } => Verdict::Rejected {
-                reason: self.redactor.apply(&reason),
+                reason: redactor.apply(&reason),
             },
             Verdict::Accepted => Verdict::Accepted,
         }

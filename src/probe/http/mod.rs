@@ -35,8 +35,11 @@ use spec::{BodySpec, HttpSpec, JsonTemplate, StepSpec};
 pub struct HttpProbe {
     spec: Arc<HttpSpec>,
     tls: Arc<rustls::ClientConfig>,
-    /// Every secret value this check's templates carry, in every encoding (built once).
-    secrets: Redactor,
+    /// Every secret value this check's templates carry.
+    secret_values: Vec<String>,
+    /// Their redactor, built at the first run (compiling the patterns of every check's secrets
+    /// at load would slow down `canaryd check` and reloads).
+    secrets: std::sync::OnceLock<Redactor>,
 }
 
 impl HttpProbe {
@@ -47,13 +50,23 @@ impl HttpProbe {
         for step in &spec.steps {
             collect_secrets(step, &mut secrets);
         }
-        let secrets = Redactor::new(secrets);
-        Ok(HttpProbe { spec, tls, secrets })
+        Ok(HttpProbe {
+            spec,
+            tls,
+            secret_values: secrets,
+            secrets: std::sync::OnceLock::new(),
+        })
     }
 
     /// The definition this probe runs.
     pub fn spec(&self) -> &HttpSpec {
         &self.spec
+    }
+
+    /// The redactor of this check's secrets.
+    fn secrets(&self) -> &Redactor {
+        self.secrets
+            .get_or_init(|| Redactor::new(&self.secret_values))
     }
 }
 
@@ -164,7 +177,8 @@ impl HttpProbe {
         // Redact extracted values from messages too: a token echoed in an error is still a token.
         // Secrets first (their encodings are longer than the values), then extracted values.
         let values = Redactor::whole(scope.vars.values());
-        let redact = |t: &str| values.apply(&self.secrets.apply(t));
+        let secrets = self.secrets();
+        let redact = |t: &str| values.apply(&secrets.apply(t));
         for s in &mut steps {
             if let Some(m) = &s.message {
                 s.message = Some(redact(m));
@@ -385,7 +399,7 @@ impl HttpProbe {
                 for (k, v) in values {
                     out.extracted.push(k.clone());
                     out.extracted_values
-                        .push((k.clone(), Secret::new(self.secrets.apply(&v))));
+                        .push((k.clone(), Secret::new(self.secrets().apply(&v))));
                     scope.vars.insert(k, v);
                 }
             }
