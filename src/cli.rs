@@ -462,18 +462,64 @@ async fn silence_inner(
 }
 
 fn init_logging(level: &str, daemon: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // One-shot commands keep stdout for their own output.
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    let filter = from_env
+        .iter()
+        .map(String::as_str)
+        .chain([level, "info"])
+        .find_map(|spec| tracing_subscriber::EnvFilter::try_new(log_directives(spec, daemon)).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(if daemon {
-            filter
-        } else {
-            filter.add_directive("warn".parse().expect("valid"))
-        })
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// The filter directives for a `RUST_LOG` / `--log-level` value. A bare level (`trace`) applies
+/// to canaryd's own logs only: every other crate (hyper, rustls, html5ever, selectors, reqwest,
+/// ...) stays at `warn` at most, because their debug and trace logs print protocol and parser
+/// tokens, response bytes and echoed secrets included. A directive naming a crate
+/// (`hyper=debug`) is kept as written: the user asked for that crate by name. One-shot commands
+/// keep stdout for their own output and log warnings and errors only.
+fn log_directives(spec: &str, daemon: bool) -> String {
+    use tracing_subscriber::filter::LevelFilter;
+    let cap = |l: LevelFilter| if daemon { l } else { l.min(LevelFilter::WARN) };
+    let mut out: Vec<String> = Vec::new();
+    for directive in split_directives(spec) {
+        let d = directive.trim();
+        if d.is_empty() {
+            continue;
+        }
+        match d.parse::<LevelFilter>() {
+            Ok(l) if !d.contains(['=', '[']) => {
+                out.push(cap(l).min(LevelFilter::WARN).to_string());
+                out.push(format!("canaryd={}", cap(l)));
+            }
+            _ => out.push(d.to_string()),
+        }
+    }
+    out.join(",")
+}
+
+/// `spec` split at the commas between directives (not those inside a span's `[{a=1,b=2}]`).
+fn split_directives(spec: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in spec.char_indices() {
+        match c {
+            '[' | '{' => depth += 1,
+            ']' | '}' => depth -= 1,
+            ',' if depth <= 0 => {
+                out.push(&spec[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&spec[start..]);
+    out
 }
 
 /// Loads `--web.config.file` when given (no file: plain HTTP, no auth).
@@ -841,5 +887,20 @@ mod tests {
         assert!(status_advice(401).contains("CANARYD_PASSWORD_FILE"));
         assert!(status_advice(403).contains("basic_auth_users"));
         assert_eq!(status_advice(400), "");
+    }
+
+    #[test]
+    fn a_bare_level_reaches_canaryd_only_and_named_crates_keep_theirs() {
+        assert_eq!(log_directives("trace", true), "warn,canaryd=trace");
+        assert_eq!(log_directives("error", true), "error,canaryd=error");
+        assert_eq!(
+            log_directives("trace,html5ever=trace,canaryd::probe=debug", true),
+            "warn,canaryd=trace,html5ever=trace,canaryd::probe=debug"
+        );
+        assert_eq!(log_directives("debug", false), "warn,canaryd=warn");
+        assert_eq!(
+            log_directives("info,[run{a=1,b=2}]=trace", true),
+            "warn,canaryd=info,[run{a=1,b=2}]=trace"
+        );
     }
 }

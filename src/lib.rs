@@ -26,6 +26,7 @@ pub mod config;
 pub mod daemon;
 pub mod metrics;
 pub mod probe;
+pub mod redact;
 pub mod schedule;
 pub mod server;
 pub mod shard;

@@ -272,6 +272,46 @@ impl Template {
         Ok(Cow::Owned(out))
     }
 
+    /// Fills in a URL template: as [`Template::render`], but a secret (`${env:..}`,
+    /// `${file:..}`, `${totp:..}`) that lands in the path, the query or the fragment is
+    /// percent-encoded (every byte but `A-Z a-z 0-9 - . _ ~`), so a `#`, `&`, `/`, `?`, `+`, `%`
+    /// or space in it reaches the target decoded exactly as set, and never ends the component
+    /// early. A secret at the start or in the scheme/authority (a whole URL, a host) is taken as
+    /// is; the configured literal text and run-time variables (`${base_url}`, an extracted link)
+    /// are taken as written.
+    pub fn render_url<'a, F>(&'a self, lookup: F) -> Result<Cow<'a, str>, Undefined>
+    where
+        F: Fn(&str) -> Option<Cow<'a, str>>,
+    {
+        if let Some(s) = self.as_literal() {
+            return Ok(Cow::Borrowed(s));
+        }
+        let mut out = String::new();
+        for part in &self.parts {
+            let secret = match part {
+                Part::Literal(s) => {
+                    out.push_str(s);
+                    continue;
+                }
+                Part::Var(name) => match lookup(name) {
+                    Some(v) => {
+                        out.push_str(&v);
+                        continue;
+                    }
+                    None => return Err(Undefined(name.clone())),
+                },
+                Part::Secret { value, .. } => Cow::Borrowed(value.expose()),
+                Part::Totp { totp, .. } => Cow::Owned(totp.now()),
+            };
+            if in_url_component(&out) {
+                out.push_str(&crate::redact::percent_strict(&secret));
+            } else {
+                out.push_str(&secret);
+            }
+        }
+        Ok(Cow::Owned(out))
+    }
+
     /// The secret values this template carries (for redacting them from peer output).
     pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
         self.parts.iter().filter_map(|p| match p {
@@ -279,6 +319,23 @@ impl Template {
             Part::Totp { seed, .. } => Some(seed),
             _ => None,
         })
+    }
+}
+
+/// Whether text appended to the URL `before` lands in its path, query or fragment (rather than
+/// at the start, in the scheme or in the authority).
+fn in_url_component(before: &str) -> bool {
+    if before.is_empty() {
+        return false;
+    }
+    if before.contains(['?', '#']) {
+        return true;
+    }
+    match before.find("://") {
+        // Past the authority once a `/` follows the scheme.
+        Some(i) => before[i + 3..].contains('/'),
+        // A relative reference (`/api/${env:K}`, `items/${env:K}`) is a path.
+        None => true,
     }
 }
 
@@ -360,5 +417,56 @@ mod tests {
         assert!(!e.contains("not base32 at all"), "{e}");
         let e = Template::parse("${totp:SEED}", Path::new(".")).unwrap_err();
         assert!(e.contains("write ${totp:env:NAME}"), "{e}");
+    }
+
+    #[test]
+    fn secrets_in_a_url_are_encoded_for_their_component() {
+        std::env::set_var("CANARYD_TEMPLATE_TEST_URLSECRET", "a b#c&d=e/f?g+h%i\"é");
+        std::env::set_var("CANARYD_TEMPLATE_TEST_URLBASE", "http://127.0.0.1:9/base");
+        let dir = Path::new(".");
+        let t = Template::parse(
+            "http://h:1/p/${env:CANARYD_TEMPLATE_TEST_URLSECRET}/x?k=${env:CANARYD_TEMPLATE_TEST_URLSECRET}&v=${v}#${env:CANARYD_TEMPLATE_TEST_URLSECRET}",
+            dir,
+        )
+        .unwrap();
+        let enc = "a%20b%23c%26d%3De%2Ff%3Fg%2Bh%25i%22%C3%A9";
+        let out = t.render_url(|_| Some(Cow::Borrowed("x&y"))).unwrap();
+        assert_eq!(
+            out,
+            format!("http://h:1/p/{enc}/x?k={enc}&v=x&y#{enc}"),
+            "variables stay as they are, secrets are encoded"
+        );
+        // What the target decodes is exactly the value set.
+        let u = url::Url::parse(&out).unwrap();
+        let segs: Vec<_> = u.path_segments().unwrap().collect();
+        let seg = percent_decode(segs[1]);
+        assert_eq!(seg, "a b#c&d=e/f?g+h%i\"é");
+        let k = u.query_pairs().find(|(k, _)| k == "k").unwrap().1;
+        assert_eq!(k, "a b#c&d=e/f?g+h%i\"é");
+
+        // A whole URL or a host from a secret is taken as is; relative paths are paths.
+        let t = Template::parse("${env:CANARYD_TEMPLATE_TEST_URLBASE}/x", dir).unwrap();
+        assert_eq!(t.render_url(|_| None).unwrap(), "http://127.0.0.1:9/base/x");
+        let t = Template::parse("/q/${env:CANARYD_TEMPLATE_TEST_URLSECRET}", dir).unwrap();
+        assert_eq!(t.render_url(|_| None).unwrap(), format!("/q/{enc}"));
+        assert!(!in_url_component("https://"));
+        assert!(!in_url_component("https://host:"));
+        assert!(in_url_component("https://host/"));
+    }
+
+    fn percent_decode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
     }
 }

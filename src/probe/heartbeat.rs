@@ -242,6 +242,22 @@ impl Ping {
     }
 }
 
+/// A ping's body with the check's token, in every encoding (raw, JSON-escaped, percent-encoded,
+/// base64), replaced by `<redacted>`: a job that logs its own curl command must not publish the
+/// token through `last_body`. The whole body is redacted before its tail is kept, so the cut
+/// never leaves part of a token behind.
+pub fn without_token<'b>(body: &'b [u8], token: Option<&Secret>) -> std::borrow::Cow<'b, [u8]> {
+    match token {
+        Some(t) if !body.is_empty() => {
+            match crate::redact::Redactor::cached(t.expose()).apply_bytes(body) {
+                std::borrow::Cow::Borrowed(_) => std::borrow::Cow::Borrowed(body),
+                std::borrow::Cow::Owned(b) => std::borrow::Cow::Owned(b),
+            }
+        }
+        _ => std::borrow::Cow::Borrowed(body),
+    }
+}
+
 /// The last [`BODY_KEEP`] bytes of a body as text (invalid UTF-8 replaced), `None` when empty.
 pub fn body_tail(body: &[u8]) -> Option<String> {
     if body.is_empty() {
@@ -993,5 +1009,30 @@ mod tests {
         // Invalid bytes become replacement characters, still within the cap.
         let t = body_tail(&vec![0xff; BODY_KEEP + 5]).unwrap();
         assert!(t.len() <= BODY_KEEP && t.chars().all(|c| c == '\u{fffd}'));
+    }
+
+    #[test]
+    fn the_token_is_stripped_from_a_body_in_every_encoding() {
+        let token = Secret::new("tok\"en\\ #&=+/é-42");
+        let json = serde_json::to_string(token.expose()).unwrap();
+        let body = format!(
+            "curl -H 'Authorization: Bearer {}' ...\n{{\"t\":{json}}}\n?k={}\n",
+            token.expose(),
+            crate::redact::percent_strict(token.expose())
+        );
+        let mut big = vec![b'x'; BODY_KEEP];
+        big.extend_from_slice(body.as_bytes());
+        let out = without_token(&big, Some(&token));
+        let tail = body_tail(&out).unwrap();
+        assert!(
+            tail.ends_with("Bearer <redacted>' ...\n{\"t\":\"<redacted>\"}\n?k=<redacted>\n"),
+            "{tail}"
+        );
+        assert!(!tail.contains("tok"), "{tail}");
+        assert_eq!(
+            &*without_token(b"no token here", Some(&token)),
+            b"no token here"
+        );
+        assert_eq!(&*without_token(b"tok", None), b"tok");
     }
 }

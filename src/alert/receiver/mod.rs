@@ -5,7 +5,8 @@
 //! Secrets (PagerDuty routing keys, Slack webhook URLs, webhook HMAC secrets, header values)
 //! are rendered into the [`Outgoing`] request only; `Outgoing` has a redacting `Debug`, and
 //! every message a notifier returns is built from statuses and names, never from a URL or a
-//! body it sent.
+//! body it sent. A receiver's answer may echo what it got: it is redacted against the
+//! receiver's secrets (every encoding) before it is judged, and only a 512-byte excerpt is kept.
 
 pub mod alertmanager;
 pub mod pagerduty;
@@ -17,7 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::alert::AlertEvent;
+use crate::config::template::Template;
 use crate::config::{Receiver, ReceiverKind};
+use crate::redact::Redactor;
 
 /// One HTTP request to send. Holds secrets: never log it (its `Debug` shows only the method).
 pub struct Outgoing {
@@ -124,14 +127,23 @@ fn httpdate_parse(s: &str) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-/// `: <first 200 printable chars of the body>` for rejection messages. Receivers echo only
-/// their own error text (never the routing key or URL), so this is safe to log.
+/// Bytes of a receiver's error answer kept in a rejection message.
+pub const ANSWER_EXCERPT_BYTES: usize = 512;
+
+/// `: <the body's first printable characters, at most 512 bytes>` for rejection messages.
+/// Receivers may echo what they were sent (a header, the URL, the payload): [`build`] wraps
+/// every notifier so the body is redacted against the receiver's secrets before this runs.
 pub fn short_body(body: &[u8]) -> String {
-    let text: String = String::from_utf8_lossy(body)
+    let mut text = String::new();
+    for c in String::from_utf8_lossy(body)
         .chars()
         .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
+    {
+        if text.len() + c.len_utf8() > ANSWER_EXCERPT_BYTES {
+            break;
+        }
+        text.push(c);
+    }
     if text.trim().is_empty() {
         String::new()
     } else {
@@ -139,21 +151,164 @@ pub fn short_body(body: &[u8]) -> String {
     }
 }
 
-/// Builds the notifier of a configured receiver (rendering its secrets).
+/// Builds the notifier of a configured receiver (rendering its secrets). Its answers are judged
+/// with every secret of the receiver, in every encoding, removed from the body first.
 pub fn build(receiver: &Receiver) -> Result<Arc<dyn Notifier>, String> {
+    let inner: Arc<dyn Notifier> = match &receiver.kind {
+        ReceiverKind::PagerDuty { .. } => Arc::new(pagerduty::PagerDuty::new(receiver)?),
+        ReceiverKind::Alertmanager { .. } => Arc::new(alertmanager::Alertmanager::new(receiver)?),
+        ReceiverKind::Slack { .. } => Arc::new(slack::Slack::new(receiver)?),
+        ReceiverKind::Webhook { .. } => Arc::new(webhook::Webhook::new(receiver)?),
+    };
+    let secrets = receiver_secrets(receiver);
+    if secrets.is_empty() {
+        return Ok(inner);
+    }
+    Ok(Arc::new(Redacting {
+        inner,
+        secrets,
+        redactor: std::sync::OnceLock::new(),
+    }))
+}
+
+/// Every secret value of a receiver, and the parts of a secret URL a receiver may echo alone
+/// (its path, each path segment, query values, password).
+fn receiver_secrets(receiver: &Receiver) -> Vec<String> {
+    let mut templates: Vec<&Template> = Vec::new();
     match &receiver.kind {
-        ReceiverKind::PagerDuty { .. } => Ok(Arc::new(pagerduty::PagerDuty::new(receiver)?)),
-        ReceiverKind::Alertmanager { .. } => {
-            Ok(Arc::new(alertmanager::Alertmanager::new(receiver)?))
+        ReceiverKind::PagerDuty { routing_key, .. } => templates.push(routing_key),
+        ReceiverKind::Alertmanager { .. } => {}
+        ReceiverKind::Slack { webhook_url } => templates.push(webhook_url),
+        ReceiverKind::Webhook {
+            url,
+            secret,
+            headers,
+        } => {
+            templates.push(url);
+            templates.extend(secret);
+            templates.extend(headers.iter().map(|(_, t)| t));
         }
-        ReceiverKind::Slack { .. } => Ok(Arc::new(slack::Slack::new(receiver)?)),
-        ReceiverKind::Webhook { .. } => Ok(Arc::new(webhook::Webhook::new(receiver)?)),
+    }
+    let mut out = Vec::new();
+    for t in templates {
+        for s in t.secrets() {
+            let v = s.expose();
+            out.push(v.to_string());
+            if let Ok(u) = url::Url::parse(v.trim()) {
+                out.extend(u.password().map(str::to_string));
+                if u.path().len() > 1 {
+                    out.push(u.path().to_string());
+                }
+                out.extend(u.path_segments().into_iter().flatten().map(str::to_string));
+                out.extend(u.query_pairs().map(|(_, v)| v.into_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// A notifier whose answers are redacted before they are judged (the judgement's reason is
+/// logged and may quote the answer).
+struct Redacting {
+    inner: Arc<dyn Notifier>,
+    secrets: Vec<String>,
+    /// Built at the first answer (most receivers never answer with an error).
+    redactor: std::sync::OnceLock<Redactor>,
+}
+
+impl fmt::Debug for Redacting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl Notifier for Redacting {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    fn max_batch(&self) -> usize {
+        self.inner.max_batch()
+    }
+
+    fn refresh_interval(&self) -> Option<Duration> {
+        self.inner.refresh_interval()
+    }
+
+    fn request(&self, batch: &[AlertEvent], now: SystemTime) -> Result<Outgoing, String> {
+        self.inner.request(batch, now)
+    }
+
+    fn judge(&self, status: u16, headers: &http::HeaderMap, body: &[u8]) -> Verdict {
+        // The whole (capped) body first, so an excerpt never starts or ends inside a secret.
+        let redactor = self.redactor.get_or_init(|| Redactor::new(&self.secrets));
+        let body = redactor.apply_bytes(body);
+        match self.inner.judge(status, headers, &body) {
+            Verdict::Retry { after, reason } => Verdict::Retry {
+                after,
+                reason: redactor.apply(&reason),
+            },
+            Verdict::Rejected { reason } => Verdict::Rejected {
+                reason: redactor.apply(&reason),
+            },
+            Verdict::Accepted => Verdict::Accepted,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rejection_never_quotes_a_secret_the_receiver_echoed() {
+        let secret = "hdr-s3cr\"et\\ #&=+/ é";
+        std::env::set_var("CANARYD_RECEIVER_TEST_SECRET", secret);
+        std::env::set_var(
+            "CANARYD_RECEIVER_TEST_URL",
+            "https://hooks.example.test/services/T0001/B0002/urltoken-XYZ",
+        );
+        let dir = std::path::Path::new(".");
+        let n = build(&Receiver {
+            name: "hook".into(),
+            kind: ReceiverKind::Webhook {
+                url: Template::parse("${env:CANARYD_RECEIVER_TEST_URL}", dir).unwrap(),
+                secret: None,
+                headers: vec![(
+                    "x-api-key".into(),
+                    Template::parse("k ${env:CANARYD_RECEIVER_TEST_SECRET}", dir).unwrap(),
+                )],
+            },
+        })
+        .unwrap();
+        let json = serde_json::to_string(secret).unwrap();
+        let body = format!(
+            "{{\"error\":\"bad key {json}\",\"pct\":\"{}\",\"path\":\"urltoken-XYZ\"}}{}",
+            crate::redact::percent_strict(secret),
+            "x".repeat(5000)
+        );
+        let Verdict::Rejected { reason } = n.judge(400, &http::HeaderMap::new(), body.as_bytes())
+        else {
+            panic!("a 400 is a rejection");
+        };
+        assert!(
+            reason.starts_with("HTTP 400: {\"error\":\"bad key"),
+            "{reason}"
+        );
+        assert!(reason.contains("<redacted>"), "{reason}");
+        for leak in [&json[1..json.len() - 1], secret, "urltoken-XYZ", "s3cr"] {
+            assert!(!reason.contains(leak), "{leak:?} in {reason}");
+        }
+        assert!(
+            reason.len() <= "HTTP 400: ".len() + ANSWER_EXCERPT_BYTES,
+            "{}",
+            reason.len()
+        );
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_dates_and_caps() {

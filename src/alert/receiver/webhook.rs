@@ -54,7 +54,11 @@ impl Webhook {
                 .map(|s| Secret::new(s.trim()))
                 .map_err(|u| format!("{what}: unknown variable ${{{}}}", u.0))
         };
-        let rendered = render(url, "url")?;
+        // A secret in the URL's path or query is percent-encoded for its component.
+        let rendered = url
+            .render_url(|_| None)
+            .map(|s| Secret::new(s.trim()))
+            .map_err(|u| format!("url: unknown variable ${{{}}}", u.0))?;
         match url::Url::parse(rendered.expose()) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
             _ => return Err(format!("url ({}) is not an http(s) URL", url.redacted())),

@@ -35,8 +35,11 @@ use spec::{BodySpec, HttpSpec, JsonTemplate, StepSpec};
 pub struct HttpProbe {
     spec: Arc<HttpSpec>,
     tls: Arc<rustls::ClientConfig>,
-    /// Every secret value this check's templates carry, for redaction.
-    secrets: Vec<String>,
+    /// Every secret value this check's templates carry.
+    secret_values: Vec<String>,
+    /// Their redactor, built at the first run (compiling the patterns of every check's secrets
+    /// at load would slow down `canaryd check` and reloads).
+    secrets: std::sync::OnceLock<Redactor>,
 }
 
 impl HttpProbe {
@@ -47,12 +50,23 @@ impl HttpProbe {
         for step in &spec.steps {
             collect_secrets(step, &mut secrets);
         }
-        Ok(HttpProbe { spec, tls, secrets })
+        Ok(HttpProbe {
+            spec,
+            tls,
+            secret_values: secrets,
+            secrets: std::sync::OnceLock::new(),
+        })
     }
 
     /// The definition this probe runs.
     pub fn spec(&self) -> &HttpSpec {
         &self.spec
+    }
+
+    /// The redactor of this check's secrets.
+    fn secrets(&self) -> &Redactor {
+        self.secrets
+            .get_or_init(|| Redactor::new(&self.secret_values))
     }
 }
 
@@ -85,31 +99,7 @@ fn json_secrets(j: &JsonTemplate, add: &mut dyn FnMut(&Template)) {
     }
 }
 
-/// Removes secret and extracted values from text that is about to be shown.
-pub struct Redactor<'a> {
-    values: Vec<&'a str>,
-}
-
-impl<'a> Redactor<'a> {
-    /// Redacts these values (very short values are ignored: they would shred every message).
-    pub fn new(values: impl Iterator<Item = &'a str>) -> Self {
-        let mut values: Vec<&str> = values.filter(|v| v.len() >= 4).collect();
-        // Longest first, so a value containing another is replaced whole.
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        Redactor { values }
-    }
-
-    /// The text with every known value replaced by `<redacted>`.
-    pub fn apply(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for v in &self.values {
-            if out.contains(v) {
-                out = out.replace(v, "<redacted>");
-            }
-        }
-        out
-    }
-}
+pub use crate::redact::Redactor;
 
 /// Per-run state: variables and the cookie jar.
 struct Scope {
@@ -185,23 +175,25 @@ impl HttpProbe {
             steps.push(result);
         }
         // Redact extracted values from messages too: a token echoed in an error is still a token.
-        let redactor = Redactor::new(
-            self.secrets
-                .iter()
-                .map(String::as_str)
-                .chain(scope.vars.values().map(String::as_str)),
-        );
+        // Secrets first (their encodings are longer than the values), then extracted values.
+        let values = Redactor::whole(scope.vars.values());
+        let secrets = self.secrets();
+        let redact = |t: &str| values.apply(&secrets.apply(t));
         for s in &mut steps {
             if let Some(m) = &s.message {
-                s.message = Some(redactor.apply(m));
+                s.message = Some(redact(m));
             }
             for a in &mut s.assertions {
-                a.detail = a.detail.as_deref().map(|d| redactor.apply(d));
+                a.detail = a.detail.as_deref().map(redact);
+            }
+            // A Location the target built may carry an echoed secret in its path.
+            for h in &mut s.hops {
+                h.location = redact(&h.location);
             }
         }
         let (success, reason, message) = match failure {
             None => (true, None, None),
-            Some((r, m)) => (false, Some(r), Some(redactor.apply(&m))),
+            Some((r, m)) => (false, Some(r), Some(redact(&m))),
         };
         CheckResult {
             success,
@@ -404,11 +396,10 @@ impl HttpProbe {
             Some(Ok(values)) => {
                 // Kept for `canaryd probe --show-values` only, in a type that never prints, with
                 // any configured secret the peer echoed into it already removed.
-                let secrets = Redactor::new(self.secrets.iter().map(String::as_str));
                 for (k, v) in values {
                     out.extracted.push(k.clone());
                     out.extracted_values
-                        .push((k.clone(), Secret::new(secrets.apply(&v))));
+                        .push((k.clone(), Secret::new(self.secrets().apply(&v))));
                     scope.vars.insert(k, v);
                 }
             }
@@ -442,7 +433,11 @@ impl HttpProbe {
     ) -> Result<(transport::Request, Vec<http::HeaderName>), String> {
         let r = &step.request;
         let undefined = |e: Undefined, what: &str| format!("{what}: {e}");
-        let raw = scope.render(&r.url).map_err(|e| undefined(e, "url"))?;
+        // Secrets are percent-encoded for the URL component they land in.
+        let raw = r
+            .url
+            .render_url(|n| scope.lookup(n))
+            .map_err(|e| undefined(e, "url"))?;
         let mut url = if raw.starts_with("http://") || raw.starts_with("https://") {
             Url::parse(&raw)
         } else {
