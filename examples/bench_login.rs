@@ -1,6 +1,6 @@
 //! `cargo run --release --example bench_login -- [SECONDS] [CONCURRENCY]`
 //!
-//! CPU per scripted login: the 4-step flow of DESIGN.md (`checks/shop.yaml`) run by the real
+//! CPU per scripted login: the 4-step flow of `checks/shop.yaml` run by the real
 //! http probe against a login app served from this process, on loopback:
 //!
 //! 1. `GET /accounts/login/` → 200, a form; the CSRF token is extracted with a css selector
@@ -131,7 +131,7 @@ fn ctx() -> RunContext {
     }
 }
 
-/// The flow of DESIGN.md's `shop-login`, pointed at the local app.
+/// The flow of `checks/shop.yaml`'s `shop-login`, pointed at the local app.
 fn check_yaml(port: u16) -> String {
     format!(
         r#"checks:

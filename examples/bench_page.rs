@@ -1,7 +1,7 @@
 //! `cargo run --release --example bench_page -- [--runs N] [--peer-runs M] [--canaryd PATH]
 //! [--only canaryd,matched,default] [--page-timeout SECONDS]`
 //!
-//! Time to page (DESIGN.md: failure injected → pager receives the trigger within
+//! Time to page (the budget: failure injected → pager receives the trigger within
 //! interval × consecutive + 1 s): how long after a login breaks the first "firing" notification
 //! reaches a webhook, for canaryd and for the usual peer (blackbox_exporter scraped by Prometheus,
 //! which alerts through Alertmanager), measured side by side in the same process.

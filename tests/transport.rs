@@ -19,7 +19,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use rustls::ClientConfig;
 
 const MS: Duration = Duration::from_millis(1);
-/// Slack allowed past the deadline (DESIGN: every run ends by its timeout).
+/// Slack allowed past the deadline (every run ends by its timeout).
 const DEADLINE_SLACK: Duration = Duration::from_millis(100);
 
 fn default_tls() -> Arc<ClientConfig> {
@@ -96,7 +96,7 @@ async fn expect_timeout(url: &str, timeout: Duration, phase: Phase) -> Transport
     err
 }
 
-/// `measured` is within ±2 ms or 5% of `expected` (DESIGN: performance budgets).
+/// `measured` is within ±2 ms or 5% of `expected` (the phase-accuracy budget).
 fn close_to(measured: Duration, expected: Duration) -> bool {
     let tolerance = (expected / 20).max(2 * MS);
     measured.abs_diff(expected) <= tolerance

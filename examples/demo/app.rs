@@ -47,7 +47,7 @@ pub struct Controls {
     pub slow_ms: AtomicU64,
     /// Every page answers 500.
     pub failing: AtomicBool,
-    /// `/health` reports the wrong database (incident 1 of DESIGN.md).
+    /// `/health` reports the wrong database (the outage where a deploy pointed production at the wrong database).
     pub wrong_db: AtomicBool,
     /// Every password is rejected, as after a deploy pointed at the wrong user table.
     pub break_login: AtomicBool,

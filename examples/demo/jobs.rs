@@ -9,7 +9,7 @@
 //! | worker heartbeat, every 2 s | `SADD processes <identity>`, hash `<identity>` with `info` (`concurrency` 1), `busy`, `beat`, `quiet`, `EXPIRE 60` |
 //!
 //! `/control?stall_worker=1` makes the worker stop taking jobs while its heartbeat goes on — a
-//! hung worker, as in incident 5 of DESIGN.md: jobs pile up (`depth` and `oldest_age` grow),
+//! hung worker, as in the outage where new Redis instrumentation broke every job: jobs pile up (`depth` and `oldest_age` grow),
 //! `processed_rate` drops to 0, and `workers` still says 1.
 //!
 //! The redis-server runs on a free loopback port with its own temporary directory and no

@@ -12,7 +12,7 @@ use canaryd::config::{expr, load_checks_str, Check};
 use canaryd::probe::{CheckResult, Probe, RunContext};
 use tokio::runtime::Runtime;
 
-/// The stalled-jobs alert of DESIGN.md: jobs wait and none were processed since the last run.
+/// The stalled-jobs alert: jobs wait and none were processed since the last run.
 pub const STALLED: &str = "depth > 0 && processed_rate == 0";
 
 /// One runtime for every check of a test binary. Connections are shared per Redis URL across
