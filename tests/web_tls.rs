@@ -186,6 +186,18 @@ fn https(
     path: &str,
     auth: Option<(&str, &str)>,
 ) -> Result<Answer, String> {
+    https_json(addr, config, method, path, auth, "")
+}
+
+/// [`https`] with a JSON body (empty: none).
+fn https_json(
+    addr: &str,
+    config: Arc<rustls::ClientConfig>,
+    method: &str,
+    path: &str,
+    auth: Option<(&str, &str)>,
+    json: &str,
+) -> Result<Answer, String> {
     let mut tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut conn =
@@ -201,7 +213,9 @@ fn https(
         .unwrap_or_default();
     write!(
         tls,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}{}Content-Length: {}\r\n\r\n{json}",
+        if json.is_empty() { "" } else { "Content-Type: application/json\r\n" },
+        json.len()
     )
     .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
@@ -307,6 +321,36 @@ fn tls_with_basic_auth_guards_every_endpoint_but_health_and_pings() {
         let a = get(method, path, Some(("nobody", PASSWORD)));
         assert_eq!(a.status, 401, "{method} {path} with an unknown user");
     }
+    // A silence posted without credentials (or with a wrong password) is refused and not
+    // stored; with the right ones it is, through TLS, basic auth and the write policy.
+    let silence =
+        r#"{"matchers":{"check":"*"},"duration":"1h","created_by":"t","comment":"maintenance"}"#;
+    let post = |auth| {
+        https_json(
+            &d.addr,
+            cfg.clone(),
+            "POST",
+            "/api/v1/silences",
+            auth,
+            silence,
+        )
+        .unwrap()
+    };
+    assert_eq!(post(None).status, 401);
+    assert_eq!(post(Some(("prometheus", "wrong-password"))).status, 401);
+    let listed = get("GET", "/api/v1/silences", Some(("prometheus", PASSWORD)));
+    assert_eq!(listed.status, 200);
+    assert!(listed.body.contains("\"silences\":[]"), "{}", listed.body);
+    let made = post(Some(("prometheus", PASSWORD)));
+    assert_eq!(made.status, 201, "{}", made.body);
+    let listed = get("GET", "/api/v1/silences", Some(("prometheus", PASSWORD)));
+    assert_eq!(
+        listed.body.matches("\"created_by\"").count(),
+        1,
+        "{}",
+        listed.body
+    );
+
     // The first run of the check may still be under way: wait for its series.
     let t = Instant::now();
     let a = loop {
