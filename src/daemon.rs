@@ -272,6 +272,9 @@ pub struct Daemon {
     /// Alert rules, silences and delivery.
     pub alerting: Arc<Alerting>,
     reload_lock: tokio::sync::Mutex<()>,
+    /// Pings per heartbeat check (a job or a script gone wrong must not turn every ping into a
+    /// store write without end).
+    pub ping_rate: PingRate,
 }
 
 /// An error of the alerting start-up, reported against `state_dir`.
@@ -407,6 +410,7 @@ impl Daemon {
             store,
             alerting,
             reload_lock: tokio::sync::Mutex::new(()),
+            ping_rate: PingRate::default(),
         }))
     }
 
@@ -532,6 +536,44 @@ impl Daemon {
     }
 }
 
+/// A token bucket per heartbeat check: [`PingRate::BURST`] pings at once, then
+/// [`PingRate::PER_SECOND`] a second. A cron job sends two pings a run (start, finish); a job
+/// that pings in a loop gets 429 instead of a store write per request.
+#[derive(Default)]
+pub struct PingRate {
+    buckets: std::sync::Mutex<HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl PingRate {
+    /// Pings a check may send at once.
+    pub const BURST: f64 = 40.0;
+    /// Pings a second a check may send after its burst.
+    pub const PER_SECOND: f64 = 20.0;
+    /// Checks remembered; past it the buckets start over (only configured heartbeat checks get
+    /// here, so this is reached only after many reloads that renamed checks).
+    const MAX_CHECKS: usize = 100_000;
+
+    /// Takes one ping of `check`'s allowance at `now`; false when it has none left.
+    pub fn allow(&self, check: &str, now: std::time::Instant) -> bool {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= Self::MAX_CHECKS && !buckets.contains_key(check) {
+            buckets.clear();
+        }
+        let (tokens, last) = buckets
+            .entry(check.to_string())
+            .or_insert((Self::BURST, now));
+        let refill = now.saturating_duration_since(*last).as_secs_f64() * Self::PER_SECOND;
+        *tokens = (*tokens + refill).min(Self::BURST);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -587,5 +629,28 @@ mod tests {
                 .await
                 .unwrap_err();
         assert_eq!(errors.to_string(), "x.yaml:1:1: no");
+    }
+
+    #[test]
+    fn pings_past_the_burst_wait_for_the_refill() {
+        let rate = PingRate::default();
+        let t0 = std::time::Instant::now();
+        let burst = PingRate::BURST as usize;
+        assert!((0..burst).all(|_| rate.allow("job", t0)));
+        assert!(!rate.allow("job", t0), "the burst is spent");
+        assert!(rate.allow("other", t0), "each check has its own allowance");
+        let later = t0 + std::time::Duration::from_millis(200);
+        assert!(
+            rate.allow("job", later),
+            "20 a second: four more after 200 ms"
+        );
+        assert!((0..3).all(|_| rate.allow("job", later)));
+        assert!(!rate.allow("job", later));
+        let much_later = t0 + std::time::Duration::from_secs(3600);
+        assert!((0..burst).all(|_| rate.allow("job", much_later)));
+        assert!(
+            !rate.allow("job", much_later),
+            "the refill stops at the burst"
+        );
     }
 }

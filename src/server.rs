@@ -336,6 +336,19 @@ async fn record_ping(
                 .into_response();
         }
     }
+    if !d.ping_rate.allow(check, std::time::Instant::now()) {
+        tracing::info!(check, "heartbeat ping refused: over the rate limit");
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "1")],
+            format!(
+                "more than {} pings at once or {} a second for this check: slow down\n",
+                crate::daemon::PingRate::BURST,
+                crate::daemon::PingRate::PER_SECOND
+            ),
+        )
+            .into_response();
+    }
     let Ok(body) = axum::body::to_bytes(body, BODY_READ_LIMIT).await else {
         tracing::info!(
             check,
