@@ -165,12 +165,24 @@ pub async fn layer(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) 
                 req.extensions_mut().insert(Principal { user });
                 next.run(req).await
             }
-            None => (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Basic")],
-                "unauthorized: this endpoint needs basic-auth credentials\n",
-            )
-                .into_response(),
+            None => {
+                // Never the header's value: it is the credentials.
+                tracing::warn!(
+                    handler = crate::access::handler_label(req.uri().path()),
+                    credentials = if authorization.is_some() {
+                        "rejected"
+                    } else {
+                        "missing"
+                    },
+                    "request refused: basic auth"
+                );
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Basic")],
+                    "unauthorized: this endpoint needs basic-auth credentials\n",
+                )
+                    .into_response()
+            }
         }
     };
     for (name, value) in &auth.config.headers {
