@@ -83,9 +83,12 @@ fn build(opts: &TlsOptions) -> Result<Arc<ClientConfig>, TlsConfigError> {
         (None, None) => builder.with_no_client_auth(),
         (Some(cert_file), Some(key_file)) => {
             let certs = read_certs(cert_file)?;
-            let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| TlsConfigError::File {
-                path: key_file.clone(),
-                message: format!("no usable PEM private key: {e}"),
+            let key_pem = read_pem(key_file)?;
+            let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| {
+                TlsConfigError::File {
+                    path: key_file.clone(),
+                    message: format!("no usable PEM private key: {e}"),
+                }
             })?;
             builder
                 .with_client_auth_cert(certs, key)
@@ -102,13 +105,25 @@ fn build(opts: &TlsOptions) -> Result<Arc<ClientConfig>, TlsConfigError> {
     Ok(Arc::new(config))
 }
 
+/// A PEM file, read as the configuration check read it: a regular file of at most
+/// [`MAX_PEM_FILE_BYTES`](crate::config::limits::MAX_PEM_FILE_BYTES), so a file swapped for a FIFO
+/// or grown between the check and the build cannot block or exhaust the loader.
+fn read_pem(path: &Path) -> Result<String, TlsConfigError> {
+    crate::config::limits::read_capped(path, crate::config::limits::MAX_PEM_FILE_BYTES).map_err(
+        |message| TlsConfigError::File {
+            path: path.to_path_buf(),
+            message,
+        },
+    )
+}
+
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
     let file_err = |message: String| TlsConfigError::File {
         path: path.to_path_buf(),
         message,
     };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_err(e.to_string()))?
+    let pem = read_pem(path)?;
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| file_err(format!("invalid PEM: {e}")))?;
     if certs.is_empty() {
