@@ -12,6 +12,8 @@ use canaryd::probe::{CheckResult, Reason, RunContext};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod services;
+
 const BIN: &str = env!("CARGO_BIN_EXE_canaryd");
 const CANARY: &str = "hb-canary-token-Qx81Lm";
 
@@ -45,17 +47,7 @@ async fn http(
     let _ = s.write_all(body).await;
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    services::parse_http_answer(&buf)
 }
 
 /// A daemon in this process on a free port, with its clock at `clock`.

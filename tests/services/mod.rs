@@ -1168,6 +1168,22 @@ impl Worker {
     }
 }
 
+/// The status and body of a raw HTTP/1.1 answer (status 0 when nothing parseable arrived), for
+/// the tests that speak HTTP by hand to control every header.
+pub fn parse_http_answer(raw: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(raw);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// One sample line of the Prometheus text format (`name{k="v",...} value`): its name and its
 /// labels, values unescaped.
 pub fn parse_sample(line: &str) -> (String, Vec<(String, String)>) {
