@@ -254,22 +254,7 @@ impl Template {
     where
         F: Fn(&str) -> Option<Cow<'a, str>>,
     {
-        if let Some(s) = self.as_literal() {
-            return Ok(Cow::Borrowed(s));
-        }
-        let mut out = String::new();
-        for part in &self.parts {
-            match part {
-                Part::Literal(s) => out.push_str(s),
-                Part::Var(name) => match lookup(name) {
-                    Some(v) => out.push_str(&v),
-                    None => return Err(Undefined(name.clone())),
-                },
-                Part::Secret { value, .. } => out.push_str(value.expose()),
-                Part::Totp { totp, .. } => out.push_str(&totp.now()),
-            }
-        }
-        Ok(Cow::Owned(out))
+        self.render_with(lookup, |out, secret| out.push_str(secret))
     }
 
     /// Fills in a URL template: as [`Template::render`], but a secret (`${env:..}`,
@@ -283,30 +268,38 @@ impl Template {
     where
         F: Fn(&str) -> Option<Cow<'a, str>>,
     {
+        self.render_with(lookup, |out, secret| {
+            if in_url_component(out) {
+                out.push_str(&crate::redact::percent_strict(secret));
+            } else {
+                out.push_str(secret);
+            }
+        })
+    }
+
+    /// Renders the parts in order; `put_secret` appends a secret's value to what is rendered so
+    /// far (as is, or encoded for where it lands).
+    fn render_with<'a, F>(
+        &'a self,
+        lookup: F,
+        put_secret: impl Fn(&mut String, &str),
+    ) -> Result<Cow<'a, str>, Undefined>
+    where
+        F: Fn(&str) -> Option<Cow<'a, str>>,
+    {
         if let Some(s) = self.as_literal() {
             return Ok(Cow::Borrowed(s));
         }
         let mut out = String::new();
         for part in &self.parts {
-            let secret = match part {
-                Part::Literal(s) => {
-                    out.push_str(s);
-                    continue;
-                }
+            match part {
+                Part::Literal(s) => out.push_str(s),
                 Part::Var(name) => match lookup(name) {
-                    Some(v) => {
-                        out.push_str(&v);
-                        continue;
-                    }
+                    Some(v) => out.push_str(&v),
                     None => return Err(Undefined(name.clone())),
                 },
-                Part::Secret { value, .. } => Cow::Borrowed(value.expose()),
-                Part::Totp { totp, .. } => Cow::Owned(totp.now()),
-            };
-            if in_url_component(&out) {
-                out.push_str(&crate::redact::percent_strict(&secret));
-            } else {
-                out.push_str(&secret);
+                Part::Secret { value, .. } => put_secret(&mut out, value.expose()),
+                Part::Totp { totp, .. } => put_secret(&mut out, &totp.now()),
             }
         }
         Ok(Cow::Owned(out))
