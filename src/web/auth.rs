@@ -223,15 +223,20 @@ mod tests {
         assert!(!exempt(&Method::GET, "/-/healthy/"));
     }
 
-    #[tokio::test]
-    async fn right_wrong_and_unknown_users() {
+    /// An auth layer with one user, alice, whose password is `s3cret` (cost 4: fast in tests).
+    fn alice_with_s3cret() -> Arc<Auth> {
         let hash = bcrypt::hash("s3cret", 4).unwrap();
         let mut users = std::collections::BTreeMap::new();
         users.insert("alice".to_string(), Hash(hash));
-        let auth = Auth::new(Arc::new(WebConfig {
+        Auth::new(Arc::new(WebConfig {
             users,
             ..WebConfig::default()
-        }));
+        }))
+    }
+
+    #[tokio::test]
+    async fn right_wrong_and_unknown_users() {
+        let auth = alice_with_s3cret();
         let b = |s: &str| format!("Basic {}", data_encoding::BASE64.encode(s.as_bytes()));
         for _ in 0..2 {
             // The second round answers from the cache, the same way.
@@ -254,13 +259,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_cache_stays_bounded() {
-        let hash = bcrypt::hash("s3cret", 4).unwrap();
-        let mut users = std::collections::BTreeMap::new();
-        users.insert("alice".to_string(), Hash(hash));
-        let auth = Auth::new(Arc::new(WebConfig {
-            users,
-            ..WebConfig::default()
-        }));
+        let auth = alice_with_s3cret();
         for i in 0..CACHE_ENTRIES + 50 {
             let v = format!(
                 "Basic {}",
