@@ -219,6 +219,33 @@ fn write_config(dir: &Path, listen: &str, port: &Port, pd: &PagerDuty, watchdog:
     .unwrap();
 }
 
+/// What the full-disk tests share: a 4 MB tmpfs as `state_dir`, a PagerDuty receiver, a
+/// watchdog webhook, a TCP port the check reaches, and the daemon started on them (`None` when
+/// mounting is impossible outside CI). Bound in this order, they drop in the reverse one: the
+/// daemon stops before the tmpfs is unmounted.
+#[allow(clippy::type_complexity)]
+fn full_disk_rig() -> Option<(
+    tempfile::TempDir,
+    PathBuf,
+    Mount,
+    PagerDuty,
+    Webhook,
+    Port,
+    String,
+    Canaryd,
+)> {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let mount = tmpfs(&state, "4m")?;
+    let pd = PagerDuty::start();
+    let watchdog = Webhook::start();
+    let port = Port::new();
+    let listen = format!("127.0.0.1:{}", free_port());
+    write_config(tmp.path(), &listen, &port, &pd, &watchdog);
+    let d = start(tmp.path(), &listen);
+    Some((tmp, state, mount, pd, watchdog, port, listen, d))
+}
+
 fn start(dir: &Path, listen: &str) -> Canaryd {
     Canaryd::start(canaryd_run(&dir.join("canaryd.yaml")), listen).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -247,17 +274,9 @@ fn resolves(pd: &PagerDuty) -> usize {
 /// alert (its resolve arrives once).
 #[test]
 fn a_full_disk_loses_no_page_and_says_so_until_space_returns() {
-    let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("state");
-    let Some(_mount) = tmpfs(&state, "4m") else {
+    let Some((tmp, state, _mount, pd, watchdog, mut port, listen, mut d)) = full_disk_rig() else {
         return;
     };
-    let pd = PagerDuty::start();
-    let watchdog = Webhook::start();
-    let mut port = Port::new();
-    let listen = format!("127.0.0.1:{}", free_port());
-    write_config(tmp.path(), &listen, &port, &pd, &watchdog);
-    let mut d = start(tmp.path(), &listen);
 
     wait("a passing run", secs(10), Some(&d), || {
         metric(&d, "canary_check_success{check=\"db\"}") == Some(1.0)
@@ -343,17 +362,9 @@ fn a_full_disk_loses_no_page_and_says_so_until_space_returns() {
 /// its row is saved again, which happens by itself once space returns.
 #[test]
 fn a_ping_refused_on_a_full_disk_is_saved_when_space_returns() {
-    let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("state");
-    let Some(_mount) = tmpfs(&state, "4m") else {
+    let Some((_tmp, state, _mount, _pd, watchdog, _port, _listen, mut d)) = full_disk_rig() else {
         return;
     };
-    let pd = PagerDuty::start();
-    let watchdog = Webhook::start();
-    let port = Port::new();
-    let listen = format!("127.0.0.1:{}", free_port());
-    write_config(tmp.path(), &listen, &port, &pd, &watchdog);
-    let mut d = start(tmp.path(), &listen);
     assert_eq!(ping(&d, "nightly"), 200);
     let filler = fill(&state);
     assert_eq!(ping(&d, "nightly"), 500);
@@ -398,17 +409,9 @@ fn a_ping_refused_on_a_full_disk_is_saved_when_space_returns() {
 /// the outbox when space returns, and goes out once the receiver is back.
 #[test]
 fn a_page_that_could_not_be_sent_nor_saved_is_saved_then_sent_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("state");
-    let Some(_mount) = tmpfs(&state, "4m") else {
+    let Some((_tmp, state, _mount, pd, _watchdog, mut port, _listen, d)) = full_disk_rig() else {
         return;
     };
-    let pd = PagerDuty::start();
-    let watchdog = Webhook::start();
-    let mut port = Port::new();
-    let listen = format!("127.0.0.1:{}", free_port());
-    write_config(tmp.path(), &listen, &port, &pd, &watchdog);
-    let d = start(tmp.path(), &listen);
     wait("a passing run", secs(10), Some(&d), || {
         metric(&d, "canary_check_success{check=\"db\"}") == Some(1.0)
     });
@@ -448,17 +451,9 @@ fn a_page_that_could_not_be_sent_nor_saved_is_saved_then_sent_once() {
 /// a restart).
 #[test]
 fn a_page_delivered_while_the_disk_is_full_is_not_sent_again() {
-    let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("state");
-    let Some(_mount) = tmpfs(&state, "4m") else {
+    let Some((tmp, state, _mount, pd, _watchdog, mut port, listen, mut d)) = full_disk_rig() else {
         return;
     };
-    let pd = PagerDuty::start();
-    let watchdog = Webhook::start();
-    let mut port = Port::new();
-    let listen = format!("127.0.0.1:{}", free_port());
-    write_config(tmp.path(), &listen, &port, &pd, &watchdog);
-    let mut d = start(tmp.path(), &listen);
     wait("a passing run", secs(10), Some(&d), || {
         metric(&d, "canary_check_success{check=\"db\"}") == Some(1.0)
     });
