@@ -5,7 +5,9 @@
 //! come from the YAML decoder, one per file (the decoder cannot go on past one); every semantic
 //! error of every file that decoded is reported too, so one `canaryd check` run shows them all.
 
+pub mod ctx;
 pub mod expr;
+pub mod files;
 pub mod limits;
 pub mod model;
 pub mod schema;
@@ -14,7 +16,7 @@ pub mod totp;
 mod validate;
 
 // The web configuration file (`--web.config.file`) is decoded the same way as this one.
-pub(crate) use validate::{decode, read_config_file};
+pub(crate) use files::{decode, read_config_file};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,0 +1,226 @@
+//! Reading configuration files: the YAML decoder with positions and limits, the size-capped
+//! reader for the daemon file, and the `check_files` glob walker.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use super::limits;
+use super::ConfigError;
+
+/// Decodes one YAML document, turning the first decode error into a located [`ConfigError`].
+pub fn decode<T: DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigError> {
+    let mut path = String::new();
+    let mut options = serde_saphyr::Options::default();
+    options.with_snippet = false;
+    // Aliases share small snippets in a configuration; a billion-laughs document would replay
+    // an anchor into millions of nodes before the node budget stops it (seconds of work).
+    options.alias_limits.max_total_replayed_events = limits::MAX_ALIAS_REPLAYED_EVENTS;
+    let res = serde_saphyr::with_deserializer_from_str_with_options(src, options, |de| {
+        serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
+            path = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    res.map_err(|e| {
+        let (line, col) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
+        let mut message = e.to_string();
+        if message.starts_with("alias replay limit exceeded")
+            || message.starts_with("budget breached")
+        {
+            // The decoder's limits, in its own words (`Nodes { nodes: 250001 }`), with anchor
+            // positions appended: say what happened instead.
+            message = format!(
+                "the document exceeds the YAML decoder's limits ({}): aliases may replay at most {} events, and a file holds at most {} nodes nested {} deep",
+                message
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or_default()
+                    .replace('\n', " "),
+                limits::MAX_ALIAS_REPLAYED_EVENTS,
+                250_000,
+                64
+            );
+        } else if let Some(i) = message.rfind(" at line ") {
+            message.truncate(i);
+        }
+        let message = message.lines().next().unwrap_or("invalid YAML");
+        let message: String = message.chars().filter(|c| !c.is_control()).collect();
+        let message = message.as_str();
+        // The decoder's advice to library users means nothing to someone editing a file.
+        let message = message
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(message)
+            .to_string();
+        let key = path.replace(".value", "").replace(".?", "");
+        let key = if key == "." { String::new() } else { key };
+        ConfigError {
+            file: file.to_path_buf(),
+            line: line.max(1),
+            col: col.max(1),
+            key,
+            message,
+        }
+    })
+}
+
+/// Reads the daemon file: at most [`limits::MAX_CONFIG_FILE_BYTES`]. It may be a pipe the user
+/// named (`canaryd check --config <(...)`), so only the size is bounded here.
+pub fn read_config_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let cap = limits::MAX_CONFIG_FILE_BYTES;
+    let meta = std::fs::metadata(path).map_err(|e| limits::io_reason(&e))?;
+    if meta.is_dir() {
+        return Err("is a directory".into());
+    }
+    if meta.is_file() {
+        return limits::read_capped(path, cap);
+    }
+    let file = std::fs::File::open(path).map_err(|e| limits::io_reason(&e))?;
+    let mut buf = Vec::new();
+    file.take(cap + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| limits::io_reason(&e))?;
+    if buf.len() as u64 > cap {
+        return Err(format!(
+            "larger than the limit of {}",
+            limits::fmt_bytes(cap)
+        ));
+    }
+    String::from_utf8(buf).map_err(|_| "not valid UTF-8".into())
+}
+
+/// The regular files a `check_files` pattern names, sorted.
+///
+/// A walker of our own rather than `glob::glob`: `**` through a symlink loop makes that one
+/// visit an exponential number of paths. Here each (directory, pattern position) pair is visited
+/// once, by its canonical path, so loops end; the depth below the pattern's literal part and the
+/// number of directory entries looked at are capped, and going past a cap is an error.
+pub fn glob_files(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    use std::path::Component;
+    let full = dir.join(pattern);
+    let full_text = full.to_string_lossy();
+    if let Err(e) = glob::Pattern::new(&full_text) {
+        return Err(format!("invalid glob {pattern:?}: {}", e.msg));
+    }
+    let is_meta = |s: &str| s.contains(['*', '?', '[']);
+    let mut base = PathBuf::new();
+    let mut rest: Vec<String> = Vec::new();
+    for c in full.components() {
+        let text = c.as_os_str().to_string_lossy();
+        if rest.is_empty() && !(matches!(c, Component::Normal(_)) && is_meta(&text)) {
+            base.push(c.as_os_str());
+        } else {
+            rest.push(text.into_owned());
+        }
+    }
+    let mut parts = Vec::new();
+    for r in &rest {
+        parts.push(if r == "**" {
+            GlobPart::AnyDirs
+        } else if is_meta(r) {
+            let p = glob::Pattern::new(r)
+                .map_err(|e| format!("invalid glob {pattern:?}: {}", e.msg))?;
+            GlobPart::Pattern(p)
+        } else {
+            GlobPart::Literal(r.clone())
+        });
+    }
+    let mut walk = GlobWalk {
+        pattern,
+        parts,
+        visited: HashSet::new(),
+        entries: 0,
+        out: Vec::new(),
+    };
+    walk.walk(&base, 0, 0)?;
+    let mut out = walk.out;
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+enum GlobPart {
+    AnyDirs,
+    Pattern(glob::Pattern),
+    Literal(String),
+}
+
+struct GlobWalk<'a> {
+    pattern: &'a str,
+    parts: Vec<GlobPart>,
+    visited: HashSet<(PathBuf, usize)>,
+    entries: usize,
+    out: Vec<PathBuf>,
+}
+
+impl GlobWalk<'_> {
+    fn walk(&mut self, path: &Path, idx: usize, depth: usize) -> Result<(), String> {
+        if idx == self.parts.len() {
+            if path.is_file() && self.out.len() <= limits::MAX_CHECK_FILES {
+                self.out.push(path.to_path_buf());
+            }
+            return Ok(());
+        }
+        if depth > limits::MAX_GLOB_DEPTH {
+            return Err(format!(
+                "pattern {:?} reaches more than {} directory levels deep",
+                self.pattern,
+                limits::MAX_GLOB_DEPTH
+            ));
+        }
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        if !self.visited.insert((canonical, idx)) {
+            return Ok(());
+        }
+        if let GlobPart::Literal(l) = &self.parts[idx] {
+            let next = path.join(l);
+            return self.walk(&next, idx + 1, depth);
+        }
+        let Ok(read) = std::fs::read_dir(path) else {
+            return Ok(());
+        };
+        let mut children = Vec::new();
+        for entry in read.flatten() {
+            self.entries += 1;
+            if self.entries > limits::MAX_GLOB_ENTRIES {
+                return Err(format!(
+                    "pattern {:?} looks at more than {} directory entries",
+                    self.pattern,
+                    limits::MAX_GLOB_ENTRIES
+                ));
+            }
+            children.push(entry.path());
+        }
+        children.sort();
+        match &self.parts[idx] {
+            GlobPart::AnyDirs => {
+                self.walk(path, idx + 1, depth)?;
+                for child in children {
+                    if child.is_dir() {
+                        self.walk(&child, idx, depth + 1)?;
+                    }
+                }
+            }
+            GlobPart::Pattern(p) => {
+                let matching: Vec<PathBuf> = children
+                    .into_iter()
+                    .filter(|c| {
+                        c.file_name()
+                            .is_some_and(|n| p.matches(&n.to_string_lossy()))
+                    })
+                    .collect();
+                for child in matching {
+                    self.walk(&child, idx + 1, depth + 1)?;
+                }
+            }
+            GlobPart::Literal(_) => {}
+        }
+        Ok(())
+    }
+}
