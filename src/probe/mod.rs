@@ -4,6 +4,7 @@
 //! `Arc<dyn Probe>` and a [`CheckResult`]. Results carry no secret values: messages are
 //! built from check/step names, phases and status codes, never from rendered templates.
 
+pub mod dns;
 pub mod heartbeat;
 pub mod http;
 pub mod queue;

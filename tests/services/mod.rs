@@ -1,6 +1,6 @@
-//! Real services for integration tests: Prometheus, Alertmanager, nginx and Redis, each started on a
-//! free 127.0.0.1 port in its own temporary directory, waited for until it answers, and killed (its
-//! directory removed) when dropped.
+//! Real services for integration tests: Prometheus, Alertmanager, nginx, Redis and dnsmasq, each
+//! started on a free 127.0.0.1 port in its own temporary directory, waited for until it answers,
+//! and killed (its directory removed) when dropped.
 //!
 //! Use from any file under `tests/` with `mod services;`:
 //!
@@ -1298,4 +1298,72 @@ pub fn run_ok(name: &'static str, cmd: Command, timeout: Duration) -> String {
     let log = w.log();
     assert!(status.success(), "{name} failed ({status}):\n{log}");
     log
+}
+
+// ---------------------------------------------------------------------------------------------
+// dnsmasq
+// ---------------------------------------------------------------------------------------------
+
+/// A dnsmasq DNS server on 127.0.0.1 (UDP and TCP on one free port) that serves only the records
+/// it is given: no upstream servers, no /etc/hosts, no configuration file.
+pub struct Dnsmasq {
+    proc: Proc,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl Dnsmasq {
+    /// Starts dnsmasq with `records`: its own options, e.g.
+    /// `--host-record=www.example.test,192.0.2.1`, `--txt-record=...`, `--mx-host=...`,
+    /// `--cname=...`, `--auth-zone=...`. Ready once it accepts TCP on its port.
+    pub fn start(records: &[&str]) -> Option<Dnsmasq> {
+        let bin = require("dnsmasq")?;
+        let dir = tempdir("dnsmasq");
+        let (proc, port) = start_with_retries("dnsmasq", |port| {
+            let mut cmd = Command::new(&bin);
+            cmd.args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--no-poll",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                "--log-facility=-",
+                "--log-queries",
+                "--pid-file=",
+            ])
+            .arg(format!("--port={port}"))
+            .args(records);
+            if running_as_root() {
+                // Keeps root's rights instead of switching to `nobody`, who cannot log to the
+                // test's directory.
+                cmd.arg("--user=root");
+            }
+            let mut proc = Proc::spawn("dnsmasq", cmd, &dir.path().join("dnsmasq.log"));
+            let ready = || TcpStream::connect(("127.0.0.1", port)).is_ok();
+            match proc.wait_ready(READY_TIMEOUT, ready) {
+                Ok(()) => Ok((proc, port)),
+                Err(e) => Err(failure(&proc, e)),
+            }
+        });
+        Some(Dnsmasq {
+            proc,
+            port,
+            _dir: dir,
+        })
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.proc.log_tail(lines)
+    }
 }
