@@ -63,7 +63,9 @@ use super::route::Router;
 use super::silence::{in_maintenance, Mutes, Silence};
 use super::{dedup_key, to_ms, AlertEvent, EventKind, Status};
 use crate::config::expr;
-use crate::config::{AlertRule, Check, Config};
+use crate::config::AlertRule;
+use crate::loader::Config;
+use crate::probe::check::Check;
 use crate::probe::CheckResult;
 
 /// Where an alert is in its life.

@@ -4,10 +4,14 @@
 //! `Arc<dyn Probe>` and a [`CheckResult`]. Results carry no secret values: messages are
 //! built from check/step names, phases and status codes, never from rendered templates.
 
+pub mod check;
 pub mod heartbeat;
 pub mod http;
+pub mod kind;
+pub mod kinds;
 pub mod queue;
 pub mod tcp;
+pub mod tls;
 
 use std::fmt;
 use std::future::Future;
