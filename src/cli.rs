@@ -776,23 +776,8 @@ pub fn trace_with(name: &str, kind: &str, r: &CheckResult, show_values: bool) ->
             let _ = writeln!(s, "  error ({reason}{phase}): {m}");
         }
     }
-    if let Some(q) = &r.queue {
-        for (stats, age) in q.snapshot.queues.iter().zip(&q.oldest_age_seconds) {
-            let depths: Vec<String> = stats
-                .depths
-                .iter()
-                .map(|(state, n)| format!("{} {n}", state.as_str()))
-                .collect();
-            let age = age
-                .map(|a| {
-                    format!(
-                        ", oldest waiting {}",
-                        short_duration(Duration::from_secs_f64(a.clamp(0.0, 1e12)))
-                    )
-                })
-                .unwrap_or_default();
-            let _ = writeln!(s, "queue {:?}: {}{age}", stats.name, depths.join(", "));
-        }
+    if let Some(d) = &r.detail {
+        d.trace(&mut s);
     }
     if !r.observations.is_empty() {
         let vars: Vec<String> = r

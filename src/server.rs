@@ -626,7 +626,7 @@ async fn expire_silence(
 
 /// A result as JSON. Messages are already redacted by the probes; extracted names only.
 pub fn result_json(r: &CheckResult) -> Value {
-    json!({
+    let mut out = json!({
         "success": r.success,
         "reason": r.reason.map(|x| x.as_str()),
         "message": r.message,
@@ -646,12 +646,12 @@ pub fn result_json(r: &CheckResult) -> Value {
             "extracted": s.extracted,
         })).collect::<Vec<_>>(),
         "variables": r.observations.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-        "queues": r.queue.as_ref().map(|q| q.snapshot.queues.iter().zip(&q.oldest_age_seconds).map(|(s, age)| json!({
-            "name": s.name,
-            "depth": s.depths.iter().map(|(st, n)| (st.as_str().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
-            "oldest_age_seconds": age,
-        })).collect::<Vec<_>>()),
-    })
+    });
+    // The kind's own detail (a queue check's queues), under its own keys.
+    if let (Some(d), Some(o)) = (&r.detail, out.as_object_mut()) {
+        o.extend(d.json());
+    }
+    out
 }
 
 #[cfg(test)]

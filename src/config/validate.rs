@@ -326,8 +326,3 @@ pub fn maintenance(ctx: &mut Ctx, defs: &[MaintenanceDef]) -> Vec<Maintenance> {
     }
     out
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-}

@@ -178,6 +178,20 @@ pub const COMMON: &[Var] = &[
     },
 ];
 
+/// The value of variable `name` (one of [`COMMON`] or of `vars`) for a result at `now`.
+pub fn variable_of(
+    vars: &[Var],
+    result: &CheckResult,
+    name: &str,
+    now: SystemTime,
+) -> Option<Value> {
+    let var = COMMON
+        .iter()
+        .chain(vars)
+        .find(|v| v.matches(name).is_some())?;
+    var.value(result, name, now)
+}
+
 /// A run's kind-specific detail (what a queue check read), for the kind's own metric
 /// families, the API and `canaryd probe`.
 pub trait Detail: fmt::Debug + Send + Sync + 'static {
@@ -227,11 +241,7 @@ impl CheckKind {
     /// The value of a variable for a result at `now`; `None` is unknown (see
     /// [`eval_cond`](crate::config::expr::eval_cond)).
     pub fn variable(&self, result: &CheckResult, name: &str, now: SystemTime) -> Option<Value> {
-        let var = COMMON
-            .iter()
-            .chain(self.vars())
-            .find(|v| v.matches(name).is_some())?;
-        var.value(result, name, now)
+        variable_of(self.vars(), result, name, now)
     }
 
     /// Builds the probe.

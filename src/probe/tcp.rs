@@ -273,7 +273,7 @@ impl TcpProbe {
             started_at,
             steps: vec![step],
             observations,
-            queue: None,
+            detail: None,
         }
     }
 }

@@ -445,7 +445,7 @@ pub fn result(
         started_at,
         steps: Vec::new(),
         observations,
-        queue: None,
+        detail: None,
     }
 }
 

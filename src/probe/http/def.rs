@@ -1285,6 +1285,78 @@ impl JsonSchema for MethodName {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::expr::{eval_cond, parse};
+    use crate::probe::kind::variable_of;
+    use crate::probe::Reason;
+    use std::time::{Duration, SystemTime};
+
+    fn variable(r: &CheckResult, name: &str) -> Option<Value> {
+        variable_of(Http::VARS, r, name, SystemTime::UNIX_EPOCH)
+    }
+
+    fn step(name: &str, ran: bool, success: bool, status: Option<u16>) -> StepResult {
+        StepResult {
+            name: name.into(),
+            ran,
+            success,
+            status,
+            ..Default::default()
+        }
+    }
+
+    fn result(steps: Vec<StepResult>) -> CheckResult {
+        let success = steps.iter().all(|s| !s.ran || s.success);
+        CheckResult {
+            success,
+            reason: (!success).then_some(Reason::Connect),
+            message: None,
+            duration: Duration::from_millis(5),
+            started_at: SystemTime::UNIX_EPOCH,
+            steps,
+            observations: Vec::new(),
+            detail: None,
+        }
+    }
+
+    fn holds(r: &CheckResult, when: &str) -> Option<bool> {
+        eval_cond(&parse(when).unwrap(), &|n| variable(r, n))
+    }
+
+    #[test]
+    fn no_response_is_status_zero_so_negations_agree() {
+        let down = result(vec![
+            step("login", true, false, None),
+            step("home", false, false, None),
+        ]);
+        assert_eq!(variable(&down, "status"), Some(Value::Number(0.0)));
+        assert_eq!(
+            variable(&down, "step.login.status"),
+            Some(Value::Number(0.0))
+        );
+        assert_eq!(holds(&down, "status != 200"), Some(true));
+        assert_eq!(holds(&down, "!(status == 200)"), Some(true));
+        // A step that did not run has no status at all: unknown, not 0.
+        assert_eq!(variable(&down, "step.home.status"), None);
+        assert_eq!(holds(&down, "step.home.status != 200"), None);
+        assert_eq!(holds(&down, "!(step.home.status == 200)"), None);
+        assert_eq!(
+            holds(&down, "step.home.status == 200 || failed"),
+            Some(true)
+        );
+
+        let cut_off = CheckResult::failure(
+            Reason::Timeout,
+            "timed out",
+            SystemTime::UNIX_EPOCH,
+            Duration::from_secs(1),
+        );
+        assert_eq!(variable(&cut_off, "status"), Some(Value::Number(0.0)));
+
+        let up = result(vec![step("login", true, true, Some(200))]);
+        assert_eq!(holds(&up, "status != 200"), Some(false));
+        assert_eq!(holds(&up, "!(status == 200)"), Some(false));
+        assert_eq!(variable(&up, "cert_expires_in"), None, "no TLS: unknown");
+    }
 
     /// The caps are what keeps the selector parser's recursion small: the deepest selector
     /// they allow parses on a 256 KiB stack (a tokio worker has 2 MiB).

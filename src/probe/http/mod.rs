@@ -204,7 +204,7 @@ impl HttpProbe {
             started_at,
             steps,
             observations: Vec::new(),
-            queue: None,
+            detail: None,
         }
     }
 
