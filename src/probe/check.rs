@@ -84,11 +84,19 @@ struct CommonKeys {
     #[schemars(with = "Option<Dur>")]
     timeout: Option<Dur>,
     /// Labels copied onto alerts.
-    #[schemars(with = "Option<BTreeMap<String, Text>>")]
+    #[schemars(with = "Option<BTreeMap<String, Text>>", extend("default" = {}))]
     labels: Option<BTreeMap<String, String>>,
     /// Alert rules (none: a default `CheckFailing`, failed 3 runs in a row, critical).
     #[schemars(with = "Option<Vec<AlertDef>>")]
     alerts: Option<Vec<AlertDef>>,
+}
+
+/// `a, b or c`.
+fn one_of(words: &[&str]) -> String {
+    match words.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => words.join(""),
+    }
 }
 
 /// Every key a check may have: the common ones and each kind's, for "unknown field" errors.
@@ -110,7 +118,11 @@ impl JsonSchema for CheckDef {
             "description".into(),
             format!(
                 "One check. Exactly one kind key ({}) must be set.",
-                kinds::KEYS.join(", ")
+                kinds::KEYS
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
             .into(),
         );
@@ -123,6 +135,7 @@ impl JsonSchema for CheckDef {
                 props.insert(key.to_string(), kind.to_value());
             }
         }
+        schema.insert("additionalProperties".into(), false.into());
         if let Some(required) = schema.get_mut("required") {
             *required = serde_json::json!(["name"]);
         }
@@ -135,10 +148,38 @@ impl JsonSchema for CheckDef {
             &mut schema,
             [exactly_one(
                 kinds::KEYS,
-                &format!("a check has exactly one kind: {}", kinds::KEYS.join(", ")),
+                &format!("a check has exactly one kind: {}", one_of(kinds::KEYS)),
             )],
         );
         schema
+    }
+}
+
+/// A key of a check, refused while it is decoded when it is none of [`FIELDS`] (so the error's
+/// path names the key, as derived types' errors do).
+struct FieldName(String);
+
+impl<'de> Deserialize<'de> for FieldName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl Visitor<'_> for KeyVisitor {
+            type Value = FieldName;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a check key")
+            }
+
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<FieldName, E> {
+                if FIELDS.contains(&key) {
+                    Ok(FieldName(key.to_string()))
+                } else {
+                    Err(E::unknown_field(key, &FIELDS))
+                }
+            }
+        }
+
+        deserializer.deserialize_identifier(KeyVisitor)
     }
 }
 
@@ -161,7 +202,8 @@ impl<'de> Deserialize<'de> for CheckDef {
                 let mut alerts = None;
                 let mut kinds_written: Vec<Box<dyn AnyDef>> = Vec::new();
                 let mut seen_kinds: Vec<&'static str> = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
+                while let Some(key) = map.next_key::<FieldName>()? {
+                    let FieldName(key) = key;
                     fn once<T, E: de::Error>(slot: &Option<T>, key: &'static str) -> Result<(), E> {
                         match slot {
                             Some(_) => Err(E::duplicate_field(key)),
@@ -191,7 +233,7 @@ impl<'de> Deserialize<'de> for CheckDef {
                         }
                         other => {
                             let Some(&kind_key) = kinds::KEYS.iter().find(|k| **k == other) else {
-                                return Err(de::Error::unknown_field(other, &FIELDS));
+                                unreachable!("FieldName lets only known keys through");
                             };
                             if seen_kinds.contains(&kind_key) {
                                 return Err(de::Error::duplicate_field(kind_key));
@@ -357,10 +399,10 @@ fn check(
                         kinds::KEYS.join(", ")
                     ),
                 ),
-                [_, second, ..] => {
-                    let names: Vec<&str> = none_or_several.iter().map(|k| k.key()).collect();
+                several => {
+                    let names: Vec<&str> = several.iter().map(|k| k.key()).collect();
                     ctx.err(
-                        &second.at(),
+                        &def.name.referenced,
                         key,
                         format!(
                             "a check has exactly one kind, this one has {}",
@@ -368,7 +410,6 @@ fn check(
                         ),
                     )
                 }
-                _ => {}
             }
             (None, interval, timeout)
         }

@@ -31,6 +31,8 @@ use crate::config::CheckDefaults;
 pub trait Kind: Sized + Send + Sync + 'static {
     /// The YAML key that selects the kind (`http`), also its name in metrics and the API.
     const KEY: &'static str;
+    /// What the kind checks, one line: the description of its key in the JSON Schema.
+    const ABOUT: &'static str;
     /// The article before the key in messages ("an http check").
     const ARTICLE: &'static str = "a";
     /// Its alert variables beyond [`COMMON`], in the order error messages list them.

@@ -89,7 +89,11 @@ macro_rules! register {
 
         /// Each kind's key with the schema of its definition.
         pub fn schemas(generator: &mut SchemaGenerator) -> Vec<(&'static str, Schema)> {
-            vec![$((<$kind as Kind>::KEY, generator.subschema_for::<Option<<$kind as Kind>::Def>>())),*]
+            vec![$({
+                let mut schema = generator.subschema_for::<Option<<$kind as Kind>::Def>>();
+                schema.insert("description".into(), <$kind as Kind>::ABOUT.into());
+                (<$kind as Kind>::KEY, schema)
+            }),*]
         }
 
         /// Each kind's key with its alert variables (for the documentation).

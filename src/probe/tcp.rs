@@ -29,6 +29,7 @@ pub struct Tcp;
 
 impl Kind for Tcp {
     const KEY: &'static str = "tcp";
+    const ABOUT: &'static str = "TCP connect (optionally TLS).";
     const VARS: &'static [Var] = &[CERT_EXPIRES_IN];
     type Def = TcpDef;
     type Spec = TcpCheck;

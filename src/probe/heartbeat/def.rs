@@ -32,6 +32,7 @@ pub const LATE: Var = Var {
 
 impl Kind for Heartbeat {
     const KEY: &'static str = "heartbeat";
+    const ABOUT: &'static str = "Pushed heartbeats from batch jobs (`/ping/<name>`).";
     const VARS: &'static [Var] = &[
         LATE,
         Var {

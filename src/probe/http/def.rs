@@ -48,6 +48,7 @@ fn named_step<'r>(r: &'r CheckResult, name: &str) -> Option<&'r StepResult> {
 
 impl Kind for Http {
     const KEY: &'static str = "http";
+    const ABOUT: &'static str = "HTTP: one request or scripted steps.";
     const ARTICLE: &'static str = "an";
     const VARS: &'static [Var] = &[
         Var {

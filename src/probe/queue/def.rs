@@ -36,6 +36,7 @@ const fn number(name: &'static str, about: &'static str) -> Var {
 
 impl Kind for Queue {
     const KEY: &'static str = "queue";
+    const ABOUT: &'static str = "Background-job health read from Redis.";
     const VARS: &'static [Var] = &[
         number("depth", "waiting jobs, summed over the queues read"),
         number(
