@@ -61,7 +61,7 @@ fn result(i: usize, run: usize) -> CheckResult {
             ..StepResult::default()
         }],
         observations: Vec::new(),
-        queue: None,
+        detail: None,
     }
 }
 

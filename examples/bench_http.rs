@@ -37,7 +37,7 @@ fn main() {
         .unwrap();
     rt.block_on(async move {
         let yaml = format!("checks:\n  - name: bench\n    timeout: 5s\n    http:\n      request: {{url: \"{url}\"}}\n      expect: {{status: 200}}\n");
-        let check = canaryd::config::load_checks_str(Path::new("bench.yaml"), &yaml).unwrap().remove(0);
+        let check = canaryd::probe::check::load_checks_str(Path::new("bench.yaml"), &yaml).unwrap().remove(0);
         let probe = canaryd::daemon::build_probe(&check).unwrap();
         let entry = canaryd::schedule::Entry { check, probe };
         // Warm up (and fail loudly if the target is not there).

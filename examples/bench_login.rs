@@ -75,10 +75,12 @@ fn run() -> Res<()> {
         HEALTH.len()
     );
 
-    let check =
-        canaryd::config::load_checks_str(Path::new("bench-login.yaml"), &check_yaml(server.port))
-            .map_err(|e| format!("check definition: {e}"))?
-            .remove(0);
+    let check = canaryd::probe::check::load_checks_str(
+        Path::new("bench-login.yaml"),
+        &check_yaml(server.port),
+    )
+    .map_err(|e| format!("check definition: {e}"))?
+    .remove(0);
     let probe = canaryd::daemon::build_probe(&check)?;
 
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -377,7 +377,7 @@ fn check_yaml(system: &str, url: &str, queues: Option<&[String]>) -> String {
 }
 
 fn build_probe(yaml: &str) -> Res<Arc<dyn Probe>> {
-    let check = canaryd::config::load_checks_str(Path::new("bench.yaml"), yaml)
+    let check = canaryd::probe::check::load_checks_str(Path::new("bench.yaml"), yaml)
         .map_err(|e| format!("check definition: {e}"))?
         .remove(0);
     canaryd::daemon::build_probe(&check)
@@ -394,13 +394,15 @@ async fn run_ok(probe: &dyn Probe, queues: usize) -> Res<CheckResult> {
             r.message.unwrap_or_default()
         ));
     }
-    let read = r.queue.as_ref().map_or(0, |q| {
-        q.snapshot
-            .queues
-            .iter()
-            .filter(|q| q.name != ALL_QUEUES)
-            .count()
-    });
+    let read = r
+        .detail::<canaryd::probe::queue::QueueReport>()
+        .map_or(0, |q| {
+            q.snapshot
+                .queues
+                .iter()
+                .filter(|q| q.name != ALL_QUEUES)
+                .count()
+        });
     if read != queues {
         return Err(format!("queue check read {read} queues, not {queues}"));
     }

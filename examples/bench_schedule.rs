@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use canaryd::config::Check;
 use canaryd::metrics::{CheckMeta, Format, Metrics};
+use canaryd::probe::check::Check;
 use canaryd::probe::CheckResult;
 use canaryd::schedule::{Entry, Scheduler, Sink};
 
@@ -73,7 +73,7 @@ fn main() {
         for i in 0..n {
             yaml.push_str(&format!("  - name: check-{i}\n    interval: 10s\n    timeout: 2s\n    tcp: {{target: \"{target}\"}}\n"));
         }
-        let checks = canaryd::config::load_checks_str(Path::new("bench.yaml"), &yaml).unwrap();
+        let checks = canaryd::probe::check::load_checks_str(Path::new("bench.yaml"), &yaml).unwrap();
         let metrics = Arc::new(Metrics::new());
         let metas: Vec<CheckMeta> = checks.iter().map(|c| CheckMeta { name: c.name.clone(), kind: c.kind.name(), steps: c.kind.step_names() }).collect();
         metrics.set_checks(&metas);

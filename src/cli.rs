@@ -89,7 +89,7 @@ pub enum Command {
     Schema {
         /// Which file the schema describes.
         #[arg(value_enum)]
-        file: crate::config::schema::SchemaFile,
+        file: crate::loader::SchemaFile,
     },
 }
 
@@ -154,7 +154,7 @@ impl ApiClientArgs {
     /// The HTTP client: the CA file and client certificate given, no redirects (credentials go
     /// only where --url says).
     fn client(&self) -> Result<reqwest::Client, String> {
-        let settings = crate::probe::http::spec::TlsSettings {
+        let settings = crate::probe::tls::TlsSettings {
             ca_file: self.ca_file.clone(),
             cert_file: self.cert_file.clone(),
             key_file: self.key_file.clone(),
@@ -302,7 +302,7 @@ fn api_base(config: &std::path::Path, url: Option<String>) -> Result<String, Str
         return Ok(u.trim_end_matches('/').to_string());
     }
     let path = config.to_path_buf();
-    let cfg = daemon::isolated(config, move || crate::config::load(&path))
+    let cfg = daemon::isolated(config, move || crate::loader::load(&path))
         .map_err(|e| format!("{e}\n(or give --url)"))?;
     Ok(cfg.api_url())
 }
@@ -776,23 +776,8 @@ pub fn trace_with(name: &str, kind: &str, r: &CheckResult, show_values: bool) ->
             let _ = writeln!(s, "  error ({reason}{phase}): {m}");
         }
     }
-    if let Some(q) = &r.queue {
-        for (stats, age) in q.snapshot.queues.iter().zip(&q.oldest_age_seconds) {
-            let depths: Vec<String> = stats
-                .depths
-                .iter()
-                .map(|(state, n)| format!("{} {n}", state.as_str()))
-                .collect();
-            let age = age
-                .map(|a| {
-                    format!(
-                        ", oldest waiting {}",
-                        short_duration(Duration::from_secs_f64(a.clamp(0.0, 1e12)))
-                    )
-                })
-                .unwrap_or_default();
-            let _ = writeln!(s, "queue {:?}: {}{age}", stats.name, depths.join(", "));
-        }
+    if let Some(d) = &r.detail {
+        d.trace(&mut s);
     }
     if !r.observations.is_empty() {
         let vars: Vec<String> = r

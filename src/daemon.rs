@@ -7,11 +7,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::alert::service::{self, Alerting};
-use crate::config::{self, Check, CheckKind, Config, ConfigError, ConfigErrors};
+use crate::config::{ConfigError, ConfigErrors};
+use crate::loader::{self, Config};
 use crate::metrics::{CheckMeta, Metrics};
-use crate::probe::heartbeat::{Book, Clock, HeartbeatProbe, Ping, Pinged, SystemClock};
-use crate::probe::http::HttpProbe;
-use crate::probe::tcp::{TcpProbe, TcpSpec};
+use crate::probe::check::Check;
+use crate::probe::heartbeat::def::Heartbeat;
+use crate::probe::heartbeat::{Book, Clock, Ping, Pinged, SystemClock};
+use crate::probe::kind::BuildEnv;
 use crate::probe::{CheckResult, Probe};
 use crate::schedule::{Entry, Scheduler, Sink};
 use crate::shard::Shard;
@@ -26,25 +28,12 @@ pub fn build_probe(check: &Check) -> Result<Arc<dyn Probe>, String> {
 
 /// Builds the probe of one check; heartbeat probes read `heartbeats`.
 pub fn build_probe_with(check: &Check, heartbeats: &Arc<Book>) -> Result<Arc<dyn Probe>, String> {
-    match &check.kind {
-        CheckKind::Http(spec) => Ok(Arc::new(HttpProbe::new(spec.clone())?)),
-        CheckKind::Tcp(t) => {
-            let tls = t.tls.as_ref().map(|s| s.client_config()).transpose()?;
-            let server_name = t.tls.as_ref().and_then(|s| s.server_name.clone());
-            Ok(Arc::new(TcpProbe::new(TcpSpec {
-                target: t.target.clone(),
-                tls,
-                server_name,
-                cert_min_days: t.cert_min_days,
-            })))
-        }
-        CheckKind::Queue(q) => Ok(Arc::new(crate::probe::queue::build_probe(q)?)),
-        CheckKind::Heartbeat(h) => Ok(Arc::new(HeartbeatProbe::new(
-            &check.name,
-            h.clone(),
-            heartbeats.clone(),
-        ))),
-    }
+    check.kind.build(
+        &check.name,
+        &BuildEnv {
+            heartbeats: heartbeats.clone(),
+        },
+    )
 }
 
 /// Stack of the thread that loads, validates and builds a configuration. Parsers and validators
@@ -152,7 +141,7 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Entry>), ConfigErrors> {
 }
 
 fn load_here(path: &Path) -> Result<(Config, Vec<Entry>), ConfigErrors> {
-    let config = config::load(path)?;
+    let config = loader::load(path)?;
     let book = Arc::new(Book::offline(
         config.state_dir.clone(),
         Arc::new(SystemClock),
@@ -193,7 +182,7 @@ fn heartbeat_names(config: &Config) -> impl Iterator<Item = &str> {
     config
         .checks
         .iter()
-        .filter(|c| matches!(c.kind, CheckKind::Heartbeat(_)))
+        .filter(|c| c.kind.spec::<Heartbeat>().is_some())
         .map(|c| c.name.as_str())
 }
 
@@ -338,7 +327,7 @@ impl Daemon {
         shard: Shard,
     ) -> Result<Arc<Daemon>, ConfigErrors> {
         let path = config_path.to_path_buf();
-        let mut config = isolated(config_path, move || config::load(&path))?;
+        let mut config = isolated(config_path, move || loader::load(&path))?;
         config.keep_shard(shard);
         let store_error = |e: crate::store::StoreError| {
             let o = &config.state_dir_origin;
@@ -461,7 +450,7 @@ impl Daemon {
         let shard = self.shard;
         let heartbeats = self.heartbeats.clone();
         let loaded = isolated_async(&self.config_path, move || {
-            let mut config = config::load(&path)?;
+            let mut config = loader::load(&path)?;
             config.keep_shard(shard);
             let entries = entries(&config, &heartbeats)?;
             let notifiers = service::notifiers(&config)?;

@@ -24,6 +24,7 @@ pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod loader;
 pub mod metrics;
 pub mod probe;
 pub mod redact;

@@ -20,7 +20,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::Check;
+use crate::probe::check::Check;
 use crate::probe::{CheckResult, Probe, Reason, RunContext};
 
 /// A check ready to run: its definition and its built probe.

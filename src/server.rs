@@ -30,9 +30,11 @@ use serde_json::{json, Value};
 use crate::access::{self, AccessPolicy, Principal, RequestFacts};
 use crate::alert::silence::{Silence, MAX_TIME_MS};
 use crate::alert::{from_ms, rfc3339, to_ms};
-use crate::config::{CheckKind, Config};
 use crate::daemon::Daemon;
+use crate::loader::Config;
 use crate::metrics::Format;
+use crate::probe::check::Check;
+use crate::probe::heartbeat::def::Heartbeat;
 use crate::probe::heartbeat::{HeartbeatSpec, Ping, Schedule, BODY_READ_LIMIT};
 use crate::probe::{CheckResult, Phase};
 use crate::shard::Shard;
@@ -285,7 +287,7 @@ fn heartbeat_elsewhere(config: &Config, name: &str) -> Option<Shard> {
     config
         .elsewhere
         .iter()
-        .any(|c| c.name == name && matches!(c.kind, CheckKind::Heartbeat(_)))
+        .any(|c| c.name == name && c.kind.spec::<Heartbeat>().is_some())
         .then(|| Shard::owner(name, config.shard.count()))
 }
 
@@ -307,10 +309,11 @@ async fn record_ping(
             .into_response();
     }
     let config = d.config();
-    let spec = config.checks.iter().find_map(|c| match &c.kind {
-        CheckKind::Heartbeat(h) if c.name == check => Some(h.clone()),
-        _ => None,
-    });
+    let spec = config
+        .checks
+        .iter()
+        .filter(|c| c.name == check)
+        .find_map(|c| c.kind.spec::<Heartbeat>().cloned());
     // An unknown check and a check of another kind look the same from outside.
     let (Some(spec), Some(ping)) = (spec, ping) else {
         if let Some(owner) = heartbeat_elsewhere(&config, check) {
@@ -460,7 +463,7 @@ async fn one_check(
     plain(StatusCode::NOT_FOUND, "no such check\n")
 }
 
-fn check_json(d: &Daemon, c: &crate::config::Check) -> Value {
+fn check_json(d: &Daemon, c: &Check) -> Value {
     let last = d.states.get(&c.name);
     let mut check = json!({
         "name": c.name,
@@ -472,7 +475,7 @@ fn check_json(d: &Daemon, c: &crate::config::Check) -> Value {
         "alerts": c.alerts.iter().map(|a| json!({"name": a.name, "when": a.when, "severity": a.severity.as_str()})).collect::<Vec<_>>(),
         "last_result": last.as_deref().map(result_json),
     });
-    if let CheckKind::Heartbeat(h) = &c.kind {
+    if let Some(h) = c.kind.spec::<Heartbeat>() {
         check["heartbeat"] = heartbeat_json(h, d.heartbeats.get(&c.name).as_ref());
     }
     check
@@ -623,7 +626,7 @@ async fn expire_silence(
 
 /// A result as JSON. Messages are already redacted by the probes; extracted names only.
 pub fn result_json(r: &CheckResult) -> Value {
-    json!({
+    let mut out = json!({
         "success": r.success,
         "reason": r.reason.map(|x| x.as_str()),
         "message": r.message,
@@ -643,12 +646,12 @@ pub fn result_json(r: &CheckResult) -> Value {
             "extracted": s.extracted,
         })).collect::<Vec<_>>(),
         "variables": r.observations.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-        "queues": r.queue.as_ref().map(|q| q.snapshot.queues.iter().zip(&q.oldest_age_seconds).map(|(s, age)| json!({
-            "name": s.name,
-            "depth": s.depths.iter().map(|(st, n)| (st.as_str().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
-            "oldest_age_seconds": age,
-        })).collect::<Vec<_>>()),
-    })
+    });
+    // The kind's own detail (a queue check's queues), under its own keys.
+    if let (Some(d), Some(o)) = (&r.detail, out.as_object_mut()) {
+        o.extend(d.json());
+    }
+    out
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use canaryd::alert::engine::Engine;
 use canaryd::alert::outbox::{http_client, Next, Outbox};
 use canaryd::alert::receiver::{self, Notifier, Verdict};
-use canaryd::config;
+use canaryd::loader as config;
 use canaryd::metrics::{Format, Metrics};
 use canaryd::probe::{CheckResult, Reason};
 use canaryd::store::{self, Store};
@@ -344,7 +344,7 @@ fn success() -> CheckResult {
         started_at: UNIX_EPOCH,
         steps: Vec::new(),
         observations: Vec::new(),
-        queue: None,
+        detail: None,
     }
 }
 

@@ -1,6 +1,6 @@
 //! The alert engine's rules, routing, silences and maintenance, driven result by result with a
 //! clock the test moves (no sleeping): configurations are real files loaded by
-//! `config::load`, results are real `CheckResult`s, and what is asserted is what a receiver
+//! `loader::load`, results are real `CheckResult`s, and what is asserted is what a receiver
 //! would get — which events, to whom, in what order.
 
 use std::collections::HashMap;
@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use canaryd::alert::engine::{Effects, Engine, Phase};
 use canaryd::alert::silence::Silence;
 use canaryd::alert::{to_ms, EventKind, Status};
-use canaryd::config::{self, Config};
+use canaryd::loader::{self, Config};
 use canaryd::probe::{CheckResult, Reason};
 
 /// 2026-06-01T00:00:00Z
@@ -44,7 +44,7 @@ fn result(ok: bool) -> CheckResult {
             started_at: UNIX_EPOCH,
             steps: Vec::new(),
             observations: Vec::new(),
-            queue: None,
+            detail: None,
         }
     } else {
         CheckResult::failure(
@@ -63,7 +63,7 @@ impl Sim {
 
     fn with_refresh(daemon_extra: &str, checks: &str, refresh: HashMap<String, Duration>) -> Sim {
         let (dir, path) = write_config(daemon_extra, checks);
-        let config = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let config = loader::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let mut engine = Engine::new("http://127.0.0.1:9464");
         let now = UNIX_EPOCH + Duration::from_secs(T0);
         let fx = engine.configure(&config, refresh, now);
@@ -444,7 +444,7 @@ fn restored_firing_alerts_do_not_page_again_and_resolve_when_cleared() {
         "routes:\n  - receivers: [oncall]\n",
         &check("      - {name: Other, when: failed}\n"),
     );
-    let other = config::load(&path).unwrap();
+    let other = loader::load(&path).unwrap();
     assert_eq!(
         sent(&gone.configure(&other, HashMap::new(), s.now)),
         ["oncall:resolve"]
@@ -554,7 +554,7 @@ impl Sim {
     /// Reloads from new file contents (same receivers), as `POST /-/reload` does.
     fn reload(&mut self, daemon_extra: &str, checks: &str) -> Effects {
         let (dir, path) = write_config(daemon_extra, checks);
-        self.config = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        self.config = loader::load(&path).unwrap_or_else(|e| panic!("{e}"));
         self._dir = dir;
         self.engine
             .configure(&self.config, HashMap::new(), self.now)
@@ -571,7 +571,7 @@ impl Sim {
     ) -> Effects {
         self.now += down;
         let (dir, path) = write_config(daemon_extra, checks);
-        self.config = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        self.config = loader::load(&path).unwrap_or_else(|e| panic!("{e}"));
         self._dir = dir;
         self.engine = Engine::new("http://127.0.0.1:9464");
         self.engine

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 fn errors_for(path: &Path) -> Vec<String> {
     let name = path.file_name().unwrap().to_string_lossy();
     let result = if name.starts_with("daemon-") {
-        canaryd::config::load(path).map(|_| ())
+        canaryd::loader::load(path).map(|_| ())
     } else {
         let src = std::fs::read_to_string(path).unwrap();
-        canaryd::config::load_checks_str(path, &src).map(|_| ())
+        canaryd::probe::check::load_checks_str(path, &src).map(|_| ())
     };
     match result {
         Ok(()) => Vec::new(),

@@ -87,9 +87,9 @@ fn load_bounded(seed: &Seed, text: String) -> Result<Outcome, String> {
                 let dir = tempfile::tempdir().unwrap();
                 let file = dir.path().join(path.file_name().unwrap());
                 std::fs::write(&file, text.as_bytes()).unwrap();
-                canaryd::config::load(&file).map(|_| ())
+                canaryd::loader::load(&file).map(|_| ())
             } else {
-                canaryd::config::load_checks_str(&path, &text).map(|_| ())
+                canaryd::probe::check::load_checks_str(&path, &text).map(|_| ())
             };
             let outcome = result.map_err(|errs| {
                 errs.0
@@ -365,7 +365,7 @@ fn regression_fixtures_give_their_expected_outcome() {
         };
         let outcome = if seed.daemon {
             // Loaded in place: relative check_files resolve beside the fixture.
-            canaryd::config::load(&path).map(|_| ()).map_err(|errs| {
+            canaryd::loader::load(&path).map(|_| ()).map_err(|errs| {
                 errs.0
                     .iter()
                     .map(|e| (e.to_string(), e.file.display().to_string(), e.line, e.col))
@@ -446,7 +446,7 @@ fn fifo_secrets_and_symlink_loops_end_quickly_with_located_errors() {
     )
     .unwrap();
     let started = Instant::now();
-    let config = canaryd::config::load(&d.join("canaryd.yaml")).expect("loads");
+    let config = canaryd::loader::load(&d.join("canaryd.yaml")).expect("loads");
     assert!(started.elapsed() < BOUND, "took {:?}", started.elapsed());
     assert_eq!(config.files, vec![checks.join("a.yaml")]);
     assert_eq!(config.checks.len(), 1);
@@ -459,18 +459,19 @@ fn fifo_secrets_and_symlink_loops_end_quickly_with_located_errors() {
         .status()
         .unwrap()
         .success());
-    let config = canaryd::config::load(&d.join("canaryd.yaml")).expect("loads");
+    let config = canaryd::loader::load(&d.join("canaryd.yaml")).expect("loads");
     assert_eq!(config.files, vec![checks.join("a.yaml")]);
 }
 
 #[test]
 fn upper_case_schemes_load_and_credentials_in_urls_do_not() {
     let ok = "checks:\n  - name: a\n    http:\n      request: {url: \"HTTP://127.0.0.1:1/x\"}\n";
-    let checks = canaryd::config::load_checks_str(Path::new("t.yaml"), ok).expect("HTTP:// loads");
+    let checks =
+        canaryd::probe::check::load_checks_str(Path::new("t.yaml"), ok).expect("HTTP:// loads");
     assert_eq!(checks.len(), 1);
     let bad =
         "checks:\n  - name: a\n    http:\n      request: {url: \"Https://me:pw@127.0.0.1:1/x\"}\n";
-    let errs = canaryd::config::load_checks_str(Path::new("t.yaml"), bad).unwrap_err();
+    let errs = canaryd::probe::check::load_checks_str(Path::new("t.yaml"), bad).unwrap_err();
     assert_eq!(
         errs.to_string(),
         "t.yaml:4:22: checks[0].http.request.url: the URL carries a user name or password (user:pass@host), which would not be sent: put credentials in an Authorization header instead"
@@ -485,7 +486,7 @@ fn a_config_file_over_4_mib_is_refused_before_parsing() {
     let mut big = String::from("checks: []\n");
     big.push_str(&format!("# {}\n", "x".repeat(4 * 1024 * 1024)));
     std::fs::write(&path, &big).unwrap();
-    let errs = canaryd::config::load(&path).unwrap_err();
+    let errs = canaryd::loader::load(&path).unwrap_err();
     assert_eq!(
         errs.to_string(),
         format!(
@@ -493,7 +494,7 @@ fn a_config_file_over_4_mib_is_refused_before_parsing() {
             path.display()
         )
     );
-    let errs = canaryd::config::load_checks_str(&path, &big).unwrap_err();
+    let errs = canaryd::probe::check::load_checks_str(&path, &big).unwrap_err();
     assert_eq!(
         errs.to_string(),
         format!(
@@ -506,9 +507,10 @@ fn a_config_file_over_4_mib_is_refused_before_parsing() {
 #[test]
 fn annotations_name_only_what_the_alert_engine_fills_in() {
     let good = "checks:\n  - name: a\n    labels: {team: web}\n    http:\n      request: {url: \"http://127.0.0.1:1/\"}\n    alerts:\n      - name: Down\n        when: failed\n        labels: {tier: one}\n        annotations:\n          runbook: \"https://runbooks.example/a\"\n          summary: \"${check} ${alert} ${severity} ${reason} ${failed_step} ${value} ${message} ${team} ${tier} ${runbook} ${status} ${duration}\"\n";
-    canaryd::config::load_checks_str(Path::new("t.yaml"), good).expect("every name is filled in");
+    canaryd::probe::check::load_checks_str(Path::new("t.yaml"), good)
+        .expect("every name is filled in");
     let bad = "checks:\n  - name: a\n    http:\n      request: {url: \"http://127.0.0.1:1/\"}\n    alerts:\n      - name: Down\n        when: failed\n        annotations:\n          link: \"https://x/${check}\"\n          summary: \"see ${link}, ${depth}\"\n";
-    let errs = canaryd::config::load_checks_str(Path::new("t.yaml"), bad).unwrap_err();
+    let errs = canaryd::probe::check::load_checks_str(Path::new("t.yaml"), bad).unwrap_err();
     let text = errs.to_string();
     assert_eq!(errs.0.len(), 2, "{text}");
     assert!(
@@ -535,7 +537,7 @@ fn secrets_set_but_empty_are_refused_where_a_value_is_required() {
         "receivers:\n  - name: pager\n    pagerduty: {routing_key: \"${env:CANARYD_PROPS_EMPTY_KEY}\"}\n  - name: hook\n    webhook: {url: \"http://127.0.0.1:9/\", secret: \"${env:CANARYD_PROPS_BLANK_SECRET}\"}\n",
     )
     .unwrap();
-    let errs = canaryd::config::load(&path).unwrap_err();
+    let errs = canaryd::loader::load(&path).unwrap_err();
     let got: Vec<String> = errs
         .0
         .iter()
@@ -565,7 +567,7 @@ fn a_check_files_pattern_deeper_than_16_levels_is_an_error() {
     .unwrap();
     let path = dir.path().join("canaryd.yaml");
     std::fs::write(&path, "check_files: [\"checks/**/*.yaml\"]\n").unwrap();
-    let errs = canaryd::config::load(&path).unwrap_err();
+    let errs = canaryd::loader::load(&path).unwrap_err();
     assert_eq!(
         errs.to_string(),
         format!(
@@ -579,6 +581,6 @@ fn a_check_files_pattern_deeper_than_16_levels_is_an_error() {
         "check_files: [\"checks/d0/d1/d2/d3/d4/**/*.yaml\"]\n",
     )
     .unwrap();
-    let config = canaryd::config::load(&path).expect("15 levels below the literal part");
+    let config = canaryd::loader::load(&path).expect("15 levels below the literal part");
     assert_eq!(config.files, vec![deep.join("a.yaml")]);
 }

@@ -171,7 +171,7 @@ fn probe(config: &Path, password: &str) -> Seen {
     let file = config.with_file_name("django-admin.yaml");
     let yaml = std::fs::read_to_string(&file).unwrap();
     let mut checks =
-        canaryd::config::load_checks_str(&file, &yaml).unwrap_or_else(|e| panic!("{e}"));
+        canaryd::probe::check::load_checks_str(&file, &yaml).unwrap_or_else(|e| panic!("{e}"));
     std::env::remove_var("DJANGO_PROBE_PASSWORD");
     let check = checks.remove(0);
     let probe = canaryd::daemon::build_probe(&check).unwrap();

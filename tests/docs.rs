@@ -478,7 +478,7 @@ fn load_with_alert(kind_yaml: &str, when: &str) -> Result<(), String> {
         "checks:\n  - name: docs\n    {kind_yaml}\n    alerts:\n      - name: Docs\n        when: {}\n",
         serde_json::to_string(when).expect("quote")
     );
-    canaryd::config::load_checks_str(Path::new("docs.yaml"), &yaml)
+    canaryd::probe::check::load_checks_str(Path::new("docs.yaml"), &yaml)
         .map(|_| ())
         .map_err(|e| e.to_string())
 }

@@ -11,7 +11,7 @@ use canaryd::probe::{CheckResult, Phase, Reason};
 use canaryd::schedule::{run_once, Entry};
 
 async fn run(yaml: &str) -> (CheckResult, Duration) {
-    let check = canaryd::config::load_checks_str(Path::new("t.yaml"), yaml)
+    let check = canaryd::probe::check::load_checks_str(Path::new("t.yaml"), yaml)
         .unwrap_or_else(|e| panic!("{e}"))
         .remove(0);
     let probe = canaryd::daemon::build_probe(&check).unwrap();

@@ -103,7 +103,7 @@ fn recording_app(state: Arc<AppState>, redirect_to: Option<String>) -> Router {
 }
 
 fn entry(yaml: &str) -> Entry {
-    let mut checks = canaryd::config::load_checks_str(Path::new("test.yaml"), yaml)
+    let mut checks = canaryd::probe::check::load_checks_str(Path::new("test.yaml"), yaml)
         .unwrap_or_else(|e| panic!("{e}"));
     let check = checks.remove(0);
     let probe = canaryd::daemon::build_probe(&check).unwrap();

@@ -20,9 +20,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use canaryd::config::load_checks_str;
 use canaryd::config::totp::Totp;
 use canaryd::daemon::build_probe;
+use canaryd::probe::check::load_checks_str;
 use canaryd::probe::{CheckResult, Reason, RunContext};
 
 const BIN: &str = env!("CARGO_BIN_EXE_canaryd");
@@ -317,7 +317,12 @@ async fn totp_second_factor_is_accepted_by_a_verifying_server_and_logout_always_
     let logout = r.steps.iter().find(|s| s.name == "logout").unwrap();
     assert!(logout.ran && logout.success);
     assert_eq!(
-        r.variable("failed_step"),
+        canaryd::probe::kind::variable_of(
+            <canaryd::probe::http::def::Http as canaryd::probe::kind::Kind>::VARS,
+            &r,
+            "failed_step",
+            std::time::SystemTime::now()
+        ),
         Some(canaryd::probe::Value::String("second-factor".into()))
     );
 }

@@ -64,7 +64,7 @@ fn result(success: bool, reason: Option<Reason>, steps: Vec<StepResult>) -> Chec
         started_at: UNIX_EPOCH + Duration::from_secs(STARTED),
         steps,
         observations: Vec::new(),
-        queue: None,
+        detail: None,
     }
 }
 

@@ -215,7 +215,9 @@ fn the_check_from_yaml_sees_the_backlog_then_progress_under_a_worker_then_a_stal
     // Celery's messages carry no enqueue time: the age is unknown, neither zero nor made up
     // (the check has no `enqueued_at_header` option).
     assert_eq!(var(&first, "oldest_age"), None);
-    let report = first.queue.as_ref().expect("a queue report");
+    let report = first
+        .detail::<canaryd::probe::queue::QueueReport>()
+        .expect("a queue report");
     assert!(report.oldest_age_seconds.iter().all(Option::is_none));
     assert!(
         !holds(&first, "oldest_age >= 0s"),

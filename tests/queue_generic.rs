@@ -8,9 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use canaryd::config::{load_checks_str, Check};
 use canaryd::daemon::build_probe;
 use canaryd::metrics::{CheckMeta, Format, Metrics};
+use canaryd::probe::check::{load_checks_str, Check};
 use canaryd::probe::{CheckResult, Probe, Reason, RunContext};
 use services::Redis;
 
@@ -36,7 +36,14 @@ fn var(r: &CheckResult, name: &str) -> Option<f64> {
 /// Evaluates an alert expression against a result, as the alert engine does.
 fn holds(r: &CheckResult, when: &str) -> bool {
     let e = canaryd::config::expr::parse(when).unwrap();
-    canaryd::config::expr::truthy(canaryd::config::expr::eval(&e, &|n| r.variable(n)))
+    canaryd::config::expr::truthy(canaryd::config::expr::eval(&e, &|n| {
+        canaryd::probe::kind::variable_of(
+            <canaryd::probe::queue::def::Queue as canaryd::probe::kind::Kind>::VARS,
+            r,
+            n,
+            std::time::SystemTime::now(),
+        )
+    }))
 }
 
 fn generic(url: &str, extra: &str) -> String {
@@ -139,7 +146,7 @@ async fn stream_lag_patterns_and_types() {
     let probe = build_probe(&c).unwrap();
     let r = run(probe.as_ref(), Duration::from_secs(2)).await;
     assert!(r.success, "{:?}", r.message);
-    let q = r.queue.as_ref().unwrap();
+    let q = r.detail::<canaryd::probe::queue::QueueReport>().unwrap();
     let names: Vec<&str> = q.snapshot.queues.iter().map(|q| q.name.as_str()).collect();
     assert_eq!(names, ["events", "sched:a", "sched:b", "sched:c"]);
     assert_eq!(var(&r, "queue.events.depth"), Some(3.0), "lag of the group");

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use canaryd::config::{load_checks_str, Check};
 use canaryd::daemon::build_probe;
+use canaryd::probe::check::{load_checks_str, Check};
 use canaryd::probe::{CheckResult, Probe, Reason, RunContext};
 use fake_redis::{resp, Answer, FakeRedis, Reply};
 use serde_json::Value as Json;
@@ -538,7 +538,9 @@ fn discovering_100k_queues_reads_the_first_1000_and_says_so() {
             message.contains("discovered 100000 queues") && message.contains("read the first 1000"),
             "{system}: {message:?}"
         );
-        let report = r.queue.as_ref().expect("a queue report");
+        let report = r
+            .detail::<canaryd::probe::queue::QueueReport>()
+            .expect("a queue report");
         assert_eq!(report.snapshot.discovered, Some(100_000), "{system}");
         let read: Vec<&str> = report
             .snapshot

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use canaryd::config::load_checks_str;
 use canaryd::daemon::build_probe;
+use canaryd::probe::check::load_checks_str;
 use canaryd::probe::{Reason, RunContext};
 use fake_redis::{resp, FakeRedis, Reply};
 use proptest::prelude::*;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use canaryd::config::{self, Check};
+use canaryd::probe::check::{self, Check};
 use canaryd::probe::{BoxFuture, CheckResult, Probe, Reason, RunContext};
 use canaryd::schedule::{Entry, Scheduler, Sink};
 use tokio::time::Instant;
@@ -70,7 +70,7 @@ impl Probe for Sleeper {
                 started_at: std::time::SystemTime::now(),
                 steps: vec![],
                 observations: vec![],
-                queue: None,
+                detail: None,
             }
         })
     }
@@ -90,7 +90,7 @@ async fn elapse(d: Duration) {
 
 fn check(name: &str, interval: &str, timeout: &str) -> Arc<Check> {
     let yaml = format!("checks:\n  - name: {name}\n    interval: {interval}\n    timeout: {timeout}\n    tcp: {{target: \"127.0.0.1:9\"}}\n");
-    config::load_checks_str(Path::new("test.yaml"), &yaml)
+    check::load_checks_str(Path::new("test.yaml"), &yaml)
         .unwrap()
         .remove(0)
 }

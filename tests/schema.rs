@@ -782,7 +782,7 @@ fn the_schema_accepts_every_form_canaryd_accepts() {
     let checks = validator("checks");
     for (i, src) in ACCEPTED_CHECKS.iter().enumerate() {
         let file = PathBuf::from(format!("accepted-{i}.yaml"));
-        if let Err(e) = canaryd::config::load_checks_str(&file, src) {
+        if let Err(e) = canaryd::probe::check::load_checks_str(&file, src) {
             panic!("canaryd rejects case {i} (the case itself is wrong):\n{e}");
         }
         let (errors, _) = validate(&checks, &yaml_to_json(src).unwrap());
@@ -832,7 +832,7 @@ checks:
     for (i, src) in [daemon, empty, "# nothing yet\n"].iter().enumerate() {
         let path = dir.path().join("canaryd.yaml");
         std::fs::write(&path, src).unwrap();
-        if let Err(e) = canaryd::config::load(&path) {
+        if let Err(e) = canaryd::loader::load(&path) {
             panic!("canaryd rejects case {i} (the case itself is wrong):\n{e}");
         }
         let (errors, _) = validate(&config, &yaml_to_json(src).unwrap());
@@ -951,7 +951,7 @@ fn where_the_schema_states_a_rule_canaryd_enforces_it_too() {
     let checks = validator("checks");
     let mut failures = Vec::new();
     for (src, path) in REJECTED_CHECKS {
-        if canaryd::config::load_checks_str(Path::new("case.yaml"), src).is_ok() {
+        if canaryd::probe::check::load_checks_str(Path::new("case.yaml"), src).is_ok() {
             failures.push(format!("canaryd accepts (the case is wrong):\n{src}"));
         }
         let (errors, at) = validate(&checks, &yaml_to_json(src).unwrap());

@@ -775,7 +775,7 @@ async fn a_commit_the_store_refuses_is_sent_from_memory_and_saved_later() {
         "checks:\n  - name: db\n    tcp: {target: \"127.0.0.1:1\"}\n    alerts:\n      - {name: DbDown, when: failed}\n",
     )
     .unwrap();
-    let cfg = canaryd::config::load(&dir.path().join("canaryd.yaml")).unwrap();
+    let cfg = canaryd::loader::load(&dir.path().join("canaryd.yaml")).unwrap();
     let store = Store::open(&dir.path().join("state")).unwrap();
     let metrics = Arc::new(canaryd::metrics::Metrics::new());
     let a = Alerting::start(
@@ -842,7 +842,7 @@ async fn a_commit_the_store_refuses_is_sent_from_memory_and_saved_later() {
         started_at: UNIX_EPOCH,
         steps: Vec::new(),
         observations: Vec::new(),
-        queue: None,
+        detail: None,
     };
     a.observe("db", &success);
     assert!(pd.wait_until_async(|pd| resolves(pd) == 1, secs(10)).await);

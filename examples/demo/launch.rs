@@ -279,7 +279,7 @@ impl Demo {
             } else {
                 let _ = write!(out, "FAIL {}", result.message.as_deref().unwrap_or(""));
             }
-            if result.queue.is_some() {
+            if result.detail.is_some() {
                 let var = |name: &str| {
                     result
                         .observations
@@ -299,7 +299,8 @@ impl Demo {
                     var("workers").unwrap_or(0.0),
                 );
             }
-            let lookup = |name: &str| result.variable(name);
+            let now = std::time::SystemTime::now();
+            let lookup = |name: &str| check.kind.variable(&result, name, now);
             let true_now: Vec<&str> = check
                 .alerts
                 .iter()

@@ -63,7 +63,9 @@ use super::route::Router;
 use super::silence::{in_maintenance, Mutes, Silence};
 use super::{dedup_key, to_ms, AlertEvent, EventKind, Status};
 use crate::config::expr;
-use crate::config::{AlertRule, Check, Config};
+use crate::config::AlertRule;
+use crate::loader::Config;
+use crate::probe::check::Check;
 use crate::probe::CheckResult;
 
 /// Where an alert is in its life.
@@ -825,7 +827,8 @@ impl Engine {
         };
         for e in list.iter_mut() {
             let rule = e.rule();
-            let cond = expr::eval_cond(&rule.expr, &|v| result.variable(v));
+            let kind = &e.check.kind;
+            let cond = expr::eval_cond(&rule.expr, &|v| kind.variable(result, v, now));
             if cond == Some(true) || e.last.is_none() {
                 e.last = Some(self.build_event(e, result, now));
             }
@@ -1037,7 +1040,12 @@ impl Engine {
             .variables()
             .iter()
             // `{:#}`: the human form (`3.200s`, `5m`), not the literal form expressions parse.
-            .filter_map(|v| result.variable(v).map(|x| format!("{v}={x:#}")))
+            .filter_map(|v| {
+                e.check
+                    .kind
+                    .variable(result, v, now)
+                    .map(|x| format!("{v}={x:#}"))
+            })
             .collect::<Vec<_>>()
             .join(" ");
         let reason = result.reason.map(|r| r.as_str().to_string());
@@ -1062,7 +1070,7 @@ impl Engine {
                     } else if let Some(v) = literal.get(name) {
                         (*v).to_string()
                     } else {
-                        format!("{:#}", result.variable(name)?)
+                        format!("{:#}", e.check.kind.variable(result, name, now)?)
                     }
                 }
             };

@@ -74,7 +74,7 @@ pub fn backoff(attempts: u32) -> Duration {
 /// The HTTP client notifications go out through: rustls with the system's roots (verification
 /// always on), no redirects (a redirect must not carry a routing key elsewhere), bounded time.
 pub fn http_client() -> Result<reqwest::Client, String> {
-    let tls = crate::probe::http::spec::TlsSettings::default().client_config()?;
+    let tls = crate::probe::tls::TlsSettings::default().client_config()?;
     let mut tls = (*tls).clone();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     reqwest::Client::builder()

@@ -21,79 +21,25 @@
 
 use std::borrow::Cow;
 
-use schemars::generate::SchemaSettings;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Value};
 
-use super::model::{
-    ByteSize, CheckFile, DaemonFile, Dur, JsonExpect, JsonOps, Key, OneOrMany, StatusSpec,
-};
-
-/// Which file a schema describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SchemaFile {
-    /// The daemon configuration, `canaryd.yaml`.
-    Config,
-    /// A check file (`checks/*.yaml`).
-    Checks,
-}
-
-impl SchemaFile {
-    /// The schema, in JSON Schema draft 7: the draft the YAML language server (VS Code's YAML
-    /// extension and every editor built on it) implements; later drafts it only partly reads.
-    pub fn schema(self) -> Value {
-        let generator = SchemaSettings::draft07().into_generator();
-        let (mut schema, id, title, description) = match self {
-            SchemaFile::Config => (
-                generator.into_root_schema_for::<DaemonFile>(),
-                "urn:canaryd:schema:config",
-                "canaryd daemon configuration (canaryd.yaml)",
-                "Where canaryd listens, which check files it loads, defaults, receivers, routes, \
-                 maintenance windows and the watchdog. Checks may also be written inline. \
-                 `canaryd check --config canaryd.yaml` validates what this schema cannot: \
-                 files, secrets, references between keys and alert expressions.",
-            ),
-            SchemaFile::Checks => (
-                generator.into_root_schema_for::<CheckFile>(),
-                "urn:canaryd:schema:checks",
-                "canaryd check file",
-                "Checks canaryd runs: each has a name and exactly one kind (http, tcp, queue, \
-                 heartbeat), and alert rules. `canaryd check --config canaryd.yaml` validates \
-                 what this schema cannot: duplicate names, secrets, variables, alert \
-                 expressions, regexes, JSONPaths and CSS selectors.",
-            ),
-        };
-        // An empty file (or one of comments only) is an empty configuration to canaryd.
-        schema.insert("type".into(), json!(["object", "null"]));
-        schema.insert("$id".into(), id.into());
-        schema.insert("title".into(), title.into());
-        schema.insert("description".into(), description.into());
-        schema.to_value()
-    }
-
-    /// The schema as `canaryd schema` prints it and `schema/` holds it: pretty JSON, one
-    /// trailing newline.
-    pub fn to_json(self) -> String {
-        let mut s = serde_json::to_string_pretty(&self.schema()).expect("a schema is JSON");
-        s.push('\n');
-        s
-    }
-}
+use super::model::{ByteSize, Dur, Key, OneOrMany, StatusSpec};
 
 // ----- What canaryd's YAML decoder reads -------------------------------------------------------
 
 /// Whitespace as the YAML decoder trims it around a scalar.
-const WS: &str = r"\s*";
+pub const WS: &str = r"\s*";
 
 /// A YAML 1.1 boolean word, any case (the decoder reads `yes`, `on`, `y` as true).
-fn bool_words() -> String {
+pub fn bool_words() -> String {
     let words = ["true", "false", "yes", "no", "on", "off", "y", "n"];
     let alts: Vec<String> = words.iter().map(|w| any_case(w)).collect();
     format!("^{WS}(?:{}){WS}$", alts.join("|"))
 }
 
 /// `word` matched in any letter case, without the `i` flag JSON Schema regexes do not have.
-fn any_case(word: &str) -> String {
+pub fn any_case(word: &str) -> String {
     word.chars()
         .map(|c| {
             if c.is_ascii_alphabetic() {
@@ -108,7 +54,7 @@ fn any_case(word: &str) -> String {
 }
 
 /// An unsigned YAML integer literal as the decoder parses it (`+5`, `0x1F`, `0o17`, `1_000`).
-const INT_LITERAL: &str = r"^\s*\+?(?:0|[1-9](?:_?[0-9])*|0[xX][0-9a-fA-F](?:_?[0-9a-fA-F])*|0[oO][0-7](?:_?[0-7])*|0[bB][01](?:_?[01])*)\s*$";
+pub const INT_LITERAL: &str = r"^\s*\+?(?:0|[1-9](?:_?[0-9])*|0[xX][0-9a-fA-F](?:_?[0-9a-fA-F])*|0[oO][0-7](?:_?[0-7])*|0[bB][01](?:_?[01])*)\s*$";
 
 /// A string key. The decoder reads any scalar but null as its text (`port: 8080` is `"8080"`).
 pub struct Text;
@@ -166,29 +112,25 @@ impl JsonSchema for Count {
 }
 
 /// Defines a string type whose schema is a fixed set of values (an `Option` of it adds null).
+#[macro_export]
 macro_rules! one_of_strings {
     ($(#[$doc:meta])* $name:ident, $values:expr) => {
         $(#[$doc])*
         pub struct $name;
-        impl JsonSchema for $name {
+        impl schemars::JsonSchema for $name {
             fn inline_schema() -> bool {
                 true
             }
-            fn schema_name() -> Cow<'static, str> {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
                 stringify!($name).into()
             }
-            fn json_schema(_: &mut SchemaGenerator) -> Schema {
-                json_schema!({ "type": "string", "enum": $values })
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string", "enum": $values })
             }
         }
     };
 }
 
-one_of_strings!(
-    /// `queue.system`: the job systems canaryd reads.
-    QueueSystem,
-    QUEUE_SYSTEMS
-);
 one_of_strings!(
     /// `alerts[].severity`.
     Severity,
@@ -207,35 +149,6 @@ one_of_strings!(
         .map(|tz| tz.name())
         .collect::<Vec<_>>()
 );
-
-/// Every `queue.system`.
-const QUEUE_SYSTEMS: [&str; 6] = ["sidekiq", "celery", "rq", "bullmq", "resque", "redis"];
-
-/// `request.method`: validation upper-cases and trims it, so `get` is GET.
-pub struct Method;
-
-impl JsonSchema for Method {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        "Method".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        let methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-        let alts: Vec<String> = methods.iter().map(|m| any_case(m)).collect();
-        json_schema!({
-            "anyOf": [
-                { "enum": methods },
-                {
-                    "type": "string",
-                    "pattern": format!("^{WS}(?:{}){WS}$", alts.join("|")),
-                },
-            ],
-            "errorMessage": "GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS",
-        })
-    }
-}
 
 // ----- Patterns of single values (each mirrors a check in validate.rs) -------------------------
 
@@ -273,7 +186,7 @@ pub const WINDOW: &str = r"^\s*\+?[0-9]+\s* of \s*\+?[0-9]+\s*$";
 
 /// A humantime duration after trimming: spans of a number and a unit (`1h30m`, `1h 30m`,
 /// `1.5s`), or `0`.
-fn duration_pattern() -> String {
+pub fn duration_pattern() -> String {
     let units = "nanos|nsec|ns|usec|us|µs|millis|msec|ms|seconds|second|secs|sec|s|minutes|minute|\
                  mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|wks|wk|w|months|month|M|\
                  years|year|yrs|yr|y";
@@ -367,52 +280,27 @@ impl JsonSchema for Key {
 }
 
 /// The operators of a JSON assertion, in the order `validate` reads them.
-const JSON_OPS: [&str; 5] = ["equals", "exists", "matches", "less_than", "greater_than"];
-
-impl JsonSchema for JsonExpect {
-    fn schema_name() -> Cow<'static, str> {
-        "JsonExpect".into()
-    }
-    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
-        // The decoder's cases: a map of operators only is an operator map; a map with one key
-        // that is no operator is a typo; anything else (a scalar, a list, {}, a map of two or
-        // more keys not all operators) is the value to equal.
-        json_schema!({
-            "description": "The value the JSONPath must select (equals), or one operator: equals, exists, matches, less_than, greater_than.",
-            "anyOf": [
-                { "not": { "type": "object" } },
-                { "type": "object", "maxProperties": 0 },
-                {
-                    "type": "object",
-                    "minProperties": 2,
-                    "not": { "propertyNames": { "enum": JSON_OPS } },
-                },
-                generator.subschema_for::<JsonOps>(),
-            ],
-        })
-    }
-}
 
 // ----- Cross-key rules -------------------------------------------------------------------------
 
 /// `key` is set: present and not null (null is "not set" to the decoder).
-fn set(key: &str) -> Value {
+pub fn set(key: &str) -> Value {
     json!({ "required": [key], "properties": { key: { "not": { "type": "null" } } } })
 }
 
 /// `key` is not set (absent or null).
-fn unset(key: &str, message: &str) -> Value {
+pub fn unset(key: &str, message: &str) -> Value {
     json!({ "properties": { key: { "type": "null", "errorMessage": message } } })
 }
 
 /// Exactly one of `keys` is set.
-fn exactly_one(keys: &[&str], message: &str) -> Value {
+pub fn exactly_one(keys: &[&str], message: &str) -> Value {
     let each: Vec<Value> = keys.iter().map(|k| set(k)).collect();
     json!({ "oneOf": each, "errorMessage": message })
 }
 
 /// At most one of `keys` is set.
-fn at_most_one(keys: &[&str], message: &str) -> Value {
+pub fn at_most_one(keys: &[&str], message: &str) -> Value {
     let mut pairs = Vec::new();
     for (i, a) in keys.iter().enumerate() {
         for b in &keys[i + 1..] {
@@ -423,12 +311,12 @@ fn at_most_one(keys: &[&str], message: &str) -> Value {
 }
 
 /// When `key` is set, `other` must be set too.
-fn needs(key: &str, other: &str, message: &str) -> Value {
+pub fn needs(key: &str, other: &str, message: &str) -> Value {
     json!({ "if": set(key), "then": { "allOf": [set(other)], "errorMessage": message } })
 }
 
 /// Adds `rules` to the `allOf` of `schema`.
-fn add_rules(schema: &mut Schema, rules: impl IntoIterator<Item = Value>) {
+pub fn add_rules(schema: &mut Schema, rules: impl IntoIterator<Item = Value>) {
     let all = schema
         .ensure_object()
         .entry("allOf")
@@ -439,7 +327,7 @@ fn add_rules(schema: &mut Schema, rules: impl IntoIterator<Item = Value>) {
 }
 
 /// Sets the schema of the property `key`'s names.
-fn property_names(schema: &mut Schema, key: &str, names: Value) {
+pub fn property_names(schema: &mut Schema, key: &str, names: Value) {
     if let Some(p) = schema.pointer_mut(&format!("/properties/{key}")) {
         if let Some(o) = p.as_object_mut() {
             o.insert("propertyNames".into(), names);
@@ -448,225 +336,8 @@ fn property_names(schema: &mut Schema, key: &str, names: Value) {
 }
 
 /// A name pattern for map keys, with its message.
-fn names(pattern: &str, what: &str) -> Value {
+pub fn names(pattern: &str, what: &str) -> Value {
     json!({ "pattern": pattern, "patternErrorMessage": what })
-}
-
-/// `checks[]`: exactly one kind; label names.
-pub fn check_rules(schema: &mut Schema) {
-    property_names(
-        schema,
-        "labels",
-        names(LABEL_NAME, "label names are [a-zA-Z_][a-zA-Z0-9_]*"),
-    );
-    add_rules(
-        schema,
-        [exactly_one(
-            &["http", "tcp", "queue", "heartbeat"],
-            "a check has exactly one kind: http, tcp, queue or heartbeat",
-        )],
-    );
-}
-
-/// `http`: request xor steps; with steps, no top-level expect/extract; a relative URL needs
-/// `base_url`.
-pub fn http_rules(schema: &mut Schema) {
-    property_names(schema, "extract", extract_names());
-    let relative = json!({
-        "pattern": "^[^/]",
-        "patternErrorMessage": "a relative URL needs http.base_url",
-    });
-    add_rules(
-        schema,
-        [
-            exactly_one(
-                &["request", "steps"],
-                "write either request (one request) or steps (a flow)",
-            ),
-            json!({
-                "if": set("steps"),
-                "then": {
-                    "properties": {
-                        "expect": { "type": "null", "errorMessage": "with steps, put expect inside each step" },
-                        "extract": { "maxProperties": 0, "errorMessage": "with steps, put extract inside each step" },
-                    },
-                },
-            }),
-            json!({
-                "if": { "not": set("base_url") },
-                "then": {
-                    "properties": {
-                        "request": { "properties": { "url": relative } },
-                        "steps": { "items": { "properties": { "request": { "properties": { "url": relative } } } } },
-                    },
-                },
-            }),
-        ],
-    );
-}
-
-/// Names of extracted variables: a variable name that is no built-in.
-fn extract_names() -> Value {
-    json!({
-        "pattern": VAR_NAME,
-        "patternErrorMessage": "variable names are letters, digits, _ and -, starting with a letter or _",
-        "not": { "enum": ["base_url", "uuid", "now"] },
-    })
-}
-
-/// `steps[]`: extracted variable names.
-pub fn step_rules(schema: &mut Schema) {
-    property_names(schema, "extract", extract_names());
-}
-
-/// `request`: header names; at most one body.
-pub fn request_rules(schema: &mut Schema) {
-    property_names(schema, "headers", names(HEADER_NAME, "an HTTP header name"));
-    add_rules(
-        schema,
-        [at_most_one(
-            &["body", "form", "json"],
-            "write at most one of body, form, json",
-        )],
-    );
-}
-
-/// `expect`: JSONPaths and header names as keys.
-pub fn expect_rules(schema: &mut Schema) {
-    property_names(
-        schema,
-        "json",
-        names(JSONPATH, "a JSONPath starts with $, e.g. $.status"),
-    );
-    property_names(schema, "header", names(HEADER_NAME, "an HTTP header name"));
-}
-
-/// An operator map: exactly one operator set.
-pub fn json_ops_rules(schema: &mut Schema) {
-    add_rules(
-        schema,
-        [exactly_one(
-            &JSON_OPS,
-            "write one operator per JSON assertion (equals, exists, matches, less_than or greater_than)",
-        )],
-    );
-}
-
-/// An extraction: exactly one source; `attr` only with `css`.
-pub fn extract_rules(schema: &mut Schema) {
-    add_rules(
-        schema,
-        [
-            exactly_one(
-                &["regex", "css", "json", "header", "cookie", "status"],
-                "an extraction has exactly one source: regex, css, json, header, cookie or status",
-            ),
-            needs("attr", "css", "attr goes with css"),
-        ],
-    );
-}
-
-/// TLS files: a client certificate and its key go together.
-pub fn tls_rules(schema: &mut Schema) {
-    add_rules(
-        schema,
-        [
-            needs("cert_file", "key_file", "cert_file needs key_file"),
-            needs("key_file", "cert_file", "key_file needs cert_file"),
-        ],
-    );
-}
-
-/// `queue`: options only some systems read, and what the generic `redis` system needs.
-pub fn queue_rules(schema: &mut Schema) {
-    let system_is = |systems: &[&str]| json!({ "required": ["system"], "properties": { "system": { "enum": systems } } });
-    let others = |only: &str| -> Vec<&str> {
-        QUEUE_SYSTEMS
-            .iter()
-            .copied()
-            .filter(|s| *s != only)
-            .collect()
-    };
-    let job_systems = others("redis");
-    let only_for = |keys: &[&str], systems: &[&str], not: &[&str]| {
-        let props: serde_json::Map<String, Value> = keys
-            .iter()
-            .map(|k| {
-                let message = format!("{k} applies to {} only", systems.join(", "));
-                (
-                    (*k).to_string(),
-                    json!({ "type": "null", "errorMessage": message }),
-                )
-            })
-            .collect();
-        json!({ "if": system_is(not), "then": { "properties": props } })
-    };
-    let rules = [
-        only_for(
-            &["priority_steps", "priority_separator"],
-            &["celery"],
-            &others("celery"),
-        ),
-        only_for(&["keys", "patterns"], &["redis"], &job_systems),
-        only_for(&["queues", "prefix"], &job_systems, &["redis"]),
-        json!({
-            "if": system_is(&["redis"]),
-            "then": {
-                "anyOf": [
-                    { "required": ["keys"], "properties": { "keys": { "type": "array", "minItems": 1 } } },
-                    { "required": ["patterns"], "properties": { "patterns": { "type": "array", "minItems": 1 } } },
-                ],
-                "errorMessage": "system redis needs keys or patterns (what to read)",
-            },
-        }),
-        json!({
-            "if": system_is(&["bullmq"]),
-            "then": {
-                "properties": {
-                    "queues": {
-                        "items": {
-                            "pattern": "^[^:]*$",
-                            "patternErrorMessage": "BullMQ queue names cannot contain ':'",
-                        },
-                    },
-                },
-            },
-        }),
-    ];
-    add_rules(schema, rules);
-}
-
-/// `heartbeat`: every xor cron; a time zone only with cron.
-pub fn heartbeat_rules(schema: &mut Schema) {
-    add_rules(
-        schema,
-        [
-            exactly_one(
-                &["every", "cron"],
-                "a heartbeat has every (e.g. every: 1d) or cron (e.g. cron: \"0 2 * * *\"), not both",
-            ),
-            json!({
-                "if": { "not": set("cron") },
-                "then": unset("timezone", "timezone goes with cron (every is a plain duration)"),
-            }),
-        ],
-    );
-}
-
-/// An alert rule: at most one firing condition; label names.
-pub fn alert_rules(schema: &mut Schema) {
-    property_names(
-        schema,
-        "labels",
-        names(LABEL_NAME, "label names are [a-zA-Z_][a-zA-Z0-9_]*"),
-    );
-    add_rules(
-        schema,
-        [at_most_one(
-            &["for", "consecutive", "window"],
-            "use one of for, consecutive and window",
-        )],
-    );
 }
 
 /// A receiver: exactly one kind.

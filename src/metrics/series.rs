@@ -7,6 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::families::render_label;
+use crate::config::expr::Value;
+use crate::probe::heartbeat::def::{Heartbeat, LATE};
+use crate::probe::kind::Kind;
 use crate::probe::queue::{JobState, QueueReport};
 use crate::probe::{CheckResult, Phase, Reason, StepResult};
 
@@ -282,13 +285,13 @@ impl CoreSeries {
     }
 
     fn record(&self, check: &str, kind: &str, result: &CheckResult) {
-        if kind == "heartbeat" {
+        if kind == Heartbeat::KEY {
             // The `late` alert variable is the gauge's value.
-            if let Some((_, late)) = result.observations.iter().find(|(k, _)| k == "late") {
-                self.heartbeat_late.store(u8::from(*late > 0.0), Relaxed);
+            if let Some(Value::Bool(late)) = LATE.value(result, LATE.name, result.started_at) {
+                self.heartbeat_late.store(u8::from(late), Relaxed);
             }
         }
-        if let Some(report) = &result.queue {
+        if let Some(report) = result.detail::<QueueReport>() {
             self.queue()
                 .get_or_insert_with(QueueState::default)
                 .record(check, report);

@@ -4,11 +4,15 @@
 //! `Arc<dyn Probe>` and a [`CheckResult`]. Results carry no secret values: messages are
 //! built from check/step names, phases and status codes, never from rendered templates.
 
+pub mod check;
 pub mod dns;
 pub mod heartbeat;
 pub mod http;
+pub mod kind;
+pub mod kinds;
 pub mod queue;
 pub mod tcp;
+pub mod tls;
 
 use std::fmt;
 use std::future::Future;
@@ -263,8 +267,9 @@ pub struct CheckResult {
     pub steps: Vec<StepResult>,
     /// Kind-specific numbers for alert expressions.
     pub observations: Observations,
-    /// What a queue check read, for the queue metric families.
-    pub queue: Option<Box<queue::QueueReport>>,
+    /// Kind-specific detail (what a queue check read), for the kind's own metric families,
+    /// the API and traces.
+    pub detail: Option<std::sync::Arc<dyn kind::Detail>>,
 }
 
 impl CheckResult {
@@ -283,7 +288,7 @@ impl CheckResult {
             started_at,
             steps: Vec::new(),
             observations: Vec::new(),
-            queue: None,
+            detail: None,
         }
     }
 
@@ -292,69 +297,9 @@ impl CheckResult {
         self.steps.iter().find(|s| s.ran && !s.success)
     }
 
-    /// The value of an alert variable for this result, as `when` expressions see it. `None` is
-    /// *unknown*: the variable genuinely has no value this run (a step that did not run, a rate
-    /// on the first run of a queue check, `cert_expires_in` without TLS); see
-    /// [`eval_cond`](crate::config::expr::eval_cond). A step that ran but got no response (refused,
-    /// timed out, reset) has status 0, as blackbox_exporter's `probe_http_status_code`: so
-    /// `status != 200` and `!(status == 200)` both hold while a site is down.
-    pub fn variable(&self, name: &str) -> Option<Value> {
-        match name {
-            "failed" => return Some(Value::Bool(!self.success)),
-            "duration" => return Some(Value::Duration(self.duration)),
-            "reason" => {
-                return Some(Value::String(
-                    self.reason.map(Reason::as_str).unwrap_or("").to_string(),
-                ))
-            }
-            // The final response: of the failed step, else of the last step that ran.
-            "status" => {
-                let step = self
-                    .failed_step()
-                    .or_else(|| self.steps.iter().rev().find(|s| s.ran));
-                // A run cut off by the scheduler has no steps at all: no response either.
-                return match step {
-                    Some(s) => Some(Value::Number(f64::from(s.status.unwrap_or(0)))),
-                    None if !self.success => Some(Value::Number(0.0)),
-                    None => None,
-                };
-            }
-            "failed_step" => {
-                return Some(Value::String(
-                    self.failed_step()
-                        .map(|s| s.name.clone())
-                        .unwrap_or_default(),
-                ))
-            }
-            "cert_expires_in" => {
-                let now = SystemTime::now();
-                return self
-                    .steps
-                    .iter()
-                    .filter_map(|s| s.cert_not_after)
-                    .min()
-                    .map(|t| Value::Duration(t.duration_since(now).unwrap_or_default()));
-            }
-            _ => {}
-        }
-        if let Some(rest) = name.strip_prefix("step.") {
-            let (step, field) = rest.rsplit_once('.')?;
-            let s = self.steps.iter().find(|s| s.name == step)?;
-            return match field {
-                "failed" => Some(Value::Bool(s.ran && !s.success)),
-                "duration" if s.ran => Some(Value::Duration(s.duration)),
-                "status" if s.ran => Some(Value::Number(f64::from(s.status.unwrap_or(0)))),
-                _ => None,
-            };
-        }
-        let (_, v) = self.observations.iter().find(|(k, _)| k == name)?;
-        Some(match name {
-            "oldest_age" | "since_last" | "running_for" => {
-                Value::Duration(Duration::from_secs_f64(v.clamp(0.0, 1e12)))
-            }
-            "unreachable" | "late" => Value::Bool(*v != 0.0),
-            _ => Value::Number(*v),
-        })
+    /// The kind-specific detail, when it is a `T`.
+    pub fn detail<T: 'static>(&self) -> Option<&T> {
+        self.detail.as_ref()?.as_any().downcast_ref::<T>()
     }
 }
 
@@ -373,71 +318,4 @@ pub trait Probe: Send + Sync + 'static {
     /// Runs the check once. Must return by `ctx.deadline` (the scheduler also enforces it),
     /// and must never panic on any peer behaviour.
     fn run<'a>(&'a self, ctx: RunContext) -> BoxFuture<'a, CheckResult>;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::expr::{eval_cond, parse};
-
-    fn step(name: &str, ran: bool, success: bool, status: Option<u16>) -> StepResult {
-        StepResult {
-            name: name.into(),
-            ran,
-            success,
-            status,
-            ..Default::default()
-        }
-    }
-
-    fn result(steps: Vec<StepResult>) -> CheckResult {
-        let success = steps.iter().all(|s| !s.ran || s.success);
-        CheckResult {
-            success,
-            reason: (!success).then_some(Reason::Connect),
-            message: None,
-            duration: Duration::from_millis(5),
-            started_at: SystemTime::UNIX_EPOCH,
-            steps,
-            observations: Vec::new(),
-            queue: None,
-        }
-    }
-
-    fn holds(r: &CheckResult, when: &str) -> Option<bool> {
-        eval_cond(&parse(when).unwrap(), &|n| r.variable(n))
-    }
-
-    #[test]
-    fn no_response_is_status_zero_so_negations_agree() {
-        let down = result(vec![
-            step("login", true, false, None),
-            step("home", false, false, None),
-        ]);
-        assert_eq!(down.variable("status"), Some(Value::Number(0.0)));
-        assert_eq!(down.variable("step.login.status"), Some(Value::Number(0.0)));
-        assert_eq!(holds(&down, "status != 200"), Some(true));
-        assert_eq!(holds(&down, "!(status == 200)"), Some(true));
-        // A step that did not run has no status at all: unknown, not 0.
-        assert_eq!(down.variable("step.home.status"), None);
-        assert_eq!(holds(&down, "step.home.status != 200"), None);
-        assert_eq!(holds(&down, "!(step.home.status == 200)"), None);
-        assert_eq!(
-            holds(&down, "step.home.status == 200 || failed"),
-            Some(true)
-        );
-
-        let cut_off = CheckResult::failure(
-            Reason::Timeout,
-            "timed out",
-            SystemTime::UNIX_EPOCH,
-            Duration::from_secs(1),
-        );
-        assert_eq!(cut_off.variable("status"), Some(Value::Number(0.0)));
-
-        let up = result(vec![step("login", true, true, Some(200))]);
-        assert_eq!(holds(&up, "status != 200"), Some(false));
-        assert_eq!(holds(&up, "!(status == 200)"), Some(false));
-        assert_eq!(up.variable("cert_expires_in"), None, "no TLS: unknown");
-    }
 }

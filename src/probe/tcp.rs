@@ -10,10 +10,117 @@ use std::time::{Instant, SystemTime};
 
 use url::Host;
 
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::config::ctx::Ctx;
+use crate::config::limits;
+use crate::config::schema::{self, Count, Flag};
 use crate::probe::http::transport::{dial, Progress, Target};
+use crate::probe::kind::{BuildEnv, Kind, KindCx, Var};
+use crate::probe::tls::{tls, TlsDef, TlsSettings, CERT_EXPIRES_IN};
 use crate::probe::{
     AssertionOutcome, BoxFuture, CheckResult, Phase, Probe, Reason, RunContext, StepResult,
 };
+
+/// The `tcp` kind.
+pub struct Tcp;
+
+impl Kind for Tcp {
+    const KEY: &'static str = "tcp";
+    const ABOUT: &'static str = "TCP connect (optionally TLS).";
+    const VARS: &'static [Var] = &[CERT_EXPIRES_IN];
+    type Def = TcpDef;
+    type Spec = TcpCheck;
+
+    fn validate(cx: &mut KindCx<'_, '_>, def: &TcpDef) -> Option<TcpCheck> {
+        tcp(cx.ctx, def, &cx.key)
+    }
+
+    fn step_names(_spec: &TcpCheck) -> Vec<String> {
+        vec!["connect".into()]
+    }
+
+    fn build(_name: &str, t: &Arc<TcpCheck>, _env: &BuildEnv) -> Result<Arc<dyn Probe>, String> {
+        let tls = t.tls.as_ref().map(|s| s.client_config()).transpose()?;
+        let server_name = t.tls.as_ref().and_then(|s| s.server_name.clone());
+        Ok(Arc::new(TcpProbe::new(TcpSpec {
+            target: t.target.clone(),
+            tls,
+            server_name,
+            cert_min_days: t.cert_min_days,
+        })))
+    }
+}
+
+/// A TCP check.
+#[derive(Debug, Clone)]
+pub struct TcpCheck {
+    /// `host:port`
+    pub target: String,
+    /// TLS after connecting.
+    pub tls: Option<TlsSettings>,
+    /// Minimum days of certificate validity.
+    pub cert_min_days: Option<u32>,
+}
+
+/// The `tcp:` kind.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TcpDef {
+    /// `host:port`
+    #[schemars(with = "String", extend("pattern" = schema::HOST_PORT, "patternErrorMessage" = "host:port"))]
+    pub target: Spanned<String>,
+    /// Do a TLS handshake after connecting.
+    #[serde(default)]
+    #[schemars(with = "Flag")]
+    pub tls: bool,
+    /// TLS options (with `tls: true`).
+    pub tls_config: Option<TlsDef>,
+    /// The certificate must be valid for at least this many days (with `tls: true`; at most
+    /// 3650).
+    #[schemars(with = "Option<Count>", extend("maximum" = 3650))]
+    pub cert_min_days: Option<Spanned<u32>>,
+}
+
+fn tcp(ctx: &mut Ctx, t: &TcpDef, key: &str) -> Option<TcpCheck> {
+    let target = &t.target.value;
+    // The tcp probe's own parser: what loads here is exactly what the probe can dial.
+    // Its error says what is wrong (no port, port 0, invalid host...).
+    if let Err(e) = crate::probe::tcp::parse_target(target) {
+        ctx.err(&t.target.referenced, format!("{key}.target"), e.to_string());
+    }
+    if t.tls_config.is_some() && !t.tls {
+        let loc = t.target.referenced;
+        ctx.err(
+            &loc,
+            format!("{key}.tls_config"),
+            "tls_config is set but tls is false",
+        );
+    }
+    let tls = t
+        .tls
+        .then(|| tls(ctx, t.tls_config.as_ref(), &format!("{key}.tls_config")));
+    ctx.int_in(
+        t.cert_min_days.as_ref(),
+        &format!("{key}.cert_min_days"),
+        0,
+        limits::MAX_CERT_MIN_DAYS,
+    );
+    if let (Some(d), false) = (&t.cert_min_days, t.tls) {
+        ctx.err(
+            &d.referenced,
+            format!("{key}.cert_min_days"),
+            "cert_min_days needs tls: true",
+        );
+    }
+    Some(TcpCheck {
+        target: target.clone(),
+        tls,
+        cert_min_days: t.cert_min_days.as_ref().map(|d| d.value),
+    })
+}
 
 /// Configuration of one `tcp` check.
 #[derive(Debug, Clone)]
@@ -167,7 +274,7 @@ impl TcpProbe {
             started_at,
             steps: vec![step],
             observations,
-            queue: None,
+            detail: None,
         }
     }
 }

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use canaryd::config::{expr, load_checks_str, Check};
+use canaryd::config::expr;
+use canaryd::probe::check::{load_checks_str, Check};
 use canaryd::probe::{CheckResult, Probe, RunContext};
 use tokio::runtime::Runtime;
 
@@ -104,7 +105,10 @@ impl QueueCheck {
             .iter()
             .find(|a| a.name == alert)
             .unwrap_or_else(|| panic!("check {} has no alert {alert}", self.check.name));
-        expr::truthy(expr::eval(&rule.expr, &|n| r.variable(n)))
+        let now = std::time::SystemTime::now();
+        expr::truthy(expr::eval(&rule.expr, &|n| {
+            self.check.kind.variable(r, n, now)
+        }))
     }
 }
 
@@ -120,7 +124,14 @@ pub fn var(r: &CheckResult, name: &str) -> Option<f64> {
 /// Evaluates an alert expression against a result, as the alert engine does.
 pub fn holds(r: &CheckResult, when: &str) -> bool {
     let e = expr::parse(when).unwrap_or_else(|e| panic!("{when}: {e:?}"));
-    expr::truthy(expr::eval(&e, &|n| r.variable(n)))
+    expr::truthy(expr::eval(&e, &|n| {
+        canaryd::probe::kind::variable_of(
+            <canaryd::probe::queue::def::Queue as canaryd::probe::kind::Kind>::VARS,
+            r,
+            n,
+            std::time::SystemTime::now(),
+        )
+    }))
 }
 
 /// Panics with the run's message unless it succeeded.

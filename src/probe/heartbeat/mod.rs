@@ -22,6 +22,7 @@
 //! until the next successful finish; it is not late (the job did report), so alert rules can tell
 //! "the job broke" (`failed && !late`) from "the job did not run" (`late`).
 
+pub mod def;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -444,7 +445,7 @@ pub fn result(
         started_at,
         steps: Vec::new(),
         observations,
-        queue: None,
+        detail: None,
     }
 }
 

@@ -7,6 +7,7 @@
 //! Every message is passed through [`Redactor`] so no secret or extracted value is ever shown.
 
 mod assert;
+pub mod def;
 mod extract;
 pub mod heavy;
 #[cfg(test)]
@@ -203,7 +204,7 @@ impl HttpProbe {
             started_at,
             steps,
             observations: Vec::new(),
-            queue: None,
+            detail: None,
         }
     }
 

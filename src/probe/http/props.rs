@@ -14,7 +14,7 @@ use super::heavy::{self, Cancel};
 use super::spec::HttpSpec;
 use super::transport::Response;
 use super::{assert, extract};
-use crate::config::CheckKind;
+use crate::probe::http::def::Http;
 use crate::probe::StepResult;
 
 const CASES: u32 = 2_000;
@@ -62,13 +62,10 @@ checks:
             k: {cookie: session}
             st: {status: true}
 "#;
-    let check = crate::config::load_checks_str(Path::new("props.yaml"), yaml)
+    let check = crate::probe::check::load_checks_str(Path::new("props.yaml"), yaml)
         .unwrap_or_else(|e| panic!("{e}"))
         .remove(0);
-    match &check.kind {
-        CheckKind::Http(h) => h.clone(),
-        _ => unreachable!("an http check"),
-    }
+    check.kind.spec::<Http>().expect("an http check").clone()
 }
 
 fn html() -> impl Strategy<Value = String> {

@@ -8,35 +8,7 @@ use serde_json_path::JsonPath;
 use url::Url;
 
 use crate::config::template::Template;
-
-/// TLS settings of a check, as written (turned into a rustls config when the probe is built).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TlsSettings {
-    /// Verification off (only when the check says so).
-    pub insecure_skip_verify: bool,
-    /// CA bundle instead of the system roots.
-    pub ca_file: Option<std::path::PathBuf>,
-    /// Client certificate.
-    pub cert_file: Option<std::path::PathBuf>,
-    /// Client key.
-    pub key_file: Option<std::path::PathBuf>,
-    /// SNI / verification name override.
-    pub server_name: Option<String>,
-}
-
-impl TlsSettings {
-    /// The rustls client configuration for these settings (reads the CA and client files now,
-    /// so a bad file is a load error). Used by every probe kind that speaks TLS.
-    pub fn client_config(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
-        super::transport::client_config(&super::transport::TlsOptions {
-            insecure_skip_verify: self.insecure_skip_verify,
-            ca_file: self.ca_file.clone(),
-            cert_file: self.cert_file.clone(),
-            key_file: self.key_file.clone(),
-        })
-        .map_err(|e| e.to_string())
-    }
-}
+use crate::probe::tls::TlsSettings;
 
 /// A whole http check.
 #[derive(Debug)]

@@ -25,7 +25,7 @@ use url::Url;
 
 use super::budget::{Budgeted, Tripped};
 
-use crate::probe::http::spec::TlsSettings;
+use crate::probe::tls::TlsSettings;
 
 /// Checks that a rendered Redis URL is one canaryd can dial. The error never quotes the URL.
 pub fn check_url(url: &str) -> Result<(), String> {

@@ -12,6 +12,7 @@ pub mod budget;
 pub mod bullmq;
 pub mod celery;
 pub mod conn;
+pub mod def;
 pub mod generic;
 mod probe;
 mod reply;
@@ -25,7 +26,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 
 use super::BoxFuture;
-use crate::config::QueueCheck;
+pub use def::QueueCheck;
 
 pub use probe::QueueProbe;
 

@@ -165,7 +165,7 @@ impl QueueProbe {
                     started_at,
                     steps: Vec::new(),
                     observations,
-                    queue: Some(Box::new(report)),
+                    detail: Some(std::sync::Arc::new(report)),
                 }
             }
         }
@@ -250,6 +250,55 @@ fn bool_num(b: bool) -> f64 {
 /// Whether an error means the connection itself is gone (as opposed to Redis refusing a command).
 fn connection_broken(e: &redis::RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() || e.is_timeout()
+}
+
+impl crate::probe::kind::Detail for QueueReport {
+    /// `{"queues": [{"name", "depth": {state: n}, "oldest_age_seconds"}]}` in the API.
+    fn json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let queues = self
+            .snapshot
+            .queues
+            .iter()
+            .zip(&self.oldest_age_seconds)
+            .map(|(s, age)| {
+                serde_json::json!({
+                    "name": s.name,
+                    "depth": s.depths.iter().map(|(st, n)| (st.as_str().to_string(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
+                    "oldest_age_seconds": age,
+                })
+            })
+            .collect::<Vec<_>>();
+        let mut out = serde_json::Map::new();
+        out.insert("queues".into(), queues.into());
+        out
+    }
+
+    /// `queue "default": waiting 3, active 1, oldest waiting 5m4s`, one line per queue.
+    fn trace(&self, out: &mut String) {
+        use std::fmt::Write;
+        for (stats, age) in self.snapshot.queues.iter().zip(&self.oldest_age_seconds) {
+            let depths: Vec<String> = stats
+                .depths
+                .iter()
+                .map(|(state, n)| format!("{} {n}", state.as_str()))
+                .collect();
+            let age = age
+                .map(|a| {
+                    format!(
+                        ", oldest waiting {}",
+                        crate::probe::http::short_duration(std::time::Duration::from_secs_f64(
+                            a.clamp(0.0, 1e12)
+                        ))
+                    )
+                })
+                .unwrap_or_default();
+            let _ = writeln!(out, "queue {:?}: {}{age}", stats.name, depths.join(", "));
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 impl QueueReport {

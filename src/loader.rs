@@ -1,0 +1,380 @@
+//! The whole configuration: the daemon file (`canaryd.yaml`) and every check file it names,
+//! loaded and validated all-or-nothing into a [`Config`], and the JSON Schemas of both files.
+//!
+//! This is the top of the configuration: it assembles what the layers below define and validate
+//! (the daemon file's own keys here; checks in `probe::check`, each kind in its own module;
+//! receivers, routes and maintenance in `alert`).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use schemars::generate::SchemaSettings;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use serde_saphyr::Spanned;
+
+use crate::config::ctx::*;
+use crate::config::defaults::{check_defaults, Defaults};
+use crate::config::files::*;
+use crate::config::limits;
+use crate::config::model::*;
+use crate::config::schema::{self, Count, Text};
+use crate::config::validate::{maintenance, receivers, routes};
+use crate::config::*;
+use crate::probe::check::{checks_of, Check, CheckDef, CheckFile};
+use crate::shard::Shard;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+
+/// The whole validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The daemon file this was loaded from.
+    pub path: PathBuf,
+    /// Listen address of the HTTP server.
+    pub listen: SocketAddr,
+    /// State directory (the embedded store lives in `state_dir/canaryd.db`).
+    pub state_dir: PathBuf,
+    /// Where `state_dir` was written (the daemon file's start when it was left out), for errors
+    /// opening the store.
+    pub state_dir_origin: Origin,
+    /// Global cap on concurrent runs.
+    pub max_concurrency: usize,
+    /// Every check, in file order.
+    pub checks: Vec<Arc<Check>>,
+    /// Receivers by name.
+    pub receivers: Vec<Receiver>,
+    /// Routes, in order.
+    pub routes: Vec<Route>,
+    /// Maintenance windows.
+    pub maintenance: Vec<Maintenance>,
+    /// Dead-man's switch.
+    pub watchdog: Option<Watchdog>,
+    /// The check files that were read.
+    pub files: Vec<PathBuf>,
+    /// The shard this process runs (`--shard`); `checks` holds only the checks it owns.
+    pub shard: Shard,
+    /// The checks of the files that other shards own, in file order.
+    pub elsewhere: Vec<Arc<Check>>,
+}
+
+impl Config {
+    /// Keeps in `checks` only the checks `shard` owns, moving the others to `elsewhere`.
+    pub fn keep_shard(&mut self, shard: Shard) {
+        self.shard = shard;
+        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.checks)
+            .into_iter()
+            .partition(|c| shard.owns(&c.name));
+        self.checks = mine;
+        self.elsewhere.extend(others);
+    }
+
+    /// `http://<listen>`, where the API answers (an unspecified address becomes loopback): the
+    /// base of alerts' generator URLs and of `canaryd silence`.
+    pub fn api_url(&self) -> String {
+        let mut addr = self.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
+    }
+}
+
+/// `canaryd.yaml`
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonFile {
+    /// Address of /metrics, the API and heartbeat pings: an IP address and port (default
+    /// 127.0.0.1:9464; host names are not resolved).
+    #[schemars(with = "Option<String>", extend("pattern" = schema::SOCKET_ADDR, "patternErrorMessage" = "host:port with an IP address, e.g. 127.0.0.1:9464"))]
+    pub listen: Option<Spanned<String>>,
+    /// Where the embedded state store lives, relative to this file (default ./state).
+    #[schemars(with = "Option<Text>")]
+    pub state_dir: Option<Spanned<String>>,
+    /// Globs of check files, relative to this file.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<Text>>")]
+    pub check_files: Vec<Spanned<String>>,
+    /// Interval and timeout for checks that set none.
+    #[serde(default)]
+    #[schemars(with = "Option<Defaults>")]
+    pub defaults: Defaults,
+    /// Checks may also be written inline here (at most 10000 in all files).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<CheckDef>>", extend("maxItems" = 10000))]
+    pub checks: Capped<CheckDef, 10000>,
+    /// Where notifications go.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<ReceiverDef>>")]
+    pub receivers: Vec<ReceiverDef>,
+    /// Which alerts go to which receivers; first match wins.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<RouteDef>>")]
+    pub routes: Vec<RouteDef>,
+    /// Windows in which matching checks' alerts do not notify.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<MaintenanceDef>>")]
+    pub maintenance: Vec<MaintenanceDef>,
+    /// External dead-man's switch.
+    pub watchdog: Option<WatchdogDef>,
+    /// At most this many runs at once, across all checks (default 256, at most 10000).
+    #[schemars(with = "Option<Count>", extend("minimum" = 1, "maximum" = 10000))]
+    pub max_concurrency: Option<Spanned<u32>>,
+}
+
+/// Loads and validates the daemon file and every check file it names.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let src = match read_config_file(path) {
+        Ok(s) => s,
+        Err(reason) => {
+            return Err(ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                line: 1,
+                col: 1,
+                key: String::new(),
+                message: format!("cannot read configuration: {reason}"),
+            }]))
+        }
+    };
+    let daemon: DaemonFile = match decode(path, &src) {
+        Ok(d) => d,
+        Err(e) => return Err(ConfigErrors(vec![e])),
+    };
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    };
+    let mut ctx = Ctx {
+        file: path.to_path_buf(),
+        src: &src,
+        dir: dir.clone(),
+        errors: &mut errors,
+    };
+
+    let listen = match &daemon.listen {
+        None => DEFAULT_LISTEN.parse().expect("valid default"),
+        Some(s) => s.value.parse::<SocketAddr>().unwrap_or_else(|_| {
+            ctx.err(
+                &s.referenced,
+                "listen",
+                format!(
+                    "invalid address {:?}: write host:port, e.g. 127.0.0.1:9464",
+                    s.value
+                ),
+            );
+            DEFAULT_LISTEN.parse().expect("valid default")
+        }),
+    };
+    let state_dir = daemon
+        .state_dir
+        .as_ref()
+        .map(|s| dir.join(&s.value))
+        .unwrap_or_else(|| dir.join("state"));
+    let state_dir_origin = match &daemon.state_dir {
+        Some(s) => ctx.origin(&s.referenced),
+        None => Origin {
+            file: path.to_path_buf(),
+            line: 1,
+            col: 1,
+        },
+    };
+    let max_concurrency = match &daemon.max_concurrency {
+        Some(n) if n.value == 0 => {
+            ctx.err(&n.referenced, "max_concurrency", "must be at least 1");
+            1
+        }
+        Some(n) => {
+            ctx.int_in(Some(n), "max_concurrency", 1, limits::MAX_CONCURRENCY);
+            n.value as usize
+        }
+        None => 256,
+    };
+    let defaults = check_defaults(&mut ctx, &daemon.defaults);
+
+    let receivers = receivers(&mut ctx, &daemon.receivers);
+    let names: HashSet<&str> = receivers.iter().map(|r| r.name.as_str()).collect();
+    let routes = routes(&mut ctx, &daemon.routes, &names);
+    let maintenance = maintenance(&mut ctx, &daemon.maintenance);
+    let watchdog = daemon.watchdog.as_ref().and_then(|w| {
+        let url = ctx.template(&w.url, "watchdog.url")?;
+        if !secret_url(&mut ctx, &url, &w.url, "watchdog.url") {
+            return None;
+        }
+        if !ctx.dur_in(w.every.as_ref(), "watchdog.every", limits::WATCHDOG_EVERY) {
+            return None;
+        }
+        let every = w
+            .every
+            .as_ref()
+            .map(|d| d.value.0)
+            .unwrap_or(Duration::from_secs(60));
+        Some(Watchdog { url, every })
+    });
+
+    let mut seen = HashMap::new();
+    let mut checks = Vec::new();
+    checks_of(&mut ctx, &daemon.checks, &defaults, &mut seen, &mut checks);
+
+    let mut files = Vec::new();
+    let mut have = HashSet::new();
+    if let Some(first) = daemon.check_files.get(limits::MAX_CHECK_FILE_PATTERNS) {
+        ctx.err(
+            &first.referenced,
+            "check_files",
+            format!(
+                "{} patterns: at most {} are allowed",
+                daemon.check_files.len(),
+                limits::MAX_CHECK_FILE_PATTERNS
+            ),
+        );
+    }
+    for pattern in daemon
+        .check_files
+        .iter()
+        .take(limits::MAX_CHECK_FILE_PATTERNS)
+    {
+        let key = "check_files";
+        let matched = match glob_files(&dir, &pattern.value) {
+            Ok(v) => v,
+            Err(message) => {
+                ctx.err(&pattern.referenced, key, message);
+                continue;
+            }
+        };
+        if matched.is_empty() {
+            let message = if pattern.value.contains(['*', '?', '[']) {
+                format!(
+                    "pattern {:?} matches no file (relative to {})",
+                    pattern.value,
+                    dir.display()
+                )
+            } else {
+                format!("file {} does not exist", pattern.value)
+            };
+            ctx.err(&pattern.referenced, key, message);
+        }
+        for f in matched {
+            if files.len() >= limits::MAX_CHECK_FILES {
+                ctx.err(
+                    &pattern.referenced,
+                    "check_files",
+                    format!(
+                        "more than {} check files matched: at most {} are allowed",
+                        limits::MAX_CHECK_FILES,
+                        limits::MAX_CHECK_FILES
+                    ),
+                );
+                break;
+            }
+            if have.insert(f.clone()) {
+                files.push(f);
+            }
+        }
+    }
+    drop(ctx);
+    for f in &files {
+        match limits::read_capped(f, limits::MAX_CONFIG_FILE_BYTES) {
+            Ok(src) => match decode::<CheckFile>(f, &src) {
+                Ok(cf) => {
+                    let fdir = f
+                        .parent()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| dir.clone());
+                    let mut fctx = Ctx {
+                        file: f.clone(),
+                        src: &src,
+                        dir: fdir,
+                        errors: &mut errors,
+                    };
+                    checks_of(&mut fctx, &cf.checks, &defaults, &mut seen, &mut checks);
+                }
+                Err(e) => errors.push(e),
+            },
+            Err(reason) => errors.push(ConfigError {
+                file: f.clone(),
+                line: 1,
+                col: 1,
+                key: String::new(),
+                message: format!("cannot read check file: {reason}"),
+            }),
+        }
+    }
+
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Config {
+        path: path.to_path_buf(),
+        listen,
+        state_dir,
+        state_dir_origin,
+        max_concurrency,
+        checks,
+        receivers,
+        routes,
+        maintenance,
+        watchdog,
+        files,
+        shard: Shard::ALL,
+        elsewhere: Vec::new(),
+    })
+}
+
+/// Which file a schema describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaFile {
+    /// The daemon configuration, `canaryd.yaml`.
+    Config,
+    /// A check file (`checks/*.yaml`).
+    Checks,
+}
+
+impl SchemaFile {
+    /// The schema, in JSON Schema draft 7: the draft the YAML language server (VS Code's YAML
+    /// extension and every editor built on it) implements; later drafts it only partly reads.
+    pub fn schema(self) -> Value {
+        let generator = SchemaSettings::draft07().into_generator();
+        let (mut schema, id, title, description) = match self {
+            SchemaFile::Config => (
+                generator.into_root_schema_for::<DaemonFile>(),
+                "urn:canaryd:schema:config",
+                "canaryd daemon configuration (canaryd.yaml)",
+                "Where canaryd listens, which check files it loads, defaults, receivers, routes, \
+                 maintenance windows and the watchdog. Checks may also be written inline. \
+                 `canaryd check --config canaryd.yaml` validates what this schema cannot: \
+                 files, secrets, references between keys and alert expressions.",
+            ),
+            SchemaFile::Checks => (
+                generator.into_root_schema_for::<CheckFile>(),
+                "urn:canaryd:schema:checks",
+                "canaryd check file",
+                "Checks canaryd runs: each has a name and exactly one kind (http, tcp, queue, \
+                 heartbeat), and alert rules. `canaryd check --config canaryd.yaml` validates \
+                 what this schema cannot: duplicate names, secrets, variables, alert \
+                 expressions, regexes, JSONPaths and CSS selectors.",
+            ),
+        };
+        // An empty file (or one of comments only) is an empty configuration to canaryd.
+        schema.insert("type".into(), json!(["object", "null"]));
+        schema.insert("$id".into(), id.into());
+        schema.insert("title".into(), title.into());
+        schema.insert("description".into(), description.into());
+        schema.to_value()
+    }
+
+    /// The schema as `canaryd schema` prints it and `schema/` holds it: pretty JSON, one
+    /// trailing newline.
+    pub fn to_json(self) -> String {
+        let mut s = serde_json::to_string_pretty(&self.schema()).expect("a schema is JSON");
+        s.push('\n');
+        s
+    }
+}

@@ -1,0 +1,478 @@
+//! A check as written (`CheckDef`: a name, timing, labels, exactly one kind's key, alert
+//! rules) and as validated ([`Check`]), and the validation between them. The kind's key is
+//! decoded and validated by the kind itself, through [`super::kinds`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_saphyr::Spanned;
+
+use super::kind::{CheckKind, KindCx};
+use super::kinds::{self, AnyDef};
+use crate::config::ctx::*;
+use crate::config::defaults::CheckDefaults;
+use crate::config::files::decode;
+use crate::config::limits;
+use crate::config::model::{Capped, Dur};
+use crate::config::rule::{self, AlertDef, AlertRule, KindVars};
+use crate::config::schema::{self, add_rules, exactly_one, names, property_names, Text};
+use crate::config::{ConfigError, ConfigErrors, Origin};
+
+/// One check, validated.
+#[derive(Debug)]
+pub struct Check {
+    /// Unique name.
+    pub name: String,
+    /// Time between runs.
+    pub interval: Duration,
+    /// Bound on one run.
+    pub timeout: Duration,
+    /// Labels copied onto alerts.
+    pub labels: BTreeMap<String, String>,
+    /// What to probe.
+    pub kind: CheckKind,
+    /// Alert rules (a default `CheckFailing` when none is written).
+    pub alerts: Vec<AlertRule>,
+    /// Where it was defined.
+    pub origin: Origin,
+}
+
+/// A check file (`checks/*.yaml`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckFile {
+    /// The checks in this file (at most 10000 in all files).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<CheckDef>>", extend("maxItems" = 10000))]
+    pub checks: Capped<CheckDef, 10000>,
+}
+
+/// One check as written. Exactly one kind key must be set.
+#[derive(Debug)]
+pub struct CheckDef {
+    /// Unique across all files.
+    pub name: Spanned<String>,
+    /// Time between runs.
+    pub interval: Option<Spanned<Dur>>,
+    /// Bound on a whole run.
+    pub timeout: Option<Spanned<Dur>>,
+    /// Labels copied onto alerts.
+    pub labels: BTreeMap<String, String>,
+    /// Every kind key written (one, when the check is valid), in file order.
+    pub kinds: Vec<Box<dyn AnyDef>>,
+    /// Alert rules.
+    pub alerts: Vec<AlertDef>,
+}
+
+/// The keys of a check that are not a kind's, for the schema (and its descriptions).
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct CommonKeys {
+    /// Unique across all files; `[a-z0-9][a-z0-9_-]*`.
+    #[schemars(with = "Text", extend("pattern" = schema::NAME, "maxLength" = 128, "patternErrorMessage" = "lowercase letters, digits, - and _, starting with a letter or digit"))]
+    name: String,
+    /// Time between runs.
+    #[schemars(with = "Option<Dur>")]
+    interval: Option<Dur>,
+    /// Bound on a whole run (all steps); must be <= interval.
+    #[schemars(with = "Option<Dur>")]
+    timeout: Option<Dur>,
+    /// Labels copied onto alerts.
+    #[schemars(with = "Option<BTreeMap<String, Text>>", extend("default" = {}))]
+    labels: Option<BTreeMap<String, String>>,
+    /// Alert rules (none: a default `CheckFailing`, failed 3 runs in a row, critical).
+    #[schemars(with = "Option<Vec<AlertDef>>")]
+    alerts: Option<Vec<AlertDef>>,
+}
+
+/// `a, b or c`.
+fn one_of(words: &[&str]) -> String {
+    match words.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => words.join(""),
+    }
+}
+
+/// Every key a check may have: the common ones and each kind's, for "unknown field" errors.
+static FIELDS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mut f = vec!["name", "interval", "timeout", "labels"];
+    f.extend(kinds::KEYS);
+    f.push("alerts");
+    f
+});
+
+impl JsonSchema for CheckDef {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CheckDef".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let mut schema = CommonKeys::json_schema(generator);
+        schema.insert(
+            "description".into(),
+            format!(
+                "One check. Exactly one kind key ({}) must be set.",
+                kinds::KEYS
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+            .into(),
+        );
+        for (key, kind) in kinds::schemas(generator) {
+            if let Some(props) = schema
+                .ensure_object()
+                .get_mut("properties")
+                .and_then(|p| p.as_object_mut())
+            {
+                props.insert(key.to_string(), kind.to_value());
+            }
+        }
+        schema.insert("additionalProperties".into(), false.into());
+        if let Some(required) = schema.get_mut("required") {
+            *required = serde_json::json!(["name"]);
+        }
+        property_names(
+            &mut schema,
+            "labels",
+            names(schema::LABEL_NAME, "label names are [a-zA-Z_][a-zA-Z0-9_]*"),
+        );
+        add_rules(
+            &mut schema,
+            [exactly_one(
+                kinds::KEYS,
+                &format!("a check has exactly one kind: {}", one_of(kinds::KEYS)),
+            )],
+        );
+        schema
+    }
+}
+
+/// A key of a check, refused while it is decoded when it is none of [`FIELDS`] (so the error's
+/// path names the key, as derived types' errors do).
+struct FieldName(String);
+
+impl<'de> Deserialize<'de> for FieldName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl Visitor<'_> for KeyVisitor {
+            type Value = FieldName;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a check key")
+            }
+
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<FieldName, E> {
+                if FIELDS.contains(&key) {
+                    Ok(FieldName(key.to_string()))
+                } else {
+                    Err(E::unknown_field(key, &FIELDS))
+                }
+            }
+        }
+
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for CheckDef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CheckVisitor;
+
+        impl<'de> Visitor<'de> for CheckVisitor {
+            type Value = CheckDef;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a check (a mapping with name and one kind)")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CheckDef, A::Error> {
+                let mut name: Option<Spanned<String>> = None;
+                let mut interval = None;
+                let mut timeout = None;
+                let mut labels = None;
+                let mut alerts = None;
+                let mut kinds_written: Vec<Box<dyn AnyDef>> = Vec::new();
+                let mut seen_kinds: Vec<&'static str> = Vec::new();
+                while let Some(key) = map.next_key::<FieldName>()? {
+                    let FieldName(key) = key;
+                    fn once<T, E: de::Error>(slot: &Option<T>, key: &'static str) -> Result<(), E> {
+                        match slot {
+                            Some(_) => Err(E::duplicate_field(key)),
+                            None => Ok(()),
+                        }
+                    }
+                    match key.as_str() {
+                        "name" => {
+                            once(&name, "name")?;
+                            name = Some(map.next_value()?);
+                        }
+                        "interval" => {
+                            once(&interval, "interval")?;
+                            interval = Some(map.next_value::<Option<Spanned<Dur>>>()?);
+                        }
+                        "timeout" => {
+                            once(&timeout, "timeout")?;
+                            timeout = Some(map.next_value::<Option<Spanned<Dur>>>()?);
+                        }
+                        "labels" => {
+                            once(&labels, "labels")?;
+                            labels = Some(map.next_value::<BTreeMap<String, String>>()?);
+                        }
+                        "alerts" => {
+                            once(&alerts, "alerts")?;
+                            alerts = Some(map.next_value::<Vec<AlertDef>>()?);
+                        }
+                        other => {
+                            let Some(&kind_key) = kinds::KEYS.iter().find(|k| **k == other) else {
+                                unreachable!("FieldName lets only known keys through");
+                            };
+                            if seen_kinds.contains(&kind_key) {
+                                return Err(de::Error::duplicate_field(kind_key));
+                            }
+                            seen_kinds.push(kind_key);
+                            if let Some(Some(def)) = kinds::decode(other, &mut map)? {
+                                kinds_written.push(def);
+                            }
+                        }
+                    }
+                }
+                Ok(CheckDef {
+                    name: name.ok_or_else(|| de::Error::missing_field("name"))?,
+                    interval: interval.flatten(),
+                    timeout: timeout.flatten(),
+                    labels: labels.unwrap_or_default(),
+                    kinds: kinds_written,
+                    alerts: alerts.unwrap_or_default(),
+                })
+            }
+        }
+
+        deserializer.deserialize_map(CheckVisitor)
+    }
+}
+
+pub fn checks_of(
+    ctx: &mut Ctx,
+    defs: &[CheckDef],
+    defaults: &CheckDefaults,
+    seen: &mut HashMap<String, Origin>,
+    out: &mut Vec<Arc<Check>>,
+) {
+    for (i, def) in defs.iter().enumerate() {
+        let key = format!("checks[{i}]");
+        let name = &def.name.value;
+        if seen.len() >= limits::MAX_CHECKS && !seen.contains_key(name) {
+            ctx.err(
+                &def.name.referenced,
+                format!("{key}.name"),
+                format!(
+                    "more than {} checks in the configuration: at most {} are allowed",
+                    limits::MAX_CHECKS,
+                    limits::MAX_CHECKS
+                ),
+            );
+            return;
+        }
+        if !valid_name(name) {
+            ctx.err(
+                &def.name.referenced,
+                format!("{key}.name"),
+                format!("invalid check name {name:?}: use lowercase letters, digits, - and _, starting with a letter or digit"),
+            );
+        }
+        let origin = ctx.origin(&def.name.referenced);
+        if let Some(first) = seen.get(name) {
+            ctx.err(
+                &def.name.referenced,
+                format!("{key}.name"),
+                format!("duplicate check name {name:?} (first defined at {first})"),
+            );
+        } else {
+            seen.insert(name.clone(), origin.clone());
+        }
+        if let Some(c) = check(ctx, def, &key, defaults, origin) {
+            out.push(Arc::new(c));
+        }
+    }
+}
+
+fn check(
+    ctx: &mut Ctx,
+    def: &CheckDef,
+    key: &str,
+    defaults: &CheckDefaults,
+    origin: Origin,
+) -> Option<Check> {
+    let n_before = ctx.errors.len();
+    ctx.count(
+        def.labels.len(),
+        limits::MAX_LABELS,
+        &def.name.referenced,
+        &format!("{key}.labels"),
+        "labels",
+    );
+    for l in def.labels.keys() {
+        if !valid_label(l) {
+            ctx.err(
+                &def.name.referenced,
+                format!("{key}.labels"),
+                format!("invalid label name {l:?}: use [a-zA-Z_][a-zA-Z0-9_]*"),
+            );
+        }
+    }
+    if !ctx.count(
+        def.alerts.len(),
+        limits::MAX_ALERTS,
+        &def.name.referenced,
+        &format!("{key}.alerts"),
+        "alert rules",
+    ) {
+        return None;
+    }
+    let mut timing = |cx: &mut KindCx<'_, '_>, default_interval: Duration| {
+        let ctx = &mut *cx.ctx;
+        let interval = def
+            .interval
+            .as_ref()
+            .map(|d| d.value.0)
+            .unwrap_or(default_interval);
+        ctx.dur_in(
+            def.interval.as_ref(),
+            &format!("{key}.interval"),
+            limits::INTERVAL,
+        );
+        let timeout = match &def.timeout {
+            Some(t) => {
+                if t.value.0.is_zero() {
+                    ctx.err(
+                        &t.referenced,
+                        format!("{key}.timeout"),
+                        "must be greater than 0",
+                    );
+                } else if t.value.0 > interval {
+                    ctx.err(
+                        &t.referenced,
+                        format!("{key}.timeout"),
+                        format!("timeout {} exceeds interval {} (a run must end before the next one is due)", fmt_d(t.value.0), fmt_d(interval)),
+                    );
+                }
+                t.value.0
+            }
+            None => defaults.timeout.min(interval),
+        };
+        (interval, timeout)
+    };
+    let (kind, interval, timeout) = match def.kinds.as_slice() {
+        [one] => {
+            let mut cx = KindCx {
+                key: format!("{key}.{}", one.key()),
+                at: one.at(),
+                ctx: &mut *ctx,
+                defaults,
+            };
+            one.validate(&mut cx, &mut timing)
+        }
+        none_or_several => {
+            let mut cx = KindCx {
+                key: key.to_string(),
+                at: def.name.referenced,
+                ctx: &mut *ctx,
+                defaults,
+            };
+            let (interval, timeout) = timing(&mut cx, defaults.interval);
+            match none_or_several {
+                [] => ctx.err(
+                    &def.name.referenced,
+                    key,
+                    format!(
+                        "check {:?} has no kind: add one of {}",
+                        def.name.value,
+                        kinds::KEYS.join(", ")
+                    ),
+                ),
+                several => {
+                    let names: Vec<&str> = several.iter().map(|k| k.key()).collect();
+                    ctx.err(
+                        &def.name.referenced,
+                        key,
+                        format!(
+                            "a check has exactly one kind, this one has {}",
+                            names.join(" and ")
+                        ),
+                    )
+                }
+            }
+            (None, interval, timeout)
+        }
+    };
+    let kind = kind?;
+    let var_type = |name: &str| kind.var_type(name);
+    let vars = KindVars {
+        name: kind.name(),
+        var_type: &var_type,
+    };
+    let alerts = rule::alerts(ctx, &def.alerts, key, &vars, &def.labels);
+    if ctx.errors.len() > n_before {
+        return None;
+    }
+    Some(Check {
+        name: def.name.value.clone(),
+        interval,
+        timeout,
+        labels: def.labels.clone(),
+        kind,
+        alerts,
+        origin,
+    })
+}
+
+/// Loads the checks of one check file given as text, with default settings (for tests and tools).
+pub fn load_checks_str(file: &Path, yaml: &str) -> Result<Vec<Arc<Check>>, ConfigErrors> {
+    if yaml.len() as u64 > limits::MAX_CONFIG_FILE_BYTES {
+        return Err(ConfigErrors(vec![ConfigError {
+            file: file.to_path_buf(),
+            line: 1,
+            col: 1,
+            key: String::new(),
+            message: format!(
+                "cannot read check file: larger than the limit of {}",
+                limits::fmt_bytes(limits::MAX_CONFIG_FILE_BYTES)
+            ),
+        }]));
+    }
+    let cf: CheckFile = decode(file, yaml).map_err(|e| ConfigErrors(vec![e]))?;
+    let mut errors = Vec::new();
+    let dir = file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut ctx = Ctx {
+        file: file.to_path_buf(),
+        src: yaml,
+        dir,
+        errors: &mut errors,
+    };
+    let defaults = CheckDefaults::default();
+    let mut checks = Vec::new();
+    checks_of(
+        &mut ctx,
+        &cf.checks,
+        &defaults,
+        &mut HashMap::new(),
+        &mut checks,
+    );
+    if errors.is_empty() {
+        Ok(checks)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
