@@ -108,4 +108,5 @@ register! {
     super::tcp::Tcp,
     super::queue::def::Queue,
     super::heartbeat::def::Heartbeat,
+    super::dns::Dns,
 }

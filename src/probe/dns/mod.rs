@@ -6,9 +6,11 @@
 //! `protocol` (a reply hickory cannot parse), `dns` (an unexpected rcode: NXDOMAIN, SERVFAIL,
 //! REFUSED ...), `assertion` (flags, answer count or answer text).
 
+pub mod def;
 pub mod probe;
 pub mod spec;
 
+pub use def::Dns;
 pub use probe::{DnsProbe, DnsReport, DnsRun};
 pub use spec::{
     AnswerCheck, DnsExpect, DnsSpec, Matcher, Quantifier, Rcode, RecordType, Resolver, Transport,

@@ -9,6 +9,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use hickory_net::proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Query};
@@ -19,6 +20,7 @@ use hickory_net::xfer::{DnsHandle, FirstAnswer};
 use hickory_net::NetError;
 
 use super::spec::{DnsSpec, Rcode, Resolver, Transport, MAX_ANSWERS_KEPT, MAX_ANSWER_BYTES};
+use crate::probe::kind::Detail;
 use crate::probe::{
     AssertionOutcome, BoxFuture, CheckResult, Phase, Phases, Probe, Reason, RunContext, StepResult,
 };
@@ -150,11 +152,9 @@ impl DnsProbe {
         }
         let duration = t0.elapsed();
         step.duration = duration;
+        // No reply, no answer count: `answers` is unknown then, not 0.
         let observations = match report.rcode {
-            Some(rcode) => vec![
-                ("rcode".to_string(), f64::from(rcode.0)),
-                ("answers".to_string(), report.answer_count as f64),
-            ],
+            Some(_) => vec![("answers".to_string(), report.answer_count as f64)],
             None => Vec::new(),
         };
         let result = CheckResult {
@@ -168,7 +168,7 @@ impl DnsProbe {
             started_at,
             steps: vec![step],
             observations,
-            queue: None,
+            detail: Some(Arc::new(report.clone())),
         };
         DnsRun { result, report }
     }
@@ -279,9 +279,6 @@ impl DnsProbe {
         } else {
             fail(step, Reason::Dns, what, rcode.to_string());
         }
-
-        // The answers themselves, so traces show what the server said.
-        pass(step, answers_line(report));
 
         if let Some(want) = expect.authoritative {
             let what = if want {
@@ -418,6 +415,53 @@ fn classify(e: NetError, phase: Phase, budget: Duration) -> QueryError {
             phase,
             message: format!("no usable reply: {other}"),
         },
+    }
+}
+
+impl Detail for DnsReport {
+    /// `{"dns": {"server", "rcode", "authoritative", "truncated", "answer_count", "answers"}}`
+    /// in the API (`rcode` and the flags are null when no reply came).
+    fn json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        out.insert(
+            "dns".into(),
+            serde_json::json!({
+                "server": self.server.map(|s| s.to_string()),
+                "rcode": self.rcode.map(|r| r.to_string()),
+                "authoritative": self.authoritative,
+                "truncated": self.rcode.map(|_| self.truncated),
+                "answer_count": self.rcode.map(|_| self.answer_count),
+                "answers": self.answers,
+            }),
+        );
+        out
+    }
+
+    /// `reply NOERROR from 127.0.0.1:53 (authoritative): 2 answers`, or `no reply from ...`.
+    fn trace(&self, out: &mut String) {
+        use std::fmt::Write;
+        let server = self
+            .server
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "?".into());
+        let Some(rcode) = self.rcode else {
+            let _ = writeln!(out, "no reply from {server}");
+            return;
+        };
+        let aa = if self.authoritative == Some(true) {
+            " (authoritative)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "reply {rcode} from {server}{aa}: {}",
+            answers_line(self)
+        );
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

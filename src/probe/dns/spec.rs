@@ -50,11 +50,9 @@ impl RecordType {
         }
     }
 
-    /// Parses a mnemonic, in any case (`aaaa` is `AAAA`).
+    /// Parses a mnemonic, spelled as [`RecordType::as_str`] spells it (the schema's enum).
     pub fn parse(s: &str) -> Option<RecordType> {
-        RecordType::ALL
-            .into_iter()
-            .find(|t| t.as_str().eq_ignore_ascii_case(s))
+        RecordType::ALL.into_iter().find(|t| t.as_str() == s)
     }
 
     pub(crate) fn wire(self) -> WireType {
@@ -107,11 +105,11 @@ impl Rcode {
         RCODE_NAMES.iter().map(|(_, n)| *n)
     }
 
-    /// Parses a mnemonic, in any case (`nxdomain` is `NXDOMAIN`).
+    /// Parses a mnemonic, in capitals as the IANA registry writes it (the schema's enum).
     pub fn parse(s: &str) -> Option<Rcode> {
         RCODE_NAMES
             .iter()
-            .find(|(_, n)| n.eq_ignore_ascii_case(s))
+            .find(|(_, n)| *n == s)
             .map(|(c, _)| Rcode(*c))
     }
 }
@@ -371,7 +369,12 @@ mod tests {
 
     #[test]
     fn rcodes_by_name() {
-        assert_eq!(Rcode::parse("nxdomain"), Some(Rcode::NXDOMAIN));
+        assert_eq!(Rcode::parse("NXDOMAIN"), Some(Rcode::NXDOMAIN));
+        assert_eq!(
+            Rcode::parse("nxdomain"),
+            None,
+            "spelled as the schema's enum"
+        );
         assert_eq!(Rcode::parse("NOERROR"), Some(Rcode::NOERROR));
         assert_eq!(Rcode::parse("BOGUS"), None);
         assert_eq!(Rcode(2).to_string(), "SERVFAIL");
@@ -381,8 +384,13 @@ mod tests {
     #[test]
     fn record_types_by_name() {
         for t in RecordType::ALL {
-            assert_eq!(RecordType::parse(&t.as_str().to_lowercase()), Some(t));
+            assert_eq!(RecordType::parse(t.as_str()), Some(t));
         }
+        assert_eq!(
+            RecordType::parse("aaaa"),
+            None,
+            "spelled as the schema's enum"
+        );
         assert_eq!(RecordType::parse("PTR"), None);
     }
 
