@@ -438,6 +438,57 @@ const FIXTURES: &[(&str, Verdict)] = &[
     ("daemon-watchdog-every-zero.yaml", CannotTell),
     ("daemon-webhook-empty-secret.yaml", CannotTell),
     ("daemon-webhook-header-line-break.yaml", CannotTell),
+    // The dns kind: its keys' words, counts and lengths are in the schema; names, addresses'
+    // ports, regexes and the relation between min and max are not.
+    (
+        "dns-answer-no-matcher.yaml",
+        Rejects(&["/checks/0/dns/expect/answers/0"]),
+    ),
+    (
+        "dns-answer-two-matchers.yaml",
+        Rejects(&["/checks/0/dns/expect/answers/0"]),
+    ),
+    ("dns-bad-name.yaml", CannotTell),
+    ("dns-bad-regex.yaml", CannotTell),
+    (
+        "dns-empty-contains.yaml",
+        Rejects(&["/checks/0/dns/expect/answers/0/contains"]),
+    ),
+    (
+        "dns-exact-too-long.yaml",
+        Rejects(&["/checks/0/dns/expect/answers/0/exact"]),
+    ),
+    ("dns-lowercase-type.yaml", Rejects(&["/checks/0/dns/type"])),
+    (
+        "dns-max-answers-too-large.yaml",
+        Rejects(&["/checks/0/dns/expect/max_answers"]),
+    ),
+    ("dns-min-above-max.yaml", CannotTell),
+    ("dns-missing-name.yaml", Rejects(&["/checks/0/dns"])),
+    (
+        "dns-server-hostname.yaml",
+        Rejects(&["/checks/0/dns/server"]),
+    ),
+    ("dns-server-port-zero.yaml", CannotTell),
+    (
+        "dns-too-many-answer-checks.yaml",
+        Rejects(&["/checks/0/dns/expect/answers"]),
+    ),
+    ("dns-unknown-key.yaml", Rejects(&["/checks/0/dns/recurse"])),
+    (
+        "dns-unknown-match.yaml",
+        Rejects(&["/checks/0/dns/expect/answers/0/match"]),
+    ),
+    (
+        "dns-unknown-rcode.yaml",
+        Rejects(&["/checks/0/dns/expect/rcode"]),
+    ),
+    (
+        "dns-unknown-transport.yaml",
+        Rejects(&["/checks/0/dns/transport"]),
+    ),
+    ("dns-unknown-type.yaml", Rejects(&["/checks/0/dns/type"])),
+    ("dns-unknown-variable.yaml", CannotTell),
     ("header-value-line-break.yaml", CannotTell),
     ("heartbeat-every-too-long.yaml", CannotTell),
     ("huge-interval.yaml", CannotTell),
@@ -774,6 +825,31 @@ const ACCEPTED_CHECKS: &[&str] = &[
     queue: {system: bullmq, redis: "rediss://h:6380", queues: [mail], keys: ~, connect_timeout: 500ms}
   - name: q4
     queue: {system: sidekiq, redis: "unix:///tmp/redis.sock"}
+"#,
+    // The dns kind: every server form, flags as words, counts from strings, numbers as text.
+    r#"checks:
+  - name: d1
+    dns:
+      name: 1.example.test.
+      type: AAAA
+      server: "::1"
+      transport: tcp
+      recursion: no
+      expect:
+        rcode: NXDOMAIN
+        authoritative: "yes"
+        min_answers: "0"
+        max_answers: 0x10
+        answers:
+          - {exact: 2001:db8::1}
+          - {regex: "^2001:", match: all}
+          - {contains: 42, match: none}
+  - name: d2
+    dns: {name: bücher.example, type: TXT, server: "192.0.2.53:5353", expect: ~}
+  - name: d3
+    dns: {name: example.test, server: "[2001:db8::53]:53", expect: {answers: ~}}
+  - name: d4
+    dns: {name: ., type: NS}
 "#,
 ];
 

@@ -307,7 +307,16 @@ pub fn parse_name(name: &str) -> Result<Name, String> {
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("a name cannot hold spaces or control characters".to_string());
     }
-    let mut parsed = Name::from_utf8(name).map_err(|e| e.to_string())?;
+    let labels = name.strip_suffix('.').unwrap_or(name);
+    if name != "." && labels.split('.').any(str::is_empty) {
+        return Err("empty label (a leading dot, or two dots in a row)".to_string());
+    }
+    let mut parsed = Name::from_utf8(name).map_err(|e| {
+        let e = e.to_string();
+        let e = e.strip_prefix("decoding error: ").unwrap_or(&e).trim();
+        let e = e.trim_end_matches(':');
+        format!("{e} (a label holds at most 63 bytes, a name at most 255)")
+    })?;
     parsed.set_fqdn(true);
     Ok(parsed)
 }
@@ -403,9 +412,30 @@ mod tests {
             parse_name("bücher.example").unwrap().to_ascii(),
             "xn--bcher-kva.example."
         );
-        for bad in ["", "a b.test", "a..b", &"x".repeat(64), "tab\t.test"] {
+        for bad in [
+            "",
+            "a b.test",
+            "a..b",
+            ".a",
+            "..",
+            &"x".repeat(64),
+            "tab\t.test",
+        ] {
             assert!(parse_name(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(
+            parse_name("www..example.com").unwrap_err(),
+            "empty label (a leading dot, or two dots in a row)"
+        );
+        assert_eq!(
+            parse_name(&"x".repeat(64)).unwrap_err(),
+            "label bytes exceed 63: 64 (a label holds at most 63 bytes, a name at most 255)"
+        );
+        assert!(
+            parse_name("example.com.").is_ok(),
+            "a trailing dot is the root"
+        );
+        assert!(parse_name(".").is_ok(), "the root itself");
         let long = vec!["abcdefghi"; 30].join(".");
         assert!(parse_name(&long).is_err(), "over 255 bytes");
     }
