@@ -760,3 +760,74 @@ fn canaryd_probe_prints_the_reply_and_exits_by_the_verdict() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_running_daemon_exports_dns_results_in_metrics_and_the_api() {
+    let Some(dns) = zone() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", services::free_port());
+    std::fs::write(
+        dir.path().join("canaryd.yaml"),
+        format!("listen: {addr}\nstate_dir: state\ncheck_files: [checks.yaml]\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("checks.yaml"),
+        format!(
+            "checks:\n  - name: www\n    interval: 200ms\n    timeout: 150ms\n    dns: {{name: www.example.test, server: \"{0}\", expect: {{answers: [{{exact: 192.0.2.10}}]}}}}\n  - name: gone\n    interval: 200ms\n    timeout: 150ms\n    dns: {{name: gone.example.test, server: \"{0}\", transport: tcp}}\n",
+            dns.addr()
+        ),
+    )
+    .unwrap();
+    let daemon = services::Canaryd::start(
+        services::canaryd_run(&dir.path().join("canaryd.yaml")),
+        &addr,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let wanted = [
+        "canary_check_success{check=\"www\"} 1",
+        "canary_check_success{check=\"gone\"} 0",
+        "canary_step_success{check=\"www\",step=\"query\"} 1",
+        "canary_check_failures_total{check=\"gone\",reason=\"dns\"}",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let metrics = loop {
+        let text = services::http_get(&daemon.url("/metrics"))
+            .map(|r| r.text())
+            .unwrap_or_default();
+        if wanted.iter().all(|w| text.contains(w)) {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed {wanted:?}:\n{text}\n{}",
+            daemon.log_tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        metrics.contains(
+            "canary_http_phase_duration_seconds{check=\"gone\",step=\"query\",phase=\"connect\"}"
+        ),
+        "TCP's connect phase is exported"
+    );
+    let api = services::http_get(&daemon.url("/api/v1/checks"))
+        .unwrap()
+        .json();
+    let checks = api["checks"].as_array().unwrap();
+    let find = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {api}"))
+    };
+    let www = find("www").to_string();
+    assert!(www.contains("\"answers\":[\"192.0.2.10\"]"), "{www}");
+    assert!(www.contains("\"rcode\":\"NOERROR\""), "{www}");
+    let gone = find("gone").to_string();
+    assert!(gone.contains("\"rcode\":\"NXDOMAIN\""), "{gone}");
+    assert!(
+        gone.contains("expected rcode NOERROR, got NXDOMAIN"),
+        "{gone}"
+    );
+}

@@ -458,7 +458,7 @@ fn every_api_route_is_documented_and_every_documented_route_exists() {
 // ---------------------------------------------------------------------------------------------
 
 /// Check kinds: README kind name, the check's kind YAML, and what `<name>` stands for in it.
-const KINDS: [(&str, &str, &str); 4] = [
+const KINDS: [(&str, &str, &str); 5] = [
     (
         "http",
         "http: {steps: [{name: login, request: {url: \"http://127.0.0.1:1/\"}}]}",
@@ -471,6 +471,7 @@ const KINDS: [(&str, &str, &str); 4] = [
         "default",
     ),
     ("heartbeat", "heartbeat: {every: 1h}", ""),
+    ("dns", "dns: {name: www.example.com, server: 127.0.0.1}", ""),
 ];
 
 fn load_with_alert(kind_yaml: &str, when: &str) -> Result<(), String> {
