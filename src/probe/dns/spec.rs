@@ -440,6 +440,31 @@ mod tests {
         assert!(parse_name(&long).is_err(), "over 255 bytes");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 1000, ..Default::default() })]
+
+        /// Any text: an error or a fully qualified name that reads back as itself.
+        #[test]
+        fn any_name_text_parses_or_says_why(text in "[a-zA-Z0-9.\\-_ \\\\é\\x00]{0,300}|\\PC{0,80}") {
+            match parse_name(&text) {
+                Err(why) => proptest::prop_assert!(!why.is_empty()),
+                Ok(name) => {
+                    proptest::prop_assert!(name.is_fqdn());
+                    let again = parse_name(&name.to_ascii()).unwrap();
+                    proptest::prop_assert_eq!(again, name);
+                }
+            }
+        }
+
+        /// Any resolv.conf text: the first parsable nameserver line, or none; never a panic.
+        #[test]
+        fn any_resolv_conf_gives_port_53_or_nothing(text in "\\PC{0,200}(\nnameserver [0-9a-f:.%]{0,20})?") {
+            if let Some(addr) = system_nameserver(&text) {
+                proptest::prop_assert_eq!(addr.port(), 53);
+            }
+        }
+    }
+
     #[test]
     fn resolv_conf() {
         let text = "# comment\nsearch example.test\nnameserver fe80::1%eth0\nnameserver 10.0.0.2\nnameserver 10.0.0.3\n";
