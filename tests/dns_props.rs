@@ -110,13 +110,14 @@ proptest! {
         }
         RIG.with(|(rt, slot, addr)| {
             *slot.lock().unwrap_or_else(|e| e.into_inner()) = case.clone();
+            let expected = regex::Regex::new(r"^(192\.0\.2\.|v=spf1)").unwrap();
             for record_type in [RecordType::A, RecordType::Txt] {
                 let mut spec = DnsSpec::new("www.example.test", record_type, Resolver::Server(*addr)).unwrap();
                 spec.transport = Transport::Udp;
                 // Expectations too, so damaged answers are judged, not only parsed.
                 spec.expect.authoritative = Some(true);
                 spec.expect.answers.push(AnswerCheck {
-                    matcher: Matcher::Regex(regex::Regex::new(r"^(192\.0\.2\.|v=spf1)").unwrap()),
+                    matcher: Matcher::Regex(expected.clone()),
                     quantifier: Quantifier::All,
                 });
                 let probe = DnsProbe::new(spec);
