@@ -373,6 +373,26 @@ async fn system_resolver_reads_resolv_conf() {
         "A www.example.test @127.0.0.1:53/tcp (system)"
     );
     assert_eq!(r.report.server, Some("127.0.0.1:53".parse().unwrap()));
+
+    // Another first server, read afresh at the next run.
+    std::fs::write(&conf, "nameserver 127.0.0.2\nnameserver 127.0.0.1\n").unwrap();
+    let r = probe.query(ctx).await;
+    assert_eq!(r.report.server, Some("127.0.0.2:53".parse().unwrap()));
+
+    // A FIFO in its place is not opened (it would block): the C library's default.
+    std::fs::remove_file(&conf).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&conf)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let started = Instant::now();
+    let r = probe.query(ctx).await;
+    assert_eq!(r.report.server, Some("127.0.0.1:53".parse().unwrap()));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "bounded by the deadline"
+    );
 }
 
 /// A DNS server played by the test: answers each query with what `reply` makes of it (raw bytes,

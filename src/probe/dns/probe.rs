@@ -27,8 +27,7 @@ use crate::probe::{
 
 /// Where `resolver: system` finds its server.
 const RESOLV_CONF: &str = "/etc/resolv.conf";
-/// resolv.conf is read up to this many bytes (it is a few lines; a larger file is cut, not read
-/// whole into memory).
+/// resolv.conf is read when it is at most this big (it is a few lines).
 const RESOLV_CONF_MAX_BYTES: u64 = 64 * 1024;
 
 /// What one run saw of the reply: the rcode, flags and answers as text. Kept for alert variables
@@ -100,12 +99,21 @@ impl DnsProbe {
         &self.spec
     }
 
-    /// The server this run asks: the configured one, or resolv.conf's first.
-    fn server(&self) -> SocketAddr {
+    /// The server this run asks: the configured one, or resolv.conf's first. The file is read
+    /// off the async workers, without blocking on a FIFO, within the run's deadline; unreadable
+    /// or naming no server, it means `127.0.0.1:53`, as to the C library.
+    async fn server(&self, deadline: tokio::time::Instant) -> SocketAddr {
         match self.spec.resolver {
             Resolver::Server(addr) => addr,
             Resolver::System => {
-                let text = read_prefix(&self.resolv_conf, RESOLV_CONF_MAX_BYTES);
+                let path = self.resolv_conf.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    crate::config::limits::read_capped(&path, RESOLV_CONF_MAX_BYTES)
+                });
+                let text = match tokio::time::timeout_at(deadline, read).await {
+                    Ok(Ok(Ok(text))) => text,
+                    _ => String::new(),
+                };
                 super::spec::system_nameserver(&text)
                     .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 53)))
             }
@@ -116,7 +124,7 @@ impl DnsProbe {
     pub async fn query(&self, ctx: RunContext) -> DnsRun {
         let started_at = SystemTime::now();
         let t0 = Instant::now();
-        let server = self.server();
+        let server = self.server(ctx.deadline).await;
         let spec = &self.spec;
         let system = matches!(spec.resolver, Resolver::System)
             .then_some(" (system)")
@@ -463,16 +471,6 @@ impl Detail for DnsReport {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
-}
-
-/// Reads at most `max` bytes of a file as text (lossy); a missing file is empty.
-fn read_prefix(path: &std::path::Path, max: u64) -> String {
-    use std::io::Read;
-    let mut buf = Vec::new();
-    if let Ok(file) = std::fs::File::open(path) {
-        let _ = file.take(max).read_to_end(&mut buf);
-    }
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 #[cfg(test)]
