@@ -112,7 +112,6 @@ impl JsonSchema for Count {
 }
 
 /// Defines a string type whose schema is a fixed set of values (an `Option` of it adds null).
-#[macro_export]
 macro_rules! one_of_strings {
     ($(#[$doc:meta])* $name:ident, $values:expr) => {
         $(#[$doc])*
@@ -130,6 +129,7 @@ macro_rules! one_of_strings {
         }
     };
 }
+pub(crate) use one_of_strings;
 
 one_of_strings!(
     /// `alerts[].severity`.
