@@ -327,6 +327,27 @@ pub fn receiver_url(ctx: &mut Ctx, t: &Template, at: &Spanned<String>, key: &str
     ok
 }
 
+/// A header value must not hold CR, LF or NUL (a request cannot carry it). Literal text and
+/// secrets are checked now; run-time variables are checked when the request is built.
+pub fn header_value(ctx: &mut Ctx, t: &Template, at: &Spanned<String>, key: &str) {
+    let bad = |s: &str| s.contains(['\r', '\n', '\0']);
+    // Variables render empty here: only what is known at load time is judged.
+    if t.render(|_| Some(std::borrow::Cow::Borrowed("")))
+        .is_ok_and(|v| bad(&v))
+    {
+        let what = if t.has_secret() {
+            "the value (with its secrets)"
+        } else {
+            "the value"
+        };
+        ctx.err(
+            &at.referenced,
+            key,
+            format!("{what} contains a line break or NUL character, which a header cannot carry"),
+        );
+    }
+}
+
 /// At most `max` characters of `text` (with `…` when cut), so an error about a 4,096-character
 /// expression stays one readable line: the column already points at the problem.
 pub fn excerpt(text: &str, max: usize) -> std::borrow::Cow<'_, str> {

@@ -23,9 +23,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-use url::Url;
+use std::time::Duration;
 
 use crate::probe::heartbeat::HeartbeatSpec;
 use crate::probe::http::spec::{HttpSpec, TlsSettings};
@@ -123,14 +121,8 @@ pub struct Config {
     pub max_concurrency: usize,
     /// Every check, in file order.
     pub checks: Vec<Arc<Check>>,
-    /// Receivers by name.
-    pub receivers: Vec<Receiver>,
-    /// Routes, in order.
-    pub routes: Vec<Route>,
-    /// Maintenance windows.
-    pub maintenance: Vec<Maintenance>,
-    /// Dead-man's switch.
-    pub watchdog: Option<Watchdog>,
+    /// Receivers, routes, maintenance windows and the watchdog.
+    pub alerting: crate::alert::AlertConfig,
     /// The check files that were read.
     pub files: Vec<PathBuf>,
     /// The shard this process runs (`--shard`); `checks` holds only the checks it owns.
@@ -298,81 +290,6 @@ pub struct AlertRule {
     pub labels: BTreeMap<String, String>,
     /// Annotation templates (no secrets allowed).
     pub annotations: Vec<(String, Template)>,
-}
-
-/// A receiver.
-#[derive(Debug)]
-pub struct Receiver {
-    /// Name used by routes.
-    pub name: String,
-    /// Kind and settings.
-    pub kind: ReceiverKind,
-}
-
-/// Receiver kinds.
-#[derive(Debug)]
-pub enum ReceiverKind {
-    /// PagerDuty Events v2.
-    PagerDuty {
-        /// Routing key (secret).
-        routing_key: Template,
-        /// Events API URL.
-        url: Url,
-    },
-    /// Alertmanager v2.
-    Alertmanager {
-        /// Base URL.
-        url: Url,
-    },
-    /// Slack incoming webhook.
-    Slack {
-        /// Webhook URL (secret).
-        webhook_url: Template,
-    },
-    /// Generic webhook.
-    Webhook {
-        /// Target.
-        url: Template,
-        /// HMAC secret.
-        secret: Option<Template>,
-        /// Extra headers.
-        headers: Vec<(String, Template)>,
-    },
-}
-
-/// A route.
-#[derive(Debug)]
-pub struct Route {
-    /// Label matchers.
-    pub matchers: BTreeMap<String, String>,
-    /// Receivers notified.
-    pub receivers: Vec<String>,
-    /// Escalation: after, receivers.
-    pub escalate: Option<(Duration, Vec<String>)>,
-    /// Reminder interval.
-    pub repeat_interval: Option<Duration>,
-}
-
-/// A maintenance window.
-#[derive(Debug, Clone)]
-pub struct Maintenance {
-    /// Check name globs.
-    pub checks: Vec<glob::Pattern>,
-    /// First start.
-    pub start: SystemTime,
-    /// Length.
-    pub duration: Duration,
-    /// Recurrence.
-    pub every: Option<Duration>,
-}
-
-/// Dead-man's switch settings.
-#[derive(Debug)]
-pub struct Watchdog {
-    /// URL (may hold a secret).
-    pub url: Template,
-    /// How often.
-    pub every: Duration,
 }
 
 /// Default listen address.

@@ -406,7 +406,7 @@ fn unset(key: &str, message: &str) -> Value {
 }
 
 /// Exactly one of `keys` is set.
-fn exactly_one(keys: &[&str], message: &str) -> Value {
+pub fn exactly_one(keys: &[&str], message: &str) -> Value {
     let each: Vec<Value> = keys.iter().map(|k| set(k)).collect();
     json!({ "oneOf": each, "errorMessage": message })
 }
@@ -428,7 +428,7 @@ fn needs(key: &str, other: &str, message: &str) -> Value {
 }
 
 /// Adds `rules` to the `allOf` of `schema`.
-fn add_rules(schema: &mut Schema, rules: impl IntoIterator<Item = Value>) {
+pub fn add_rules(schema: &mut Schema, rules: impl IntoIterator<Item = Value>) {
     let all = schema
         .ensure_object()
         .entry("allOf")
@@ -665,17 +665,6 @@ pub fn alert_rules(schema: &mut Schema) {
         [at_most_one(
             &["for", "consecutive", "window"],
             "use one of for, consecutive and window",
-        )],
-    );
-}
-
-/// A receiver: exactly one kind.
-pub fn receiver_rules(schema: &mut Schema) {
-    add_rules(
-        schema,
-        [exactly_one(
-            &["pagerduty", "alertmanager", "slack", "webhook"],
-            "a receiver has exactly one kind: pagerduty, alertmanager, slack or webhook",
         )],
     );
 }
