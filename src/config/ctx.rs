@@ -327,6 +327,15 @@ pub fn receiver_url(ctx: &mut Ctx, t: &Template, at: &Spanned<String>, key: &str
     ok
 }
 
+/// At most `max` characters of `text` (with `…` when cut), so an error about a 4,096-character
+/// expression stays one readable line: the column already points at the problem.
+pub fn excerpt(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]).into(),
+        None => text.into(),
+    }
+}
+
 /// A header value must not hold CR, LF or NUL (a request cannot carry it). Literal text and
 /// secrets are checked now; run-time variables are checked when the request is built.
 pub fn header_value(ctx: &mut Ctx, t: &Template, at: &Spanned<String>, key: &str) {
@@ -345,15 +354,6 @@ pub fn header_value(ctx: &mut Ctx, t: &Template, at: &Spanned<String>, key: &str
             key,
             format!("{what} contains a line break or NUL character, which a header cannot carry"),
         );
-    }
-}
-
-/// At most `max` characters of `text` (with `…` when cut), so an error about a 4,096-character
-/// expression stays one readable line: the column already points at the problem.
-pub fn excerpt(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &text[..end]).into(),
-        None => text.into(),
     }
 }
 
