@@ -244,7 +244,7 @@ mod tests {
 }
 
 #[cfg(test)]
-pub(crate) mod test_support {
+pub(crate) mod tests_support {
     use std::path::{Path, PathBuf};
 
     use serde::de::DeserializeOwned;

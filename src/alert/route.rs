@@ -212,7 +212,7 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::test_support::validated;
+    use crate::alert::tests_support::validated;
 
     fn routes(yaml: &str) -> (Vec<Route>, Vec<String>) {
         let receivers: HashSet<&str> = ["chat", "oncall"].into_iter().collect();

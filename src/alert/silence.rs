@@ -360,7 +360,7 @@ pub fn window_contains(m: &Maintenance, now: SystemTime) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::test_support::validated;
+    use crate::alert::tests_support::validated;
 
     fn maintenance(yaml: &str) -> (Vec<Maintenance>, Vec<String>) {
         validated(yaml, |ctx, defs: &Vec<MaintenanceDef>| {

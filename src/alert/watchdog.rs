@@ -92,7 +92,7 @@ impl Target {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::test_support::validated;
+    use crate::alert::tests_support::validated;
 
     fn watchdog(yaml: &str) -> (Option<Watchdog>, Vec<String>) {
         validated(yaml, |ctx, def: &WatchdogDef| validate(ctx, def))

@@ -132,7 +132,7 @@ impl Notifier for Alertmanager {
 mod tests {
     use super::*;
     use crate::alert::receiver::tests_support::event;
-    use crate::alert::test_support::validated;
+    use crate::alert::tests_support::validated;
 
     #[test]
     fn the_url_must_be_http() {

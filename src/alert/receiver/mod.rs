@@ -439,7 +439,7 @@ impl Notifier for Redacting {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::test_support::validated;
+    use crate::alert::tests_support::validated;
 
     fn receivers(yaml: &str) -> (Vec<Receiver>, Vec<String>) {
         validated(yaml, |ctx, defs: &Vec<ReceiverDef>| validate(ctx, defs))

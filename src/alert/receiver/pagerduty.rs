@@ -191,7 +191,7 @@ impl Notifier for PagerDuty {
 mod tests {
     use super::*;
     use crate::alert::receiver::tests_support::event;
-    use crate::alert::test_support::validated;
+    use crate::alert::tests_support::validated;
 
     fn pd() -> PagerDuty {
         PagerDuty::build(

@@ -182,7 +182,7 @@ impl Notifier for Slack {
 mod tests {
     use super::*;
     use crate::alert::receiver::tests_support::event;
-    use crate::alert::test_support::validated;
+    use crate::alert::tests_support::validated;
 
     #[test]
     fn the_webhook_url_must_render_to_http() {
