@@ -373,12 +373,13 @@ impl Bench {
         let metrics = Arc::new(Metrics::new());
         let outbox = Outbox::new(store.clone(), http_client().unwrap(), metrics.clone());
         let notifiers: HashMap<_, _> = cfg
+            .alerting
             .receivers
             .iter()
             .map(|r| (r.name.clone(), receiver::build(r).unwrap()))
             .collect();
         let mut engine = Engine::new("http://127.0.0.1:9464");
-        engine.configure(&cfg, HashMap::new(), now);
+        engine.configure(&cfg.checks, &cfg.alerting, HashMap::new(), now);
         Bench {
             _dir: dir,
             engine,
@@ -941,8 +942,10 @@ async fn the_watchdog_vouches_only_for_a_running_scheduler_and_a_moving_outbox()
     let metrics = Arc::new(Metrics::new());
     let a = Alerting::start(
         store,
-        &cfg,
-        notifiers(&cfg).unwrap(),
+        &cfg.checks,
+        &cfg.alerting,
+        cfg.api_url(),
+        notifiers(&cfg.alerting, &cfg.path).unwrap(),
         metrics.clone(),
         clock.clone(),
     )

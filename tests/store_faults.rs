@@ -780,8 +780,10 @@ async fn a_commit_the_store_refuses_is_sent_from_memory_and_saved_later() {
     let metrics = Arc::new(canaryd::metrics::Metrics::new());
     let a = Alerting::start(
         store.clone(),
-        &cfg,
-        notifiers(&cfg).unwrap(),
+        &cfg.checks,
+        &cfg.alerting,
+        cfg.api_url(),
+        notifiers(&cfg.alerting, &cfg.path).unwrap(),
         metrics.clone(),
         Arc::new(SystemClock),
     )

@@ -3,6 +3,7 @@
 //! outbox lengths), silences, and the watchdog.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -15,10 +16,11 @@ use super::outbox::{backoff, Next, Outbox};
 use super::receiver::Verdict;
 use super::receiver::{self, Notifier};
 use super::silence::{self, Silence};
-use super::{from_ms, to_ms, AlertEvent, EventKind};
-use crate::config::{ConfigError, ConfigErrors, Watchdog};
-use crate::loader::Config;
+use super::watchdog;
+use super::{from_ms, to_ms, AlertConfig, AlertEvent, EventKind};
+use crate::config::{ConfigError, ConfigErrors};
 use crate::metrics::{Metrics, NotificationResult, StoreOp};
+use crate::probe::check::Check;
 use crate::probe::heartbeat::Clock;
 use crate::probe::CheckResult;
 use crate::store::{self, Store};
@@ -157,15 +159,19 @@ impl Unsaved {
     }
 }
 
-/// Builds every receiver's notifier; errors name the receiver (never a secret).
-pub fn notifiers(config: &Config) -> Result<Vec<Arc<dyn Notifier>>, ConfigErrors> {
+/// Builds every receiver's notifier; errors name the receiver (never a secret), in `file` (the
+/// daemon file).
+pub fn notifiers(
+    alerting: &AlertConfig,
+    file: &Path,
+) -> Result<Vec<Arc<dyn Notifier>>, ConfigErrors> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
-    for r in &config.receivers {
+    for r in &alerting.receivers {
         match receiver::build(r) {
             Ok(n) => out.push(n),
             Err(message) => errors.push(ConfigError {
-                file: config.path.clone(),
+                file: file.to_path_buf(),
                 line: 1,
                 col: 1,
                 key: format!("receivers.{}", r.name),
@@ -235,12 +241,15 @@ fn drop_for_cap(metrics: &Metrics, dropped: &[(String, AlertEvent)]) {
 }
 
 impl Alerting {
-    /// Loads firing alerts and silences from the store, applies `config`, and starts the
-    /// workers, the ticker and the watchdog. Must run inside a tokio runtime (blocks briefly on
-    /// the store: call at startup).
+    /// Loads firing alerts and silences from the store, applies the configuration (`checks`
+    /// and `alert_config`; `api_url` is the base of generator URLs), and starts the workers, the
+    /// ticker and the watchdog. Must run inside a tokio runtime (blocks briefly on the store:
+    /// call at startup).
     pub fn start(
         store: Store,
-        config: &Config,
+        checks: &[Arc<Check>],
+        alert_config: &AlertConfig,
+        api_url: String,
         notifiers: Vec<Arc<dyn Notifier>>,
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
@@ -264,7 +273,7 @@ impl Alerting {
             .call_blocking(store::load_progress)
             .map_err(|e| e.to_string())?;
         let client = super::outbox::http_client()?;
-        let mut engine = Engine::new(config.api_url());
+        let mut engine = Engine::new(api_url);
         engine.restore(rows);
         engine.restore_progress(progress, alive_ms);
         engine.set_silences(silences.clone());
@@ -285,14 +294,20 @@ impl Alerting {
             unsaved: Arc::new(Mutex::new(Unsaved::default())),
             heartbeats: Mutex::new(None),
         });
-        alerting.apply(config, notifiers);
+        alerting.apply(checks, alert_config, notifiers);
         let ticker = tokio::spawn(Alerting::tick_loop(Arc::downgrade(&alerting)));
         lock(&alerting.tasks).push(ticker);
         Ok(alerting)
     }
 
-    /// Applies a (re)loaded configuration: rules, routes, maintenance, receivers, watchdog.
-    pub fn apply(self: &Arc<Self>, config: &Config, notifiers: Vec<Arc<dyn Notifier>>) {
+    /// Applies a (re)loaded configuration: rules (of `checks`), routes, maintenance, receivers,
+    /// watchdog.
+    pub fn apply(
+        self: &Arc<Self>,
+        checks: &[Arc<Check>],
+        alerting: &AlertConfig,
+        notifiers: Vec<Arc<dyn Notifier>>,
+    ) {
         let refresh: HashMap<String, Duration> = notifiers
             .iter()
             .filter_map(|n| n.refresh_interval().map(|d| (n.name().to_string(), d)))
@@ -348,14 +363,14 @@ impl Alerting {
                 Err(e) => tracing::error!("cannot clean the outbox: {e}"),
             }
         });
-        let shortest = config.checks.iter().map(|c| c.interval).min();
+        let shortest = checks.iter().map(|c| c.interval).min();
         self.shortest_interval_ms.store(
             shortest.map(|d| d.as_millis() as i64).unwrap_or(0),
             Ordering::Relaxed,
         );
         {
             let mut engine = lock(&self.engine);
-            let fx = engine.configure(config, refresh, self.clock.now());
+            let fx = engine.configure(checks, alerting, refresh, self.clock.now());
             let states: Vec<_> = fx
                 .states
                 .iter()
@@ -371,10 +386,10 @@ impl Alerting {
         if let Some(old) = wd.take() {
             old.abort();
         }
-        if let Some(w) = &config.watchdog {
+        if let Some(w) = &alerting.watchdog {
             *wd = Some(tokio::spawn(Alerting::watchdog_loop(
                 Arc::downgrade(self),
-                WatchdogTarget::new(w),
+                watchdog::Target::new(w),
             )));
         }
     }
@@ -919,7 +934,7 @@ impl Alerting {
         self.set_silences(|list| list.retain(|s| !old.contains(&s.id)));
     }
 
-    async fn watchdog_loop(this: std::sync::Weak<Alerting>, target: WatchdogTarget) {
+    async fn watchdog_loop(this: std::sync::Weak<Alerting>, target: watchdog::Target) {
         let mut interval = tokio::time::interval(target.every);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -928,43 +943,6 @@ impl Alerting {
             match a.health() {
                 Ok(()) => target.call(&a.outbox).await,
                 Err(why) => tracing::warn!("watchdog not called, canaryd is unhealthy: {why}"),
-            }
-        }
-    }
-}
-
-/// The watchdog URL, rendered (it may hold a secret).
-struct WatchdogTarget {
-    url: Option<crate::config::template::Secret>,
-    redacted: String,
-    every: Duration,
-}
-
-impl WatchdogTarget {
-    fn new(w: &Watchdog) -> WatchdogTarget {
-        WatchdogTarget {
-            url: w
-                .url
-                .render(|_| None)
-                .ok()
-                .map(|s| crate::config::template::Secret::new(s.trim())),
-            redacted: w.url.redacted().to_string(),
-            every: w.every.max(Duration::from_secs(1)),
-        }
-    }
-
-    async fn call(&self, outbox: &Outbox) {
-        let Some(url) = &self.url else {
-            tracing::error!(url = %self.redacted, "watchdog URL cannot be rendered");
-            return;
-        };
-        match outbox.client().get(url.expose()).send().await {
-            Ok(r) if r.status().is_success() => tracing::debug!("watchdog called"),
-            Ok(r) => {
-                tracing::warn!(url = %self.redacted, status = r.status().as_u16(), "watchdog call refused")
-            }
-            Err(e) => {
-                tracing::warn!(url = %self.redacted, "watchdog call failed: {}", e.without_url())
             }
         }
     }

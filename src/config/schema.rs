@@ -339,14 +339,3 @@ pub fn property_names(schema: &mut Schema, key: &str, names: Value) {
 pub fn names(pattern: &str, what: &str) -> Value {
     json!({ "pattern": pattern, "patternErrorMessage": what })
 }
-
-/// A receiver: exactly one kind.
-pub fn receiver_rules(schema: &mut Schema) {
-    add_rules(
-        schema,
-        [exactly_one(
-            &["pagerduty", "alertmanager", "slack", "webhook"],
-            "a receiver has exactly one kind: pagerduty, alertmanager, slack or webhook",
-        )],
-    );
-}
