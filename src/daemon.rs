@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::alert::service::{self, Alerting};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Check, CheckKind, Config, ConfigError, ConfigErrors};
 use crate::metrics::{CheckMeta, Metrics};
-use crate::probe::heartbeat::{Book, Clock, HeartbeatProbe, Ping, Pinged, SystemClock};
+use crate::probe::heartbeat::{Book, HeartbeatProbe, Ping, Pinged};
 use crate::probe::http::HttpProbe;
 use crate::probe::tcp::{TcpProbe, TcpSpec};
 use crate::probe::{CheckResult, Probe};

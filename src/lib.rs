@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`clock`]: the [`clock::Clock`] every time-dependent part reads (`ManualClock` in tests).
 //! - [`config`]: loads `canaryd.yaml` and `checks/*.yaml`, validates everything, reports every
 //!   error as `file:line:col: key: message`, resolves secrets into a type that cannot be printed.
 //! - [`probe`]: the [`probe::Probe`] trait, [`probe::CheckResult`], and one module per probe kind
@@ -22,6 +23,7 @@
 pub mod access;
 pub mod alert;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod metrics;

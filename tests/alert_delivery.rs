@@ -916,7 +916,7 @@ fn a_silence_from_the_cli_holds_the_page_until_it_is_expired_and_the_watchdog_is
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watchdog_vouches_only_for_a_running_scheduler_and_a_moving_outbox() {
     use canaryd::alert::service::{notifiers, Alerting};
-    use canaryd::probe::heartbeat::{Clock, ManualClock};
+    use canaryd::clock::{Clock, ManualClock};
 
     let pd = PagerDuty::start();
     pd.set_mode(Mode::Refuse);

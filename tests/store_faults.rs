@@ -755,7 +755,7 @@ fn refuse_writes(store: &canaryd::store::Store, refuse: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_the_store_refuses_is_sent_from_memory_and_saved_later() {
     use canaryd::alert::service::{notifiers, Alerting};
-    use canaryd::probe::heartbeat::SystemClock;
+    use canaryd::clock::SystemClock;
     use canaryd::probe::{CheckResult, Reason};
     use canaryd::store::{self, Store};
     use std::time::UNIX_EPOCH;

@@ -16,9 +16,9 @@ use super::receiver::Verdict;
 use super::receiver::{self, Notifier};
 use super::silence::{self, Silence};
 use super::{from_ms, to_ms, AlertEvent, EventKind};
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError, ConfigErrors, Watchdog};
 use crate::metrics::{Metrics, NotificationResult, StoreOp};
-use crate::probe::heartbeat::Clock;
 use crate::probe::CheckResult;
 use crate::store::{self, Store};
 

@@ -23,7 +23,6 @@
 //! "the job broke" (`failed && !late`) from "the job did not run" (`late`).
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -31,6 +30,7 @@ use std::time::{Duration, SystemTime};
 use chrono_tz::Tz;
 
 use super::{BoxFuture, CheckResult, Probe, Reason, RunContext};
+use crate::clock::Clock;
 use crate::config::template::Secret;
 use crate::store::{HeartbeatRow, RunResult, Store, StoreError};
 
@@ -135,50 +135,6 @@ pub fn default_grace(period: Option<Duration>) -> Duration {
         .map(|p| p / 10)
         .unwrap_or(Duration::from_secs(3600))
         .clamp(Duration::from_secs(5), Duration::from_secs(3600))
-}
-
-/// The time source of the heartbeat logic (wall clock in production, a settable one in tests).
-pub trait Clock: Send + Sync + fmt::Debug + 'static {
-    /// Now.
-    fn now(&self) -> SystemTime;
-}
-
-/// The system's wall clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-}
-
-/// A clock that only moves when told to (tests).
-#[derive(Debug)]
-pub struct ManualClock(Mutex<SystemTime>);
-
-impl ManualClock {
-    /// A clock standing at `t`.
-    pub fn new(t: SystemTime) -> ManualClock {
-        ManualClock(Mutex::new(t))
-    }
-
-    /// Moves the clock to `t`.
-    pub fn set(&self, t: SystemTime) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = t;
-    }
-
-    /// Moves the clock forward.
-    pub fn advance(&self, d: Duration) {
-        let mut now = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        *now = now.checked_add(d).unwrap_or(*now);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> SystemTime {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 /// What a job says with one ping.
