@@ -33,10 +33,10 @@ use crate::alert::{from_ms, rfc3339, to_ms};
 use crate::config::{CheckKind, Config};
 use crate::daemon::Daemon;
 use crate::metrics::Format;
+use crate::probe::heartbeat::rows::HeartbeatRow;
 use crate::probe::heartbeat::{HeartbeatSpec, Ping, Schedule, BODY_READ_LIMIT};
 use crate::probe::{CheckResult, Phase};
 use crate::shard::Shard;
-use crate::store::HeartbeatRow;
 
 /// The largest request body of an API route other than the pings (a new silence is a few
 /// hundred bytes; its largest valid form is well under this).

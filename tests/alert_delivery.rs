@@ -17,11 +17,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use canaryd::alert::engine::Engine;
 use canaryd::alert::outbox::{http_client, Next, Outbox};
+use canaryd::alert::persist;
 use canaryd::alert::receiver::{self, Notifier, Verdict};
 use canaryd::config;
 use canaryd::metrics::{Format, Metrics};
 use canaryd::probe::{CheckResult, Reason};
-use canaryd::store::{self, Store};
+use canaryd::store::Store;
 use receivers::{Mode, PagerDuty, Slack, Webhook};
 use serde_json::Value;
 
@@ -393,7 +394,7 @@ impl Bench {
         let fx = self.engine.observe(check, result, now);
         let (sends, save, delete) = (fx.sends, fx.save, fx.delete);
         self.store
-            .call_blocking(move |c| store::commit_alerts(c, &save, &delete, &sends))
+            .call_blocking(move |c| persist::commit_alerts(c, &save, &delete, &sends))
             .unwrap();
     }
 
@@ -405,7 +406,7 @@ impl Bench {
 
     fn waiting(&self) -> u64 {
         self.store
-            .call_blocking(store::outbox_lengths)
+            .call_blocking(persist::outbox_lengths)
             .unwrap()
             .iter()
             .map(|l| l.count)

@@ -22,6 +22,8 @@
 //! until the next successful finish; it is not late (the job did report), so alert rules can tell
 //! "the job broke" (`failed && !late`) from "the job did not run" (`late`).
 
+pub mod rows;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,7 +34,8 @@ use chrono_tz::Tz;
 use super::{BoxFuture, CheckResult, Probe, Reason, RunContext};
 use crate::clock::Clock;
 use crate::config::template::Secret;
-use crate::store::{HeartbeatRow, RunResult, Store, StoreError};
+use crate::store::{Store, StoreError};
+use rows::{load_heartbeats, save_heartbeat, save_heartbeats_blocking, HeartbeatRow, RunResult};
 
 /// Bytes of a ping's body kept (its tail: the end of a job's log says why it failed).
 pub const BODY_KEEP: usize = 10 * 1024;
@@ -451,8 +454,7 @@ impl Book {
 
     /// A book loaded from the store and written through to it. Blocks (startup).
     pub fn open(store: Store, clock: Arc<dyn Clock>) -> Result<Book, StoreError> {
-        let rows = store
-            .load_heartbeats()?
+        let rows = load_heartbeats(&store)?
             .into_iter()
             .map(|r| (r.check.clone(), r))
             .collect();
@@ -533,7 +535,7 @@ impl Book {
     ) -> Result<(), StoreError> {
         let added = self.add_new(checks);
         match (&self.backing, added.is_empty()) {
-            (Backing::Store(store), false) => store.save_heartbeats_blocking(added),
+            (Backing::Store(store), false) => save_heartbeats_blocking(store, added),
             _ => Ok(()),
         }
     }
@@ -546,7 +548,7 @@ impl Book {
         let added = self.add_new(checks);
         if let Backing::Store(store) = &self.backing {
             for row in added {
-                store.save_heartbeat(row).wait().await?;
+                save_heartbeat(store, row).wait().await?;
             }
         }
         Ok(())
@@ -564,7 +566,7 @@ impl Book {
             let row = row.clone();
             // Queued under the lock: the store sees the rows in the order memory did.
             let pending = match &self.backing {
-                Backing::Store(store) => Some(store.save_heartbeat(row.clone())),
+                Backing::Store(store) => Some(save_heartbeat(store, row.clone())),
                 _ => None,
             };
             (row, pending)
@@ -612,7 +614,7 @@ impl Book {
             let pending = {
                 let rows = self.lock();
                 rows.get(&check)
-                    .map(|row| store.save_heartbeat(row.clone()))
+                    .map(|row| save_heartbeat(store, row.clone()))
             };
             let saved = match pending {
                 Some(p) => p.wait().await.is_ok(),
@@ -653,7 +655,7 @@ impl Book {
                     let dir = dir.clone();
                     let read = tokio::task::spawn_blocking(move || {
                         Store::open_existing(&dir)?
-                            .map(|s| s.load_heartbeats())
+                            .map(|s| load_heartbeats(&s))
                             .transpose()
                     })
                     .await;
@@ -675,7 +677,7 @@ impl Book {
         }
         let added = self.add_new([check]);
         if let (Backing::Store(store), Some(row)) = (&self.backing, added.first()) {
-            if let Err(e) = store.save_heartbeat(row.clone()).wait().await {
+            if let Err(e) = save_heartbeat(store, row.clone()).wait().await {
                 tracing::warn!(check, "cannot save heartbeat state: {e}");
             }
         }
