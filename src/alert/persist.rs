@@ -376,3 +376,250 @@ mod progress_tests {
         assert_eq!(rows, vec![row("ok", 1)]);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::engine::Delivery;
+    use crate::alert::Status;
+    use crate::store::Store;
+
+    fn event(key: &str, kind: EventKind, created_ms: i64) -> AlertEvent {
+        AlertEvent {
+            dedup_key: key.into(),
+            kind,
+            status: if kind == EventKind::Resolve {
+                Status::Resolved
+            } else {
+                Status::Firing
+            },
+            check: "c".into(),
+            alert: "a".into(),
+            severity: "critical".into(),
+            labels: Default::default(),
+            annotations: Default::default(),
+            summary: "s".into(),
+            reason: None,
+            failed_step: None,
+            value: None,
+            starts_at_ms: 0,
+            ends_at_ms: None,
+            created_ms,
+            generator_url: String::new(),
+        }
+    }
+
+    fn alert_row(key: &str) -> AlertRow {
+        AlertRow {
+            dedup_key: key.into(),
+            event: event(key, EventKind::Trigger, 1),
+            delivery: Delivery::default(),
+            last_true_ms: Some(1),
+        }
+    }
+
+    fn commit(
+        store: &Store,
+        save: Vec<AlertRow>,
+        delete: Vec<String>,
+        sends: Vec<(String, AlertEvent)>,
+    ) {
+        store
+            .call_blocking(move |c| commit_alerts(c, &save, &delete, &sends))
+            .unwrap();
+    }
+
+    fn head(store: &Store, receiver: &str) -> Vec<(i64, String, EventKind, u32, i64)> {
+        let receiver = receiver.to_string();
+        store
+            .call_blocking(move |c| outbox_head(c, &receiver, 100))
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                (
+                    r.id,
+                    r.event.dedup_key,
+                    r.event.kind,
+                    r.attempts,
+                    r.next_attempt_ms,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_commit_saves_rows_and_queues_sends_in_order_and_a_waiting_refresh_is_not_queued_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let pd = || "pd".to_string();
+        commit(
+            &store,
+            vec![alert_row("k1"), alert_row("k2")],
+            Vec::new(),
+            vec![
+                (pd(), event("k1", EventKind::Trigger, 10)),
+                (pd(), event("k1", EventKind::Refresh, 11)),
+                ("am".into(), event("k2", EventKind::Trigger, 12)),
+            ],
+        );
+        commit(
+            &store,
+            Vec::new(),
+            vec!["k2".into()],
+            vec![
+                // Already waiting for pd: not queued again. For another receiver: queued.
+                (pd(), event("k1", EventKind::Refresh, 20)),
+                ("am".into(), event("k1", EventKind::Refresh, 21)),
+                (pd(), event("k1", EventKind::Reminder, 22)),
+                (pd(), event("k1", EventKind::Reminder, 23)),
+                // Triggers and resolves are always queued.
+                (pd(), event("k1", EventKind::Trigger, 24)),
+                ("am".into(), event("k2", EventKind::Resolve, 25)),
+            ],
+        );
+        let rows = store.call_blocking(load_alerts).unwrap();
+        assert_eq!(rows, vec![alert_row("k1")]);
+        let pd_kinds: Vec<(String, EventKind)> = head(&store, "pd")
+            .into_iter()
+            .map(|(_, k, kind, _, _)| (k, kind))
+            .collect();
+        assert_eq!(
+            pd_kinds,
+            [
+                ("k1".to_string(), EventKind::Trigger),
+                ("k1".to_string(), EventKind::Refresh),
+                ("k1".to_string(), EventKind::Reminder),
+                ("k1".to_string(), EventKind::Trigger),
+            ]
+        );
+        assert_eq!(
+            store.call_blocking(outbox_lengths).unwrap(),
+            [
+                OutboxLength {
+                    receiver: "am".into(),
+                    count: 3,
+                    oldest_ms: 12
+                },
+                OutboxLength {
+                    receiver: "pd".into(),
+                    count: 4,
+                    oldest_ms: 10
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn retries_deletes_and_unknown_receivers_change_the_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        commit(
+            &store,
+            Vec::new(),
+            Vec::new(),
+            vec![
+                ("pd".into(), event("k1", EventKind::Trigger, 10)),
+                ("pd".into(), event("k2", EventKind::Trigger, 11)),
+                ("gone".into(), event("k1", EventKind::Trigger, 12)),
+            ],
+        );
+        let first = head(&store, "pd");
+        let (id1, id2) = (first[0].0, first[1].0);
+        store
+            .call_blocking(move |c| outbox_retry(c, &[id1], 5_000, "503"))
+            .unwrap();
+        assert_eq!(
+            head(&store, "pd"),
+            [
+                (id1, "k1".into(), EventKind::Trigger, 1, 5_000),
+                (id2, "k2".into(), EventKind::Trigger, 0, 11),
+            ]
+        );
+        store
+            .call_blocking(move |c| outbox_delete(c, &[id1]))
+            .unwrap();
+        assert_eq!(
+            head(&store, "pd"),
+            [(id2, "k2".into(), EventKind::Trigger, 0, 11)]
+        );
+        let dropped = store
+            .call_blocking(|c| outbox_drop_unknown(c, &["pd".to_string()]))
+            .unwrap();
+        assert_eq!(dropped, 1);
+        assert!(head(&store, "gone").is_empty());
+        assert_eq!(head(&store, "pd").len(), 1);
+    }
+
+    #[test]
+    fn a_notification_that_does_not_parse_is_dropped_and_the_rest_still_arrive() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .call_blocking(|c| {
+                c.execute(
+                    "INSERT INTO outbox (receiver, dedup_key, kind, event_json, created_ms, next_attempt_ms)
+                     VALUES ('pd', 'k0', 'trigger', '{\"not\": \"an event\"}', 1, 1)",
+                    [],
+                )
+            })
+            .unwrap();
+        commit(
+            &store,
+            Vec::new(),
+            Vec::new(),
+            vec![("pd".into(), event("k1", EventKind::Trigger, 2))],
+        );
+        let got = head(&store, "pd");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, "k1");
+        let left = store.call_blocking(outbox_lengths).unwrap();
+        assert_eq!(left[0].count, 1, "the bad row was removed: {left:?}");
+    }
+
+    #[test]
+    fn silences_are_saved_replaced_loaded_and_deleted_and_a_bad_one_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let silence = |id: &str, comment: &str| Silence {
+            id: id.into(),
+            matchers: [("check".to_string(), "web-*".to_string())].into(),
+            starts_at_ms: 1,
+            ends_at_ms: 2,
+            created_by: "ada".into(),
+            comment: comment.into(),
+            created_at_ms: 1,
+        };
+        for s in [
+            silence("a", "first"),
+            silence("b", "b"),
+            silence("a", "again"),
+        ] {
+            store.call_blocking(move |c| save_silence(c, &s)).unwrap();
+        }
+        store
+            .call_blocking(|c| {
+                c.execute(
+                    "INSERT INTO silences (id, silence_json) VALUES ('bad', '[1, 2]')",
+                    [],
+                )
+            })
+            .unwrap();
+        let mut got = store.call_blocking(load_silences).unwrap();
+        got.sort_by(|x, y| x.id.cmp(&y.id));
+        let comments: Vec<(&str, &str)> = got
+            .iter()
+            .map(|s| (s.id.as_str(), s.comment.as_str()))
+            .collect();
+        assert_eq!(comments, [("a", "again"), ("b", "b")]);
+        store
+            .call_blocking(|c| delete_silences(c, &["a".to_string(), "bad".to_string()]))
+            .unwrap();
+        let left: Vec<String> = store
+            .call_blocking(load_silences)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(left, ["b"]);
+    }
+}
