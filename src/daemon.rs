@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::alert::service::{self, Alerting};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, ConfigErrors};
 use crate::loader::{self, Config};
 use crate::metrics::{CheckMeta, Metrics};
 use crate::probe::check::Check;
 use crate::probe::heartbeat::def::Heartbeat;
-use crate::probe::heartbeat::{Book, Clock, Ping, Pinged, SystemClock};
+use crate::probe::heartbeat::{Book, Ping, Pinged};
 use crate::probe::kind::BuildEnv;
 use crate::probe::{CheckResult, Probe};
 use crate::schedule::{Entry, Scheduler, Sink};

@@ -3,9 +3,10 @@
 //! # Layout
 //!
 //! Layers, bottom to top (a module never imports a higher layer; `tests/architecture.rs`
-//! enforces it): `redact`, `shard`, `access` → `config` → `store` → `probe` → `metrics` →
-//! `alert` → `web` → `schedule`, `loader`, `daemon`, `server`, `cli`.
+//! enforces it): `clock`, `redact`, `shard`, `access` → `config` → `store` → `probe` →
+//! `metrics` → `alert` → `web` → `schedule`, `loader`, `daemon`, `server`, `cli`.
 //!
+//! - [`clock`]: the [`clock::Clock`] every time-dependent part reads (`ManualClock` in tests).
 //! - [`config`]: the building blocks of the configuration: files, errors located as
 //!   `file:line:col: key: message`, scalars, expressions, templates (secrets in a type that
 //!   cannot be printed), alert rules, the validation context every part validates through.
@@ -29,6 +30,7 @@
 pub mod access;
 pub mod alert;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod loader;

@@ -25,6 +25,7 @@
 
 pub mod engine;
 pub mod outbox;
+pub mod persist;
 pub mod receiver;
 pub mod route;
 pub mod service;

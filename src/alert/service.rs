@@ -13,15 +13,16 @@ use tokio::task::JoinHandle;
 
 use super::engine::{AlertRow, AlertView, Effects, Engine};
 use super::outbox::{backoff, Next, Outbox};
+use super::persist;
 use super::receiver::Verdict;
 use super::receiver::{self, Notifier};
 use super::silence::{self, Silence};
 use super::watchdog;
 use super::{from_ms, to_ms, AlertConfig, AlertEvent, EventKind};
+use crate::clock::Clock;
 use crate::config::{ConfigError, ConfigErrors};
 use crate::metrics::{Metrics, NotificationResult, StoreOp};
 use crate::probe::check::Check;
-use crate::probe::heartbeat::Clock;
 use crate::probe::CheckResult;
 use crate::store::{self, Store};
 
@@ -255,10 +256,10 @@ impl Alerting {
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Alerting>, String> {
         let rows = store
-            .call_blocking(store::load_alerts)
+            .call_blocking(persist::load_alerts)
             .map_err(|e| e.to_string())?;
         let silences: Vec<Silence> = store
-            .call_blocking(store::load_silences)
+            .call_blocking(persist::load_silences)
             .map_err(|e| e.to_string())?
             .into_iter()
             .filter(|s| match silence::unusable(s) {
@@ -270,7 +271,7 @@ impl Alerting {
             })
             .collect();
         let (progress, alive_ms) = store
-            .call_blocking(store::load_progress)
+            .call_blocking(persist::load_progress)
             .map_err(|e| e.to_string())?;
         let client = super::outbox::http_client()?;
         let mut engine = Engine::new(api_url);
@@ -345,7 +346,7 @@ impl Alerting {
         let metrics = self.metrics.clone();
         let dropping = self
             .store
-            .request(move |c| store::outbox_drop_unknown(c, &known));
+            .request(move |c| persist::outbox_drop_unknown(c, &known));
         tokio::spawn(async move {
             match dropping.wait().await {
                 Ok(0) => {}
@@ -430,7 +431,10 @@ impl Alerting {
         if batch.is_empty() {
             return None;
         }
-        Some(self.store.request(move |c| store::save_progress(c, &batch)))
+        Some(
+            self.store
+                .request(move |c| persist::save_progress(c, &batch)),
+        )
     }
 
     /// Saves the rules' progress now and waits for the store (at shutdown, after the last
@@ -490,7 +494,7 @@ impl Alerting {
                 metrics.set_store_unsaved(u.sends.len());
                 return Ok(());
             }
-            let result = store::commit_alerts(c, &save, &delete, &sends);
+            let result = persist::commit_alerts(c, &save, &delete, &sends);
             if let Err(e) = &result {
                 metrics.count_store_error(StoreOp::Alerts);
                 let mut u = lock(&unsaved);
@@ -565,7 +569,7 @@ impl Alerting {
                 }
                 (save, delete, sends, seqs)
             };
-            let result = store::commit_alerts(c, &save, &delete, &sends);
+            let result = persist::commit_alerts(c, &save, &delete, &sends);
             let mut u = lock(&unsaved);
             match result {
                 Ok(()) => {
@@ -746,7 +750,7 @@ impl Alerting {
         }
         let saved = s.clone();
         self.store
-            .request(move |c| store::save_silence(c, &saved))
+            .request(move |c| persist::save_silence(c, &saved))
             .wait()
             .await
             .map_err(|e| {
@@ -768,7 +772,7 @@ impl Alerting {
             s.ends_at_ms = now.max(s.starts_at_ms);
             let saved = s.clone();
             self.store
-                .request(move |c| store::save_silence(c, &saved))
+                .request(move |c| persist::save_silence(c, &saved))
                 .wait()
                 .await
                 .map_err(|e| {
@@ -893,7 +897,7 @@ impl Alerting {
     /// Reads the outbox lengths into metrics and the watchdog's health (the ticker does it
     /// every 5 s).
     pub async fn refresh_outbox_state(&self) {
-        match self.store.request(store::outbox_lengths).wait().await {
+        match self.store.request(persist::outbox_lengths).wait().await {
             Ok(list) => {
                 let names: Vec<String> = lock(&self.workers).keys().cloned().collect();
                 for name in &names {
@@ -924,7 +928,7 @@ impl Alerting {
         let ids = old.clone();
         if let Err(e) = self
             .store
-            .request(move |c| store::delete_silences(c, &ids))
+            .request(move |c| persist::delete_silences(c, &ids))
             .wait()
             .await
         {
