@@ -438,6 +438,48 @@ fn the_layer_table_places_each_module_once() {
     }
 }
 
+/// The `(module, layer)` pairs of the table in ARCHITECTURE.md's "## Layers" section: rows
+/// `| <layer> | `m`, `n` | ... |` up to the next heading.
+fn documented_layers(markdown: &str) -> Vec<(String, u8)> {
+    let mut out = Vec::new();
+    let section = markdown
+        .lines()
+        .skip_while(|l| l.trim_end() != "## Layers")
+        .skip(1)
+        .take_while(|l| !l.starts_with("## "));
+    for line in section {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (Some(layer), Some(modules)) = (cells.get(1), cells.get(2)) else {
+            continue;
+        };
+        let Ok(layer) = layer.parse::<u8>() else {
+            continue;
+        };
+        for m in modules.split(',') {
+            out.push((m.trim().trim_matches('`').to_string(), layer));
+        }
+    }
+    out
+}
+
+#[test]
+fn architecture_md_shows_the_same_layer_table() {
+    let path = manifest_dir().join("ARCHITECTURE.md");
+    let text = fs::read_to_string(&path).expect("reading ARCHITECTURE.md");
+    let mut documented = documented_layers(&text);
+    documented.sort();
+    let mut here: Vec<(String, u8)> = LAYERS
+        .iter()
+        .map(|p| (p.module.to_string(), p.layer))
+        .collect();
+    here.sort();
+    assert_eq!(
+        documented, here,
+        "the \"## Layers\" table of ARCHITECTURE.md (left) differs from the layer table in \
+         tests/architecture.rs (right)"
+    );
+}
+
 fn tree(files: &[(&str, &str)]) -> Vec<(String, String)> {
     files
         .iter()
