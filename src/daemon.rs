@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::alert::service::{self, Alerting};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, ConfigErrors};
 use crate::loader::{self, Config};
 use crate::metrics::{CheckMeta, Metrics};
 use crate::probe::check::Check;
 use crate::probe::heartbeat::def::Heartbeat;
-use crate::probe::heartbeat::{Book, Clock, Ping, Pinged, SystemClock};
+use crate::probe::heartbeat::{Book, Ping, Pinged};
 use crate::probe::kind::BuildEnv;
 use crate::probe::{CheckResult, Probe};
 use crate::schedule::{Entry, Scheduler, Sink};
@@ -147,7 +148,7 @@ fn load_here(path: &Path) -> Result<(Config, Vec<Entry>), ConfigErrors> {
         Arc::new(SystemClock),
     ));
     let entries = entries(&config, &book)?;
-    service::notifiers(&config)?;
+    service::notifiers(&config.alerting, &config.path)?;
     Ok((config, entries))
 }
 
@@ -350,7 +351,10 @@ impl Daemon {
         let (entries, notifiers) = {
             let (config, heartbeats) = (config.clone(), heartbeats.clone());
             isolated(config_path, move || {
-                Ok((entries(&config, &heartbeats)?, service::notifiers(&config)?))
+                Ok((
+                    entries(&config, &heartbeats)?,
+                    service::notifiers(&config.alerting, &config.path)?,
+                ))
             })?
         };
         let metrics = Arc::new(Metrics::new());
@@ -360,7 +364,9 @@ impl Daemon {
         metrics.set_reload(true, SystemTime::now());
         let alerting = Alerting::start(
             store.clone(),
-            &config,
+            &config.checks,
+            &config.alerting,
+            config.api_url(),
             notifiers,
             metrics.clone(),
             heartbeats.clock(),
@@ -453,7 +459,7 @@ impl Daemon {
             let mut config = loader::load(&path)?;
             config.keep_shard(shard);
             let entries = entries(&config, &heartbeats)?;
-            let notifiers = service::notifiers(&config)?;
+            let notifiers = service::notifiers(&config.alerting, &config.path)?;
             let metas = metas(&config);
             Ok((Arc::new(config), entries, notifiers, metas))
         })
@@ -486,7 +492,8 @@ impl Daemon {
         // tells the truth and the daemon stays up.
         let swapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.scheduler.apply(entries);
-            self.alerting.apply(&config, notifiers);
+            self.alerting
+                .apply(&config.checks, &config.alerting, notifiers);
             *self.config.write().unwrap_or_else(|e| e.into_inner()) = config.clone();
             self.metrics.set_checks(&metas);
             seed_heartbeat_metrics(&self.metrics, &self.heartbeats, &config);

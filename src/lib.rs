@@ -2,10 +2,18 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: loads `canaryd.yaml` and `checks/*.yaml`, validates everything, reports every
-//!   error as `file:line:col: key: message`, resolves secrets into a type that cannot be printed.
-//! - [`probe`]: the [`probe::Probe`] trait, [`probe::CheckResult`], and one module per probe kind
-//!   (`http` with its transport, `tcp`, `queue`, `heartbeat`).
+//! Layers, bottom to top (a module never imports a higher layer; `tests/architecture.rs`
+//! enforces it): `clock`, `redact`, `shard`, `access` → `config` → `store` → `probe` →
+//! `metrics` → `alert` → `web` → `schedule`, `loader`, `daemon`, `server`, `cli`.
+//!
+//! - [`clock`]: the [`clock::Clock`] every time-dependent part reads (`ManualClock` in tests).
+//! - [`config`]: the building blocks of the configuration: files, errors located as
+//!   `file:line:col: key: message`, scalars, expressions, templates (secrets in a type that
+//!   cannot be printed), alert rules, the validation context every part validates through.
+//! - [`loader`]: loads `canaryd.yaml` and `checks/*.yaml` into one validated [`loader::Config`].
+//! - [`probe`]: the [`probe::Probe`] trait, [`probe::CheckResult`], the [`probe::kind::Kind`]
+//!   trait and one module per kind (`http`, `tcp`, `queue`, `heartbeat`), each owning its
+//!   definition, validation, alert variables and probe.
 //! - [`alert`]: the alert engine (rules, state machine, routing, silences, maintenance), the
 //!   durable outbox and the receivers (PagerDuty, Alertmanager, Slack, webhook).
 //! - [`schedule`]: one task per check, spread offsets, no overlap, concurrency cap, lag measurement.
@@ -22,6 +30,7 @@
 pub mod access;
 pub mod alert;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod loader;

@@ -9,7 +9,6 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
@@ -17,13 +16,17 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use serde_saphyr::Spanned;
 
+use crate::alert::receiver::ReceiverDef;
+use crate::alert::route::RouteDef;
+use crate::alert::silence::MaintenanceDef;
+use crate::alert::watchdog::WatchdogDef;
+use crate::alert::AlertConfig;
 use crate::config::ctx::*;
 use crate::config::defaults::{check_defaults, Defaults};
 use crate::config::files::*;
 use crate::config::limits;
 use crate::config::model::*;
 use crate::config::schema::{self, Count, Text};
-use crate::config::validate::{maintenance, receivers, routes};
 use crate::config::*;
 use crate::probe::check::{checks_of, Check, CheckDef, CheckFile};
 use crate::shard::Shard;
@@ -47,14 +50,8 @@ pub struct Config {
     pub max_concurrency: usize,
     /// Every check, in file order.
     pub checks: Vec<Arc<Check>>,
-    /// Receivers by name.
-    pub receivers: Vec<Receiver>,
-    /// Routes, in order.
-    pub routes: Vec<Route>,
-    /// Maintenance windows.
-    pub maintenance: Vec<Maintenance>,
-    /// Dead-man's switch.
-    pub watchdog: Option<Watchdog>,
+    /// Receivers, routes, maintenance windows and the watchdog.
+    pub alerting: AlertConfig,
     /// The check files that were read.
     pub files: Vec<PathBuf>,
     /// The shard this process runs (`--shard`); `checks` holds only the checks it owns.
@@ -199,25 +196,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     };
     let defaults = check_defaults(&mut ctx, &daemon.defaults);
 
-    let receivers = receivers(&mut ctx, &daemon.receivers);
-    let names: HashSet<&str> = receivers.iter().map(|r| r.name.as_str()).collect();
-    let routes = routes(&mut ctx, &daemon.routes, &names);
-    let maintenance = maintenance(&mut ctx, &daemon.maintenance);
-    let watchdog = daemon.watchdog.as_ref().and_then(|w| {
-        let url = ctx.template(&w.url, "watchdog.url")?;
-        if !secret_url(&mut ctx, &url, &w.url, "watchdog.url") {
-            return None;
-        }
-        if !ctx.dur_in(w.every.as_ref(), "watchdog.every", limits::WATCHDOG_EVERY) {
-            return None;
-        }
-        let every = w
-            .every
-            .as_ref()
-            .map(|d| d.value.0)
-            .unwrap_or(Duration::from_secs(60));
-        Some(Watchdog { url, every })
-    });
+    let alerting = AlertConfig::validate(
+        &mut ctx,
+        &daemon.receivers,
+        &daemon.routes,
+        &daemon.maintenance,
+        daemon.watchdog.as_ref(),
+    );
 
     let mut seen = HashMap::new();
     let mut checks = Vec::new();
@@ -318,10 +303,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         state_dir_origin,
         max_concurrency,
         checks,
-        receivers,
-        routes,
-        maintenance,
-        watchdog,
+        alerting,
         files,
         shard: Shard::ALL,
         elsewhere: Vec::new(),

@@ -35,10 +35,10 @@ use crate::loader::Config;
 use crate::metrics::Format;
 use crate::probe::check::Check;
 use crate::probe::heartbeat::def::Heartbeat;
+use crate::probe::heartbeat::rows::HeartbeatRow;
 use crate::probe::heartbeat::{HeartbeatSpec, Ping, Schedule, BODY_READ_LIMIT};
 use crate::probe::{CheckResult, Phase};
 use crate::shard::Shard;
-use crate::store::HeartbeatRow;
 
 /// The largest request body of an API route other than the pings (a new silence is a few
 /// hundred bytes; its largest valid form is well under this).

@@ -1,7 +1,14 @@
 //! The embedded state store: one SQLite database, `state_dir/canaryd.db`.
 //!
 //! What must survive a restart lives here: heartbeat state, firing alerts, the notification
-//! outbox and silences. The daemon opens it at startup; `canaryd check` never touches it.
+//! outbox, silences and alert progress. The daemon opens it at startup; `canaryd check` never
+//! touches it.
+//!
+//! The store is the layer below every owner of rows and imports no other canaryd module: it
+//! owns the connection, the thread, the schema and the refusals at start; each owner keeps its
+//! own rows and their SQL next to its types (`alert::persist` for alerts, the outbox, silences
+//! and progress; `probe::heartbeat::rows` for heartbeats) and runs it here through
+//! [`Store::request`] or [`Store::call_blocking`].
 //!
 //! # Threading
 //!
@@ -22,15 +29,15 @@
 //!
 //! `schema_version` holds one row, the number of [`MIGRATIONS`] applied. Opening applies the
 //! missing ones in order, each in its own transaction. Adding a table = appending one entry to
-//! [`MIGRATIONS`] (never edit a released one) and a few typed functions below, like the
-//! heartbeat ones.
+//! [`MIGRATIONS`] (never edit a released one: a test pins each one's text) and the typed row
+//! functions in the module that owns the rows.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use rusqlite::{Connection, ErrorCode, OptionalExtension};
 
 /// The database file inside `state_dir`.
 pub const FILE_NAME: &str = "canaryd.db";
@@ -322,7 +329,8 @@ impl Store {
     }
 
     /// Queues `f` on the store thread and returns at once; await the reply with
-    /// [`Pending::wait`]. Jobs run in the order they were queued.
+    /// [`Pending::wait`], or drop it to fire and forget (the job runs all the same). Jobs run
+    /// in the order they were queued, whichever variant queued them.
     pub fn request<R, F>(&self, f: F) -> Pending<R>
     where
         R: Send + 'static,
@@ -352,31 +360,9 @@ impl Store {
             .map_err(|_| StoreError::Closed)?;
         rx.recv().unwrap_or(Err(StoreError::Closed))
     }
-
-    /// Every heartbeat row (blocking; at startup).
-    pub fn load_heartbeats(&self) -> Result<Vec<HeartbeatRow>, StoreError> {
-        self.call_blocking(load_heartbeats)
-    }
-
-    /// Inserts or replaces one heartbeat row; await the returned reply for the outcome.
-    pub fn save_heartbeat(&self, row: HeartbeatRow) -> Pending<()> {
-        self.request(move |conn| save_heartbeat(conn, &row))
-    }
-
-    /// Inserts or replaces heartbeat rows in one transaction (blocking; at startup).
-    pub fn save_heartbeats_blocking(&self, rows: Vec<HeartbeatRow>) -> Result<(), StoreError> {
-        self.call_blocking(move |conn| {
-            let tx = conn.transaction()?;
-            for row in &rows {
-                save_heartbeat(&tx, row)?;
-            }
-            tx.commit()
-        })
-    }
 }
 
 /// Sets the pragmas and brings the schema up to date.
-// (alerting rows: see the section at the end of this file)
 fn prepare(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let err = |e| classify(path, e);
     // The first statements read the file: a non-database fails here, as Corrupt.
@@ -505,196 +491,9 @@ fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// How a finished run ended, as a job reported it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunResult {
-    /// `/ping/<check>` or exit code 0.
-    Ok,
-    /// `/ping/<check>/fail` or a non-zero exit code.
-    Fail,
-}
-
-impl RunResult {
-    /// `ok` or `fail`, as stored and shown by the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunResult::Ok => "ok",
-            RunResult::Fail => "fail",
-        }
-    }
-}
-
-/// The persisted state of one heartbeat check (see `probe::heartbeat` for what each field means
-/// to lateness).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeartbeatRow {
-    /// The check's name.
-    pub check: String,
-    /// When canaryd first knew the check: lateness of a check that never got a ping counts
-    /// from here, and a restart does not reset it.
-    pub first_seen: SystemTime,
-    /// The last ping of any kind.
-    pub last_ping: Option<SystemTime>,
-    /// The last `/start` ping.
-    pub last_start: Option<SystemTime>,
-    /// The last ping that ended a run (success, `/fail` or an exit code).
-    pub last_finish: Option<SystemTime>,
-    /// The last successful finish.
-    pub last_success: Option<SystemTime>,
-    /// The exit code of the last finish, when it carried one (`/ping/<check>` counts as 0).
-    pub last_exit_code: Option<u8>,
-    /// How the last finished run ended.
-    pub last_result: Option<RunResult>,
-    /// The tail of the last ping's body (at most [`crate::probe::heartbeat::BODY_KEEP`] bytes).
-    pub last_body: Option<String>,
-    /// Pings received, all kinds.
-    pub ping_count: u64,
-}
-
-impl HeartbeatRow {
-    /// A check canaryd just learned about.
-    pub fn new(check: &str, first_seen: SystemTime) -> HeartbeatRow {
-        HeartbeatRow {
-            check: check.to_string(),
-            first_seen,
-            last_ping: None,
-            last_start: None,
-            last_finish: None,
-            last_success: None,
-            last_exit_code: None,
-            last_result: None,
-            last_body: None,
-            ping_count: 0,
-        }
-    }
-}
-
-fn to_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Last millisecond of the year 9999: later stored times are damage, not data.
-const MAX_MS: u64 = 253_402_300_799_999;
-
-/// A stored time back to a `SystemTime`; values outside 1970-9999 read as missing.
-fn from_ms(ms: Option<i64>) -> Option<SystemTime> {
-    let ms = u64::try_from(ms?).ok().filter(|ms| *ms <= MAX_MS)?;
-    UNIX_EPOCH.checked_add(Duration::from_millis(ms))
-}
-
-fn load_heartbeats(conn: &mut Connection) -> rusqlite::Result<Vec<HeartbeatRow>> {
-    let mut stmt = conn.prepare(
-        "SELECT check_name, first_seen_ms, last_ping_ms, last_start_ms, last_finish_ms,
-                last_success_ms, last_exit_code, last_result, last_body, ping_count
-         FROM heartbeats",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let result: Option<String> = r.get(7)?;
-        let exit: Option<i64> = r.get(6)?;
-        Ok(HeartbeatRow {
-            check: r.get(0)?,
-            first_seen: from_ms(Some(r.get(1)?)).unwrap_or(UNIX_EPOCH),
-            last_ping: from_ms(r.get(2)?),
-            last_start: from_ms(r.get(3)?),
-            last_finish: from_ms(r.get(4)?),
-            last_success: from_ms(r.get(5)?),
-            last_exit_code: exit.and_then(|c| u8::try_from(c).ok()),
-            last_result: match result.as_deref() {
-                Some("ok") => Some(RunResult::Ok),
-                Some("fail") => Some(RunResult::Fail),
-                _ => None,
-            },
-            last_body: r.get(8)?,
-            ping_count: u64::try_from(r.get::<_, i64>(9)?).unwrap_or(0),
-        })
-    })?;
-    rows.collect()
-}
-
-fn save_heartbeat(conn: &Connection, row: &HeartbeatRow) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO heartbeats (check_name, first_seen_ms, last_ping_ms, last_start_ms,
-             last_finish_ms, last_success_ms, last_exit_code, last_result, last_body, ping_count)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT (check_name) DO UPDATE SET
-             first_seen_ms = excluded.first_seen_ms, last_ping_ms = excluded.last_ping_ms,
-             last_start_ms = excluded.last_start_ms, last_finish_ms = excluded.last_finish_ms,
-             last_success_ms = excluded.last_success_ms, last_exit_code = excluded.last_exit_code,
-             last_result = excluded.last_result, last_body = excluded.last_body,
-             ping_count = excluded.ping_count",
-    )?
-    .execute(params![
-        row.check,
-        to_ms(row.first_seen),
-        row.last_ping.map(to_ms),
-        row.last_start.map(to_ms),
-        row.last_finish.map(to_ms),
-        row.last_success.map(to_ms),
-        row.last_exit_code.map(i64::from),
-        row.last_result.map(RunResult::as_str),
-        row.last_body,
-        i64::try_from(row.ping_count).unwrap_or(i64::MAX),
-    ])?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(secs: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(secs)
-    }
-
-    #[test]
-    fn a_new_store_is_migrated_and_keeps_rows_across_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("nested/state");
-        let store = Store::open(&state).unwrap();
-        assert!(state.join(FILE_NAME).is_file());
-        let mut row = HeartbeatRow::new("nightly", at(1_000));
-        row.last_ping = Some(at(2_000));
-        row.last_finish = Some(at(2_000));
-        row.last_result = Some(RunResult::Fail);
-        row.last_exit_code = Some(3);
-        row.last_body = Some("disk full".into());
-        row.ping_count = 7;
-        store
-            .save_heartbeats_blocking(vec![row.clone(), HeartbeatRow::new("other", at(5))])
-            .unwrap();
-        drop(store);
-
-        let store = Store::open(&state).unwrap();
-        let mut rows = store.load_heartbeats().unwrap();
-        rows.sort_by(|a, b| a.check.cmp(&b.check));
-        assert_eq!(rows, vec![row, HeartbeatRow::new("other", at(5))]);
-        let (mode, version): (String, i64) = store
-            .call_blocking(|c| {
-                Ok((
-                    c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
-                    c.query_row("SELECT version FROM schema_version", [], |r| r.get(0))?,
-                ))
-            })
-            .unwrap();
-        assert_eq!((mode.as_str(), version), ("wal", SCHEMA_VERSION as i64));
-    }
-
-    #[tokio::test]
-    async fn async_writes_land_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut pending = Vec::new();
-        for n in 0..50 {
-            let mut row = HeartbeatRow::new("x", at(1));
-            row.ping_count = n;
-            pending.push(store.save_heartbeat(row));
-        }
-        for p in pending {
-            p.wait().await.unwrap();
-        }
-        assert_eq!(store.load_heartbeats().unwrap()[0].ping_count, 49);
-    }
 
     #[test]
     fn a_file_that_is_not_a_database_is_a_clear_error() {
@@ -730,25 +529,6 @@ mod tests {
         let e = Store::open(&file.join("state")).unwrap_err().to_string();
         assert!(e.starts_with("cannot create the state directory"), "{e}");
         assert!(e.contains("writable directory"), "{e}");
-    }
-
-    #[test]
-    fn open_existing_reads_a_closed_store_without_writing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        store
-            .save_heartbeats_blocking(vec![HeartbeatRow::new("x", at(9))])
-            .unwrap();
-        drop(store);
-        let ro = Store::open_existing(dir.path()).unwrap().unwrap();
-        assert_eq!(
-            ro.load_heartbeats().unwrap(),
-            vec![HeartbeatRow::new("x", at(9))]
-        );
-        let e = ro
-            .save_heartbeats_blocking(vec![HeartbeatRow::new("y", at(9))])
-            .unwrap_err();
-        assert!(e.to_string().contains("readonly"), "{e}");
     }
 
     #[test]
@@ -802,14 +582,6 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_file_is_a_new_store() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(FILE_NAME), b"").unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        assert!(store.load_heartbeats().unwrap().is_empty());
-    }
-
-    #[test]
     fn open_existing_creates_nothing() {
         let dir = tempfile::tempdir().unwrap();
         assert!(Store::open_existing(&dir.path().join("none"))
@@ -817,377 +589,134 @@ mod tests {
             .is_none());
         assert!(!dir.path().join("none").exists());
     }
-}
 
-// ---------------------------------------------------------------------------------------------
-// Alerting: firing alerts, the outbox, silences
-// ---------------------------------------------------------------------------------------------
-
-use crate::alert::engine::{AlertRow, ProgressBatch, ProgressRow};
-use crate::alert::silence::Silence;
-use crate::alert::{AlertEvent, EventKind};
-
-/// One notification waiting in the outbox.
-#[derive(Debug, Clone)]
-pub struct OutboxRow {
-    /// Position (FIFO per receiver).
-    pub id: i64,
-    /// Receiver name.
-    pub receiver: String,
-    /// What to send.
-    pub event: AlertEvent,
-    /// When it was queued (Unix ms).
-    pub created_ms: i64,
-    /// Failed attempts so far.
-    pub attempts: u32,
-    /// Not before (Unix ms).
-    pub next_attempt_ms: i64,
-}
-
-/// Per receiver: waiting notifications and the creation time of the oldest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxLength {
-    /// Receiver name.
-    pub receiver: String,
-    /// Waiting notifications.
-    pub count: u64,
-    /// Oldest `created_ms`.
-    pub oldest_ms: i64,
-}
-
-fn json_err(e: serde_json::Error) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
-}
-
-/// Commits one engine decision: alert rows saved and deleted, notifications queued, in one
-/// transaction. A lease refresh or reminder already waiting for the same receiver and alert is
-/// not queued twice (a receiver that is down does not pile up a refresh a minute).
-pub fn commit_alerts(
-    conn: &mut Connection,
-    save: &[AlertRow],
-    delete: &[String],
-    sends: &[(String, AlertEvent)],
-) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    for row in save {
-        let json = serde_json::to_string(row).map_err(json_err)?;
-        tx.execute(
-            "INSERT OR REPLACE INTO alerts (dedup_key, row_json) VALUES (?1, ?2)",
-            params![row.dedup_key, json],
-        )?;
-    }
-    for key in delete {
-        tx.execute("DELETE FROM alerts WHERE dedup_key = ?1", params![key])?;
-    }
-    for (receiver, event) in sends {
-        if matches!(event.kind, EventKind::Refresh | EventKind::Reminder) {
-            let waiting: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM outbox WHERE receiver = ?1 AND dedup_key = ?2 AND kind = ?3)",
-                params![receiver, event.dedup_key, event.kind.as_str()],
-                |r| r.get(0),
-            )?;
-            if waiting {
-                continue;
-            }
-        }
-        let json = serde_json::to_string(event).map_err(json_err)?;
-        tx.execute(
-            "INSERT INTO outbox (receiver, dedup_key, kind, event_json, created_ms, next_attempt_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            params![receiver, event.dedup_key, event.kind.as_str(), json, event.created_ms],
-        )?;
-    }
-    tx.commit()
-}
-
-/// Every saved firing alert (rows that no longer parse are skipped with a warning).
-pub fn load_alerts(conn: &mut Connection) -> rusqlite::Result<Vec<AlertRow>> {
-    let mut stmt = conn.prepare("SELECT dedup_key, row_json FROM alerts")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (key, json) = row?;
-        match serde_json::from_str(&json) {
-            Ok(r) => out.push(r),
-            Err(e) => {
-                tracing::warn!(dedup_key = %key, "skipping an alert row that does not parse: {e}")
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The first `limit` notifications of a receiver, oldest first.
-pub fn outbox_head(
-    conn: &mut Connection,
-    receiver: &str,
-    limit: usize,
-) -> rusqlite::Result<Vec<OutboxRow>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, event_json, created_ms, attempts, next_attempt_ms FROM outbox
-         WHERE receiver = ?1 ORDER BY id LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![receiver, limit as i64], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, i64>(4)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    let mut bad = Vec::new();
-    for row in rows {
-        let (id, json, created_ms, attempts, next_attempt_ms) = row?;
-        match serde_json::from_str(&json) {
-            Ok(event) => out.push(OutboxRow {
-                id,
-                receiver: receiver.to_string(),
-                event,
-                created_ms,
-                attempts: attempts.clamp(0, u32::MAX as i64) as u32,
-                next_attempt_ms,
-            }),
-            Err(e) => {
-                tracing::error!(
-                    receiver,
-                    id,
-                    "dropping a notification that does not parse: {e}"
-                );
-                bad.push(id);
-            }
-        }
-    }
-    drop(stmt);
-    outbox_delete(conn, &bad)?;
-    Ok(out)
-}
-
-/// Removes delivered (or finally refused) notifications.
-pub fn outbox_delete(conn: &mut Connection, ids: &[i64]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    for id in ids {
-        tx.execute("DELETE FROM outbox WHERE id = ?1", params![id])?;
-    }
-    tx.commit()
-}
-
-/// Records a failed attempt: not before `next_ms`.
-pub fn outbox_retry(
-    conn: &mut Connection,
-    ids: &[i64],
-    next_ms: i64,
-    error: &str,
-) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    for id in ids {
-        tx.execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE id = ?1",
-            params![id, next_ms, error],
-        )?;
-    }
-    tx.commit()
-}
-
-/// Waiting notifications per receiver.
-pub fn outbox_lengths(conn: &mut Connection) -> rusqlite::Result<Vec<OutboxLength>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT receiver, COUNT(*), MIN(created_ms) FROM outbox GROUP BY receiver ORDER BY receiver",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(OutboxLength {
-            receiver: r.get(0)?,
-            count: r.get::<_, i64>(1)?.max(0) as u64,
-            oldest_ms: r.get(2)?,
-        })
-    })?;
-    rows.collect()
-}
-
-/// Drops the notifications of receivers that are no longer configured; returns how many.
-pub fn outbox_drop_unknown(conn: &mut Connection, known: &[String]) -> rusqlite::Result<usize> {
-    let mut receivers: Vec<String> = {
-        let mut stmt = conn.prepare("SELECT DISTINCT receiver FROM outbox")?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
-    receivers.retain(|r| !known.contains(r));
-    let mut n = 0;
-    for r in receivers {
-        n += conn.execute("DELETE FROM outbox WHERE receiver = ?1", params![r])?;
-    }
-    Ok(n)
-}
-
-/// Inserts or replaces a silence.
-pub fn save_silence(conn: &mut Connection, s: &Silence) -> rusqlite::Result<()> {
-    let json = serde_json::to_string(s).map_err(json_err)?;
-    conn.execute(
-        "INSERT OR REPLACE INTO silences (id, silence_json) VALUES (?1, ?2)",
-        params![s.id, json],
-    )?;
-    Ok(())
-}
-
-/// Every silence (expired ones included, until [`delete_silences`]).
-pub fn load_silences(conn: &mut Connection) -> rusqlite::Result<Vec<Silence>> {
-    let mut stmt = conn.prepare("SELECT silence_json FROM silences")?;
-    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-    let mut out = Vec::new();
-    for json in rows {
-        // One bad row (not text, not a silence) costs that silence, never the others.
-        match json.map(|j| serde_json::from_str(&j)) {
-            Ok(Ok(s)) => out.push(s),
-            Ok(Err(e)) => tracing::warn!("skipping a silence that does not parse: {e}"),
-            Err(e) => tracing::warn!("skipping a silence row that cannot be read: {e}"),
-        }
-    }
-    Ok(out)
-}
-
-/// Deletes silences (expired ones, pruned a day after they end).
-pub fn delete_silences(conn: &mut Connection, ids: &[String]) -> rusqlite::Result<()> {
-    for id in ids {
-        conn.execute("DELETE FROM silences WHERE id = ?1", params![id])?;
-    }
-    Ok(())
-}
-
-/// Saves one batch of alert progress in one transaction: deletes first (a rule that left the
-/// configuration), then rows, then the "last known alive" time.
-pub fn save_progress(conn: &mut Connection, batch: &ProgressBatch) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    for key in &batch.delete {
-        tx.prepare_cached("DELETE FROM alert_progress WHERE dedup_key = ?1")?
-            .execute(params![key])?;
-    }
-    for row in &batch.save {
-        let json = serde_json::to_string(&row.progress).map_err(json_err)?;
-        tx.prepare_cached(
-            "INSERT OR REPLACE INTO alert_progress (dedup_key, definition, saved_ms, progress_json)
-             VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![row.dedup_key, row.definition, row.saved_ms, json])?;
-    }
-    if let Some(ms) = batch.alive_ms {
-        tx.prepare_cached("INSERT OR REPLACE INTO alert_alive (id, alive_ms) VALUES (1, ?1)")?
-            .execute(params![ms])?;
-    }
-    tx.commit()
-}
-
-/// Every rule's saved progress (rows that no longer parse are skipped with a warning) and when
-/// the daemon that saved them was last known alive (Unix ms).
-pub fn load_progress(conn: &mut Connection) -> rusqlite::Result<(Vec<ProgressRow>, Option<i64>)> {
-    let mut stmt =
-        conn.prepare("SELECT dedup_key, definition, saved_ms, progress_json FROM alert_progress")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, String>(3)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (dedup_key, definition, saved_ms, json) = row?;
-        match serde_json::from_str(&json) {
-            Ok(progress) => out.push(ProgressRow {
-                dedup_key,
-                definition,
-                saved_ms,
-                progress,
-            }),
-            Err(e) => {
-                tracing::warn!(%dedup_key, "skipping alert progress that does not parse: {e}")
-            }
-        }
-    }
-    let alive = conn
-        .query_row("SELECT alive_ms FROM alert_alive WHERE id = 1", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .optional()?;
-    Ok((out, alive))
-}
-
-#[cfg(test)]
-mod progress_tests {
-    use super::*;
-    use crate::alert::engine::{Phase, Progress};
-
-    fn row(key: &str, consecutive: u32) -> ProgressRow {
-        ProgressRow {
-            dedup_key: key.into(),
-            definition: "d1".into(),
-            saved_ms: 1_000,
-            progress: Progress {
-                phase: Phase::Pending,
-                since_ms: Some(900),
-                consecutive,
-                window: "TFT".into(),
-                held_ms: 5_000,
-                true_since_ms: Some(950),
-                last_true_ms: Some(999),
-                undecided: false,
-            },
-        }
-    }
+    /// SHA-256 of each migration's text as released: databases written by earlier versions
+    /// must keep opening, so a released migration is never edited (append a new one instead).
+    const RELEASED: [&str; 3] = [
+        "89f0eddcdaf997e5d8c6026fa0a27941f4d5401e5d9e79b32897166fb2fe4dab",
+        "5cbe71f3fc26c8a6e15f8ccc944e9ea2cdf47a6a9646a74158ba89d5d3fbc85f",
+        "df3ceb49f618e95bb654b897d528333a26f4995e71edfdb9ce948b0142e67159",
+    ];
 
     #[test]
-    fn progress_survives_reopening_and_batches_replace_and_delete() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        assert_eq!(
-            store.call_blocking(load_progress).unwrap(),
-            (Vec::new(), None)
+    fn released_migrations_are_unchanged() {
+        use sha2::{Digest, Sha256};
+        assert!(
+            MIGRATIONS.len() >= RELEASED.len(),
+            "a released migration was removed"
         );
-        let batch = ProgressBatch {
-            save: vec![row("a", 1), row("b", 2)],
-            delete: Vec::new(),
-            alive_ms: Some(1_500),
-        };
-        store
-            .call_blocking(move |c| save_progress(c, &batch))
-            .unwrap();
-        let batch = ProgressBatch {
-            save: vec![row("a", 3)],
-            delete: vec!["b".into()],
-            alive_ms: None,
-        };
-        store
-            .call_blocking(move |c| save_progress(c, &batch))
-            .unwrap();
-        drop(store);
-
-        let store = Store::open(dir.path()).unwrap();
-        let (rows, alive) = store.call_blocking(load_progress).unwrap();
-        assert_eq!(rows, vec![row("a", 3)]);
-        assert_eq!(alive, Some(1_500), "kept when a batch has no new time");
+        for (i, want) in RELEASED.iter().enumerate() {
+            let got: String = Sha256::digest(MIGRATIONS[i].as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(&got, want, "migration {} was edited after release", i + 1);
+        }
     }
 
     #[test]
-    fn a_progress_row_that_does_not_parse_is_skipped() {
+    fn a_new_store_has_every_table_in_wal_mode_at_the_current_version() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        store
+        let state = dir.path().join("nested/state");
+        let store = Store::open(&state).unwrap();
+        assert!(state.join(FILE_NAME).is_file());
+        assert_eq!(store.path(), state.join(FILE_NAME));
+        let (tables, mode, version): (Vec<String>, String, i64) = store
             .call_blocking(|c| {
-                c.execute(
-                    "INSERT INTO alert_progress VALUES ('x', 'd', 1, '{\"phase\": \"exploded\"}')",
-                    [],
-                )
+                let mut stmt = c.prepare(
+                    "SELECT name FROM sqlite_schema WHERE type = 'table'
+                     AND name NOT LIKE 'sqlite_%' ORDER BY name",
+                )?;
+                let tables = stmt
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                Ok((
+                    tables,
+                    c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
+                    c.query_row("SELECT version FROM schema_version", [], |r| r.get(0))?,
+                ))
             })
             .unwrap();
-        let batch = ProgressBatch {
-            save: vec![row("ok", 1)],
-            ..ProgressBatch::default()
-        };
-        store
-            .call_blocking(move |c| save_progress(c, &batch))
+        assert_eq!(
+            tables,
+            [
+                "alert_alive",
+                "alert_progress",
+                "alerts",
+                "heartbeats",
+                "outbox",
+                "schema_version",
+                "silences"
+            ]
+        );
+        assert_eq!((mode.as_str(), version), ("wal", SCHEMA_VERSION as i64));
+        drop(store);
+        // Reopening an up-to-date store migrates nothing and keeps the version.
+        let store = Store::open(&state).unwrap();
+        let version: i64 = store
+            .call_blocking(|c| c.query_row("SELECT version FROM schema_version", [], |r| r.get(0)))
             .unwrap();
-        let (rows, _) = store.call_blocking(load_progress).unwrap();
-        assert_eq!(rows, vec![row("ok", 1)]);
+        assert_eq!(version, SCHEMA_VERSION as i64);
+    }
+
+    #[tokio::test]
+    async fn jobs_run_in_the_order_they_were_queued_awaited_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .call_blocking(|c| c.execute_batch("CREATE TEMP TABLE seen (n INTEGER NOT NULL)"))
+            .unwrap();
+        let mut awaited = Vec::new();
+        for n in 0..50_i64 {
+            let job = store.request(move |c| c.execute("INSERT INTO seen (n) VALUES (?1)", [n]));
+            // Every other reply is dropped: fire-and-forget jobs still run, in their place.
+            if n % 2 == 0 {
+                awaited.push(job);
+            }
+        }
+        for job in awaited {
+            assert_eq!(job.wait().await.unwrap(), 1);
+        }
+        let seen: Vec<i64> = store
+            .request(|c| {
+                let mut stmt = c.prepare("SELECT n FROM seen ORDER BY rowid")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                rows.collect()
+            })
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(seen, (0..50).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_names_the_file_and_a_panicking_one_does_not_stop_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let e = store
+            .request(|c| c.execute("INSERT INTO no_such_table VALUES (1)", []))
+            .wait()
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Sqlite { .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.starts_with(&format!("state store {}: ", store.path().display())),
+            "{e}"
+        );
+        assert!(e.contains("no_such_table"), "{e}");
+        let panicked = store
+            .request(|_| -> rusqlite::Result<()> { panic!("a bug in a job") })
+            .wait()
+            .await
+            .unwrap_err();
+        assert!(matches!(panicked, StoreError::Closed), "{panicked:?}");
+        let after: i64 = store
+            .request(|c| c.query_row("SELECT 41 + 1", [], |r| r.get(0)))
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(after, 42, "the store thread survived the panic");
+        assert_eq!(store.call_blocking(|_| Ok(7)).unwrap(), 7);
     }
 }

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use canaryd::alert::engine::Engine;
 use canaryd::alert::outbox::{http_client, Next, Outbox};
+use canaryd::alert::persist;
 use canaryd::alert::receiver::{self, Notifier, Verdict};
 use canaryd::loader as config;
 use canaryd::metrics::{Format, Metrics};
 use canaryd::probe::{CheckResult, Reason};
-use canaryd::store::{self, Store};
+use canaryd::store::Store;
 use receivers::{Mode, PagerDuty, Slack, Webhook};
 use serde_json::Value;
 
@@ -373,12 +374,13 @@ impl Bench {
         let metrics = Arc::new(Metrics::new());
         let outbox = Outbox::new(store.clone(), http_client().unwrap(), metrics.clone());
         let notifiers: HashMap<_, _> = cfg
+            .alerting
             .receivers
             .iter()
             .map(|r| (r.name.clone(), receiver::build(r).unwrap()))
             .collect();
         let mut engine = Engine::new("http://127.0.0.1:9464");
-        engine.configure(&cfg, HashMap::new(), now);
+        engine.configure(&cfg.checks, &cfg.alerting, HashMap::new(), now);
         Bench {
             _dir: dir,
             engine,
@@ -393,7 +395,7 @@ impl Bench {
         let fx = self.engine.observe(check, result, now);
         let (sends, save, delete) = (fx.sends, fx.save, fx.delete);
         self.store
-            .call_blocking(move |c| store::commit_alerts(c, &save, &delete, &sends))
+            .call_blocking(move |c| persist::commit_alerts(c, &save, &delete, &sends))
             .unwrap();
     }
 
@@ -405,7 +407,7 @@ impl Bench {
 
     fn waiting(&self) -> u64 {
         self.store
-            .call_blocking(store::outbox_lengths)
+            .call_blocking(persist::outbox_lengths)
             .unwrap()
             .iter()
             .map(|l| l.count)
@@ -916,7 +918,7 @@ fn a_silence_from_the_cli_holds_the_page_until_it_is_expired_and_the_watchdog_is
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watchdog_vouches_only_for_a_running_scheduler_and_a_moving_outbox() {
     use canaryd::alert::service::{notifiers, Alerting};
-    use canaryd::probe::heartbeat::{Clock, ManualClock};
+    use canaryd::clock::{Clock, ManualClock};
 
     let pd = PagerDuty::start();
     pd.set_mode(Mode::Refuse);
@@ -941,8 +943,10 @@ async fn the_watchdog_vouches_only_for_a_running_scheduler_and_a_moving_outbox()
     let metrics = Arc::new(Metrics::new());
     let a = Alerting::start(
         store,
-        &cfg,
-        notifiers(&cfg).unwrap(),
+        &cfg.checks,
+        &cfg.alerting,
+        cfg.api_url(),
+        notifiers(&cfg.alerting, &cfg.path).unwrap(),
         metrics.clone(),
         clock.clone(),
     )

@@ -66,7 +66,7 @@ impl Sim {
         let config = loader::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let mut engine = Engine::new("http://127.0.0.1:9464");
         let now = UNIX_EPOCH + Duration::from_secs(T0);
-        let fx = engine.configure(&config, refresh, now);
+        let fx = engine.configure(&config.checks, &config.alerting, refresh, now);
         assert!(fx.sends.is_empty());
         Sim {
             engine,
@@ -419,7 +419,7 @@ fn restored_firing_alerts_do_not_page_again_and_resolve_when_cleared() {
     // A new engine from the saved rows, as after a restart.
     let mut again = Engine::new("http://127.0.0.1:9464");
     again.restore(rows.clone());
-    let fx = again.configure(&s.config, HashMap::new(), s.now);
+    let fx = again.configure(&s.config.checks, &s.config.alerting, HashMap::new(), s.now);
     assert!(fx.sends.is_empty(), "restored, not re-triggered");
     assert!(
         again.tick(s.now + secs(3600)).sends.is_empty(),
@@ -446,7 +446,7 @@ fn restored_firing_alerts_do_not_page_again_and_resolve_when_cleared() {
     );
     let other = loader::load(&path).unwrap();
     assert_eq!(
-        sent(&gone.configure(&other, HashMap::new(), s.now)),
+        sent(&gone.configure(&other.checks, &other.alerting, HashMap::new(), s.now)),
         ["oncall:resolve"]
     );
 }
@@ -556,8 +556,12 @@ impl Sim {
         let (dir, path) = write_config(daemon_extra, checks);
         self.config = loader::load(&path).unwrap_or_else(|e| panic!("{e}"));
         self._dir = dir;
-        self.engine
-            .configure(&self.config, HashMap::new(), self.now)
+        self.engine.configure(
+            &self.config.checks,
+            &self.config.alerting,
+            HashMap::new(),
+            self.now,
+        )
     }
 
     /// A restart after `down`: the saved alert rows and progress (everything handed to the
@@ -578,8 +582,12 @@ impl Sim {
             .restore(saved.alerts.values().cloned().collect());
         self.engine
             .restore_progress(saved.progress.values().cloned().collect(), saved.alive_ms);
-        self.engine
-            .configure(&self.config, HashMap::new(), self.now)
+        self.engine.configure(
+            &self.config.checks,
+            &self.config.alerting,
+            HashMap::new(),
+            self.now,
+        )
     }
 }
 

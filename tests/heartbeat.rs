@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use canaryd::clock::ManualClock;
 use canaryd::daemon::{build_probe_with, Daemon};
-use canaryd::probe::heartbeat::ManualClock;
 use canaryd::probe::{CheckResult, Reason, RunContext};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

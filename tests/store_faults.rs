@@ -395,7 +395,7 @@ fn a_ping_refused_on_a_full_disk_is_saved_when_space_returns() {
     d.stop(secs(10));
     drop(d);
     let store = canaryd::store::Store::open(&state).unwrap();
-    let rows = store.load_heartbeats().unwrap();
+    let rows = canaryd::probe::heartbeat::rows::load_heartbeats(&store).unwrap();
     assert_eq!(
         rows.iter()
             .find(|r| r.check == "nightly")
@@ -734,7 +734,7 @@ fn a_second_daemon_on_the_same_state_dir_is_refused_and_no_acknowledged_ping_is_
     first.stop(secs(10));
     drop(first);
     let store = canaryd::store::Store::open(&state).unwrap();
-    let rows = store.load_heartbeats().unwrap();
+    let rows = canaryd::probe::heartbeat::rows::load_heartbeats(&store).unwrap();
     let row = rows.iter().find(|r| r.check == "nightly").unwrap();
     assert_eq!(row.ping_count, acked, "acknowledged pings lost");
 }
@@ -754,10 +754,11 @@ fn refuse_writes(store: &canaryd::store::Store, refuse: bool) {
 /// takes writes; the resolve follows once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_the_store_refuses_is_sent_from_memory_and_saved_later() {
+    use canaryd::alert::persist;
     use canaryd::alert::service::{notifiers, Alerting};
-    use canaryd::probe::heartbeat::SystemClock;
+    use canaryd::clock::SystemClock;
     use canaryd::probe::{CheckResult, Reason};
-    use canaryd::store::{self, Store};
+    use canaryd::store::Store;
     use std::time::UNIX_EPOCH;
 
     let pd = PagerDuty::start();
@@ -780,8 +781,10 @@ async fn a_commit_the_store_refuses_is_sent_from_memory_and_saved_later() {
     let metrics = Arc::new(canaryd::metrics::Metrics::new());
     let a = Alerting::start(
         store.clone(),
-        &cfg,
-        notifiers(&cfg).unwrap(),
+        &cfg.checks,
+        &cfg.alerting,
+        cfg.api_url(),
+        notifiers(&cfg.alerting, &cfg.path).unwrap(),
         metrics.clone(),
         Arc::new(SystemClock),
     )
@@ -804,7 +807,10 @@ async fn a_commit_the_store_refuses_is_sent_from_memory_and_saved_later() {
     );
     assert!(why.contains("1 alert changes are kept in memory"), "{why}");
     assert!(a.health().is_err(), "the watchdog would vouch");
-    assert!(store.call_blocking(store::load_alerts).unwrap().is_empty());
+    assert!(store
+        .call_blocking(persist::load_alerts)
+        .unwrap()
+        .is_empty());
     let text = metrics.encode(canaryd::metrics::Format::Text);
     assert!(
         text.contains("canaryd_store_errors_total{op=\"alerts\"} "),
@@ -825,10 +831,10 @@ async fn a_commit_the_store_refuses_is_sent_from_memory_and_saved_later() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(store.call_blocking(store::load_alerts).unwrap().len(), 1);
+    assert_eq!(store.call_blocking(persist::load_alerts).unwrap().len(), 1);
     assert!(
         store
-            .call_blocking(store::outbox_lengths)
+            .call_blocking(persist::outbox_lengths)
             .unwrap()
             .is_empty(),
         "sent twice?"
@@ -848,6 +854,9 @@ async fn a_commit_the_store_refuses_is_sent_from_memory_and_saved_later() {
     assert!(pd.wait_until_async(|pd| resolves(pd) == 1, secs(10)).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!((triggers(&pd), resolves(&pd)), (1, 1));
-    assert!(store.call_blocking(store::load_alerts).unwrap().is_empty());
+    assert!(store
+        .call_blocking(persist::load_alerts)
+        .unwrap()
+        .is_empty());
     a.shutdown();
 }

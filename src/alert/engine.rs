@@ -61,10 +61,9 @@ use serde::{Deserialize, Serialize};
 
 use super::route::Router;
 use super::silence::{in_maintenance, Mutes, Silence};
-use super::{dedup_key, to_ms, AlertEvent, EventKind, Status};
+use super::{dedup_key, to_ms, AlertConfig, AlertEvent, EventKind, Status};
 use crate::config::expr;
 use crate::config::AlertRule;
-use crate::loader::Config;
 use crate::probe::check::Check;
 use crate::probe::CheckResult;
 
@@ -601,7 +600,7 @@ pub struct Engine {
     /// Progress rows to delete at the next save.
     progress_gone: Vec<String>,
     router: Router,
-    maintenance: Vec<crate::config::Maintenance>,
+    maintenance: Vec<super::silence::Maintenance>,
     /// Receivers that want lease refreshes, and how often.
     refresh: HashMap<String, Duration>,
     silences: Mutes,
@@ -678,22 +677,23 @@ impl Engine {
         self.silences = Mutes::new(&silences);
     }
 
-    /// Applies a configuration: rules kept by identity keep their state, new ones start
-    /// inactive, restored firing alerts find their rule; a firing alert whose rule is gone is
-    /// resolved. `refresh` names the receivers that want lease refreshes.
+    /// Applies a configuration (the checks with their rules, and where alerts go): rules kept
+    /// by identity keep their state, new ones start inactive, restored firing alerts find their
+    /// rule; a firing alert whose rule is gone is resolved. `refresh` names the receivers that
+    /// want lease refreshes.
     pub fn configure(
         &mut self,
-        config: &Config,
+        checks: &[Arc<Check>],
+        alerting: &AlertConfig,
         refresh: HashMap<String, Duration>,
         now: SystemTime,
     ) -> Effects {
-        let names: Vec<String> = config.receivers.iter().map(|r| r.name.clone()).collect();
-        self.router = Router::new(&config.routes, &names);
-        self.maintenance = config.maintenance.clone();
+        self.router = Router::new(&alerting.routes, &alerting.receiver_names());
+        self.maintenance = alerting.maintenance.clone();
         self.refresh = refresh;
         let mut old = std::mem::take(&mut self.entries);
         let mut fx = Effects::default();
-        for check in &config.checks {
+        for check in checks {
             for (i, rule) in check.alerts.iter().enumerate() {
                 let labels = alert_labels(check, rule);
                 let key = dedup_key(&check.name, &rule.name, &labels);

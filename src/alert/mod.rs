@@ -19,19 +19,73 @@
 //!
 //! Time is always passed in (`now`), never read inside the engine or the outbox, so tests move
 //! a clock instead of sleeping.
+//!
+//! What `canaryd.yaml` says about alerting (receivers, routes, maintenance, the watchdog) is
+//! defined, validated and typed here, next to what uses it: [`AlertConfig`].
 
 pub mod engine;
 pub mod outbox;
+pub mod persist;
 pub mod receiver;
 pub mod route;
 pub mod service;
 pub mod silence;
+pub mod watchdog;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::config::ctx::Ctx;
+use receiver::{Receiver, ReceiverDef};
+use route::{Route, RouteDef};
+use silence::{Maintenance, MaintenanceDef};
+use watchdog::{Watchdog, WatchdogDef};
+
+/// The alerting part of `canaryd.yaml`, validated: where alerts go and when they keep quiet.
+/// (The rules themselves belong to their checks.)
+#[derive(Debug, Default)]
+pub struct AlertConfig {
+    /// Receivers, in file order (names unique).
+    pub receivers: Vec<Receiver>,
+    /// Routes, in order (first match wins); every receiver they name exists.
+    pub routes: Vec<Route>,
+    /// Maintenance windows.
+    pub maintenance: Vec<Maintenance>,
+    /// Dead-man's switch.
+    pub watchdog: Option<Watchdog>,
+}
+
+impl AlertConfig {
+    /// Validates the four keys of the daemon file, reporting every error into `ctx`.
+    pub fn validate(
+        ctx: &mut Ctx,
+        receivers: &[ReceiverDef],
+        routes: &[RouteDef],
+        maintenance: &[MaintenanceDef],
+        watchdog: Option<&WatchdogDef>,
+    ) -> AlertConfig {
+        let receivers = receiver::validate(ctx, receivers);
+        let names: std::collections::HashSet<&str> =
+            receivers.iter().map(|r| r.name.as_str()).collect();
+        let routes = route::validate(ctx, routes, &names);
+        let maintenance = silence::validate_maintenance(ctx, maintenance);
+        let watchdog = watchdog.and_then(|w| watchdog::validate(ctx, w));
+        AlertConfig {
+            receivers,
+            routes,
+            maintenance,
+            watchdog,
+        }
+    }
+
+    /// The receivers' names, in file order.
+    pub fn receiver_names(&self) -> Vec<String> {
+        self.receivers.iter().map(|r| r.name.clone()).collect()
+    }
+}
 
 /// Whether an event reports a firing or a resolved alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,5 +241,39 @@ mod tests {
         assert_ne!(a, dedup_key("shop-logi", "nLoginFailing", &labels));
         labels.insert("team".to_string(), "api".to_string());
         assert_ne!(a, dedup_key("shop-login", "LoginFailing", &labels));
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use std::path::{Path, PathBuf};
+
+    use serde::de::DeserializeOwned;
+
+    use crate::config::ctx::Ctx;
+    use crate::config::files::decode;
+
+    /// Decodes `yaml` as a `T` with the decoder every configuration file goes through (as if it
+    /// were `canaryd.yaml`), runs `validate` on it, and returns its result with every error it
+    /// reported as `line:col: key: message`.
+    pub fn validated<T: DeserializeOwned, R>(
+        yaml: &str,
+        validate: impl FnOnce(&mut Ctx, &T) -> R,
+    ) -> (R, Vec<String>) {
+        let file = Path::new("canaryd.yaml");
+        let def: T = decode(file, yaml).unwrap_or_else(|e| panic!("{e}"));
+        let mut errors = Vec::new();
+        let mut ctx = Ctx {
+            file: file.to_path_buf(),
+            src: yaml,
+            dir: PathBuf::from("."),
+            errors: &mut errors,
+        };
+        let out = validate(&mut ctx, &def);
+        let errors = errors
+            .iter()
+            .map(|e| format!("{}:{}: {}: {}", e.line, e.col, e.key, e.message))
+            .collect();
+        (out, errors)
     }
 }

@@ -19,10 +19,11 @@
 
 use std::time::{Duration, SystemTime};
 
+use super::persist::{self, OutboxRow};
 use super::receiver::{Notifier, Verdict};
 use super::{from_ms, to_ms, AlertEvent};
 use crate::metrics::{Metrics, NotificationResult, StoreOp};
-use crate::store::{self, OutboxRow, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Longest wait between two attempts (without a `Retry-After`).
 pub const BACKOFF_CAP: Duration = Duration::from_secs(60);
@@ -150,7 +151,7 @@ impl Outbox {
         let ids = finished.clone();
         if self
             .store
-            .request(move |c| store::outbox_delete(c, &ids))
+            .request(move |c| persist::outbox_delete(c, &ids))
             .wait()
             .await
             .is_ok()
@@ -169,7 +170,7 @@ impl Outbox {
         let ids2 = ids.clone();
         if let Err(e) = self
             .store
-            .request(move |c| store::outbox_delete(c, &ids2))
+            .request(move |c| persist::outbox_delete(c, &ids2))
             .wait()
             .await
         {
@@ -261,7 +262,7 @@ impl Outbox {
                 .store
                 .request({
                     let n = limit + skip.len();
-                    move |c| store::outbox_head(c, &r, n)
+                    move |c| persist::outbox_head(c, &r, n)
                 })
                 .wait()
                 .await?;
@@ -315,7 +316,7 @@ impl Outbox {
                 let error = reason.clone();
                 // If this cannot be recorded the worker tries the head again in a few seconds.
                 self.store
-                    .request(move |c| store::outbox_retry(c, &ids, next, &error))
+                    .request(move |c| persist::outbox_retry(c, &ids, next, &error))
                     .wait()
                     .await
                     .inspect_err(|_| self.metrics.count_store_error(StoreOp::Outbox))?;

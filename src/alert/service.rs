@@ -3,6 +3,7 @@
 //! outbox lengths), silences, and the watchdog.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -12,14 +13,16 @@ use tokio::task::JoinHandle;
 
 use super::engine::{AlertRow, AlertView, Effects, Engine};
 use super::outbox::{backoff, Next, Outbox};
+use super::persist;
 use super::receiver::Verdict;
 use super::receiver::{self, Notifier};
 use super::silence::{self, Silence};
-use super::{from_ms, to_ms, AlertEvent, EventKind};
-use crate::config::{ConfigError, ConfigErrors, Watchdog};
-use crate::loader::Config;
+use super::watchdog;
+use super::{from_ms, to_ms, AlertConfig, AlertEvent, EventKind};
+use crate::clock::Clock;
+use crate::config::{ConfigError, ConfigErrors};
 use crate::metrics::{Metrics, NotificationResult, StoreOp};
-use crate::probe::heartbeat::Clock;
+use crate::probe::check::Check;
 use crate::probe::CheckResult;
 use crate::store::{self, Store};
 
@@ -157,15 +160,19 @@ impl Unsaved {
     }
 }
 
-/// Builds every receiver's notifier; errors name the receiver (never a secret).
-pub fn notifiers(config: &Config) -> Result<Vec<Arc<dyn Notifier>>, ConfigErrors> {
+/// Builds every receiver's notifier; errors name the receiver (never a secret), in `file` (the
+/// daemon file).
+pub fn notifiers(
+    alerting: &AlertConfig,
+    file: &Path,
+) -> Result<Vec<Arc<dyn Notifier>>, ConfigErrors> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
-    for r in &config.receivers {
+    for r in &alerting.receivers {
         match receiver::build(r) {
             Ok(n) => out.push(n),
             Err(message) => errors.push(ConfigError {
-                file: config.path.clone(),
+                file: file.to_path_buf(),
                 line: 1,
                 col: 1,
                 key: format!("receivers.{}", r.name),
@@ -235,21 +242,24 @@ fn drop_for_cap(metrics: &Metrics, dropped: &[(String, AlertEvent)]) {
 }
 
 impl Alerting {
-    /// Loads firing alerts and silences from the store, applies `config`, and starts the
-    /// workers, the ticker and the watchdog. Must run inside a tokio runtime (blocks briefly on
-    /// the store: call at startup).
+    /// Loads firing alerts and silences from the store, applies the configuration (`checks`
+    /// and `alert_config`; `api_url` is the base of generator URLs), and starts the workers, the
+    /// ticker and the watchdog. Must run inside a tokio runtime (blocks briefly on the store:
+    /// call at startup).
     pub fn start(
         store: Store,
-        config: &Config,
+        checks: &[Arc<Check>],
+        alert_config: &AlertConfig,
+        api_url: String,
         notifiers: Vec<Arc<dyn Notifier>>,
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Alerting>, String> {
         let rows = store
-            .call_blocking(store::load_alerts)
+            .call_blocking(persist::load_alerts)
             .map_err(|e| e.to_string())?;
         let silences: Vec<Silence> = store
-            .call_blocking(store::load_silences)
+            .call_blocking(persist::load_silences)
             .map_err(|e| e.to_string())?
             .into_iter()
             .filter(|s| match silence::unusable(s) {
@@ -261,10 +271,10 @@ impl Alerting {
             })
             .collect();
         let (progress, alive_ms) = store
-            .call_blocking(store::load_progress)
+            .call_blocking(persist::load_progress)
             .map_err(|e| e.to_string())?;
         let client = super::outbox::http_client()?;
-        let mut engine = Engine::new(config.api_url());
+        let mut engine = Engine::new(api_url);
         engine.restore(rows);
         engine.restore_progress(progress, alive_ms);
         engine.set_silences(silences.clone());
@@ -285,14 +295,20 @@ impl Alerting {
             unsaved: Arc::new(Mutex::new(Unsaved::default())),
             heartbeats: Mutex::new(None),
         });
-        alerting.apply(config, notifiers);
+        alerting.apply(checks, alert_config, notifiers);
         let ticker = tokio::spawn(Alerting::tick_loop(Arc::downgrade(&alerting)));
         lock(&alerting.tasks).push(ticker);
         Ok(alerting)
     }
 
-    /// Applies a (re)loaded configuration: rules, routes, maintenance, receivers, watchdog.
-    pub fn apply(self: &Arc<Self>, config: &Config, notifiers: Vec<Arc<dyn Notifier>>) {
+    /// Applies a (re)loaded configuration: rules (of `checks`), routes, maintenance, receivers,
+    /// watchdog.
+    pub fn apply(
+        self: &Arc<Self>,
+        checks: &[Arc<Check>],
+        alerting: &AlertConfig,
+        notifiers: Vec<Arc<dyn Notifier>>,
+    ) {
         let refresh: HashMap<String, Duration> = notifiers
             .iter()
             .filter_map(|n| n.refresh_interval().map(|d| (n.name().to_string(), d)))
@@ -330,7 +346,7 @@ impl Alerting {
         let metrics = self.metrics.clone();
         let dropping = self
             .store
-            .request(move |c| store::outbox_drop_unknown(c, &known));
+            .request(move |c| persist::outbox_drop_unknown(c, &known));
         tokio::spawn(async move {
             match dropping.wait().await {
                 Ok(0) => {}
@@ -348,14 +364,14 @@ impl Alerting {
                 Err(e) => tracing::error!("cannot clean the outbox: {e}"),
             }
         });
-        let shortest = config.checks.iter().map(|c| c.interval).min();
+        let shortest = checks.iter().map(|c| c.interval).min();
         self.shortest_interval_ms.store(
             shortest.map(|d| d.as_millis() as i64).unwrap_or(0),
             Ordering::Relaxed,
         );
         {
             let mut engine = lock(&self.engine);
-            let fx = engine.configure(config, refresh, self.clock.now());
+            let fx = engine.configure(checks, alerting, refresh, self.clock.now());
             let states: Vec<_> = fx
                 .states
                 .iter()
@@ -371,10 +387,10 @@ impl Alerting {
         if let Some(old) = wd.take() {
             old.abort();
         }
-        if let Some(w) = &config.watchdog {
+        if let Some(w) = &alerting.watchdog {
             *wd = Some(tokio::spawn(Alerting::watchdog_loop(
                 Arc::downgrade(self),
-                WatchdogTarget::new(w),
+                watchdog::Target::new(w),
             )));
         }
     }
@@ -415,7 +431,10 @@ impl Alerting {
         if batch.is_empty() {
             return None;
         }
-        Some(self.store.request(move |c| store::save_progress(c, &batch)))
+        Some(
+            self.store
+                .request(move |c| persist::save_progress(c, &batch)),
+        )
     }
 
     /// Saves the rules' progress now and waits for the store (at shutdown, after the last
@@ -475,7 +494,7 @@ impl Alerting {
                 metrics.set_store_unsaved(u.sends.len());
                 return Ok(());
             }
-            let result = store::commit_alerts(c, &save, &delete, &sends);
+            let result = persist::commit_alerts(c, &save, &delete, &sends);
             if let Err(e) = &result {
                 metrics.count_store_error(StoreOp::Alerts);
                 let mut u = lock(&unsaved);
@@ -550,7 +569,7 @@ impl Alerting {
                 }
                 (save, delete, sends, seqs)
             };
-            let result = store::commit_alerts(c, &save, &delete, &sends);
+            let result = persist::commit_alerts(c, &save, &delete, &sends);
             let mut u = lock(&unsaved);
             match result {
                 Ok(()) => {
@@ -731,7 +750,7 @@ impl Alerting {
         }
         let saved = s.clone();
         self.store
-            .request(move |c| store::save_silence(c, &saved))
+            .request(move |c| persist::save_silence(c, &saved))
             .wait()
             .await
             .map_err(|e| {
@@ -753,7 +772,7 @@ impl Alerting {
             s.ends_at_ms = now.max(s.starts_at_ms);
             let saved = s.clone();
             self.store
-                .request(move |c| store::save_silence(c, &saved))
+                .request(move |c| persist::save_silence(c, &saved))
                 .wait()
                 .await
                 .map_err(|e| {
@@ -878,7 +897,7 @@ impl Alerting {
     /// Reads the outbox lengths into metrics and the watchdog's health (the ticker does it
     /// every 5 s).
     pub async fn refresh_outbox_state(&self) {
-        match self.store.request(store::outbox_lengths).wait().await {
+        match self.store.request(persist::outbox_lengths).wait().await {
             Ok(list) => {
                 let names: Vec<String> = lock(&self.workers).keys().cloned().collect();
                 for name in &names {
@@ -909,7 +928,7 @@ impl Alerting {
         let ids = old.clone();
         if let Err(e) = self
             .store
-            .request(move |c| store::delete_silences(c, &ids))
+            .request(move |c| persist::delete_silences(c, &ids))
             .wait()
             .await
         {
@@ -919,7 +938,7 @@ impl Alerting {
         self.set_silences(|list| list.retain(|s| !old.contains(&s.id)));
     }
 
-    async fn watchdog_loop(this: std::sync::Weak<Alerting>, target: WatchdogTarget) {
+    async fn watchdog_loop(this: std::sync::Weak<Alerting>, target: watchdog::Target) {
         let mut interval = tokio::time::interval(target.every);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -928,43 +947,6 @@ impl Alerting {
             match a.health() {
                 Ok(()) => target.call(&a.outbox).await,
                 Err(why) => tracing::warn!("watchdog not called, canaryd is unhealthy: {why}"),
-            }
-        }
-    }
-}
-
-/// The watchdog URL, rendered (it may hold a secret).
-struct WatchdogTarget {
-    url: Option<crate::config::template::Secret>,
-    redacted: String,
-    every: Duration,
-}
-
-impl WatchdogTarget {
-    fn new(w: &Watchdog) -> WatchdogTarget {
-        WatchdogTarget {
-            url: w
-                .url
-                .render(|_| None)
-                .ok()
-                .map(|s| crate::config::template::Secret::new(s.trim())),
-            redacted: w.url.redacted().to_string(),
-            every: w.every.max(Duration::from_secs(1)),
-        }
-    }
-
-    async fn call(&self, outbox: &Outbox) {
-        let Some(url) = &self.url else {
-            tracing::error!(url = %self.redacted, "watchdog URL cannot be rendered");
-            return;
-        };
-        match outbox.client().get(url.expose()).send().await {
-            Ok(r) if r.status().is_success() => tracing::debug!("watchdog called"),
-            Ok(r) => {
-                tracing::warn!(url = %self.redacted, status = r.status().as_u16(), "watchdog call refused")
-            }
-            Err(e) => {
-                tracing::warn!(url = %self.redacted, "watchdog call failed: {}", e.without_url())
             }
         }
     }

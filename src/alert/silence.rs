@@ -6,9 +6,48 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
 
-use crate::config::Maintenance;
+use crate::config::ctx::{fmt_d, Ctx};
+use crate::config::limits;
+use crate::config::model::Dur;
+use crate::config::schema::{self, Text, UtcOnly};
+
+/// A maintenance window.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceDef {
+    /// Check name globs.
+    #[schemars(with = "Vec<Text>")]
+    pub checks: Vec<Spanned<String>>,
+    /// RFC 3339 start.
+    #[schemars(with = "String", extend("pattern" = schema::RFC3339, "patternErrorMessage" = "an RFC 3339 time, e.g. 2026-12-01T22:00:00Z"))]
+    pub start: Spanned<String>,
+    /// Length of the window.
+    #[schemars(with = "Dur")]
+    pub duration: Spanned<Dur>,
+    /// Optional recurrence.
+    #[schemars(with = "Option<Dur>")]
+    pub every: Option<Spanned<Dur>>,
+    /// IANA time zone (documentation only when `start` has an offset).
+    #[schemars(with = "Option<UtcOnly>")]
+    pub timezone: Option<Spanned<String>>,
+}
+
+/// A maintenance window, validated.
+#[derive(Debug, Clone)]
+pub struct Maintenance {
+    /// Check name globs.
+    pub checks: Vec<glob::Pattern>,
+    /// First start.
+    pub start: SystemTime,
+    /// Length.
+    pub duration: Duration,
+    /// Recurrence.
+    pub every: Option<Duration>,
+}
 
 /// One silence. Matchers are label → value, where a value may be a glob (`shop-*`); all must
 /// match.
@@ -195,6 +234,108 @@ pub fn unusable(s: &Silence) -> Option<&'static str> {
     }
 }
 
+/// Validates `maintenance:`: counts within [`limits`], durations within theirs (a recurrence
+/// longer than the window), globs, an RFC 3339 start, UTC only. Windows with errors are left out.
+pub fn validate_maintenance(ctx: &mut Ctx, defs: &[MaintenanceDef]) -> Vec<Maintenance> {
+    let mut out = Vec::new();
+    if let Some(first) = defs.first() {
+        if !ctx.count(
+            defs.len(),
+            limits::MAX_ROUTES,
+            &first.start.referenced,
+            "maintenance",
+            "maintenance windows",
+        ) {
+            return out;
+        }
+    }
+    for (i, m) in defs.iter().enumerate() {
+        let key = format!("maintenance[{i}]");
+        if let Some(first) = m.checks.first() {
+            ctx.count(
+                m.checks.len(),
+                limits::MAX_REFS,
+                &first.referenced,
+                &format!("{key}.checks"),
+                "check globs",
+            );
+        }
+        let n_before = ctx.errors.len();
+        ctx.dur_in(
+            Some(&m.duration),
+            &format!("{key}.duration"),
+            limits::MAINTENANCE_DURATION,
+        );
+        ctx.dur_in(
+            m.every.as_ref(),
+            &format!("{key}.every"),
+            limits::MAINTENANCE_EVERY,
+        );
+        if let Some(every) = &m.every {
+            if every.value.0 <= m.duration.value.0 {
+                ctx.err(
+                    &every.referenced,
+                    format!("{key}.every"),
+                    format!(
+                        "every {} is not longer than the duration {}: the checks would be muted forever",
+                        fmt_d(every.value.0),
+                        fmt_d(m.duration.value.0)
+                    ),
+                );
+            }
+        }
+        let mut checks = Vec::new();
+        for g in &m.checks {
+            match glob::Pattern::new(&g.value) {
+                Ok(p) => checks.push(p),
+                Err(e) => ctx.err(
+                    &g.referenced,
+                    format!("{key}.checks"),
+                    format!("invalid glob {:?}: {}", g.value, e.msg),
+                ),
+            }
+        }
+        let start = match humantime::parse_rfc3339_weak(&m.start.value) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                ctx.err(
+                    &m.start.referenced,
+                    format!("{key}.start"),
+                    format!(
+                        "invalid time {:?}: {e} (write RFC 3339, e.g. 2026-12-01T22:00:00Z)",
+                        m.start.value
+                    ),
+                );
+                None
+            }
+        };
+        if let Some(tz) = &m.timezone {
+            if tz.value != "UTC" {
+                ctx.err(
+                    &tz.referenced,
+                    format!("{key}.timezone"),
+                    format!(
+                        "unsupported timezone {:?}: only UTC is supported so far",
+                        tz.value
+                    ),
+                );
+            }
+        }
+        if ctx.errors.len() > n_before {
+            continue;
+        }
+        if let Some(start) = start {
+            out.push(Maintenance {
+                checks,
+                start,
+                duration: m.duration.value.0,
+                every: m.every.as_ref().map(|d| d.value.0),
+            });
+        }
+    }
+    out
+}
+
 /// Whether `check` is inside one of the maintenance windows at `now`.
 pub fn in_maintenance(windows: &[Maintenance], check: &str, now: SystemTime) -> bool {
     windows
@@ -219,6 +360,56 @@ pub fn window_contains(m: &Maintenance, now: SystemTime) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::tests_support::validated;
+
+    fn maintenance(yaml: &str) -> (Vec<Maintenance>, Vec<String>) {
+        validated(yaml, |ctx, defs: &Vec<MaintenanceDef>| {
+            validate_maintenance(ctx, defs)
+        })
+    }
+
+    #[test]
+    fn a_window_that_recurs_before_it_ends_is_refused() {
+        let (out, errors) = maintenance(
+            "- checks: [\"*\"]\n  start: 2026-12-01T22:00:00Z\n  duration: 2h\n  every: 2h\n",
+        );
+        assert!(out.is_empty());
+        assert_eq!(
+            errors,
+            ["4:10: maintenance[0].every: every 2h is not longer than the duration 2h: the checks would be muted forever"]
+        );
+    }
+
+    #[test]
+    fn globs_start_and_timezone_are_checked() {
+        let (out, errors) = maintenance(
+            "- checks: [\"shop-[\"]\n  start: \"next tuesday\"\n  duration: 1h\n  timezone: Europe/Paris\n- checks: [shop-*]\n  start: 2026-12-01T22:00:00Z\n  duration: 1h\n  every: 1w\n",
+        );
+        assert_eq!(
+            errors,
+            [
+                "1:12: maintenance[0].checks: invalid glob \"shop-[\": invalid range pattern",
+                "2:10: maintenance[0].start: invalid time \"next tuesday\": timestamp format is invalid (write RFC 3339, e.g. 2026-12-01T22:00:00Z)",
+                "4:13: maintenance[0].timezone: unsupported timezone \"Europe/Paris\": only UTC is supported so far",
+            ]
+        );
+        // The valid window is kept, the other left out.
+        assert_eq!(out.len(), 1);
+        assert!(window_contains(
+            &out[0],
+            humantime::parse_rfc3339("2026-12-08T22:30:00Z").unwrap()
+        ));
+        assert!(in_maintenance(
+            &out,
+            "shop-login",
+            humantime::parse_rfc3339("2026-12-01T22:59:59Z").unwrap()
+        ));
+        assert!(!in_maintenance(
+            &out,
+            "api",
+            humantime::parse_rfc3339("2026-12-01T22:30:00Z").unwrap()
+        ));
+    }
 
     fn window(start: u64, duration: u64, every: Option<u64>) -> Maintenance {
         Maintenance {

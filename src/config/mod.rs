@@ -15,19 +15,12 @@ pub mod rule;
 pub mod schema;
 pub mod template;
 pub mod totp;
-pub(crate) mod validate;
 
 // The web configuration file (`--web.config.file`) is decoded the same way as this one.
 pub(crate) use files::{decode, read_config_file};
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
-
-use url::Url;
-
-use template::Template;
 
 pub use defaults::{CheckDefaults, DEFAULT_BODY_LIMIT, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
 pub use rule::{AlertRule, Severity};
@@ -105,79 +98,4 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
     }
-}
-
-/// A receiver.
-#[derive(Debug)]
-pub struct Receiver {
-    /// Name used by routes.
-    pub name: String,
-    /// Kind and settings.
-    pub kind: ReceiverKind,
-}
-
-/// Receiver kinds.
-#[derive(Debug)]
-pub enum ReceiverKind {
-    /// PagerDuty Events v2.
-    PagerDuty {
-        /// Routing key (secret).
-        routing_key: Template,
-        /// Events API URL.
-        url: Url,
-    },
-    /// Alertmanager v2.
-    Alertmanager {
-        /// Base URL.
-        url: Url,
-    },
-    /// Slack incoming webhook.
-    Slack {
-        /// Webhook URL (secret).
-        webhook_url: Template,
-    },
-    /// Generic webhook.
-    Webhook {
-        /// Target.
-        url: Template,
-        /// HMAC secret.
-        secret: Option<Template>,
-        /// Extra headers.
-        headers: Vec<(String, Template)>,
-    },
-}
-
-/// A route.
-#[derive(Debug)]
-pub struct Route {
-    /// Label matchers.
-    pub matchers: BTreeMap<String, String>,
-    /// Receivers notified.
-    pub receivers: Vec<String>,
-    /// Escalation: after, receivers.
-    pub escalate: Option<(Duration, Vec<String>)>,
-    /// Reminder interval.
-    pub repeat_interval: Option<Duration>,
-}
-
-/// A maintenance window.
-#[derive(Debug, Clone)]
-pub struct Maintenance {
-    /// Check name globs.
-    pub checks: Vec<glob::Pattern>,
-    /// First start.
-    pub start: SystemTime,
-    /// Length.
-    pub duration: Duration,
-    /// Recurrence.
-    pub every: Option<Duration>,
-}
-
-/// Dead-man's switch settings.
-#[derive(Debug)]
-pub struct Watchdog {
-    /// URL (may hold a secret).
-    pub url: Template,
-    /// How often.
-    pub every: Duration,
 }

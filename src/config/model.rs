@@ -4,11 +4,9 @@
 //! defeat `deny_unknown_fields`). Values that validation must point at are [`Spanned`], so an
 //! error names `file:line:col`. Turning these into the run-time model happens in `validate`.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use schemars::JsonSchema;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -16,7 +14,6 @@ use serde_saphyr::Spanned;
 // The JSON Schema (`canaryd schema`) is derived from these types: `Spanned<T>` fields say their
 // schema with `#[schemars(with = ...)]`, in the words of `schema` (`Text`: a string the decoder
 // also reads from a number or boolean; `Flag`, `Count`: likewise for booleans and integers).
-use super::schema::{self, Text, UtcOnly};
 
 /// A humantime duration: `30s`, `5m`, `1h30m`, `250ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,135 +270,4 @@ impl Ord for Key {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.value.cmp(&other.0.value)
     }
-}
-
-/// A receiver: a name and exactly one kind.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(transform = schema::receiver_rules)]
-pub struct ReceiverDef {
-    /// Referenced by routes.
-    #[schemars(with = "Text", extend("pattern" = schema::NAME, "maxLength" = 128, "patternErrorMessage" = "lowercase letters, digits, - and _, starting with a letter or digit"))]
-    pub name: Spanned<String>,
-    /// PagerDuty Events v2.
-    #[schemars(with = "Option<PagerDutyDef>")]
-    pub pagerduty: Option<Spanned<PagerDutyDef>>,
-    /// Alertmanager v2 API.
-    #[schemars(with = "Option<AlertmanagerDef>")]
-    pub alertmanager: Option<Spanned<AlertmanagerDef>>,
-    /// Slack incoming webhook.
-    #[schemars(with = "Option<SlackDef>")]
-    pub slack: Option<Spanned<SlackDef>>,
-    /// Generic JSON webhook.
-    #[schemars(with = "Option<WebhookDef>")]
-    pub webhook: Option<Spanned<WebhookDef>>,
-}
-
-/// PagerDuty receiver.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PagerDutyDef {
-    /// Integration routing key (a secret).
-    #[schemars(with = "Text")]
-    pub routing_key: Spanned<String>,
-    /// Events API URL override.
-    #[schemars(with = "Option<String>", extend("pattern" = schema::HTTP_URL, "patternErrorMessage" = "an http(s) URL"))]
-    pub url: Option<Spanned<String>>,
-}
-
-/// Alertmanager receiver.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AlertmanagerDef {
-    /// Base URL of Alertmanager.
-    #[schemars(with = "String", extend("pattern" = schema::HTTP_URL, "patternErrorMessage" = "an http(s) URL"))]
-    pub url: Spanned<String>,
-}
-
-/// Slack receiver.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SlackDef {
-    /// Incoming webhook URL (a secret).
-    #[schemars(with = "String", extend("pattern" = schema::HTTP_URL_TEMPLATE, "patternErrorMessage" = "an http(s) URL or a secret reference"))]
-    pub webhook_url: Spanned<String>,
-}
-
-/// Generic webhook receiver.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookDef {
-    /// Where to POST.
-    #[schemars(with = "String", extend("pattern" = schema::HTTP_URL_TEMPLATE, "patternErrorMessage" = "an http(s) URL or a secret reference"))]
-    pub url: Spanned<String>,
-    /// HMAC-SHA256 signing secret.
-    #[schemars(with = "Option<Text>")]
-    pub secret: Option<Spanned<String>>,
-    /// Extra headers.
-    #[serde(default)]
-    #[schemars(with = "Option<BTreeMap<String, Text>>")]
-    pub headers: BTreeMap<String, Spanned<String>>,
-}
-
-/// A route.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RouteDef {
-    /// Label matchers (all must equal); empty matches everything.
-    #[serde(default, rename = "match")]
-    #[schemars(with = "Option<BTreeMap<String, Text>>")]
-    pub matchers: BTreeMap<String, String>,
-    /// Receivers notified.
-    #[schemars(with = "Vec<Text>")]
-    pub receivers: Vec<Spanned<String>>,
-    /// Escalation when still firing.
-    pub escalate: Option<EscalateDef>,
-    /// Reminder interval while firing.
-    #[schemars(with = "Option<Dur>")]
-    pub repeat_interval: Option<Spanned<Dur>>,
-}
-
-/// Escalation.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EscalateDef {
-    /// Still firing after this long.
-    #[schemars(with = "Dur")]
-    pub after: Spanned<Dur>,
-    /// Then also notify these.
-    #[schemars(with = "Vec<Text>")]
-    pub receivers: Vec<Spanned<String>>,
-}
-
-/// A maintenance window.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MaintenanceDef {
-    /// Check name globs.
-    #[schemars(with = "Vec<Text>")]
-    pub checks: Vec<Spanned<String>>,
-    /// RFC 3339 start.
-    #[schemars(with = "String", extend("pattern" = schema::RFC3339, "patternErrorMessage" = "an RFC 3339 time, e.g. 2026-12-01T22:00:00Z"))]
-    pub start: Spanned<String>,
-    /// Length of the window.
-    #[schemars(with = "Dur")]
-    pub duration: Spanned<Dur>,
-    /// Optional recurrence.
-    #[schemars(with = "Option<Dur>")]
-    pub every: Option<Spanned<Dur>>,
-    /// IANA time zone (documentation only when `start` has an offset).
-    #[schemars(with = "Option<UtcOnly>")]
-    pub timezone: Option<Spanned<String>>,
-}
-
-/// The watchdog.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WatchdogDef {
-    /// URL called while healthy: http(s) with a host; secrets allowed.
-    #[schemars(with = "String", extend("pattern" = schema::HTTP_URL_TEMPLATE, "patternErrorMessage" = "an http(s) URL or a secret reference"))]
-    pub url: Spanned<String>,
-    /// How often (default 1m).
-    #[schemars(with = "Option<Dur>")]
-    pub every: Option<Spanned<Dur>>,
 }

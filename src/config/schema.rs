@@ -112,7 +112,6 @@ impl JsonSchema for Count {
 }
 
 /// Defines a string type whose schema is a fixed set of values (an `Option` of it adds null).
-#[macro_export]
 macro_rules! one_of_strings {
     ($(#[$doc:meta])* $name:ident, $values:expr) => {
         $(#[$doc])*
@@ -130,6 +129,7 @@ macro_rules! one_of_strings {
         }
     };
 }
+pub(crate) use one_of_strings;
 
 one_of_strings!(
     /// `alerts[].severity`.
@@ -338,15 +338,4 @@ pub fn property_names(schema: &mut Schema, key: &str, names: Value) {
 /// A name pattern for map keys, with its message.
 pub fn names(pattern: &str, what: &str) -> Value {
     json!({ "pattern": pattern, "patternErrorMessage": what })
-}
-
-/// A receiver: exactly one kind.
-pub fn receiver_rules(schema: &mut Schema) {
-    add_rules(
-        schema,
-        [exactly_one(
-            &["pagerduty", "alertmanager", "slack", "webhook"],
-            "a receiver has exactly one kind: pagerduty, alertmanager, slack or webhook",
-        )],
-    );
 }

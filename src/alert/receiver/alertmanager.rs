@@ -6,11 +6,32 @@
 
 use std::time::{Duration, SystemTime};
 
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{json, Value};
+use serde_saphyr::Spanned;
+use url::Url;
 
-use super::{Notifier, Outgoing};
+use super::{Notifier, Outgoing, ReceiverKind};
 use crate::alert::{rfc3339, AlertEvent, Status};
-use crate::config::{Receiver, ReceiverKind};
+use crate::config::ctx::{parse_url, Ctx};
+use crate::config::schema;
+
+/// Alertmanager receiver.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerDef {
+    /// Base URL of Alertmanager.
+    #[schemars(with = "String", extend("pattern" = schema::HTTP_URL, "patternErrorMessage" = "an http(s) URL"))]
+    pub url: Spanned<String>,
+}
+
+/// An Alertmanager receiver, validated.
+#[derive(Debug)]
+pub struct AlertmanagerSettings {
+    /// Base URL.
+    pub url: Url,
+}
 
 /// How often a firing alert is re-sent.
 pub const REFRESH: Duration = Duration::from_secs(60);
@@ -24,21 +45,28 @@ pub struct Alertmanager {
     url: url::Url,
 }
 
-impl Alertmanager {
-    /// From configuration.
-    pub fn new(receiver: &Receiver) -> Result<Alertmanager, String> {
-        let ReceiverKind::Alertmanager { url } = &receiver.kind else {
-            return Err("not an alertmanager receiver".into());
-        };
-        let mut url = url.clone();
+impl ReceiverKind for Alertmanager {
+    type Def = AlertmanagerDef;
+    type Settings = AlertmanagerSettings;
+
+    /// The URL is http(s) (no secrets: Alertmanager's API takes none).
+    fn validate(ctx: &mut Ctx, def: &AlertmanagerDef, key: &str) -> Option<AlertmanagerSettings> {
+        parse_url(ctx, &def.url, &format!("{key}.url")).map(|url| AlertmanagerSettings { url })
+    }
+
+    /// The API path appended to the base URL.
+    fn build(name: &str, settings: &AlertmanagerSettings) -> Result<Alertmanager, String> {
+        let mut url = settings.url.clone();
         let path = format!("{}/api/v2/alerts", url.path().trim_end_matches('/'));
         url.set_path(&path);
         Ok(Alertmanager {
-            name: receiver.name.clone(),
+            name: name.to_string(),
             url,
         })
     }
+}
 
+impl Alertmanager {
     /// One alert of the API's `postableAlerts`.
     pub fn alert(e: &AlertEvent, now: SystemTime) -> Value {
         let ends = match (e.status, e.ends_at()) {
@@ -104,6 +132,20 @@ impl Notifier for Alertmanager {
 mod tests {
     use super::*;
     use crate::alert::receiver::tests_support::event;
+    use crate::alert::tests_support::validated;
+
+    #[test]
+    fn the_url_must_be_http() {
+        let (settings, errors) =
+            validated("url: \"127.0.0.1:9093\"\n", |ctx, def: &AlertmanagerDef| {
+                Alertmanager::validate(ctx, def, "receivers[0].alertmanager")
+            });
+        assert!(settings.is_none());
+        assert_eq!(
+            errors,
+            ["1:6: receivers[0].alertmanager.url: invalid URL \"127.0.0.1:9093\": relative URL without a base"]
+        );
+    }
 
     #[test]
     fn firing_gets_a_lease_and_resolved_its_end() {
@@ -119,12 +161,12 @@ mod tests {
 
     #[test]
     fn url_gets_the_api_path() {
-        let a = Alertmanager::new(&Receiver {
-            name: "am".into(),
-            kind: ReceiverKind::Alertmanager {
+        let a = Alertmanager::build(
+            "am",
+            &AlertmanagerSettings {
                 url: "http://127.0.0.1:9093/am/".parse().unwrap(),
             },
-        })
+        )
         .unwrap();
         assert_eq!(a.url.as_str(), "http://127.0.0.1:9093/am/api/v2/alerts");
     }

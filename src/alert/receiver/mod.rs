@@ -1,6 +1,10 @@
-//! Receivers: one file per kind, each implementing [`Notifier`] — how a batch of
-//! [`AlertEvent`]s becomes an HTTP request, and what the answer means. Sending, retrying and
-//! ordering belong to the outbox; a notifier only builds requests and judges answers.
+//! Receivers: one file per kind. A kind's file holds everything about it: its YAML definition
+//! (`…Def`, whose doc comments become the schema's descriptions), its validation into settings
+//! (errors located through the shared [`Ctx`]), and its [`Notifier`] — how a batch of
+//! [`AlertEvent`]s becomes an HTTP request, and what the answer means. [`ReceiverKind`] ties
+//! them together; `register!` at the bottom of the definitions lists every kind, one line each.
+//! Sending, retrying and ordering belong to the outbox; a notifier only builds requests and
+//! judges answers.
 //!
 //! Secrets (PagerDuty routing keys, Slack webhook URLs, webhook HMAC secrets, header values)
 //! are rendered into the [`Outgoing`] request only; `Outgoing` has a redacting `Debug`, and
@@ -13,14 +17,206 @@ pub mod pagerduty;
 pub mod slack;
 pub mod webhook;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use schemars::{JsonSchema, Schema};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
 use crate::alert::AlertEvent;
+use crate::config::ctx::{valid_name, Ctx};
+use crate::config::limits;
+use crate::config::schema::{self, add_rules, exactly_one, Text};
 use crate::config::template::Template;
-use crate::config::{Receiver, ReceiverKind};
 use crate::redact::Redactor;
+
+// ----- Definition and validation ---------------------------------------------------------------
+
+/// One kind of receiver: implemented by the kind's notifier in its own file, registered once in
+/// `register!` below (the registration's key is the YAML key).
+pub trait ReceiverKind: Notifier + Sized + 'static {
+    /// The definition as written under the kind's key: `deny_unknown_fields`, doc comments
+    /// (the schema's descriptions), `Spanned` where validation points.
+    type Def: DeserializeOwned + JsonSchema + fmt::Debug;
+    /// The validated definition. Secrets stay templates until [`ReceiverKind::build`]: the
+    /// daemon renders them when it (re)loads.
+    type Settings: fmt::Debug + Send + Sync + 'static;
+
+    /// Validates a definition, reporting every error into `ctx` under `key`
+    /// (`receivers[0].pagerduty`); `None` when there were any.
+    fn validate(ctx: &mut Ctx, def: &Self::Def, key: &str) -> Option<Self::Settings>;
+
+    /// The notifier of the receiver `name` (renders its secrets).
+    fn build(name: &str, settings: &Self::Settings) -> Result<Self, String>;
+
+    /// The templates that may hold secrets, which answers are redacted against.
+    fn secrets(_settings: &Self::Settings) -> Vec<&Template> {
+        Vec::new()
+    }
+}
+
+/// A validated receiver: its name (what routes refer to) and its kind's settings.
+#[derive(Debug)]
+pub struct Receiver {
+    /// Name used by routes.
+    pub name: String,
+    settings: Box<dyn AnySettings>,
+}
+
+impl Receiver {
+    /// A receiver of kind `K`.
+    pub fn new<K: ReceiverKind>(name: impl Into<String>, settings: K::Settings) -> Receiver {
+        Receiver {
+            name: name.into(),
+            settings: Box::new(SettingsOf::<K>(settings)),
+        }
+    }
+}
+
+/// Settings of any kind, with what the rest of canaryd needs of them.
+trait AnySettings: fmt::Debug + Send + Sync {
+    fn build(&self, name: &str) -> Result<Arc<dyn Notifier>, String>;
+    fn secrets(&self) -> Vec<&Template>;
+}
+
+struct SettingsOf<K: ReceiverKind>(K::Settings);
+
+impl<K: ReceiverKind> fmt::Debug for SettingsOf<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<K: ReceiverKind> AnySettings for SettingsOf<K> {
+    fn build(&self, name: &str) -> Result<Arc<dyn Notifier>, String> {
+        Ok(Arc::new(K::build(name, &self.0)?))
+    }
+
+    fn secrets(&self) -> Vec<&Template> {
+        K::secrets(&self.0)
+    }
+}
+
+/// Generates `ReceiverDef` (a name and one optional key per kind) and the dispatch to each
+/// kind's validation from the list of kinds.
+macro_rules! register {
+    ($($(#[$doc:meta])* $key:ident: $kind:ty),* $(,)?) => {
+        /// A receiver: a name and exactly one kind.
+        #[derive(Debug, Deserialize, JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        #[schemars(transform = receiver_rules)]
+        pub struct ReceiverDef {
+            /// Referenced by routes.
+            #[schemars(with = "Text", extend("pattern" = schema::NAME, "maxLength" = 128, "patternErrorMessage" = "lowercase letters, digits, - and _, starting with a letter or digit"))]
+            pub name: Spanned<String>,
+            $(
+                $(#[$doc])*
+                pub $key: Option<<$kind as ReceiverKind>::Def>,
+            )*
+        }
+
+        /// Every kind's key, in registration order.
+        pub const KEYS: &[&str] = &[$(stringify!($key)),*];
+
+        impl ReceiverDef {
+            /// How many kinds are written.
+            fn kinds_written(&self) -> usize {
+                0 $(+ usize::from(self.$key.is_some()))*
+            }
+
+            /// Validates the first kind written under `key` (`receivers[0]`).
+            fn validate_kind(&self, ctx: &mut Ctx, key: &str) -> Option<Box<dyn AnySettings>> {
+                $(
+                    if let Some(def) = &self.$key {
+                        let key = format!("{key}.{}", stringify!($key));
+                        let settings = <$kind as ReceiverKind>::validate(ctx, def, &key)?;
+                        return Some(Box::new(SettingsOf::<$kind>(settings)));
+                    }
+                )*
+                None
+            }
+        }
+    };
+}
+
+register! {
+    /// PagerDuty Events v2.
+    pagerduty: pagerduty::PagerDuty,
+    /// Alertmanager v2 API.
+    alertmanager: alertmanager::Alertmanager,
+    /// Slack incoming webhook.
+    slack: slack::Slack,
+    /// Generic JSON webhook.
+    webhook: webhook::Webhook,
+}
+
+/// "a receiver has exactly one kind: pagerduty, alertmanager, slack or webhook"
+fn exactly_one_kind() -> String {
+    let (last, rest) = KEYS.split_last().unwrap_or((&"", &[]));
+    if rest.is_empty() {
+        return format!("a receiver has exactly one kind: {last}");
+    }
+    format!(
+        "a receiver has exactly one kind: {} or {last}",
+        rest.join(", ")
+    )
+}
+
+/// The schema of a receiver: exactly one kind.
+fn receiver_rules(schema: &mut Schema) {
+    add_rules(schema, [exactly_one(KEYS, &exactly_one_kind())]);
+}
+
+/// Validates `receivers:` (names valid and unique, at most [`limits::MAX_RECEIVERS`], exactly
+/// one kind each, each kind's keys by the kind itself). Receivers with errors are left out.
+pub fn validate(ctx: &mut Ctx, defs: &[ReceiverDef]) -> Vec<Receiver> {
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    if let Some(first) = defs.first() {
+        if !ctx.count(
+            defs.len(),
+            limits::MAX_RECEIVERS,
+            &first.name.referenced,
+            "receivers",
+            "receivers",
+        ) {
+            return out;
+        }
+    }
+    for (i, r) in defs.iter().enumerate() {
+        let key = format!("receivers[{i}]");
+        if !valid_name(&r.name.value) {
+            ctx.err(
+                &r.name.referenced,
+                format!("{key}.name"),
+                format!("invalid receiver name {:?}", r.name.value),
+            );
+        } else if !names.insert(r.name.value.clone()) {
+            ctx.err(
+                &r.name.referenced,
+                format!("{key}.name"),
+                format!("duplicate receiver name {:?}", r.name.value),
+            );
+        }
+        if r.kinds_written() != 1 {
+            ctx.err(&r.name.referenced, &key, exactly_one_kind());
+            continue;
+        }
+        if let Some(settings) = r.validate_kind(ctx, &key) {
+            out.push(Receiver {
+                name: r.name.value.clone(),
+                settings,
+            });
+        }
+    }
+    out
+}
+
+// ----- Notifiers -------------------------------------------------------------------------------
 
 /// One HTTP request to send. Holds secrets: never log it (its `Debug` shows only the method).
 pub struct Outgoing {
@@ -154,12 +350,7 @@ pub fn short_body(body: &[u8]) -> String {
 /// Builds the notifier of a configured receiver (rendering its secrets). Its answers are judged
 /// with every secret of the receiver, in every encoding, removed from the body first.
 pub fn build(receiver: &Receiver) -> Result<Arc<dyn Notifier>, String> {
-    let inner: Arc<dyn Notifier> = match &receiver.kind {
-        ReceiverKind::PagerDuty { .. } => Arc::new(pagerduty::PagerDuty::new(receiver)?),
-        ReceiverKind::Alertmanager { .. } => Arc::new(alertmanager::Alertmanager::new(receiver)?),
-        ReceiverKind::Slack { .. } => Arc::new(slack::Slack::new(receiver)?),
-        ReceiverKind::Webhook { .. } => Arc::new(webhook::Webhook::new(receiver)?),
-    };
+    let inner = receiver.settings.build(&receiver.name)?;
     let secrets = receiver_secrets(receiver);
     if secrets.is_empty() {
         return Ok(inner);
@@ -174,23 +365,8 @@ pub fn build(receiver: &Receiver) -> Result<Arc<dyn Notifier>, String> {
 /// Every secret value of a receiver, and the parts of a secret URL a receiver may echo alone
 /// (its path, each path segment, query values, password).
 fn receiver_secrets(receiver: &Receiver) -> Vec<String> {
-    let mut templates: Vec<&Template> = Vec::new();
-    match &receiver.kind {
-        ReceiverKind::PagerDuty { routing_key, .. } => templates.push(routing_key),
-        ReceiverKind::Alertmanager { .. } => {}
-        ReceiverKind::Slack { webhook_url } => templates.push(webhook_url),
-        ReceiverKind::Webhook {
-            url,
-            secret,
-            headers,
-        } => {
-            templates.push(url);
-            templates.extend(secret);
-            templates.extend(headers.iter().map(|(_, t)| t));
-        }
-    }
     let mut out = Vec::new();
-    for t in templates {
+    for t in receiver.settings.secrets() {
         for s in t.secrets() {
             let v = s.expose();
             out.push(v.to_string());
@@ -263,6 +439,75 @@ impl Notifier for Redacting {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::tests_support::validated;
+
+    fn receivers(yaml: &str) -> (Vec<Receiver>, Vec<String>) {
+        validated(yaml, |ctx, defs: &Vec<ReceiverDef>| validate(ctx, defs))
+    }
+
+    #[test]
+    fn names_are_valid_and_unique_and_each_receiver_has_exactly_one_kind() {
+        let (_, errors) = receivers(
+            r#"
+- name: chat
+  slack: {webhook_url: "http://127.0.0.1:9/hook"}
+- name: chat
+  alertmanager: {url: "http://127.0.0.1:9093"}
+- name: Pager
+  webhook: {url: "http://127.0.0.1:9/"}
+- name: both
+  slack: {webhook_url: "http://127.0.0.1:9/hook"}
+  webhook: {url: "http://127.0.0.1:9/"}
+- name: none
+"#,
+        );
+        let one = "a receiver has exactly one kind: pagerduty, alertmanager, slack or webhook";
+        assert_eq!(
+            errors,
+            [
+                "4:9: receivers[1].name: duplicate receiver name \"chat\"".to_string(),
+                "6:9: receivers[2].name: invalid receiver name \"Pager\"".to_string(),
+                format!("8:9: receivers[3]: {one}"),
+                format!("11:9: receivers[4]: {one}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn at_most_100_receivers() {
+        let yaml: String = (0..=limits::MAX_RECEIVERS)
+            .map(|i| {
+                format!("- {{name: r{i}, alertmanager: {{url: \"http://127.0.0.1:9093\"}}}}\n")
+            })
+            .collect();
+        let (out, errors) = receivers(&yaml);
+        assert!(out.is_empty());
+        assert_eq!(
+            errors,
+            ["1:10: receivers: 101 receivers: at most 100 are allowed"]
+        );
+        let (out, errors) = receivers(yaml.split_once('\n').unwrap().1);
+        assert_eq!((out.len(), errors.len()), (100, 0), "{errors:?}");
+    }
+
+    #[test]
+    fn every_registered_key_builds_a_notifier_of_that_kind() {
+        let (out, errors) = receivers(
+            r#"
+- {name: a, pagerduty: {routing_key: k3y}}
+- {name: b, alertmanager: {url: "http://127.0.0.1:9093"}}
+- {name: c, slack: {webhook_url: "http://127.0.0.1:9/hook"}}
+- {name: d, webhook: {url: "http://127.0.0.1:9/"}}
+"#,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let kinds: Vec<&str> = out.iter().map(|r| build(r).unwrap().kind()).collect();
+        assert_eq!(kinds, KEYS);
+        assert_eq!(
+            out.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c", "d"]
+        );
+    }
 
     #[test]
     fn a_rejection_never_quotes_a_secret_the_receiver_echoed() {
@@ -273,9 +518,9 @@ mod tests {
             "https://hooks.example.test/services/T0001/B0002/urltoken-XYZ",
         );
         let dir = std::path::Path::new(".");
-        let n = build(&Receiver {
-            name: "hook".into(),
-            kind: ReceiverKind::Webhook {
+        let n = build(&Receiver::new::<webhook::Webhook>(
+            "hook",
+            webhook::WebhookSettings {
                 url: Template::parse("${env:CANARYD_RECEIVER_TEST_URL}", dir).unwrap(),
                 secret: None,
                 headers: vec![(
@@ -283,7 +528,7 @@ mod tests {
                     Template::parse("k ${env:CANARYD_RECEIVER_TEST_SECRET}", dir).unwrap(),
                 )],
             },
-        })
+        ))
         .unwrap();
         let json = serde_json::to_string(secret).unwrap();
         let body = format!(

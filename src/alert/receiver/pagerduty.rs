@@ -6,12 +6,41 @@
 
 use std::time::SystemTime;
 
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use serde_saphyr::Spanned;
+use url::Url;
 
-use super::{Notifier, Outgoing};
+use super::{Notifier, Outgoing, ReceiverKind};
 use crate::alert::{rfc3339, AlertEvent, Status};
-use crate::config::template::Secret;
-use crate::config::{Receiver, ReceiverKind};
+use crate::config::ctx::{no_variables, non_empty_secret, parse_url, Ctx};
+use crate::config::schema::{self, Text};
+use crate::config::template::{Secret, Template};
+
+/// PagerDuty receiver.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PagerDutyDef {
+    /// Integration routing key (a secret).
+    #[schemars(with = "Text")]
+    pub routing_key: Spanned<String>,
+    /// Events API URL override.
+    #[schemars(with = "Option<String>", extend("pattern" = schema::HTTP_URL, "patternErrorMessage" = "an http(s) URL"))]
+    pub url: Option<Spanned<String>>,
+}
+
+/// A PagerDuty receiver, validated.
+#[derive(Debug)]
+pub struct PagerDutySettings {
+    /// Routing key (secret).
+    pub routing_key: Template,
+    /// Events API URL.
+    pub url: Url,
+}
+
+/// Where events go unless `url` says otherwise.
+pub const EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
 /// PagerDuty caps `payload.summary` at 1024 characters.
 pub const SUMMARY_MAX: usize = 1024;
@@ -24,22 +53,46 @@ pub struct PagerDuty {
     url: url::Url,
 }
 
-impl PagerDuty {
-    /// From configuration (renders the routing key).
-    pub fn new(receiver: &Receiver) -> Result<PagerDuty, String> {
-        let ReceiverKind::PagerDuty { routing_key, url } = &receiver.kind else {
-            return Err("not a pagerduty receiver".into());
+impl ReceiverKind for PagerDuty {
+    type Def = PagerDutyDef;
+    type Settings = PagerDutySettings;
+
+    /// The routing key takes secrets only and must not be empty; the URL is http(s).
+    fn validate(ctx: &mut Ctx, def: &PagerDutyDef, key: &str) -> Option<PagerDutySettings> {
+        let rkey = format!("{key}.routing_key");
+        let routing_key = ctx
+            .template(&def.routing_key, &rkey)
+            .filter(|t| no_variables(ctx, t, &def.routing_key, &rkey))
+            .filter(|t| non_empty_secret(ctx, t, &def.routing_key, &rkey));
+        let url = match &def.url {
+            Some(u) => parse_url(ctx, u, &format!("{key}.url")),
+            None => Url::parse(EVENTS_URL).ok(),
         };
-        let key = routing_key
-            .render(|_| None)
-            .map_err(|u| format!("routing_key: unknown variable ${{{}}}", u.0))?;
-        Ok(PagerDuty {
-            name: receiver.name.clone(),
-            routing_key: Secret::new(key.trim()),
-            url: url.clone(),
+        Some(PagerDutySettings {
+            routing_key: routing_key?,
+            url: url?,
         })
     }
 
+    /// Renders the routing key.
+    fn build(name: &str, settings: &PagerDutySettings) -> Result<PagerDuty, String> {
+        let key = settings
+            .routing_key
+            .render(|_| None)
+            .map_err(|u| format!("routing_key: unknown variable ${{{}}}", u.0))?;
+        Ok(PagerDuty {
+            name: name.to_string(),
+            routing_key: Secret::new(key.trim()),
+            url: settings.url.clone(),
+        })
+    }
+
+    fn secrets(settings: &PagerDutySettings) -> Vec<&Template> {
+        vec![&settings.routing_key]
+    }
+}
+
+impl PagerDuty {
     /// The Events v2 body of one event.
     pub fn event_body(&self, e: &AlertEvent) -> Value {
         let action = match e.status {
@@ -138,17 +191,46 @@ impl Notifier for PagerDuty {
 mod tests {
     use super::*;
     use crate::alert::receiver::tests_support::event;
-    use crate::config::template::Template;
+    use crate::alert::tests_support::validated;
 
     fn pd() -> PagerDuty {
-        PagerDuty::new(&Receiver {
-            name: "oncall".into(),
-            kind: ReceiverKind::PagerDuty {
+        PagerDuty::build(
+            "oncall",
+            &PagerDutySettings {
                 routing_key: Template::literal("R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY32"),
                 url: "http://127.0.0.1:1/v2/enqueue".parse().unwrap(),
             },
-        })
+        )
         .unwrap()
+    }
+
+    #[test]
+    fn the_routing_key_takes_a_non_empty_secret_and_the_url_is_http() {
+        std::env::set_var("CANARYD_TEST_PD_EMPTY_KEY", "  ");
+        let (settings, errors) = validated(
+            "routing_key: \"${env:CANARYD_TEST_PD_EMPTY_KEY}\"\nurl: ftp://127.0.0.1/\n",
+            |ctx, def: &PagerDutyDef| PagerDuty::validate(ctx, def, "receivers[0].pagerduty"),
+        );
+        assert!(settings.is_none());
+        assert_eq!(
+            errors,
+            [
+                "1:14: receivers[0].pagerduty.routing_key: ${env:CANARYD_TEST_PD_EMPTY_KEY} is empty: it must have a value",
+                "2:6: receivers[0].pagerduty.url: unsupported URL \"ftp://127.0.0.1/\": only http and https",
+            ]
+        );
+        let (_, errors) = validated("routing_key: \"${token}\"\n", |ctx, def: &PagerDutyDef| {
+            PagerDuty::validate(ctx, def, "receivers[0].pagerduty")
+        });
+        assert_eq!(
+            errors,
+            ["1:14: receivers[0].pagerduty.routing_key: ${token}: this key takes secrets (${env:..}, ${file:..}) but no run-time variables"]
+        );
+        let (settings, errors) = validated("routing_key: k3y\n", |ctx, def: &PagerDutyDef| {
+            PagerDuty::validate(ctx, def, "receivers[0].pagerduty")
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(settings.unwrap().url.as_str(), EVENTS_URL);
     }
 
     #[test]

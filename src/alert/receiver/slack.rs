@@ -6,12 +6,32 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::json;
+use serde_saphyr::Spanned;
 
-use super::{Notifier, Outgoing};
+use super::{Notifier, Outgoing, ReceiverKind};
 use crate::alert::{AlertEvent, EventKind, Status};
-use crate::config::template::Secret;
-use crate::config::{Receiver, ReceiverKind};
+use crate::config::ctx::{receiver_url, Ctx};
+use crate::config::schema;
+use crate::config::template::{Secret, Template};
+
+/// Slack receiver.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlackDef {
+    /// Incoming webhook URL (a secret).
+    #[schemars(with = "String", extend("pattern" = schema::HTTP_URL_TEMPLATE, "patternErrorMessage" = "an http(s) URL or a secret reference"))]
+    pub webhook_url: Spanned<String>,
+}
+
+/// A Slack receiver, validated.
+#[derive(Debug)]
+pub struct SlackSettings {
+    /// Webhook URL (secret).
+    pub webhook_url: Template,
+}
 
 /// Alerts listed line by line in one message (Slack folds long messages; 20 lines stay
 /// readable); the rest of a batch is summed up in one last line.
@@ -26,13 +46,21 @@ pub struct Slack {
     webhook_url: Secret,
 }
 
-impl Slack {
-    /// From configuration (renders the webhook URL and checks that it is an http(s) URL
-    /// without printing it).
-    pub fn new(receiver: &Receiver) -> Result<Slack, String> {
-        let ReceiverKind::Slack { webhook_url } = &receiver.kind else {
-            return Err("not a slack receiver".into());
-        };
+impl ReceiverKind for Slack {
+    type Def = SlackDef;
+    type Settings = SlackSettings;
+
+    /// The webhook URL renders (secrets resolved) to an http(s) URL.
+    fn validate(ctx: &mut Ctx, def: &SlackDef, key: &str) -> Option<SlackSettings> {
+        let k = format!("{key}.webhook_url");
+        ctx.template(&def.webhook_url, &k)
+            .filter(|t| receiver_url(ctx, t, &def.webhook_url, &k))
+            .map(|webhook_url| SlackSettings { webhook_url })
+    }
+
+    /// Renders the webhook URL and checks that it is an http(s) URL without printing it.
+    fn build(name: &str, settings: &SlackSettings) -> Result<Slack, String> {
+        let webhook_url = &settings.webhook_url;
         let url = webhook_url
             .render(|_| None)
             .map_err(|u| format!("webhook_url: unknown variable ${{{}}}", u.0))?;
@@ -46,11 +74,17 @@ impl Slack {
             }
         }
         Ok(Slack {
-            name: receiver.name.clone(),
+            name: name.to_string(),
             webhook_url: Secret::new(url.trim()),
         })
     }
 
+    fn secrets(settings: &SlackSettings) -> Vec<&Template> {
+        vec![&settings.webhook_url]
+    }
+}
+
+impl Slack {
     /// The message text of a batch (Slack mrkdwn).
     pub fn text(batch: &[AlertEvent]) -> String {
         let firing = batch.iter().filter(|e| e.status == Status::Firing).count();
@@ -148,6 +182,20 @@ impl Notifier for Slack {
 mod tests {
     use super::*;
     use crate::alert::receiver::tests_support::event;
+    use crate::alert::tests_support::validated;
+
+    #[test]
+    fn the_webhook_url_must_render_to_http() {
+        let (settings, errors) = validated(
+            "webhook_url: hooks.slack.example/services/T0/B0/x\n",
+            |ctx, def: &SlackDef| Slack::validate(ctx, def, "receivers[0].slack"),
+        );
+        assert!(settings.is_none());
+        assert_eq!(
+            errors,
+            ["1:14: receivers[0].slack.webhook_url: \"hooks.slack.example/services/T0/B0/x\" is not an http(s) URL (run-time variables are not available here)"]
+        );
+    }
 
     #[test]
     fn one_line_per_alert_with_a_header_for_groups() {

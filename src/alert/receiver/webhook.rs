@@ -13,16 +13,50 @@
 //! lets the receiver check the sender. The URL, the secret and header values may come from
 //! secrets; none is ever printed.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use hmac::{Hmac, KeyInit, Mac};
+use http::HeaderName;
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{json, Value};
+use serde_saphyr::Spanned;
 use sha2::Sha256;
 
-use super::{Notifier, Outgoing};
+use super::{Notifier, Outgoing, ReceiverKind};
 use crate::alert::{rfc3339, AlertEvent};
-use crate::config::template::Secret;
-use crate::config::{Receiver, ReceiverKind};
+use crate::config::ctx::{header_value, no_variables, non_empty_secret, receiver_url, Ctx};
+use crate::config::limits;
+use crate::config::schema::{self, Text};
+use crate::config::template::{Secret, Template};
+
+/// Generic webhook receiver.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookDef {
+    /// Where to POST.
+    #[schemars(with = "String", extend("pattern" = schema::HTTP_URL_TEMPLATE, "patternErrorMessage" = "an http(s) URL or a secret reference"))]
+    pub url: Spanned<String>,
+    /// HMAC-SHA256 signing secret.
+    #[schemars(with = "Option<Text>")]
+    pub secret: Option<Spanned<String>>,
+    /// Extra headers.
+    #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, Text>>")]
+    pub headers: BTreeMap<String, Spanned<String>>,
+}
+
+/// A webhook receiver, validated.
+#[derive(Debug)]
+pub struct WebhookSettings {
+    /// Target.
+    pub url: Template,
+    /// HMAC secret.
+    pub secret: Option<Template>,
+    /// Extra headers.
+    pub headers: Vec<(String, Template)>,
+}
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "x-canaryd-signature";
@@ -35,21 +69,64 @@ pub struct Webhook {
     name: String,
     url: Secret,
     secret: Option<Secret>,
-    headers: Vec<(http::HeaderName, Secret)>,
+    headers: Vec<(HeaderName, Secret)>,
 }
 
-impl Webhook {
-    /// From configuration (renders URL, secret and headers).
-    pub fn new(receiver: &Receiver) -> Result<Webhook, String> {
-        let ReceiverKind::Webhook {
+impl ReceiverKind for Webhook {
+    type Def = WebhookDef;
+    type Settings = WebhookSettings;
+
+    /// The URL renders to an http(s) URL; the secret takes secrets only and is not empty; at
+    /// most [`limits::MAX_ENTRIES`] headers, each a valid name with a value a header can carry.
+    fn validate(ctx: &mut Ctx, def: &WebhookDef, key: &str) -> Option<WebhookSettings> {
+        let k = format!("{key}.url");
+        let url = ctx
+            .template(&def.url, &k)
+            .filter(|t| receiver_url(ctx, t, &def.url, &k));
+        let secret = def.secret.as_ref().and_then(|s| {
+            let skey = format!("{key}.secret");
+            ctx.template(s, &skey)
+                .filter(|t| no_variables(ctx, t, s, &skey))
+                .filter(|t| non_empty_secret(ctx, t, s, &skey))
+        });
+        if let Some(first) = def.headers.values().next() {
+            ctx.count(
+                def.headers.len(),
+                limits::MAX_ENTRIES,
+                &first.referenced,
+                &format!("{key}.headers"),
+                "headers",
+            );
+        }
+        let headers = def
+            .headers
+            .iter()
+            .filter_map(|(k, v)| {
+                let hkey = format!("{key}.headers.{k}");
+                if HeaderName::from_bytes(k.as_bytes()).is_err() {
+                    ctx.err(&v.referenced, &hkey, format!("invalid header name {k:?}"));
+                    return None;
+                }
+                let t = ctx.template(v, &hkey)?;
+                header_value(ctx, &t, v, &hkey);
+                Some((k.clone(), t))
+            })
+            .collect();
+        url.map(|url| WebhookSettings {
             url,
             secret,
             headers,
-        } = &receiver.kind
-        else {
-            return Err("not a webhook receiver".into());
-        };
-        let render = |t: &crate::config::template::Template, what: &str| {
+        })
+    }
+
+    /// Renders the URL, the secret and the headers.
+    fn build(name: &str, settings: &WebhookSettings) -> Result<Webhook, String> {
+        let WebhookSettings {
+            url,
+            secret,
+            headers,
+        } = settings;
+        let render = |t: &Template, what: &str| {
             t.render(|_| None)
                 .map(|s| Secret::new(s.trim()))
                 .map_err(|u| format!("{what}: unknown variable ${{{}}}", u.0))
@@ -65,21 +142,30 @@ impl Webhook {
         }
         let mut hs = Vec::new();
         for (k, v) in headers {
-            let name = http::HeaderName::from_bytes(k.as_bytes())
+            let header = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| format!("headers: invalid header name {k:?}"))?;
             let value = render(v, &format!("headers.{k}"))?;
             http::HeaderValue::from_str(value.expose())
                 .map_err(|_| format!("headers.{k}: not a valid header value"))?;
-            hs.push((name, value));
+            hs.push((header, value));
         }
         Ok(Webhook {
-            name: receiver.name.clone(),
+            name: name.to_string(),
             url: rendered,
             secret: secret.as_ref().map(|s| render(s, "secret")).transpose()?,
             headers: hs,
         })
     }
 
+    fn secrets(settings: &WebhookSettings) -> Vec<&Template> {
+        let mut out = vec![&settings.url];
+        out.extend(&settings.secret);
+        out.extend(settings.headers.iter().map(|(_, t)| t));
+        out
+    }
+}
+
+impl Webhook {
     /// The JSON body of a batch.
     pub fn body(&self, batch: &[AlertEvent], now: SystemTime) -> Value {
         let events: Vec<Value> = batch
@@ -168,8 +254,62 @@ impl Notifier for Webhook {
 mod tests {
     use super::*;
     use crate::alert::receiver::tests_support::event;
+    use crate::alert::tests_support::validated;
     use crate::alert::Status;
-    use crate::config::template::Template;
+
+    fn webhook(yaml: &str) -> (Option<WebhookSettings>, Vec<String>) {
+        validated(yaml, |ctx, def: &WebhookDef| {
+            Webhook::validate(ctx, def, "receivers[0].webhook")
+        })
+    }
+
+    #[test]
+    fn header_names_must_be_valid_and_values_one_line() {
+        let (_, errors) = webhook(
+            "url: http://127.0.0.1:9/\nheaders:\n  X-Ok: fine\n  Bad Name: v\n  X-Note: \"a\\nb\"\n",
+        );
+        assert_eq!(
+            errors,
+            [
+                "4:13: receivers[0].webhook.headers.Bad Name: invalid header name \"Bad Name\"",
+                "5:11: receivers[0].webhook.headers.X-Note: the value contains a line break or NUL character, which a header cannot carry",
+            ]
+        );
+    }
+
+    #[test]
+    fn at_most_100_headers_and_a_secret_without_variables() {
+        let headers: String = (0..=limits::MAX_ENTRIES)
+            .map(|i| format!("  X-H{i:03}: v\n"))
+            .collect();
+        let (_, errors) = webhook(&format!(
+            "url: http://127.0.0.1:9/\nsecret: \"${{csrf}}\"\nheaders:\n{headers}"
+        ));
+        assert_eq!(
+            errors,
+            [
+                "2:9: receivers[0].webhook.secret: ${csrf}: this key takes secrets (${env:..}, ${file:..}) but no run-time variables",
+                "4:11: receivers[0].webhook.headers: 101 headers: at most 100 are allowed",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_url_must_be_http_and_its_error_never_shows_the_secret() {
+        std::env::set_var("CANARYD_TEST_WEBHOOK_FTP_URL", "ftp://files.example/s3cret");
+        let (settings, errors) = webhook("url: \"${env:CANARYD_TEST_WEBHOOK_FTP_URL}\"\n");
+        assert!(settings.is_none());
+        assert_eq!(
+            errors,
+            ["1:6: receivers[0].webhook.url: \"${env:CANARYD_TEST_WEBHOOK_FTP_URL}\" is not an http(s) URL (run-time variables are not available here)"]
+        );
+        let (settings, errors) = webhook("url: mailto:ops@example.com\n");
+        assert!(settings.is_none());
+        assert_eq!(
+            errors,
+            ["1:6: receivers[0].webhook.url: \"mailto:ops@example.com\" is not an http(s) URL (run-time variables are not available here)"]
+        );
+    }
 
     #[test]
     fn signature_matches_rfc_4231_case_2() {
@@ -182,14 +322,14 @@ mod tests {
 
     #[test]
     fn body_and_signature_header() {
-        let w = Webhook::new(&Receiver {
-            name: "hook".into(),
-            kind: ReceiverKind::Webhook {
+        let w = Webhook::build(
+            "hook",
+            &WebhookSettings {
                 url: Template::literal("http://127.0.0.1:1/hook"),
                 secret: Some(Template::literal("s3cret")),
                 headers: vec![],
             },
-        })
+        )
         .unwrap();
         let req = w
             .request(&[event(Status::Firing)], SystemTime::now())

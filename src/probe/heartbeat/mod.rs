@@ -23,8 +23,9 @@
 //! "the job broke" (`failed && !late`) from "the job did not run" (`late`).
 
 pub mod def;
+pub mod rows;
+
 use std::collections::HashMap;
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -32,8 +33,10 @@ use std::time::{Duration, SystemTime};
 use chrono_tz::Tz;
 
 use super::{BoxFuture, CheckResult, Probe, Reason, RunContext};
+use crate::clock::Clock;
 use crate::config::template::Secret;
-use crate::store::{HeartbeatRow, RunResult, Store, StoreError};
+use crate::store::{Store, StoreError};
+use rows::{load_heartbeats, save_heartbeat, save_heartbeats_blocking, HeartbeatRow, RunResult};
 
 /// Bytes of a ping's body kept (its tail: the end of a job's log says why it failed).
 pub const BODY_KEEP: usize = 10 * 1024;
@@ -136,50 +139,6 @@ pub fn default_grace(period: Option<Duration>) -> Duration {
         .map(|p| p / 10)
         .unwrap_or(Duration::from_secs(3600))
         .clamp(Duration::from_secs(5), Duration::from_secs(3600))
-}
-
-/// The time source of the heartbeat logic (wall clock in production, a settable one in tests).
-pub trait Clock: Send + Sync + fmt::Debug + 'static {
-    /// Now.
-    fn now(&self) -> SystemTime;
-}
-
-/// The system's wall clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-}
-
-/// A clock that only moves when told to (tests).
-#[derive(Debug)]
-pub struct ManualClock(Mutex<SystemTime>);
-
-impl ManualClock {
-    /// A clock standing at `t`.
-    pub fn new(t: SystemTime) -> ManualClock {
-        ManualClock(Mutex::new(t))
-    }
-
-    /// Moves the clock to `t`.
-    pub fn set(&self, t: SystemTime) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = t;
-    }
-
-    /// Moves the clock forward.
-    pub fn advance(&self, d: Duration) {
-        let mut now = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        *now = now.checked_add(d).unwrap_or(*now);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> SystemTime {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 /// What a job says with one ping.
@@ -496,8 +455,7 @@ impl Book {
 
     /// A book loaded from the store and written through to it. Blocks (startup).
     pub fn open(store: Store, clock: Arc<dyn Clock>) -> Result<Book, StoreError> {
-        let rows = store
-            .load_heartbeats()?
+        let rows = load_heartbeats(&store)?
             .into_iter()
             .map(|r| (r.check.clone(), r))
             .collect();
@@ -578,7 +536,7 @@ impl Book {
     ) -> Result<(), StoreError> {
         let added = self.add_new(checks);
         match (&self.backing, added.is_empty()) {
-            (Backing::Store(store), false) => store.save_heartbeats_blocking(added),
+            (Backing::Store(store), false) => save_heartbeats_blocking(store, added),
             _ => Ok(()),
         }
     }
@@ -591,7 +549,7 @@ impl Book {
         let added = self.add_new(checks);
         if let Backing::Store(store) = &self.backing {
             for row in added {
-                store.save_heartbeat(row).wait().await?;
+                save_heartbeat(store, row).wait().await?;
             }
         }
         Ok(())
@@ -609,7 +567,7 @@ impl Book {
             let row = row.clone();
             // Queued under the lock: the store sees the rows in the order memory did.
             let pending = match &self.backing {
-                Backing::Store(store) => Some(store.save_heartbeat(row.clone())),
+                Backing::Store(store) => Some(save_heartbeat(store, row.clone())),
                 _ => None,
             };
             (row, pending)
@@ -657,7 +615,7 @@ impl Book {
             let pending = {
                 let rows = self.lock();
                 rows.get(&check)
-                    .map(|row| store.save_heartbeat(row.clone()))
+                    .map(|row| save_heartbeat(store, row.clone()))
             };
             let saved = match pending {
                 Some(p) => p.wait().await.is_ok(),
@@ -698,7 +656,7 @@ impl Book {
                     let dir = dir.clone();
                     let read = tokio::task::spawn_blocking(move || {
                         Store::open_existing(&dir)?
-                            .map(|s| s.load_heartbeats())
+                            .map(|s| load_heartbeats(&s))
                             .transpose()
                     })
                     .await;
@@ -720,7 +678,7 @@ impl Book {
         }
         let added = self.add_new([check]);
         if let (Backing::Store(store), Some(row)) = (&self.backing, added.first()) {
-            if let Err(e) = store.save_heartbeat(row.clone()).wait().await {
+            if let Err(e) = save_heartbeat(store, row.clone()).wait().await {
                 tracing::warn!(check, "cannot save heartbeat state: {e}");
             }
         }

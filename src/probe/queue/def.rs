@@ -192,7 +192,7 @@ pub struct QueueDef {
 /// Every `queue.system`.
 const QUEUE_SYSTEMS: [&str; 6] = ["sidekiq", "celery", "rq", "bullmq", "resque", "redis"];
 
-crate::one_of_strings!(
+schema::one_of_strings!(
     /// `queue.system`: the job systems canaryd reads.
     QueueSystem,
     QUEUE_SYSTEMS
