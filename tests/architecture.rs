@@ -33,7 +33,6 @@ struct Place {
 #[rustfmt::skip]
 const LAYERS: &[Place] = &[
     Place { module: "clock", layer: 0, rule: Layered },
-    Place { module: "net", layer: 0, rule: Layered },
     Place { module: "redact", layer: 0, rule: Layered },
     Place { module: "shard", layer: 0, rule: Layered },
     Place { module: "access", layer: 0, rule: Alone },

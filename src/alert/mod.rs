@@ -253,6 +253,8 @@ pub(crate) mod tests_support {
     use crate::config::ctx::Ctx;
     use crate::config::files::decode;
 
+    use super::{AlertEvent, EventKind};
+
     /// Decodes `yaml` as a `T` with the decoder every configuration file goes through (as if it
     /// were `canaryd.yaml`), runs `validate` on it, and returns its result with every error it
     /// reported as `line:col: key: message`.
@@ -275,5 +277,31 @@ pub(crate) mod tests_support {
             .map(|e| format!("{}:{}: {}: {}", e.line, e.col, e.key, e.message))
             .collect();
         (out, errors)
+    }
+
+    /// A minimal event of check `c`, alert `a`: what the store and the outbox need.
+    pub fn event(key: &str, kind: EventKind, created_ms: i64) -> AlertEvent {
+        AlertEvent {
+            dedup_key: key.into(),
+            kind,
+            status: if kind == EventKind::Resolve {
+                crate::alert::Status::Resolved
+            } else {
+                crate::alert::Status::Firing
+            },
+            check: "c".into(),
+            alert: "a".into(),
+            severity: "critical".into(),
+            labels: Default::default(),
+            annotations: Default::default(),
+            summary: "s".into(),
+            reason: None,
+            failed_step: None,
+            value: None,
+            starts_at_ms: 0,
+            ends_at_ms: None,
+            created_ms,
+            generator_url: String::new(),
+        }
     }
 }

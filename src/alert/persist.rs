@@ -381,32 +381,10 @@ mod progress_tests {
 mod tests {
     use super::*;
     use crate::alert::engine::Delivery;
-    use crate::alert::Status;
     use crate::store::Store;
 
     fn event(key: &str, kind: EventKind, created_ms: i64) -> AlertEvent {
-        AlertEvent {
-            dedup_key: key.into(),
-            kind,
-            status: if kind == EventKind::Resolve {
-                Status::Resolved
-            } else {
-                Status::Firing
-            },
-            check: "c".into(),
-            alert: "a".into(),
-            severity: "critical".into(),
-            labels: Default::default(),
-            annotations: Default::default(),
-            summary: "s".into(),
-            reason: None,
-            failed_step: None,
-            value: None,
-            starts_at_ms: 0,
-            ends_at_ms: None,
-            created_ms,
-            generator_url: String::new(),
-        }
+        crate::alert::tests_support::event(key, kind, created_ms)
     }
 
     fn alert_row(key: &str) -> AlertRow {

@@ -957,28 +957,7 @@ mod tests {
     use super::*;
 
     fn event(key: &str, kind: EventKind) -> AlertEvent {
-        AlertEvent {
-            dedup_key: key.into(),
-            kind,
-            status: if kind == EventKind::Resolve {
-                super::super::Status::Resolved
-            } else {
-                super::super::Status::Firing
-            },
-            check: "c".into(),
-            alert: "a".into(),
-            severity: "critical".into(),
-            labels: Default::default(),
-            annotations: Default::default(),
-            summary: "s".into(),
-            reason: None,
-            failed_step: None,
-            value: None,
-            starts_at_ms: 0,
-            ends_at_ms: None,
-            created_ms: 0,
-            generator_url: String::new(),
-        }
+        crate::alert::tests_support::event(key, kind, 0)
     }
 
     fn kinds(u: &Unsaved) -> Vec<(String, EventKind)> {

@@ -163,6 +163,25 @@ impl Ctx<'_> {
         false
     }
 
+    /// Label names and their number (a check's or an alert rule's `labels`), reported at `loc`.
+    pub fn labels(
+        &mut self,
+        labels: &std::collections::BTreeMap<String, String>,
+        loc: &Location,
+        key: &str,
+    ) {
+        self.count(labels.len(), limits::MAX_LABELS, loc, key, "labels");
+        for l in labels.keys() {
+            if !valid_label(l) {
+                self.err(
+                    loc,
+                    key,
+                    format!("invalid label name {l:?}: use [a-zA-Z_][a-zA-Z0-9_]*"),
+                );
+            }
+        }
+    }
+
     /// Whether an integer is within `1..=max` (or `0..=max`); reports it when not.
     pub fn int_in(&mut self, n: Option<&Spanned<u32>>, key: &str, min: u32, max: u32) -> bool {
         let Some(n) = n else { return true };

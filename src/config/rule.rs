@@ -236,22 +236,7 @@ pub fn alerts(
                 }
             }
         });
-        ctx.count(
-            a.labels.len(),
-            limits::MAX_LABELS,
-            &a.name.referenced,
-            &format!("{akey}.labels"),
-            "labels",
-        );
-        for l in a.labels.keys() {
-            if !valid_label(l) {
-                ctx.err(
-                    &a.name.referenced,
-                    format!("{akey}.labels"),
-                    format!("invalid label name {l:?}"),
-                );
-            }
-        }
+        ctx.labels(&a.labels, &a.name.referenced, &format!("{akey}.labels"));
         if let Some(first) = a.annotations.values().next() {
             ctx.count(
                 a.annotations.len(),

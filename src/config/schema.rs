@@ -279,8 +279,6 @@ impl JsonSchema for Key {
     }
 }
 
-/// The operators of a JSON assertion, in the order `validate` reads them.
-
 // ----- Cross-key rules -------------------------------------------------------------------------
 
 /// `key` is set: present and not null (null is "not set" to the decoder).

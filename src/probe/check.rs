@@ -313,22 +313,7 @@ fn check(
     origin: Origin,
 ) -> Option<Check> {
     let n_before = ctx.errors.len();
-    ctx.count(
-        def.labels.len(),
-        limits::MAX_LABELS,
-        &def.name.referenced,
-        &format!("{key}.labels"),
-        "labels",
-    );
-    for l in def.labels.keys() {
-        if !valid_label(l) {
-            ctx.err(
-                &def.name.referenced,
-                format!("{key}.labels"),
-                format!("invalid label name {l:?}: use [a-zA-Z_][a-zA-Z0-9_]*"),
-            );
-        }
-    }
+    ctx.labels(&def.labels, &def.name.referenced, &format!("{key}.labels"));
     if !ctx.count(
         def.alerts.len(),
         limits::MAX_ALERTS,

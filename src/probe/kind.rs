@@ -126,6 +126,16 @@ impl fmt::Debug for Read {
 }
 
 impl Var {
+    /// A variable read from the result's observation of the same name.
+    pub const fn observed(name: &'static str, ty: Type, about: &'static str) -> Var {
+        Var {
+            name,
+            ty,
+            read: Read::Observed,
+            about,
+        }
+    }
+
     /// When `name` is this variable: `Some("")` for a plain one, `Some(param)` for a pattern.
     pub fn matches<'n>(&self, name: &'n str) -> Option<&'n str> {
         match self.name.split_once("<name>") {

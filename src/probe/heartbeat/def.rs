@@ -15,7 +15,7 @@ use crate::config::expr::Type;
 use crate::config::limits;
 use crate::config::model::Dur;
 use crate::config::schema::{self, add_rules, exactly_one, set, unset, Text, TimeZone};
-use crate::probe::kind::{BuildEnv, Kind, KindCx, Read, Var};
+use crate::probe::kind::{BuildEnv, Kind, KindCx, Var};
 use crate::probe::Probe;
 
 /// The `heartbeat` kind.
@@ -23,36 +23,20 @@ pub struct Heartbeat;
 
 /// `late`: the job did not report by its due time plus grace (also the value of
 /// `canary_heartbeat_late`).
-pub const LATE: Var = Var {
-    name: "late",
-    ty: Type::Bool,
-    read: Read::Observed,
-    about: "the job did not report by its due time plus grace",
-};
+pub const LATE: Var = Var::observed(
+    "late",
+    Type::Bool,
+    "the job did not report by its due time plus grace",
+);
 
 impl Kind for Heartbeat {
     const KEY: &'static str = "heartbeat";
     const ABOUT: &'static str = "Pushed heartbeats from batch jobs (`/ping/<name>`).";
     const VARS: &'static [Var] = &[
         LATE,
-        Var {
-            name: "since_last",
-            ty: Type::Duration,
-            read: Read::Observed,
-            about: "since the last ping of any kind (or since canaryd first knew the check)",
-        },
-        Var {
-            name: "running_for",
-            ty: Type::Duration,
-            read: Read::Observed,
-            about: "how long the run in progress has been going (`0s` if none)",
-        },
-        Var {
-            name: "last_exit_code",
-            ty: Type::Number,
-            read: Read::Observed,
-            about: "the last finish's exit code (`/ping/<check>` counts as 0; missing until a finish carried one, `/fail` carries none)",
-        },
+        Var::observed("since_last", Type::Duration, "since the last ping of any kind (or since canaryd first knew the check)"),
+        Var::observed("running_for", Type::Duration, "how long the run in progress has been going (`0s` if none)"),
+        Var::observed("last_exit_code", Type::Number, "the last finish's exit code (`/ping/<check>` counts as 0; missing until a finish carried one, `/fail` carries none)"),
     ];
     type Def = HeartbeatDef;
     type Spec = HeartbeatSpec;

@@ -452,6 +452,7 @@ pub fn extract_rules(schema: &mut Schema) {
     );
 }
 
+/// The operators of a JSON assertion, in the order validation reads them.
 const JSON_OPS: [&str; 5] = ["equals", "exists", "matches", "less_than", "greater_than"];
 
 impl JsonSchema for JsonExpect {

@@ -15,7 +15,7 @@ use crate::config::limits;
 use crate::config::model::{Capped, Dur};
 use crate::config::schema::{self, add_rules, Count, Text};
 use crate::config::template::Template;
-use crate::probe::kind::{BuildEnv, Kind, KindCx, Read, Var};
+use crate::probe::kind::{BuildEnv, Kind, KindCx, Var};
 use crate::probe::tls::{tls, TlsDef, TlsSettings};
 use crate::probe::Probe;
 use serde_json::Value;
@@ -26,12 +26,7 @@ use std::collections::HashSet;
 pub struct Queue;
 
 const fn number(name: &'static str, about: &'static str) -> Var {
-    Var {
-        name,
-        ty: Type::Number,
-        read: Read::Observed,
-        about,
-    }
+    Var::observed(name, Type::Number, about)
 }
 
 impl Kind for Queue {
@@ -43,12 +38,11 @@ impl Kind for Queue {
             "queue.<name>.depth",
             "waiting jobs in that queue (with `queues:`, one of them)",
         ),
-        Var {
-            name: "oldest_age",
-            ty: Type::Duration,
-            read: Read::Observed,
-            about: "how long the oldest waiting job has waited (0 when nothing waits)",
-        },
+        Var::observed(
+            "oldest_age",
+            Type::Duration,
+            "how long the oldest waiting job has waited (0 when nothing waits)",
+        ),
         number(
             "processed_rate",
             "jobs processed per second since the previous run",
@@ -62,12 +56,7 @@ impl Kind for Queue {
         number("scheduled", "scheduled and delayed jobs"),
         number("retries", "jobs waiting for a retry (Sidekiq)"),
         number("dead", "dead jobs (Sidekiq)"),
-        Var {
-            name: "unreachable",
-            ty: Type::Bool,
-            read: Read::Observed,
-            about: "Redis could not be reached",
-        },
+        Var::observed("unreachable", Type::Bool, "Redis could not be reached"),
     ];
     type Def = QueueDef;
     type Spec = QueueCheck;
