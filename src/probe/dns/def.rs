@@ -43,12 +43,11 @@ impl Kind for Dns {
             }),
             about: "the reply's response code (`NOERROR`, `NXDOMAIN`, `SERVFAIL`, `REFUSED`, ...; unknown when no reply came)",
         },
-        Var {
-            name: "answers",
-            ty: Type::Number,
-            read: Read::Observed,
-            about: "how many answers of the asked type the reply held (unknown when no reply came)",
-        },
+        Var::observed(
+            "answers",
+            Type::Number,
+            "how many answers of the asked type the reply held (unknown when no reply came)",
+        ),
     ];
     type Def = DnsDef;
     type Spec = DnsSpec;
