@@ -79,7 +79,7 @@ pub struct DnsDef {
     pub record_type: Option<Spanned<String>>,
     /// The server to ask: `ip:port`, `[ipv6]:port`, or an address alone (port 53). Omitted:
     /// the first `nameserver` of /etc/resolv.conf, read at every run.
-    #[schemars(with = "Option<DnsServer>")]
+    #[schemars(with = "Option<String>", extend("pattern" = SERVER, "patternErrorMessage" = "an IP address, optionally with :port (a server's address, not its name)"))]
     pub server: Option<Spanned<String>>,
     /// How the query travels (default udp). The query is sent once, never retried.
     #[schemars(with = "Option<DnsTransport>")]
@@ -181,24 +181,9 @@ one_of!(
     ["any", "all", "none"]
 );
 
-/// `dns.server`: an IP address, with a port or without.
-pub struct DnsServer;
-
-impl JsonSchema for DnsServer {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        "DnsServer".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "pattern": r"^(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]+)?|\[[0-9A-Fa-f:.]+\](?::[0-9]+)?|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*)$",
-            "patternErrorMessage": "an IP address, optionally with :port (a server's address, not its name)",
-        })
-    }
-}
+/// `dns.server`: an IP address, with a port or without (the port's range and the address's
+/// digits are validation's).
+const SERVER: &str = r"^(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]+)?|\[[0-9A-Fa-f:.]+\](?::[0-9]+)?|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*)$";
 
 /// Parses `dns.server`: `ip:port`, `[v6]:port`, or an address alone (port 53).
 pub fn parse_server(s: &str) -> Result<SocketAddr, String> {
