@@ -224,3 +224,159 @@ impl GlobWalk<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::defaults::Defaults;
+
+    /// The matches of `pattern` under `dir`, relative to it.
+    fn matches(dir: &Path, pattern: &str) -> Vec<String> {
+        glob_files(dir, pattern)
+            .unwrap()
+            .iter()
+            .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
+            .collect()
+    }
+
+    fn touch(path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "checks: []\n").unwrap();
+    }
+
+    #[test]
+    fn a_double_star_pattern_finds_files_at_every_depth_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for f in [
+            "z.yaml",
+            "b/a.yaml",
+            "a/b/c.yaml",
+            "a/x.yaml",
+            "a/notes.txt",
+        ] {
+            touch(&d.join(f));
+        }
+        std::fs::create_dir_all(d.join("dir.yaml")).unwrap();
+        assert_eq!(
+            matches(d, "**/*.yaml"),
+            ["a/b/c.yaml", "a/x.yaml", "b/a.yaml", "z.yaml"]
+        );
+        assert_eq!(matches(d, "a/**/*.yaml"), ["a/b/c.yaml", "a/x.yaml"]);
+        assert_eq!(matches(d, "*/*.yaml"), ["a/x.yaml", "b/a.yaml"]);
+        assert_eq!(matches(d, "a/x.yaml"), ["a/x.yaml"]);
+        assert!(matches(d, "nowhere/**/*.yaml").is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_loop_ends_and_lists_each_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        touch(&d.join("a/x.yaml"));
+        touch(&d.join("top.yaml"));
+        std::os::unix::fs::symlink(d, d.join("a/loop")).unwrap();
+        std::os::unix::fs::symlink(d.join("a"), d.join("a/self")).unwrap();
+        assert_eq!(matches(d, "**/*.yaml"), ["a/x.yaml", "top.yaml"]);
+        assert_eq!(matches(d, "**/**/*.yaml"), ["a/x.yaml", "top.yaml"]);
+    }
+
+    #[test]
+    fn a_pattern_deeper_than_the_cap_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = (0..=limits::MAX_GLOB_DEPTH).fold(dir.path().to_path_buf(), |p, _| p.join("d"));
+        touch(&deep.join("x.yaml"));
+        assert_eq!(
+            glob_files(dir.path(), "**/*.yaml").unwrap_err(),
+            format!(
+                "pattern \"**/*.yaml\" reaches more than {} directory levels deep",
+                limits::MAX_GLOB_DEPTH
+            )
+        );
+        // One level less is within the cap.
+        let within = tempfile::tempdir().unwrap();
+        let deep =
+            (0..limits::MAX_GLOB_DEPTH).fold(within.path().to_path_buf(), |p, _| p.join("d"));
+        touch(&deep.join("x.yaml"));
+        assert_eq!(glob_files(within.path(), "**/*.yaml").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_pattern_looking_at_too_many_entries_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..1000 {
+            std::fs::write(dir.path().join(format!("{i}.txt")), "").unwrap();
+        }
+        // Each `**` reads the directory again: 101 of them look at 101,000 entries.
+        let pattern = format!("{}*.yaml", "**/".repeat(101));
+        assert_eq!(
+            glob_files(dir.path(), &pattern).unwrap_err(),
+            format!(
+                "pattern {pattern:?} looks at more than {} directory entries",
+                limits::MAX_GLOB_ENTRIES
+            )
+        );
+    }
+
+    #[test]
+    fn an_invalid_pattern_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = glob_files(dir.path(), "checks/[a.yaml").unwrap_err();
+        assert!(
+            err.starts_with("invalid glob \"checks/[a.yaml\": "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_decode_error_is_located_with_its_key_path() {
+        let err = decode::<BTreeMap<String, Defaults>>(
+            Path::new("canaryd.yaml"),
+            "a:\n  interval: 1s\nb:\n  intervall: 1s\n",
+        )
+        .unwrap_err();
+        assert_eq!((err.line, err.col), (4, 3), "{err}");
+        assert_eq!(err.key, "b.intervall");
+        assert_eq!(
+            err.to_string(),
+            "canaryd.yaml:4:3: b.intervall: unknown field `intervall`, expected one of interval, timeout, body_limit"
+        );
+        let err = decode::<Defaults>(Path::new("t.yaml"), "interval: soon\n").unwrap_err();
+        assert_eq!(
+            (err.line, err.col, err.key.as_str()),
+            (1, 11, "interval"),
+            "{err}"
+        );
+        // A syntax error has a location but no key.
+        let err = decode::<Defaults>(Path::new("t.yaml"), "interval: [1s\n").unwrap_err();
+        assert_eq!(err.key, "", "{err}");
+        assert!(err.line >= 1 && !err.message.is_empty() && !err.message.contains('\n'));
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_in_words() {
+        let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            yaml.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let started = std::time::Instant::now();
+        let err =
+            decode::<BTreeMap<String, serde_json::Value>>(Path::new("t.yaml"), &yaml).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(
+            err.message
+                .starts_with("the document exceeds the YAML decoder's limits ("),
+            "{err}"
+        );
+        assert!(
+            err.message.ends_with(&format!(
+                "aliases may replay at most {} events, and a file holds at most 250000 nodes nested 64 deep",
+                limits::MAX_ALIAS_REPLAYED_EVENTS
+            )),
+            "{err}"
+        );
+    }
+}
