@@ -350,7 +350,7 @@ mod tests {
             "{err}"
         );
         // A syntax error has a location but no key.
-        let err = decode::<Defaults>(Path::new("t.yaml"), "interval: [1s\n").unwrap_err();
+        let err = decode::<Defaults>(Path::new("t.yaml"), "interval: \"1s\n").unwrap_err();
         assert_eq!(err.key, "", "{err}");
         assert!(err.line >= 1 && !err.message.is_empty() && !err.message.contains('\n'));
     }
