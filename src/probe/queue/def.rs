@@ -514,9 +514,7 @@ mod tests {
             errors_of(&queue_check(
                 "      system: rq\n      redis: \"redis://:hunter2@/0\"\n"
             )),
-            [
-                r#"t.yaml:5:14: checks[0].queue.redis: invalid redis URL "redis://:xxxxx@/0": no host"#
-            ]
+            [r#"t.yaml:5:14: checks[0].queue.redis: invalid redis URL "(unparsable)": empty host"#]
         );
         let errors = errors_of(&queue_check(
             "      system: rq\n      redis: \"redis://:hunter2@127.0.0.1:6379/notadb\"\n",
