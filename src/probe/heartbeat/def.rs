@@ -281,7 +281,9 @@ mod tests {
     fn a_schedule_is_every_or_cron() {
         assert_eq!(
             errors_of("checks:\n  - name: nightly\n    heartbeat: {grace: 1m}\n"),
-            [r#"t.yaml:3:16: checks[0].heartbeat: heartbeat needs every (e.g. every: 1d) or cron (e.g. cron: "0 2 * * *")"#]
+            [
+                r#"t.yaml:3:16: checks[0].heartbeat: heartbeat needs every (e.g. every: 1d) or cron (e.g. cron: "0 2 * * *")"#
+            ]
         );
         assert_eq!(
             errors_of(&hb_check("      every: 1d\n      cron: \"0 2 * * *\"\n")),
@@ -290,7 +292,9 @@ mod tests {
         let errors = errors_of(&hb_check("      cron: \"0 25 * * *\"\n"));
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(
-            errors[0].starts_with(r#"t.yaml:4:13: checks[0].heartbeat.cron: invalid cron expression "0 25 * * *": "#),
+            errors[0].starts_with(
+                r#"t.yaml:4:13: checks[0].heartbeat.cron: invalid cron expression "0 25 * * *": "#
+            ),
             "{errors:?}"
         );
         assert!(
@@ -306,17 +310,26 @@ mod tests {
     #[test]
     fn a_time_zone_is_known_and_goes_with_cron() {
         assert_eq!(
-            errors_of(&hb_check("      cron: \"0 2 * * *\"\n      timezone: Mars/Olympus\n")),
-            [r#"t.yaml:5:17: checks[0].heartbeat.timezone: unknown time zone "Mars/Olympus": use an IANA name such as Europe/Paris, America/New_York or UTC"#]
+            errors_of(&hb_check(
+                "      cron: \"0 2 * * *\"\n      timezone: Mars/Olympus\n"
+            )),
+            [
+                r#"t.yaml:5:17: checks[0].heartbeat.timezone: unknown time zone "Mars/Olympus": use an IANA name such as Europe/Paris, America/New_York or UTC"#
+            ]
         );
         assert_eq!(
             errors_of(&hb_check("      every: 1d\n      timezone: Europe/Paris\n")),
             ["t.yaml:5:17: checks[0].heartbeat.timezone: timezone goes with cron (every is a plain duration)"]
         );
-        let c = check_of(&hb_check("      cron: \"0 2 * * *\"\n      timezone: Europe/Paris\n"));
+        let c = check_of(&hb_check(
+            "      cron: \"0 2 * * *\"\n      timezone: Europe/Paris\n",
+        ));
         match &c.kind.spec::<Heartbeat>().unwrap().schedule {
             Schedule::Cron { expr, tz, .. } => {
-                assert_eq!((expr.as_str(), *tz), ("0 2 * * *", chrono_tz::Europe::Paris))
+                assert_eq!(
+                    (expr.as_str(), *tz),
+                    ("0 2 * * *", chrono_tz::Europe::Paris)
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -325,9 +338,15 @@ mod tests {
     #[test]
     fn the_default_grace_is_a_tenth_of_the_period() {
         let c = check_of(&hb_check("      every: 1h\n"));
-        assert_eq!(c.kind.spec::<Heartbeat>().unwrap().grace, Duration::from_secs(360));
+        assert_eq!(
+            c.kind.spec::<Heartbeat>().unwrap().grace,
+            Duration::from_secs(360)
+        );
         let c = check_of(&hb_check("      cron: \"0 * * * *\"\n"));
-        assert_eq!(c.kind.spec::<Heartbeat>().unwrap().grace, Duration::from_secs(360));
+        assert_eq!(
+            c.kind.spec::<Heartbeat>().unwrap().grace,
+            Duration::from_secs(360)
+        );
     }
 
     #[test]
@@ -370,12 +389,8 @@ mod tests {
         }
         assert!(c.kind.var_type("depth").is_err());
         let now = SystemTime::UNIX_EPOCH;
-        let mut r = CheckResult::failure(
-            crate::probe::Reason::Assertion,
-            "late",
-            now,
-            Duration::ZERO,
-        );
+        let mut r =
+            CheckResult::failure(crate::probe::Reason::Assertion, "late", now, Duration::ZERO);
         r.observations = vec![
             ("late".into(), 1.0),
             ("since_last".into(), 90_000.0),
@@ -383,7 +398,10 @@ mod tests {
         ];
         let v = |name: &str| c.kind.variable(&r, name, now);
         assert_eq!(v("late"), Some(Value::Bool(true)));
-        assert_eq!(v("since_last"), Some(Value::Duration(Duration::from_secs(90_000))));
+        assert_eq!(
+            v("since_last"),
+            Some(Value::Duration(Duration::from_secs(90_000)))
+        );
         assert_eq!(v("running_for"), Some(Value::Duration(Duration::ZERO)));
         // No finish carried an exit code yet: unknown.
         assert_eq!(v("last_exit_code"), None);
