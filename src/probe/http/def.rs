@@ -801,9 +801,15 @@ fn request(
         );
     }
     let body = if let Some(b) = &r.body {
-        ctx.template(b, &format!("{key}.body"))
-            .map(BodySpec::Raw)
-            .unwrap_or(BodySpec::None)
+        let bkey = format!("{key}.body");
+        match ctx.template(b, &bkey) {
+            Some(t) => {
+                // As for every other part: a misspelt variable would fail every run.
+                check_vars(ctx, &t, &b.referenced, &bkey, known);
+                BodySpec::Raw(t)
+            }
+            None => BodySpec::None,
+        }
     } else if let Some(form) = &r.form {
         let mut fields = Vec::new();
         for (name, v) in form {
@@ -1611,6 +1617,26 @@ mod rule_tests {
             )),
             [format!("t.yaml:5:14: checks[0].http.request.url: {undefined}")]
         );
+        // Every part of a request that takes variables is checked: url, headers, query, form,
+        // json and a raw body.
+        for (part, at) in [
+            ("headers: {X-Token: \"${token}\"}", "headers.X-Token"),
+            ("query: {t: \"${token}\"}", "query.t"),
+            ("form: {t: \"${token}\"}", "form.t"),
+            ("json: {t: \"${token}\"}", "json.t"),
+            ("body: \"t=${token}\"", "body"),
+        ] {
+            let errors = errors_of(&request_check(
+                &format!("        url: \"https://app.test/\"\n        {part}\n"),
+                "",
+            ));
+            assert_eq!(errors.len(), 1, "{part}: {errors:?}");
+            assert!(
+                errors[0].starts_with("t.yaml:6:")
+                    && errors[0].ends_with(&format!("checks[0].http.request.{at}: {undefined}")),
+                "{part}: {errors:?}"
+            );
+        }
         // Extracted by a step, usable by the later ones only.
         let steps = "      steps:\n        - name: use\n          request: {url: \"https://app.test/${token}\"}\n        - name: login\n          request: {url: \"https://app.test/\"}\n          extract: {token: {json: $.token}}\n        - name: again\n          request: {url: \"https://app.test/\", json: {t: \"${token}\"}}\n";
         assert_eq!(
