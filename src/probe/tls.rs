@@ -103,6 +103,19 @@ pub fn tls(ctx: &mut Ctx, t: Option<&TlsDef>, key: &str) -> TlsSettings {
         ),
         _ => {}
     }
+    if let Some(name) = &t.server_name {
+        // Checked now: a name TLS cannot carry would fail every run ("invalid TLS server name").
+        if rustls::pki_types::ServerName::try_from(name.value.as_str()).is_err() {
+            ctx.err(
+                &name.referenced,
+                format!("{key}.server_name"),
+                format!(
+                    "invalid server name {:?}: use a DNS name or an IP address",
+                    name.value
+                ),
+            );
+        }
+    }
     TlsSettings {
         insecure_skip_verify: t.insecure_skip_verify,
         ca_file,
@@ -162,6 +175,23 @@ mod tests {
         );
         assert_eq!(tls.server_name.as_deref(), Some("internal.test"));
         assert!(tls.insecure_skip_verify);
+    }
+
+    #[test]
+    fn the_server_name_is_one_tls_can_carry() {
+        for bad in ["a b", "", "host_name!"] {
+            assert_eq!(
+                errors_of(&tls_check(&format!("        server_name: \"{bad}\"\n"))),
+                [format!(
+                    "t.yaml:7:22: checks[0].tcp.tls_config.server_name: invalid server name {bad:?}: use a DNS name or an IP address"
+                )]
+            );
+        }
+        for good in ["internal.test", "10.0.0.1", "::1", "localhost"] {
+            let c = check_of(&tls_check(&format!("        server_name: \"{good}\"\n")));
+            let tls = c.kind.spec::<Tcp>().unwrap().tls.clone().unwrap();
+            assert_eq!(tls.server_name.as_deref(), Some(good));
+        }
     }
 
     #[test]
