@@ -523,6 +523,14 @@ fn http(
             }
         });
     let follow = h.follow_redirects.unwrap_or(true);
+    // `${base_url}` has a value only when http.base_url is written.
+    let builtins = || {
+        let mut known = builtins();
+        if h.base_url.is_none() {
+            known.remove("base_url");
+        }
+        known
+    };
     let mut steps = Vec::new();
     match (&h.request, &h.steps) {
         (Some(_), Some(s)) => {
@@ -893,7 +901,13 @@ fn json_template(
 
 fn check_vars(ctx: &mut Ctx, t: &Template, loc: &Location, key: &str, known: &HashSet<String>) {
     for v in t.variables() {
-        if !known.contains(v) {
+        if known.contains(v) {
+            continue;
+        }
+        // Only missing from the built-ins without http.base_url (no extraction takes its name).
+        if v == "base_url" {
+            ctx.err(loc, key, "${base_url} is not set: write http.base_url");
+        } else {
             ctx.err(loc, key, format!("undefined variable ${{{v}}}: no earlier step extracts it and it is not a built-in (base_url, uuid, now)"));
         }
     }
@@ -1637,6 +1651,11 @@ mod rule_tests {
                 "{part}: {errors:?}"
             );
         }
+        // `${base_url}` is there only when http.base_url is written.
+        assert_eq!(
+            errors_of(&request_check("        url: \"${base_url}/health\"\n", "")),
+            ["t.yaml:5:14: checks[0].http.request.url: ${base_url} is not set: write http.base_url"]
+        );
         // Extracted by a step, usable by the later ones only.
         let steps = "      steps:\n        - name: use\n          request: {url: \"https://app.test/${token}\"}\n        - name: login\n          request: {url: \"https://app.test/\"}\n          extract: {token: {json: $.token}}\n        - name: again\n          request: {url: \"https://app.test/\", json: {t: \"${token}\"}}\n";
         assert_eq!(
