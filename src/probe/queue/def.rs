@@ -432,6 +432,21 @@ fn queue(ctx: &mut Ctx, q: &QueueDef, key: &str) -> Option<QueueCheck> {
             "system redis needs keys or patterns (what to read)",
         );
     }
+    // TLS settings for a plain-text URL would be silently ignored (the traffic stays plain).
+    let scheme = redis
+        .as_ref()
+        .and_then(|t| t.render(|_| None).ok())
+        .and_then(|u| url::Url::parse(u.trim()).ok())
+        .map(|u| u.scheme().to_string());
+    if let (Some(_), Some(scheme)) = (&q.tls_config, scheme) {
+        if scheme != "rediss" {
+            ctx.err(
+                &q.redis.referenced,
+                format!("{key}.tls_config"),
+                format!("tls_config applies to rediss:// URLs only, not {scheme}://"),
+            );
+        }
+    }
     // Set by `fit_timeout`, once the check's timeout is known.
     let connect_timeout = Duration::ZERO;
     let tls = tls(ctx, q.tls_config.as_ref(), &format!("{key}.tls_config"));
@@ -525,6 +540,21 @@ mod tests {
             "{errors:?}"
         );
         assert!(!errors[0].contains("hunter2"), "{errors:?}");
+    }
+
+    #[test]
+    fn tls_settings_go_with_a_rediss_url() {
+        assert_eq!(
+            errors_of(&queue_check(&format!(
+                "{SIDEKIQ}      tls_config: {{insecure_skip_verify: true}}\n"
+            ))),
+            ["t.yaml:5:14: checks[0].queue.tls_config: tls_config applies to rediss:// URLs only, not redis://"]
+        );
+        let c = check_of(&queue_check(
+            "      system: sidekiq\n      redis: \"rediss://127.0.0.1:6380\"\n      tls_config: {server_name: redis.internal}\n",
+        ));
+        let tls = &c.kind.spec::<Queue>().unwrap().tls;
+        assert_eq!(tls.server_name.as_deref(), Some("redis.internal"));
     }
 
     #[test]
