@@ -103,15 +103,15 @@ pub fn read_config_file(path: &Path) -> Result<String, String> {
 /// number of directory entries looked at are capped, and going past a cap is an error.
 pub fn glob_files(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
     use std::path::Component;
-    let full = dir.join(pattern);
-    let full_text = full.to_string_lossy();
-    if let Err(e) = glob::Pattern::new(&full_text) {
+    if let Err(e) = glob::Pattern::new(pattern) {
         return Err(format!("invalid glob {pattern:?}: {}", e.msg));
     }
     let is_meta = |s: &str| s.contains(['*', '?', '[']);
-    let mut base = PathBuf::new();
+    // Only the pattern is one: the directory it is relative to is a path, whatever characters
+    // its name holds (`/srv/canary[prod]`). An absolute pattern replaces the directory.
+    let mut base = dir.to_path_buf();
     let mut rest: Vec<String> = Vec::new();
-    for c in full.components() {
+    for c in Path::new(pattern).components() {
         let text = c.as_os_str().to_string_lossy();
         if rest.is_empty() && !(matches!(c, Component::Normal(_)) && is_meta(&text)) {
             base.push(c.as_os_str());
@@ -317,6 +317,24 @@ mod tests {
                 "pattern {pattern:?} looks at more than {} directory entries",
                 limits::MAX_GLOB_ENTRIES
             )
+        );
+    }
+
+    #[test]
+    fn the_directory_of_the_config_is_no_pattern() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a[1]", "b*", "c?", "d[", "e]"] {
+            let d = dir.path().join(name);
+            touch(&d.join("checks/x.yaml"));
+            assert_eq!(matches(&d, "checks/*.yaml"), ["checks/x.yaml"], "{name}");
+            assert_eq!(matches(&d, "**/x.yaml"), ["checks/x.yaml"], "{name}");
+            assert_eq!(matches(&d, "checks/x.yaml"), ["checks/x.yaml"], "{name}");
+        }
+        // An absolute pattern is taken as written.
+        let absolute = format!("{}/a*/checks/*.yaml", dir.path().display());
+        assert_eq!(
+            glob_files(Path::new("/elsewhere"), &absolute).unwrap(),
+            [dir.path().join("a[1]/checks/x.yaml")]
         );
     }
 
