@@ -336,14 +336,16 @@ fn annotation_vars(
         "message",
     ];
     for v in t.variables() {
-        let literal_annotation = rule
-            .annotations
-            .get(v)
-            .is_some_and(|a| !a.value.contains("${"));
+        // Plain text as the engine tells it (a single literal part): `$${x}` is plain text too.
+        let literal_annotation = || {
+            rule.annotations.get(v).is_some_and(|a| {
+                Template::parse(&a.value, &ctx.dir).is_ok_and(|t| t.as_literal().is_some())
+            })
+        };
         if FIXED.contains(&v)
             || check_labels.contains_key(v)
             || rule.labels.contains_key(v)
-            || literal_annotation
+            || literal_annotation()
             || (kind.var_type)(v).is_ok()
         {
             continue;
@@ -545,6 +547,12 @@ mod tests {
             errors[0].starts_with("t.yaml:4:8: checks[0].alerts[0].annotations.a: unknown variable ${b} in an annotation (annotation b is itself a template; only plain-text annotations can be referenced)"),
             "{errors:?}"
         );
+        // Plain text may hold an escaped `$${`.
+        let (rules, errors) = rules_of(
+            "- name: A\n  when: failed\n  annotations:\n    a: \"costs $${price}\"\n    b: \"${a}\"\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(rules[0].annotations.len(), 2);
         // Fixed names, the check's and the rule's labels, a plain annotation and the kind's
         // variables.
         let (rules, errors) = rules_of(
