@@ -19,7 +19,7 @@ pub fn decode<T: DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigEr
     options.alias_limits.max_total_replayed_events = limits::MAX_ALIAS_REPLAYED_EVENTS;
     let res = serde_saphyr::with_deserializer_from_str_with_options(src, options, |de| {
         serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
-            path = e.path().to_string();
+            path = key_path(e.path());
             e.into_inner()
         })
     });
@@ -57,8 +57,7 @@ pub fn decode<T: DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigEr
             .next()
             .unwrap_or(message)
             .to_string();
-        let key = path.replace(".value", "").replace(".?", "");
-        let key = if key == "." { String::new() } else { key };
+        let key = path;
         ConfigError {
             file: file.to_path_buf(),
             line: line.max(1),
@@ -67,6 +66,29 @@ pub fn decode<T: DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigEr
             message,
         }
     })
+}
+
+/// The key path of a decode error as the user wrote it (`checks[0].labels.team`): without the
+/// `value` segments of `Spanned` wrappers and unknown segments. Segment by segment, so a key
+/// that merely starts with `value` (`value_x`) stays whole.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut key = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => key.push_str(&format!("[{index}]")),
+            // A key written `value` is dropped too: the path still leads to its mapping.
+            Segment::Map { key: k } if k == "value" => {}
+            Segment::Map { key: k } | Segment::Enum { variant: k } => {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(k);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    key
 }
 
 /// Reads the daemon file: at most [`limits::MAX_CONFIG_FILE_BYTES`]. It may be a pipe the user
@@ -371,6 +393,32 @@ mod tests {
         let err = decode::<Defaults>(Path::new("t.yaml"), "interval: \"1s\n").unwrap_err();
         assert_eq!(err.key, "", "{err}");
         assert!(err.line >= 1 && !err.message.is_empty() && !err.message.contains('\n'));
+    }
+
+    #[test]
+    fn a_key_path_keeps_keys_that_start_like_a_wrapper() {
+        let err = decode::<BTreeMap<String, BTreeMap<String, String>>>(
+            Path::new("t.yaml"),
+            "labels:\n  value_x: [1]\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t.yaml:2:12: labels.value_x: expected string scalar"
+        );
+        let err = decode::<BTreeMap<String, Vec<BTreeMap<String, String>>>>(
+            Path::new("t.yaml"),
+            "steps:\n  - {a: b}\n  - {values: [1]}\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "steps[1].values");
+        // Spanned values add no segment of their own.
+        let err = decode::<BTreeMap<String, serde_saphyr::Spanned<Defaults>>>(
+            Path::new("t.yaml"),
+            "a:\n  interval: [1]\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "a.interval");
     }
 
     #[test]
