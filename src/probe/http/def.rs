@@ -1723,7 +1723,7 @@ mod rule_tests {
         let long = "a".repeat(limits::MAX_CSS_LEN + 1);
         assert_eq!(
             ex(&format!("{{css: {long}}}")),
-            [format!("t.yaml:7:18: checks[0].http.extract.a.css: CSS selector of 1025 bytes: at most 1024 are allowed")]
+            ["t.yaml:7:18: checks[0].http.extract.a.css: CSS selector of 1025 bytes: at most 1024 are allowed"]
         );
         let errors = ex("{json: token}");
         assert_eq!(errors.len(), 1, "{errors:?}");
