@@ -775,6 +775,46 @@ mod tests {
     }
 
     #[test]
+    fn the_number_of_checks_in_all_files_is_bounded() {
+        let yaml = format!("checks:\n  - name: web\n    {TCP}\n  - name: api\n    {TCP}\n");
+        let file: CheckFile = decode(Path::new("t.yaml"), &yaml).unwrap();
+        let other = Origin {
+            file: "other.yaml".into(),
+            line: 1,
+            col: 1,
+        };
+        // Earlier files defined the most there may be, `web` among them.
+        let mut seen: HashMap<String, Origin> = (1..limits::MAX_CHECKS)
+            .map(|i| (format!("c{i}"), other.clone()))
+            .chain([("web".to_string(), other.clone())])
+            .collect();
+        let mut errors = Vec::new();
+        let mut ctx = Ctx {
+            file: "t.yaml".into(),
+            src: &yaml,
+            dir: PathBuf::from("."),
+            errors: &mut errors,
+        };
+        let mut out = Vec::new();
+        checks_of(
+            &mut ctx,
+            &file.checks,
+            &CheckDefaults::default(),
+            &mut seen,
+            &mut out,
+        );
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                r#"t.yaml:2:11: checks[0].name: duplicate check name "web" (first defined at other.yaml:1:1)"#,
+                "t.yaml:4:11: checks[1].name: more than 10000 checks in the configuration: at most 10000 are allowed",
+            ]
+        );
+        assert_eq!(seen.len(), limits::MAX_CHECKS);
+    }
+
+    #[test]
     fn a_check_file_over_the_size_cap_is_refused_before_parsing() {
         let yaml = format!(
             "checks: []\n#{}",

@@ -1604,6 +1604,21 @@ mod rule_tests {
                 r#"t.yaml:8:21: checks[0].http.request.headers.bad name: invalid header name "bad name""#,
             ]
         );
+        // Secrets are judged with their values, which the message does not show.
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("token");
+        std::fs::write(&secret, "s3cret\ninjected: yes\n").unwrap();
+        let errors = errors_of(&request_check(
+            &format!(
+                "{url}        headers:\n          X-Token: \"${{file:{}}}\"\n",
+                secret.display()
+            ),
+            "",
+        ));
+        assert_eq!(
+            errors,
+            ["t.yaml:7:20: checks[0].http.request.headers.X-Token: the value (with its secrets) contains a line break or NUL character, which a header cannot carry"]
+        );
         assert_eq!(
             errors_of(&request_check(
                 &format!("{url}        body: x\n        json: {{a: 1}}\n"),
