@@ -376,9 +376,50 @@ pub fn header_value(ctx: &mut Ctx, t: &Template, at: &Spanned<String>, key: &str
     }
 }
 
+/// Validating a decoded piece of configuration through a fresh [`Ctx`], for the unit tests of
+/// every part of `config` (which may not reach up into `probe` for a whole check file).
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::Path;
+
+    use serde::de::DeserializeOwned;
+
+    use super::Ctx;
+
+    /// Decodes `yaml` (as file `t.yaml`, relative files under `dir`), runs `validate` on it
+    /// with a fresh context and returns its result with every error as the user sees it.
+    pub(crate) fn validate_in<T: DeserializeOwned, R>(
+        dir: &Path,
+        yaml: &str,
+        validate: impl FnOnce(&mut Ctx, &T) -> R,
+    ) -> (R, Vec<String>) {
+        let def: T = crate::config::files::decode(Path::new("t.yaml"), yaml)
+            .unwrap_or_else(|e| panic!("test input does not decode: {e}\n{yaml}"));
+        let mut errors = Vec::new();
+        let mut ctx = Ctx {
+            file: "t.yaml".into(),
+            src: yaml,
+            dir: dir.to_path_buf(),
+            errors: &mut errors,
+        };
+        let out = validate(&mut ctx, &def);
+        (out, errors.iter().map(ToString::to_string).collect())
+    }
+
+    /// [`validate_in`] with relative files under the current directory.
+    pub(crate) fn validate<T: DeserializeOwned, R>(
+        yaml: &str,
+        validate: impl FnOnce(&mut Ctx, &T) -> R,
+    ) -> (R, Vec<String>) {
+        validate_in(Path::new("."), yaml, validate)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_support::{validate, validate_in};
     use super::*;
+    use serde::Deserialize;
 
     #[test]
     fn limits_print_in_their_largest_whole_unit() {
@@ -394,5 +435,109 @@ mod tests {
         assert_eq!(excerpt("ééééé", 3), "ééé…");
         let long = "(".repeat(5000);
         assert_eq!(excerpt(&long, 120).chars().count(), 121);
+    }
+
+    /// Values of each shape the context's checks take.
+    #[derive(Deserialize)]
+    struct Vals {
+        d: Option<Spanned<Dur>>,
+        n: Option<Spanned<u32>>,
+        p: Option<Spanned<String>>,
+    }
+
+    #[test]
+    fn a_duration_outside_its_range_says_which_bound_at_the_value() {
+        let (ok, errors) = validate("d: 50ms", |ctx, v: &Vals| {
+            ctx.dur_in(v.d.as_ref(), "checks[0].interval", limits::INTERVAL)
+        });
+        assert!(!ok);
+        assert_eq!(
+            errors,
+            ["t.yaml:1:4: checks[0].interval: must be at least 100ms"]
+        );
+        let (ok, errors) = validate("\nd:   8d", |ctx, v: &Vals| {
+            ctx.dur_in(v.d.as_ref(), "k", limits::INTERVAL)
+        });
+        assert!(!ok);
+        assert_eq!(errors, ["t.yaml:2:6: k: must be at most 7d"]);
+        for within in ["d: 100ms", "d: 7d", "n: 1"] {
+            let (ok, errors) = validate(within, |ctx, v: &Vals| {
+                ctx.dur_in(v.d.as_ref(), "k", limits::INTERVAL)
+            });
+            assert!(ok, "{within}");
+            assert!(errors.is_empty(), "{within}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn a_count_over_its_limit_names_what_was_counted() {
+        let (ok, errors) = validate("p: x", |ctx, v: &Vals| {
+            let at = v.p.as_ref().unwrap().referenced;
+            (
+                ctx.count(65, 64, &at, "checks[0].labels", "labels"),
+                ctx.count(64, 64, &at, "checks[0].labels", "labels"),
+            )
+        });
+        assert_eq!(ok, (false, true));
+        assert_eq!(
+            errors,
+            ["t.yaml:1:4: checks[0].labels: 65 labels: at most 64 are allowed"]
+        );
+    }
+
+    #[test]
+    fn an_integer_outside_its_range_says_which_bound() {
+        let check =
+            |yaml: &str| validate(yaml, |ctx, v: &Vals| ctx.int_in(v.n.as_ref(), "k", 1, 10));
+        assert_eq!(
+            check("n: 0"),
+            (
+                false,
+                vec!["t.yaml:1:4: k: 0 is less than the minimum of 1".to_string()]
+            )
+        );
+        assert_eq!(
+            check("n: 11"),
+            (
+                false,
+                vec!["t.yaml:1:4: k: 11 is more than the limit of 10".to_string()]
+            )
+        );
+        assert_eq!(check("n: 1"), (true, vec![]));
+        assert_eq!(check("n: 10"), (true, vec![]));
+        assert_eq!(check("d: 1s"), (true, vec![]));
+    }
+
+    #[test]
+    fn a_file_must_exist_be_regular_and_within_the_pem_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "pem").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let big = std::fs::File::create(dir.path().join("big.pem")).unwrap();
+        big.set_len(limits::MAX_PEM_FILE_BYTES + 1).unwrap();
+        let path = |yaml: &str| {
+            validate_in(dir.path(), yaml, |ctx, v: &Vals| {
+                ctx.path(v.p.as_ref().unwrap(), "checks[0].http.tls_config.ca_file")
+            })
+        };
+        assert_eq!(path("p: ca.pem"), (Some(dir.path().join("ca.pem")), vec![]));
+        assert_eq!(
+            path("p: nope.pem"),
+            (
+                None,
+                vec![
+                    "t.yaml:1:4: checks[0].http.tls_config.ca_file: file nope.pem does not exist"
+                        .to_string()
+                ]
+            )
+        );
+        assert_eq!(
+            path("p: sub").1,
+            ["t.yaml:1:4: checks[0].http.tls_config.ca_file: cannot use file sub: is a directory"]
+        );
+        assert_eq!(
+            path("p: big.pem").1,
+            ["t.yaml:1:4: checks[0].http.tls_config.ca_file: cannot use file big.pem: larger than the limit of 1 MiB"]
+        );
     }
 }

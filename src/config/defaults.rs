@@ -95,3 +95,82 @@ pub fn check_defaults(ctx: &mut Ctx, d: &Defaults) -> CheckDefaults {
         body_limit,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ctx::test_support::validate;
+
+    fn defaults_of(yaml: &str) -> (CheckDefaults, Vec<String>) {
+        validate(yaml, check_defaults)
+    }
+
+    #[test]
+    fn nothing_written_gives_the_built_in_defaults() {
+        let (d, errors) = defaults_of("{}");
+        assert!(errors.is_empty());
+        assert_eq!(
+            (d.interval, d.timeout, d.body_limit),
+            (DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_BODY_LIMIT)
+        );
+    }
+
+    #[test]
+    fn the_default_timeout_is_at_most_the_default_interval() {
+        let (d, errors) = defaults_of("interval: 5s");
+        assert!(errors.is_empty());
+        assert_eq!(
+            (d.interval, d.timeout),
+            (Duration::from_secs(5), Duration::from_secs(5))
+        );
+        let (d, _) = defaults_of("interval: 1m");
+        assert_eq!(d.timeout, DEFAULT_TIMEOUT);
+    }
+
+    #[test]
+    fn the_interval_is_within_its_limits() {
+        assert_eq!(
+            defaults_of("interval: 50ms").1,
+            ["t.yaml:1:11: defaults.interval: must be at least 100ms"]
+        );
+        assert_eq!(
+            defaults_of("interval: 8d").1,
+            ["t.yaml:1:11: defaults.interval: must be at most 7d"]
+        );
+    }
+
+    #[test]
+    fn the_timeout_is_positive_and_within_the_interval() {
+        assert_eq!(
+            defaults_of("timeout: 0s").1,
+            ["t.yaml:1:10: defaults.timeout: must be greater than 0"]
+        );
+        assert_eq!(
+            defaults_of("interval: 30s\ntimeout: 1m").1,
+            ["t.yaml:2:10: defaults.timeout: 1m exceeds the default interval 30s"]
+        );
+        // Without an interval, the built-in one bounds it.
+        assert_eq!(
+            defaults_of("timeout: 31s").1,
+            ["t.yaml:1:10: defaults.timeout: 31s exceeds the default interval 30s"]
+        );
+        let (d, errors) = defaults_of("interval: 1m\ntimeout: 1m");
+        assert!(errors.is_empty());
+        assert_eq!(d.timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_body_limit_is_positive_and_within_its_cap() {
+        assert_eq!(
+            defaults_of("body_limit: 0").1,
+            ["t.yaml:1:13: defaults.body_limit: must be greater than 0"]
+        );
+        assert_eq!(
+            defaults_of("body_limit: 257MiB").1,
+            ["t.yaml:1:13: defaults.body_limit: 269484032 bytes is more than the limit of 256 MiB"]
+        );
+        let (d, errors) = defaults_of("body_limit: 256MiB");
+        assert!(errors.is_empty());
+        assert_eq!(d.body_limit, limits::MAX_BODY_LIMIT);
+    }
+}

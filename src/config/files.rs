@@ -19,7 +19,7 @@ pub fn decode<T: DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigEr
     options.alias_limits.max_total_replayed_events = limits::MAX_ALIAS_REPLAYED_EVENTS;
     let res = serde_saphyr::with_deserializer_from_str_with_options(src, options, |de| {
         serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
-            path = e.path().to_string();
+            path = key_path(e.path());
             e.into_inner()
         })
     });
@@ -57,8 +57,7 @@ pub fn decode<T: DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigEr
             .next()
             .unwrap_or(message)
             .to_string();
-        let key = path.replace(".value", "").replace(".?", "");
-        let key = if key == "." { String::new() } else { key };
+        let key = path;
         ConfigError {
             file: file.to_path_buf(),
             line: line.max(1),
@@ -67,6 +66,29 @@ pub fn decode<T: DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigEr
             message,
         }
     })
+}
+
+/// The key path of a decode error as the user wrote it (`checks[0].labels.team`): without the
+/// `value` segments of `Spanned` wrappers and unknown segments. Segment by segment, so a key
+/// that merely starts with `value` (`value_x`) stays whole.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut key = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => key.push_str(&format!("[{index}]")),
+            // A key written `value` is dropped too: the path still leads to its mapping.
+            Segment::Map { key: k } if k == "value" => {}
+            Segment::Map { key: k } | Segment::Enum { variant: k } => {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(k);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    key
 }
 
 /// Reads the daemon file: at most [`limits::MAX_CONFIG_FILE_BYTES`]. It may be a pipe the user
@@ -103,15 +125,15 @@ pub fn read_config_file(path: &Path) -> Result<String, String> {
 /// number of directory entries looked at are capped, and going past a cap is an error.
 pub fn glob_files(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
     use std::path::Component;
-    let full = dir.join(pattern);
-    let full_text = full.to_string_lossy();
-    if let Err(e) = glob::Pattern::new(&full_text) {
+    if let Err(e) = glob::Pattern::new(pattern) {
         return Err(format!("invalid glob {pattern:?}: {}", e.msg));
     }
     let is_meta = |s: &str| s.contains(['*', '?', '[']);
-    let mut base = PathBuf::new();
+    // Only the pattern is one: the directory it is relative to is a path, whatever characters
+    // its name holds (`/srv/canary[prod]`). An absolute pattern replaces the directory.
+    let mut base = dir.to_path_buf();
     let mut rest: Vec<String> = Vec::new();
-    for c in full.components() {
+    for c in Path::new(pattern).components() {
         let text = c.as_os_str().to_string_lossy();
         if rest.is_empty() && !(matches!(c, Component::Normal(_)) && is_meta(&text)) {
             base.push(c.as_os_str());
@@ -222,5 +244,205 @@ impl GlobWalk<'_> {
             GlobPart::Literal(_) => {}
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::defaults::Defaults;
+
+    /// The matches of `pattern` under `dir`, relative to it.
+    fn matches(dir: &Path, pattern: &str) -> Vec<String> {
+        glob_files(dir, pattern)
+            .unwrap()
+            .iter()
+            .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
+            .collect()
+    }
+
+    fn touch(path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "checks: []\n").unwrap();
+    }
+
+    #[test]
+    fn a_double_star_pattern_finds_files_at_every_depth_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for f in [
+            "z.yaml",
+            "b/a.yaml",
+            "a/b/c.yaml",
+            "a/x.yaml",
+            "a/notes.txt",
+        ] {
+            touch(&d.join(f));
+        }
+        std::fs::create_dir_all(d.join("dir.yaml")).unwrap();
+        assert_eq!(
+            matches(d, "**/*.yaml"),
+            ["a/b/c.yaml", "a/x.yaml", "b/a.yaml", "z.yaml"]
+        );
+        assert_eq!(matches(d, "a/**/*.yaml"), ["a/b/c.yaml", "a/x.yaml"]);
+        assert_eq!(matches(d, "*/*.yaml"), ["a/x.yaml", "b/a.yaml"]);
+        assert_eq!(matches(d, "a/x.yaml"), ["a/x.yaml"]);
+        assert!(matches(d, "nowhere/**/*.yaml").is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_loop_ends_and_lists_each_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        touch(&d.join("a/x.yaml"));
+        touch(&d.join("top.yaml"));
+        std::os::unix::fs::symlink(d, d.join("a/loop")).unwrap();
+        std::os::unix::fs::symlink(d.join("a"), d.join("a/self")).unwrap();
+        assert_eq!(matches(d, "**/*.yaml"), ["a/x.yaml", "top.yaml"]);
+        assert_eq!(matches(d, "**/**/*.yaml"), ["a/x.yaml", "top.yaml"]);
+    }
+
+    #[test]
+    fn a_pattern_deeper_than_the_cap_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = (0..=limits::MAX_GLOB_DEPTH).fold(dir.path().to_path_buf(), |p, _| p.join("d"));
+        touch(&deep.join("x.yaml"));
+        assert_eq!(
+            glob_files(dir.path(), "**/*.yaml").unwrap_err(),
+            format!(
+                "pattern \"**/*.yaml\" reaches more than {} directory levels deep",
+                limits::MAX_GLOB_DEPTH
+            )
+        );
+        // One level less is within the cap.
+        let within = tempfile::tempdir().unwrap();
+        let deep =
+            (0..limits::MAX_GLOB_DEPTH).fold(within.path().to_path_buf(), |p, _| p.join("d"));
+        touch(&deep.join("x.yaml"));
+        assert_eq!(glob_files(within.path(), "**/*.yaml").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_pattern_looking_at_too_many_entries_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..1000 {
+            std::fs::write(dir.path().join(format!("{i}.txt")), "").unwrap();
+        }
+        // Each `**` reads the directory again: 101 of them look at 101,000 entries.
+        let pattern = format!("{}*.yaml", "**/".repeat(101));
+        assert_eq!(
+            glob_files(dir.path(), &pattern).unwrap_err(),
+            format!(
+                "pattern {pattern:?} looks at more than {} directory entries",
+                limits::MAX_GLOB_ENTRIES
+            )
+        );
+    }
+
+    #[test]
+    fn the_directory_of_the_config_is_no_pattern() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a[1]", "b*", "c?", "d[", "e]"] {
+            let d = dir.path().join(name);
+            touch(&d.join("checks/x.yaml"));
+            assert_eq!(matches(&d, "checks/*.yaml"), ["checks/x.yaml"], "{name}");
+            assert_eq!(matches(&d, "**/x.yaml"), ["checks/x.yaml"], "{name}");
+            assert_eq!(matches(&d, "checks/x.yaml"), ["checks/x.yaml"], "{name}");
+        }
+        // An absolute pattern is taken as written.
+        let absolute = format!("{}/a*/checks/*.yaml", dir.path().display());
+        assert_eq!(
+            glob_files(Path::new("/elsewhere"), &absolute).unwrap(),
+            [dir.path().join("a[1]/checks/x.yaml")]
+        );
+    }
+
+    #[test]
+    fn an_invalid_pattern_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = glob_files(dir.path(), "checks/[a.yaml").unwrap_err();
+        assert!(
+            err.starts_with("invalid glob \"checks/[a.yaml\": "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_decode_error_is_located_with_its_key_path() {
+        let err = decode::<BTreeMap<String, Defaults>>(
+            Path::new("canaryd.yaml"),
+            "a:\n  interval: 1s\nb:\n  intervall: 1s\n",
+        )
+        .unwrap_err();
+        assert_eq!((err.line, err.col), (4, 3), "{err}");
+        assert_eq!(err.key, "b.intervall");
+        assert_eq!(
+            err.to_string(),
+            "canaryd.yaml:4:3: b.intervall: unknown field `intervall`, expected one of interval, timeout, body_limit"
+        );
+        let err = decode::<Defaults>(Path::new("t.yaml"), "interval: soon\n").unwrap_err();
+        assert_eq!(
+            (err.line, err.col, err.key.as_str()),
+            (1, 11, "interval"),
+            "{err}"
+        );
+        // A syntax error has a location but no key.
+        let err = decode::<Defaults>(Path::new("t.yaml"), "interval: \"1s\n").unwrap_err();
+        assert_eq!(err.key, "", "{err}");
+        assert!(err.line >= 1 && !err.message.is_empty() && !err.message.contains('\n'));
+    }
+
+    #[test]
+    fn a_key_path_keeps_keys_that_start_like_a_wrapper() {
+        let err = decode::<BTreeMap<String, BTreeMap<String, String>>>(
+            Path::new("t.yaml"),
+            "labels:\n  value_x: [1]\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t.yaml:2:12: labels.value_x: expected string scalar"
+        );
+        let err = decode::<BTreeMap<String, Vec<BTreeMap<String, String>>>>(
+            Path::new("t.yaml"),
+            "steps:\n  - {a: b}\n  - {values: [1]}\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "steps[1].values");
+        // Spanned values add no segment of their own.
+        let err = decode::<BTreeMap<String, serde_saphyr::Spanned<Defaults>>>(
+            Path::new("t.yaml"),
+            "a:\n  interval: [1]\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "a.interval");
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_in_words() {
+        let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            yaml.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let started = std::time::Instant::now();
+        let err =
+            decode::<BTreeMap<String, serde_json::Value>>(Path::new("t.yaml"), &yaml).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(
+            err.message
+                .starts_with("the document exceeds the YAML decoder's limits ("),
+            "{err}"
+        );
+        assert!(
+            err.message.ends_with(&format!(
+                "aliases may replay at most {} events, and a file holds at most 250000 nodes nested 64 deep",
+                limits::MAX_ALIAS_REPLAYED_EVENTS
+            )),
+            "{err}"
+        );
     }
 }

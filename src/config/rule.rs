@@ -321,14 +321,16 @@ fn annotation_vars(
         "message",
     ];
     for v in t.variables() {
-        let literal_annotation = rule
-            .annotations
-            .get(v)
-            .is_some_and(|a| !a.value.contains("${"));
+        // Plain text as the engine tells it (a single literal part): `$${x}` is plain text too.
+        let literal_annotation = || {
+            rule.annotations.get(v).is_some_and(|a| {
+                Template::parse(&a.value, &ctx.dir).is_ok_and(|t| t.as_literal().is_some())
+            })
+        };
         if FIXED.contains(&v)
             || check_labels.contains_key(v)
             || rule.labels.contains_key(v)
-            || literal_annotation
+            || literal_annotation()
             || (kind.var_type)(v).is_ok()
         {
             continue;
@@ -346,5 +348,229 @@ fn annotation_vars(
                 kind.name
             ),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ctx::test_support::validate;
+
+    /// A kind with two variables of its own, as a kind's declaration would give them.
+    fn var_type(name: &str) -> Result<Type, String> {
+        match name {
+            "failed" => Ok(Type::Bool),
+            "duration" => Ok(Type::Duration),
+            "reason" => Ok(Type::String),
+            "status" => Ok(Type::Number),
+            _ => Err(format!(
+                "unknown variable {name:?} for a test check (known: failed, duration, reason, status)"
+            )),
+        }
+    }
+
+    /// Validates `yaml` (a list of alert rules) as check `checks[0]` with labels `team`.
+    fn rules_of(yaml: &str) -> (Vec<AlertRule>, Vec<String>) {
+        let vars = KindVars {
+            name: "test",
+            var_type: &var_type,
+        };
+        let labels = BTreeMap::from([("team".to_string(), "core".to_string())]);
+        validate(yaml, |ctx, defs: &Vec<AlertDef>| {
+            alerts(ctx, defs, "checks[0]", &vars, &labels)
+        })
+    }
+
+    fn errors_of(yaml: &str) -> Vec<String> {
+        rules_of(yaml).1
+    }
+
+    #[test]
+    fn an_unknown_variable_is_the_kinds_message_at_its_column() {
+        assert_eq!(
+            errors_of("- name: A\n  when: nope > 1\n"),
+            [
+                r#"t.yaml:2:9: checks[0].alerts[0].when: unknown variable "nope" for a test check (known: failed, duration, reason, status) in "nope > 1""#
+            ]
+        );
+        // The column points into the quoted text, past the quote.
+        assert_eq!(
+            errors_of("- name: A\n  when: \"failed || nope\"\n"),
+            [
+                r#"t.yaml:2:20: checks[0].alerts[0].when: unknown variable "nope" for a test check (known: failed, duration, reason, status) in "failed || nope""#
+            ]
+        );
+    }
+
+    #[test]
+    fn a_condition_must_type_check() {
+        let errors = errors_of("- name: A\n  when: duration > 5\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(
+                "t.yaml:2:9: checks[0].alerts[0].when: cannot compare a duration with a number"
+            ),
+            "{errors:?}"
+        );
+        let errors = errors_of("- name: A\n  when: status\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(
+                "t.yaml:2:9: checks[0].alerts[0].when: expression is a number, not a condition"
+            ),
+            "{errors:?}"
+        );
+        let (rules, errors) = rules_of("- name: A\n  when: duration > 5s && status >= 500\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(rules[0].when, "duration > 5s && status >= 500");
+    }
+
+    #[test]
+    fn at_most_one_of_for_consecutive_and_window() {
+        for (a, b) in [
+            ("for: 1m", "consecutive: 2"),
+            ("for: 1m", "window: 2 of 3"),
+            ("consecutive: 2", "window: 2 of 3"),
+        ] {
+            assert_eq!(
+                errors_of(&format!("- name: A\n  when: failed\n  {a}\n  {b}\n")),
+                ["t.yaml:1:9: checks[0].alerts[0]: use one of for, consecutive and window"],
+                "{a} and {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_window_is_n_of_m_within_bounds() {
+        for bad in ["0 of 5", "6 of 5", "3 of 1001", "3/5", "x of 5", "of"] {
+            assert_eq!(
+                errors_of(&format!("- name: A\n  when: failed\n  window: {bad}\n")),
+                [format!(
+                    "t.yaml:3:11: checks[0].alerts[0].window: invalid window {bad:?}: write \"N of M\" with 1 <= N <= M <= 1000"
+                )],
+            );
+        }
+        for (good, n, m) in [
+            ("3 of 5", 3, 5),
+            ("1 of 1", 1, 1),
+            ("1000 of 1000", 1000, 1000),
+        ] {
+            let (rules, errors) =
+                rules_of(&format!("- name: A\n  when: failed\n  window: {good}\n"));
+            assert!(errors.is_empty(), "{good}: {errors:?}");
+            assert_eq!(rules[0].window, Some((n, m)));
+        }
+    }
+
+    #[test]
+    fn consecutive_and_holds_are_within_their_limits() {
+        assert_eq!(
+            errors_of("- name: A\n  when: failed\n  consecutive: 0\n"),
+            ["t.yaml:3:16: checks[0].alerts[0].consecutive: must be at least 1"]
+        );
+        assert_eq!(
+            errors_of("- name: A\n  when: failed\n  consecutive: 1001\n"),
+            ["t.yaml:3:16: checks[0].alerts[0].consecutive: 1001 is more than the limit of 1000"]
+        );
+        assert_eq!(
+            errors_of("- name: A\n  when: failed\n  for: 31d\n  keep_firing_for: 31d\n"),
+            [
+                "t.yaml:3:8: checks[0].alerts[0].for: must be at most 30d",
+                "t.yaml:4:20: checks[0].alerts[0].keep_firing_for: must be at most 30d"
+            ]
+        );
+    }
+
+    #[test]
+    fn severities() {
+        assert_eq!(
+            errors_of("- name: A\n  when: failed\n  severity: fatal\n"),
+            [
+                r#"t.yaml:3:13: checks[0].alerts[0].severity: invalid severity "fatal": use critical, error, warning or info"#
+            ]
+        );
+        for (written, severity) in [
+            ("critical", Severity::Critical),
+            ("error", Severity::Error),
+            ("warning", Severity::Warning),
+            ("info", Severity::Info),
+        ] {
+            let (rules, errors) = rules_of(&format!(
+                "- name: A\n  when: failed\n  severity: {written}\n"
+            ));
+            assert!(errors.is_empty(), "{errors:?}");
+            assert_eq!(rules[0].severity, severity);
+            assert_eq!(severity.as_str(), written);
+        }
+        let (rules, _) = rules_of("- name: A\n  when: failed\n");
+        assert_eq!(rules[0].severity, Severity::Critical, "the default");
+    }
+
+    #[test]
+    fn alert_names_are_valid_and_unique_in_a_check() {
+        assert_eq!(
+            errors_of("- name: 1bad\n  when: failed\n- name: A\n  when: failed\n- name: A\n  when: failed\n"),
+            [
+                r#"t.yaml:1:9: checks[0].alerts[0].name: invalid alert name "1bad": use letters, digits and _, starting with a letter"#,
+                r#"t.yaml:5:9: checks[0].alerts[2].name: duplicate alert name "A" in this check"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn annotations_name_only_what_the_engine_fills_in() {
+        assert_eq!(
+            errors_of("- name: A\n  when: failed\n  annotations:\n    summary: \"${nope} down\"\n"),
+            ["t.yaml:4:14: checks[0].alerts[0].annotations.summary: unknown variable ${nope} in an annotation: use check, alert, severity, reason, failed_step, value, message, a label, another annotation or an alert variable of this test check"]
+        );
+        // Another annotation may be named only when it is plain text.
+        let errors = errors_of(
+            "- name: A\n  when: failed\n  annotations:\n    a: \"see ${b}\"\n    b: \"${check} down\"\n",
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("t.yaml:4:8: checks[0].alerts[0].annotations.a: unknown variable ${b} in an annotation (annotation b is itself a template; only plain-text annotations can be referenced)"),
+            "{errors:?}"
+        );
+        // Plain text may hold an escaped `$${`.
+        let (rules, errors) = rules_of(
+            "- name: A\n  when: failed\n  annotations:\n    a: \"costs $${price}\"\n    b: \"${a}\"\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(rules[0].annotations.len(), 2);
+        // Fixed names, the check's and the rule's labels, a plain annotation and the kind's
+        // variables.
+        let (rules, errors) = rules_of(
+            "- name: A\n  when: failed\n  labels:\n    tier: one\n  annotations:\n    summary: \"${check} ${alertname} ${team} ${tier} ${runbook} ${status} ${value}\"\n    runbook: https://runbooks.example/a\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(rules[0].annotations.len(), 2);
+    }
+
+    #[test]
+    fn annotations_carry_no_secrets() {
+        assert_eq!(
+            errors_of("- name: A\n  when: failed\n  annotations:\n    summary: \"${env:PATH}\"\n"),
+            ["t.yaml:4:14: checks[0].alerts[0].annotations.summary: secrets are not allowed in annotations (they would be sent to receivers)"]
+        );
+    }
+
+    #[test]
+    fn no_rules_give_the_default_check_failing() {
+        let (rules, errors) = rules_of("[]");
+        assert!(errors.is_empty());
+        let [rule] = rules.as_slice() else {
+            panic!("{rules:?}")
+        };
+        assert_eq!(rule.name, "CheckFailing");
+        assert_eq!(rule.when, "failed");
+        assert_eq!(rule.consecutive, Some(3));
+        assert_eq!((rule.for_, rule.window), (None, None));
+        assert_eq!(rule.severity, Severity::Critical);
+        assert_eq!(rule.annotations[0].0, "summary");
+        // Written rules replace it.
+        let (rules, _) = rules_of("- name: A\n  when: failed\n");
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].name, "A");
     }
 }

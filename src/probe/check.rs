@@ -461,3 +461,353 @@ pub fn load_checks_str(file: &Path, yaml: &str) -> Result<Vec<Arc<Check>>, Confi
         Err(ConfigErrors(errors))
     }
 }
+
+/// Every error of check file `t.yaml` holding `yaml`, as the user sees it (none: it loads).
+#[cfg(test)]
+pub(crate) fn errors_of(yaml: &str) -> Vec<String> {
+    match load_checks_str(Path::new("t.yaml"), yaml) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// The one check of check file `t.yaml` holding `yaml`, which must load.
+#[cfg(test)]
+pub(crate) fn check_of(yaml: &str) -> Arc<Check> {
+    match load_checks_str(Path::new("t.yaml"), yaml) {
+        Ok(mut checks) if checks.len() == 1 => checks.remove(0),
+        Ok(checks) => panic!("{} checks in\n{yaml}", checks.len()),
+        Err(e) => panic!("{e}\nin\n{yaml}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::defaults::{DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
+    use crate::probe::queue::def::Queue;
+
+    const TCP: &str = "tcp: {target: \"127.0.0.1:1\"}";
+
+    /// A tcp check named `name` with `extra` lines under it.
+    fn tcp_check(name: &str, extra: &str) -> String {
+        format!("checks:\n  - name: {name}\n    {TCP}\n{extra}")
+    }
+
+    #[test]
+    fn check_names_follow_the_pattern_and_length() {
+        assert_eq!(
+            errors_of(&tcp_check("Bad", "")),
+            [
+                r#"t.yaml:2:11: checks[0].name: invalid check name "Bad": use lowercase letters, digits, - and _, starting with a letter or digit"#
+            ]
+        );
+        for bad in ["-a", "_a", "a.b", "a b", "\"\""] {
+            let errors = errors_of(&tcp_check(bad, ""));
+            assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
+            assert!(
+                errors[0].contains("checks[0].name: invalid check name"),
+                "{errors:?}"
+            );
+        }
+        let longest = "a".repeat(128);
+        assert_eq!(check_of(&tcp_check(&longest, "")).name, longest);
+        let errors = errors_of(&tcp_check(&"a".repeat(129), ""));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("invalid check name"), "{errors:?}");
+        assert_eq!(check_of(&tcp_check("0-a_b", "")).name, "0-a_b");
+    }
+
+    #[test]
+    fn a_duplicate_name_points_at_the_first_definition() {
+        let yaml = format!(
+            "checks:\n  - name: web\n    {TCP}\n  - name: other\n    {TCP}\n  - name: web\n    {TCP}\n"
+        );
+        assert_eq!(
+            errors_of(&yaml),
+            [
+                r#"t.yaml:6:11: checks[2].name: duplicate check name "web" (first defined at t.yaml:2:11)"#
+            ]
+        );
+    }
+
+    #[test]
+    fn a_check_has_exactly_one_kind() {
+        for key in ["http", "tcp", "queue", "heartbeat"] {
+            assert!(kinds::KEYS.contains(&key), "{key} is registered");
+        }
+        assert_eq!(
+            errors_of("checks:\n  - name: web\n    interval: 1m\n"),
+            [format!(
+                "t.yaml:2:11: checks[0]: check \"web\" has no kind: add one of {}",
+                kinds::KEYS.join(", ")
+            )]
+        );
+        assert_eq!(
+            errors_of(&tcp_check(
+                "web",
+                "    heartbeat: {every: 1h}\n"
+            )),
+            ["t.yaml:2:11: checks[0]: a check has exactly one kind, this one has tcp and heartbeat"]
+        );
+        // The timing of a check without a kind is still validated.
+        assert_eq!(
+            errors_of("checks:\n  - name: web\n    interval: 1ms\n"),
+            [
+                "t.yaml:3:15: checks[0].interval: must be at least 100ms".to_string(),
+                format!(
+                    "t.yaml:2:11: checks[0]: check \"web\" has no kind: add one of {}",
+                    kinds::KEYS.join(", ")
+                )
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_names_its_path_and_the_expected_keys() {
+        let errors = errors_of(&tcp_check("web", "    intervall: 1m\n"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let expected_keys = FIELDS.join(", ");
+        assert_eq!(
+            errors[0],
+            format!("t.yaml:4:5: checks[0].intervall: unknown field `intervall`, expected one of {expected_keys}")
+        );
+        assert!(
+            expected_keys.starts_with("name, interval, timeout, labels, http"),
+            "{expected_keys}"
+        );
+        assert!(expected_keys.ends_with(", alerts"), "{expected_keys}");
+    }
+
+    #[test]
+    fn the_interval_is_within_its_limits() {
+        assert_eq!(
+            errors_of(&tcp_check("web", "    interval: 50ms\n")),
+            ["t.yaml:4:15: checks[0].interval: must be at least 100ms"]
+        );
+        assert_eq!(
+            errors_of(&tcp_check("web", "    interval: 8d\n")),
+            ["t.yaml:4:15: checks[0].interval: must be at most 7d"]
+        );
+        let c = check_of(&tcp_check("web", "    interval: 7d\n"));
+        assert_eq!(c.interval, Duration::from_secs(7 * 86_400));
+        assert_eq!(check_of(&tcp_check("web", "")).interval, DEFAULT_INTERVAL);
+    }
+
+    #[test]
+    fn the_timeout_is_positive_and_within_the_interval() {
+        assert_eq!(
+            errors_of(&tcp_check("web", "    timeout: 0s\n")),
+            ["t.yaml:4:14: checks[0].timeout: must be greater than 0"]
+        );
+        assert_eq!(
+            errors_of(&tcp_check("web", "    interval: 30s\n    timeout: 1m\n")),
+            ["t.yaml:5:14: checks[0].timeout: timeout 1m exceeds interval 30s (a run must end before the next one is due)"]
+        );
+        // Without an interval, the default one bounds it.
+        assert_eq!(
+            errors_of(&tcp_check("web", "    timeout: 31s\n")),
+            ["t.yaml:4:14: checks[0].timeout: timeout 31s exceeds interval 30s (a run must end before the next one is due)"]
+        );
+        let c = check_of(&tcp_check("web", "    interval: 1m\n    timeout: 1m\n"));
+        assert_eq!(c.timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_default_timeout_is_at_most_the_interval() {
+        let c = check_of(&tcp_check("web", "    interval: 2s\n"));
+        assert_eq!(
+            (c.interval, c.timeout),
+            (Duration::from_secs(2), Duration::from_secs(2))
+        );
+        let c = check_of(&tcp_check("web", "    interval: 1m\n"));
+        assert_eq!(c.timeout, DEFAULT_TIMEOUT);
+    }
+
+    #[test]
+    fn labels_have_valid_names_and_a_bounded_count() {
+        assert_eq!(
+            errors_of(&tcp_check(
+                "web",
+                "    labels: {team: core, 1x: a, a-b: c}\n"
+            )),
+            [
+                r#"t.yaml:2:11: checks[0].labels: invalid label name "1x": use [a-zA-Z_][a-zA-Z0-9_]*"#,
+                r#"t.yaml:2:11: checks[0].labels: invalid label name "a-b": use [a-zA-Z_][a-zA-Z0-9_]*"#,
+            ]
+        );
+        let labels = |n: usize| {
+            let l: Vec<String> = (0..n).map(|i| format!("l{i}: v")).collect();
+            format!("    labels: {{{}}}\n", l.join(", "))
+        };
+        assert_eq!(
+            errors_of(&tcp_check("web", &labels(limits::MAX_LABELS + 1))),
+            ["t.yaml:2:11: checks[0].labels: 65 labels: at most 64 are allowed"]
+        );
+        let c = check_of(&tcp_check("web", &labels(limits::MAX_LABELS)));
+        assert_eq!(c.labels.len(), limits::MAX_LABELS);
+    }
+
+    #[test]
+    fn the_number_of_alert_rules_is_bounded() {
+        let alerts = |n: usize| {
+            let a: Vec<String> = (0..n)
+                .map(|i| format!("      - {{name: A{i}, when: failed}}\n"))
+                .collect();
+            format!("    alerts:\n{}", a.concat())
+        };
+        assert_eq!(
+            errors_of(&tcp_check("web", &alerts(limits::MAX_ALERTS + 1))),
+            ["t.yaml:2:11: checks[0].alerts: 101 alert rules: at most 100 are allowed"]
+        );
+        let c = check_of(&tcp_check("web", &alerts(limits::MAX_ALERTS)));
+        assert_eq!(c.alerts.len(), limits::MAX_ALERTS);
+        let c = check_of(&tcp_check("web", ""));
+        assert_eq!(c.alerts[0].name, "CheckFailing");
+    }
+
+    #[test]
+    fn an_unknown_variable_lists_the_kinds_variables_folded() {
+        let yaml = "checks:\n  - name: web\n    http:\n      request: {url: \"http://127.0.0.1/\"}\n    alerts:\n      - name: A\n        when: nope > 1\n";
+        assert_eq!(
+            errors_of(yaml),
+            [
+                r#"t.yaml:7:15: checks[0].alerts[0].when: unknown variable "nope" for an http check (known: failed, duration, reason, status, failed_step, cert_expires_in, step.<name>.duration|status|failed) in "nope > 1""#
+            ]
+        );
+        let yaml = tcp_check(
+            "web",
+            "    alerts:\n      - name: A\n        when: status > 1\n",
+        );
+        assert_eq!(
+            errors_of(&yaml),
+            [
+                r#"t.yaml:6:15: checks[0].alerts[0].when: unknown variable "status" for a tcp check (known: failed, duration, reason, cert_expires_in) in "status > 1""#
+            ]
+        );
+        // A step variable names one of the check's steps.
+        let yaml = "checks:\n  - name: web\n    http:\n      request: {url: \"http://127.0.0.1/\"}\n    alerts:\n      - name: A\n        when: step.login.duration > 1s\n";
+        assert_eq!(
+            errors_of(yaml),
+            [
+                r#"t.yaml:7:15: checks[0].alerts[0].when: unknown step "login" (this check's steps: request) in "step.login.duration > 1s""#
+            ]
+        );
+    }
+
+    #[test]
+    fn a_heartbeats_default_interval_comes_from_its_grace() {
+        let hb = |extra: &str| {
+            check_of(&format!(
+                "checks:\n  - name: job\n    heartbeat: {{every: 1h{extra}}}\n"
+            ))
+        };
+        // At most the grace, so lateness is noticed within one grace.
+        let c = hb(", grace: 5s");
+        assert_eq!(
+            (c.interval, c.timeout),
+            (Duration::from_secs(5), Duration::from_secs(5))
+        );
+        // A long grace leaves the default.
+        assert_eq!(hb(", grace: 10m").interval, DEFAULT_INTERVAL);
+        // Without one, the default grace (a tenth of the period, at least 5s) decides.
+        let c = check_of("checks:\n  - name: job\n    heartbeat: {every: 1m}\n");
+        assert_eq!(c.interval, Duration::from_secs(6));
+        // A written interval wins.
+        let c = check_of(
+            "checks:\n  - name: job\n    interval: 1m\n    heartbeat: {every: 1h, grace: 5s}\n",
+        );
+        assert_eq!(c.interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_queue_connect_timeout_fits_in_the_checks_timeout() {
+        let q = |extra: &str, timing: &str| {
+            format!("checks:\n  - name: jobs\n{timing}    queue: {{system: sidekiq, redis: \"redis://127.0.0.1:6379\"{extra}}}\n")
+        };
+        assert_eq!(
+            errors_of(&q(", connect_timeout: 3s", "    timeout: 2s\n")),
+            ["t.yaml:4:80: checks[0].queue.connect_timeout: connect_timeout 3s exceeds the check's timeout 2s"]
+        );
+        assert_eq!(
+            errors_of(&q(", connect_timeout: 0s", "")),
+            ["t.yaml:3:80: checks[0].queue.connect_timeout: must be greater than 0"]
+        );
+        let connect_timeout =
+            |yaml: &str| check_of(yaml).kind.spec::<Queue>().unwrap().connect_timeout;
+        assert_eq!(
+            connect_timeout(&q(", connect_timeout: 2s", "    timeout: 2s\n")),
+            Duration::from_secs(2)
+        );
+        // Unset: the check's timeout, at most 5s.
+        assert_eq!(connect_timeout(&q("", "")), Duration::from_secs(5));
+        assert_eq!(
+            connect_timeout(&q("", "    timeout: 2s\n")),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn a_kinds_errors_and_the_timing_errors_are_all_reported() {
+        let yaml = "checks:\n  - name: web\n    timeout: 0s\n    tcp: {target: nowhere}\n";
+        assert_eq!(
+            errors_of(yaml),
+            [
+                r#"t.yaml:4:19: checks[0].tcp.target: invalid target "nowhere": no port (want host:port)"#,
+                "t.yaml:3:14: checks[0].timeout: must be greater than 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_number_of_checks_in_all_files_is_bounded() {
+        let yaml = format!("checks:\n  - name: web\n    {TCP}\n  - name: api\n    {TCP}\n");
+        let file: CheckFile = decode(Path::new("t.yaml"), &yaml).unwrap();
+        let other = Origin {
+            file: "other.yaml".into(),
+            line: 1,
+            col: 1,
+        };
+        // Earlier files defined the most there may be, `web` among them.
+        let mut seen: HashMap<String, Origin> = (1..limits::MAX_CHECKS)
+            .map(|i| (format!("c{i}"), other.clone()))
+            .chain([("web".to_string(), other.clone())])
+            .collect();
+        let mut errors = Vec::new();
+        let mut ctx = Ctx {
+            file: "t.yaml".into(),
+            src: &yaml,
+            dir: PathBuf::from("."),
+            errors: &mut errors,
+        };
+        let mut out = Vec::new();
+        checks_of(
+            &mut ctx,
+            &file.checks,
+            &CheckDefaults::default(),
+            &mut seen,
+            &mut out,
+        );
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                r#"t.yaml:2:11: checks[0].name: duplicate check name "web" (first defined at other.yaml:1:1)"#,
+                "t.yaml:4:11: checks[1].name: more than 10000 checks in the configuration: at most 10000 are allowed",
+            ]
+        );
+        assert_eq!(seen.len(), limits::MAX_CHECKS);
+    }
+
+    #[test]
+    fn a_check_file_over_the_size_cap_is_refused_before_parsing() {
+        let yaml = format!(
+            "checks: []\n#{}",
+            "x".repeat(limits::MAX_CONFIG_FILE_BYTES as usize)
+        );
+        assert_eq!(
+            errors_of(&yaml),
+            ["t.yaml:1:1: cannot read check file: larger than the limit of 4 MiB"]
+        );
+    }
+}

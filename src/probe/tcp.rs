@@ -363,4 +363,130 @@ mod tests {
         assert!(outcome.detail.unwrap().contains("expired 2.0 days ago"));
         assert!(!cert_days_assertion(1, None).passed);
     }
+
+    use crate::config::expr::{Type, Value};
+    use crate::probe::check::{check_of, errors_of};
+
+    fn tcp_check(def: &str) -> String {
+        format!("checks:\n  - name: db\n    tcp:\n{def}")
+    }
+
+    #[test]
+    fn the_target_is_what_the_probe_can_dial() {
+        for (target, problem) in [
+            ("nowhere", "no port"),
+            ("host:0", "port 0"),
+            ("host:http", "invalid port"),
+            (":5432", "no host"),
+            ("::1:5432", "IPv6 addresses need brackets"),
+            ("[zz]:5432", "invalid IPv6 address"),
+        ] {
+            assert_eq!(
+                errors_of(&tcp_check(&format!("      target: \"{target}\"\n"))),
+                [format!(
+                    "t.yaml:4:15: checks[0].tcp.target: invalid target {target:?}: {problem} (want host:port)"
+                )]
+            );
+        }
+        let c = check_of(&tcp_check("      target: \"[::1]:5432\"\n"));
+        let spec = c.kind.spec::<Tcp>().unwrap();
+        assert_eq!(spec.target, "[::1]:5432");
+        assert!(spec.tls.is_none());
+    }
+
+    #[test]
+    fn tls_options_need_tls() {
+        assert_eq!(
+            errors_of(&tcp_check(
+                "      target: \"db:5432\"\n      tls_config: {insecure_skip_verify: true}\n"
+            )),
+            ["t.yaml:4:15: checks[0].tcp.tls_config: tls_config is set but tls is false"]
+        );
+        assert_eq!(
+            errors_of(&tcp_check(
+                "      target: \"db:5432\"\n      cert_min_days: 30\n"
+            )),
+            ["t.yaml:5:22: checks[0].tcp.cert_min_days: cert_min_days needs tls: true"]
+        );
+        assert_eq!(
+            errors_of(&tcp_check(
+                "      target: \"db:5432\"\n      tls: true\n      cert_min_days: 3651\n"
+            )),
+            ["t.yaml:6:22: checks[0].tcp.cert_min_days: 3651 is more than the limit of 3650"]
+        );
+        let c = check_of(&tcp_check(
+            "      target: \"db:5432\"\n      tls: true\n      cert_min_days: 3650\n",
+        ));
+        let spec = c.kind.spec::<Tcp>().unwrap();
+        assert_eq!(spec.cert_min_days, Some(3650));
+        assert_eq!(spec.tls, Some(TlsSettings::default()));
+    }
+
+    #[test]
+    fn variables_read_what_their_declaration_says() {
+        let c = check_of(&tcp_check("      target: \"db:5432\"\n      tls: true\n"));
+        assert_eq!(c.kind.var_type("cert_expires_in"), Ok(Type::Duration));
+        assert_eq!(c.kind.var_type("failed"), Ok(Type::Bool));
+        assert_eq!(c.kind.var_type("duration"), Ok(Type::Duration));
+        assert_eq!(c.kind.var_type("reason"), Ok(Type::String));
+        assert_eq!(
+            c.kind.var_type("status"),
+            Err(r#"unknown variable "status" for a tcp check (known: failed, duration, reason, cert_expires_in)"#.to_string())
+        );
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let day = Duration::from_secs(86_400);
+        let connect = |not_after: Option<SystemTime>| StepResult {
+            name: "connect".into(),
+            ran: true,
+            success: true,
+            cert_not_after: not_after,
+            ..StepResult::default()
+        };
+        let result = |steps: Vec<StepResult>| CheckResult {
+            success: true,
+            reason: None,
+            message: None,
+            duration: Duration::from_millis(3),
+            started_at: now,
+            steps,
+            observations: Vec::new(),
+            detail: None,
+        };
+        let r = result(vec![connect(Some(now + 10 * day))]);
+        assert_eq!(
+            c.kind.variable(&r, "cert_expires_in", now),
+            Some(Value::Duration(10 * day))
+        );
+        // Read at the evaluation's clock, not the run's.
+        assert_eq!(
+            c.kind.variable(&r, "cert_expires_in", now + day),
+            Some(Value::Duration(9 * day))
+        );
+        // The soonest of several certificates; an expired one has no time left.
+        let r = result(vec![
+            connect(Some(now + 10 * day)),
+            connect(Some(now + day)),
+        ]);
+        assert_eq!(
+            c.kind.variable(&r, "cert_expires_in", now),
+            Some(Value::Duration(day))
+        );
+        let r = result(vec![connect(Some(now - day))]);
+        assert_eq!(
+            c.kind.variable(&r, "cert_expires_in", now),
+            Some(Value::Duration(Duration::ZERO))
+        );
+        // Without TLS: unknown.
+        let r = result(vec![connect(None)]);
+        assert_eq!(c.kind.variable(&r, "cert_expires_in", now), None);
+        assert_eq!(c.kind.variable(&r, "failed", now), Some(Value::Bool(false)));
+        assert_eq!(
+            c.kind.variable(&r, "duration", now),
+            Some(Value::Duration(Duration::from_millis(3)))
+        );
+        assert_eq!(
+            c.kind.variable(&r, "reason", now),
+            Some(Value::String(String::new()))
+        );
+    }
 }

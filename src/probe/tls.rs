@@ -103,6 +103,19 @@ pub fn tls(ctx: &mut Ctx, t: Option<&TlsDef>, key: &str) -> TlsSettings {
         ),
         _ => {}
     }
+    if let Some(name) = &t.server_name {
+        // Checked now: a name TLS cannot carry would fail every run ("invalid TLS server name").
+        if rustls::pki_types::ServerName::try_from(name.value.as_str()).is_err() {
+            ctx.err(
+                &name.referenced,
+                format!("{key}.server_name"),
+                format!(
+                    "invalid server name {:?}: use a DNS name or an IP address",
+                    name.value
+                ),
+            );
+        }
+    }
     TlsSettings {
         insecure_skip_verify: t.insecure_skip_verify,
         ca_file,
@@ -126,3 +139,86 @@ pub const CERT_EXPIRES_IN: Var = Var {
     }),
     about: "time until the peer's certificate expires (unknown without TLS)",
 };
+
+#[cfg(test)]
+mod tests {
+    use crate::probe::check::{check_of, errors_of};
+    use crate::probe::tcp::Tcp;
+
+    /// A tcp check with TLS and `config` (lines at the indent of `tls_config:`'s keys).
+    fn tls_check(config: &str) -> String {
+        format!("checks:\n  - name: web\n    tcp:\n      target: \"127.0.0.1:443\"\n      tls: true\n      tls_config:\n{config}")
+    }
+
+    #[test]
+    fn a_client_certificate_and_its_key_go_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("client.pem");
+        std::fs::write(&pem, "pem").unwrap();
+        let pem = pem.display();
+        assert_eq!(
+            errors_of(&tls_check(&format!("        cert_file: {pem}\n"))),
+            ["t.yaml:7:20: checks[0].tcp.tls_config.cert_file: cert_file needs key_file"]
+        );
+        assert_eq!(
+            errors_of(&tls_check(&format!("        key_file: {pem}\n"))),
+            ["t.yaml:7:19: checks[0].tcp.tls_config.key_file: key_file needs cert_file"]
+        );
+        let c = check_of(&tls_check(&format!(
+            "        cert_file: {pem}\n        key_file: {pem}\n        ca_file: {pem}\n        server_name: internal.test\n        insecure_skip_verify: true\n"
+        )));
+        let tls = c.kind.spec::<Tcp>().unwrap().tls.clone().unwrap();
+        let file = Some(dir.path().join("client.pem"));
+        assert_eq!(
+            (&tls.cert_file, &tls.key_file, &tls.ca_file),
+            (&file, &file, &file)
+        );
+        assert_eq!(tls.server_name.as_deref(), Some("internal.test"));
+        assert!(tls.insecure_skip_verify);
+    }
+
+    #[test]
+    fn the_server_name_is_one_tls_can_carry() {
+        for bad in ["a b", "", "host_name!"] {
+            assert_eq!(
+                errors_of(&tls_check(&format!("        server_name: \"{bad}\"\n"))),
+                [format!(
+                    "t.yaml:7:22: checks[0].tcp.tls_config.server_name: invalid server name {bad:?}: use a DNS name or an IP address"
+                )]
+            );
+        }
+        for good in ["internal.test", "10.0.0.1", "::1", "localhost"] {
+            let c = check_of(&tls_check(&format!("        server_name: \"{good}\"\n")));
+            let tls = c.kind.spec::<Tcp>().unwrap().tls.clone().unwrap();
+            assert_eq!(tls.server_name.as_deref(), Some(good));
+        }
+    }
+
+    #[test]
+    fn tls_files_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("ca.pem");
+        assert_eq!(
+            errors_of(&tls_check(&format!(
+                "        ca_file: {}\n",
+                missing.display()
+            ))),
+            [format!(
+                "t.yaml:7:18: checks[0].tcp.tls_config.ca_file: file {} does not exist",
+                missing.display()
+            )]
+        );
+        // The same rules under every kind that speaks TLS, with that kind's key path.
+        let yaml = format!(
+            "checks:\n  - name: web\n    http:\n      request: {{url: \"https://127.0.0.1/\"}}\n      tls_config: {{ca_file: {}}}\n",
+            missing.display()
+        );
+        assert_eq!(
+            errors_of(&yaml),
+            [format!(
+                "t.yaml:5:29: checks[0].http.tls_config.ca_file: file {} does not exist",
+                missing.display()
+            )]
+        );
+    }
+}

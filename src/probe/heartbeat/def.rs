@@ -226,3 +226,172 @@ fn heartbeat(ctx: &mut Ctx, h: &HeartbeatDef, key: &str, at: &Location) -> Optio
         token,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::config::expr::Value;
+    use crate::probe::check::{check_of, errors_of};
+    use crate::probe::CheckResult;
+
+    /// A heartbeat check with `def` (lines at the indent of `heartbeat:`'s keys).
+    fn hb_check(def: &str) -> String {
+        format!("checks:\n  - name: nightly\n    heartbeat:\n{def}")
+    }
+
+    #[test]
+    fn durations_are_within_the_heartbeat_limits() {
+        assert_eq!(
+            errors_of(&hb_check(
+                "      every: 500ms\n      grace: 367d\n      max_runtime: 0s\n"
+            )),
+            [
+                "t.yaml:4:14: checks[0].heartbeat.every: must be at least 1s",
+                "t.yaml:5:14: checks[0].heartbeat.grace: must be at most 366d",
+                "t.yaml:6:20: checks[0].heartbeat.max_runtime: must be at least 1s",
+            ]
+        );
+        let c = check_of(&hb_check(
+            "      every: 366d\n      grace: 1s\n      max_runtime: 2h\n",
+        ));
+        let spec = c.kind.spec::<Heartbeat>().unwrap();
+        assert_eq!(spec.grace, Duration::from_secs(1));
+        assert_eq!(spec.max_runtime, Some(Duration::from_secs(7200)));
+    }
+
+    #[test]
+    fn a_schedule_is_every_or_cron() {
+        assert_eq!(
+            errors_of("checks:\n  - name: nightly\n    heartbeat: {grace: 1m}\n"),
+            [
+                r#"t.yaml:3:16: checks[0].heartbeat: heartbeat needs every (e.g. every: 1d) or cron (e.g. cron: "0 2 * * *")"#
+            ]
+        );
+        assert_eq!(
+            errors_of(&hb_check("      every: 1d\n      cron: \"0 2 * * *\"\n")),
+            ["t.yaml:5:13: checks[0].heartbeat.cron: write either every or cron, not both"]
+        );
+        let errors = errors_of(&hb_check("      cron: \"0 25 * * *\"\n"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(
+                r#"t.yaml:4:13: checks[0].heartbeat.cron: invalid cron expression "0 25 * * *": "#
+            ),
+            "{errors:?}"
+        );
+        assert!(
+            errors[0].ends_with(r#"(write five fields: minute hour day-of-month month day-of-week, e.g. "0 2 * * *")"#),
+            "{errors:?}"
+        );
+        assert_eq!(
+            errors_of(&hb_check("      cron: \"0 0 31 2 *\"\n")),
+            [r#"t.yaml:4:13: checks[0].heartbeat.cron: cron expression "0 0 31 2 *" never fires"#]
+        );
+    }
+
+    #[test]
+    fn a_time_zone_is_known_and_goes_with_cron() {
+        assert_eq!(
+            errors_of(&hb_check(
+                "      cron: \"0 2 * * *\"\n      timezone: Mars/Olympus\n"
+            )),
+            [
+                r#"t.yaml:5:17: checks[0].heartbeat.timezone: unknown time zone "Mars/Olympus": use an IANA name such as Europe/Paris, America/New_York or UTC"#
+            ]
+        );
+        assert_eq!(
+            errors_of(&hb_check("      every: 1d\n      timezone: Europe/Paris\n")),
+            ["t.yaml:5:17: checks[0].heartbeat.timezone: timezone goes with cron (every is a plain duration)"]
+        );
+        let c = check_of(&hb_check(
+            "      cron: \"0 2 * * *\"\n      timezone: Europe/Paris\n",
+        ));
+        match &c.kind.spec::<Heartbeat>().unwrap().schedule {
+            Schedule::Cron { expr, tz, .. } => {
+                assert_eq!(
+                    (expr.as_str(), *tz),
+                    ("0 2 * * *", chrono_tz::Europe::Paris)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_default_grace_is_a_tenth_of_the_period() {
+        let c = check_of(&hb_check("      every: 1h\n"));
+        assert_eq!(
+            c.kind.spec::<Heartbeat>().unwrap().grace,
+            Duration::from_secs(360)
+        );
+        let c = check_of(&hb_check("      cron: \"0 * * * *\"\n"));
+        assert_eq!(
+            c.kind.spec::<Heartbeat>().unwrap().grace,
+            Duration::from_secs(360)
+        );
+    }
+
+    #[test]
+    fn a_token_is_a_non_empty_secret() {
+        assert_eq!(
+            errors_of(&hb_check("      every: 1d\n      token: \"${check}\"\n")),
+            ["t.yaml:5:14: checks[0].heartbeat.token: ${check}: the token takes secrets (${env:..}, ${file:..}) but no run-time variables"]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("token");
+        std::fs::write(&empty, "\n").unwrap();
+        assert_eq!(
+            errors_of(&hb_check(&format!(
+                "      every: 1d\n      token: \"${{file:{}}}\"\n",
+                empty.display()
+            ))),
+            [format!(
+                "t.yaml:5:14: checks[0].heartbeat.token: the token ${{file:{}}} is empty: set it, or leave token out to accept pings without one",
+                empty.display()
+            )]
+        );
+        std::fs::write(&empty, "s3cret\n").unwrap();
+        let c = check_of(&hb_check(&format!(
+            "      every: 1d\n      token: \"${{file:{}}}\"\n",
+            empty.display()
+        )));
+        assert!(c.kind.spec::<Heartbeat>().unwrap().token.is_some());
+    }
+
+    #[test]
+    fn variables_read_what_their_declaration_says() {
+        let c = check_of(&hb_check("      every: 1d\n"));
+        for (name, ty) in [
+            ("late", Type::Bool),
+            ("since_last", Type::Duration),
+            ("running_for", Type::Duration),
+            ("last_exit_code", Type::Number),
+        ] {
+            assert_eq!(c.kind.var_type(name), Ok(ty), "{name}");
+        }
+        assert!(c.kind.var_type("depth").is_err());
+        let now = SystemTime::UNIX_EPOCH;
+        let mut r =
+            CheckResult::failure(crate::probe::Reason::Assertion, "late", now, Duration::ZERO);
+        r.observations = vec![
+            ("late".into(), 1.0),
+            ("since_last".into(), 90_000.0),
+            ("running_for".into(), 0.0),
+        ];
+        let v = |name: &str| c.kind.variable(&r, name, now);
+        assert_eq!(v("late"), Some(Value::Bool(true)));
+        assert_eq!(
+            v("since_last"),
+            Some(Value::Duration(Duration::from_secs(90_000)))
+        );
+        assert_eq!(v("running_for"), Some(Value::Duration(Duration::ZERO)));
+        // No finish carried an exit code yet: unknown.
+        assert_eq!(v("last_exit_code"), None);
+        r.observations = vec![("late".into(), 0.0), ("last_exit_code".into(), 2.0)];
+        let v = |name: &str| c.kind.variable(&r, name, now);
+        assert_eq!(v("late"), Some(Value::Bool(false)));
+        assert_eq!(v("last_exit_code"), Some(Value::Number(2.0)));
+    }
+}

@@ -524,6 +524,14 @@ fn http(
             }
         });
     let follow = h.follow_redirects.unwrap_or(true);
+    // `${base_url}` has a value only when http.base_url is written.
+    let builtins = || {
+        let mut known = builtins();
+        if h.base_url.is_none() {
+            known.remove("base_url");
+        }
+        known
+    };
     let mut steps = Vec::new();
     match (&h.request, &h.steps) {
         (Some(_), Some(s)) => {
@@ -802,9 +810,15 @@ fn request(
         );
     }
     let body = if let Some(b) = &r.body {
-        ctx.template(b, &format!("{key}.body"))
-            .map(BodySpec::Raw)
-            .unwrap_or(BodySpec::None)
+        let bkey = format!("{key}.body");
+        match ctx.template(b, &bkey) {
+            Some(t) => {
+                // As for every other part: a misspelt variable would fail every run.
+                check_vars(ctx, &t, &b.referenced, &bkey, known);
+                BodySpec::Raw(t)
+            }
+            None => BodySpec::None,
+        }
     } else if let Some(form) = &r.form {
         let mut fields = Vec::new();
         for (name, v) in form {
@@ -888,7 +902,13 @@ fn json_template(
 
 fn check_vars(ctx: &mut Ctx, t: &Template, loc: &Location, key: &str, known: &HashSet<String>) {
     for v in t.variables() {
-        if !known.contains(v) {
+        if known.contains(v) {
+            continue;
+        }
+        // Only missing from the built-ins without http.base_url (no extraction takes its name).
+        if v == "base_url" {
+            ctx.err(loc, key, "${base_url} is not set: write http.base_url");
+        } else {
             ctx.err(loc, key, format!("undefined variable ${{{v}}}: no earlier step extracts it and it is not a built-in (base_url, uuid, now)"));
         }
     }
@@ -1387,5 +1407,517 @@ mod tests {
             .join()
             .unwrap();
         assert!(parsed);
+    }
+}
+
+/// The http kind's own key rules, through whole check files.
+#[cfg(test)]
+mod rule_tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::probe::check::{check_of, errors_of};
+    use crate::probe::Reason;
+
+    /// An http check with `def` (lines at the indent of `http:`'s keys; the first is line 4).
+    fn http_check(def: &str) -> String {
+        format!("checks:\n  - name: web\n    http:\n{def}")
+    }
+
+    /// An http check of one request with `request` (lines at the indent of `request:`'s keys;
+    /// the first is line 5) and `rest` (more keys of `http:`).
+    fn request_check(request: &str, rest: &str) -> String {
+        http_check(&format!("      request:\n{request}{rest}"))
+    }
+
+    fn spec_of(yaml: &str) -> Arc<HttpSpec> {
+        check_of(yaml).kind.spec::<Http>().unwrap().clone()
+    }
+
+    #[test]
+    fn a_check_has_request_or_steps() {
+        assert_eq!(
+            errors_of("checks:\n  - name: web\n    http: {follow_redirects: false}\n"),
+            ["t.yaml:3:11: checks[0].http: http needs a request or steps"]
+        );
+        assert_eq!(
+            errors_of(&request_check(
+                "        url: \"http://127.0.0.1/\"\n",
+                "      steps:\n        - name: a\n          request: {url: \"http://127.0.0.1/\"}\n"
+            )),
+            ["t.yaml:7:9: checks[0].http.steps: write either request (one request) or steps (a flow), not both"]
+        );
+        assert_eq!(
+            errors_of(&http_check(
+                "      expect: {status: 200}\n      steps:\n        - name: a\n          request: {url: \"http://127.0.0.1/\"}\n"
+            )),
+            ["t.yaml:6:9: checks[0].http.expect: with steps, put expect and extract inside each step"]
+        );
+        assert_eq!(
+            errors_of(&http_check("      steps: []\n")),
+            ["t.yaml:4:14: checks[0].http.steps: steps is empty"]
+        );
+        let spec = spec_of(&request_check("        url: \"http://127.0.0.1/\"\n", ""));
+        assert_eq!(spec.steps.len(), 1);
+        assert_eq!(
+            spec.steps[0].name, "request",
+            "the single request's step name"
+        );
+    }
+
+    #[test]
+    fn step_names_are_valid_and_unique() {
+        let steps = "      steps:\n        - name: Login\n          request: {url: \"http://127.0.0.1/\"}\n        - name: home\n          request: {url: \"http://127.0.0.1/\"}\n        - name: home\n          request: {url: \"http://127.0.0.1/\"}\n";
+        assert_eq!(
+            errors_of(&http_check(steps)),
+            [
+                r#"t.yaml:5:17: checks[0].http.steps[0].name: invalid step name "Login": use lowercase letters, digits, - and _"#,
+                r#"t.yaml:9:17: checks[0].http.steps[2].name: duplicate step name "home""#,
+            ]
+        );
+    }
+
+    #[test]
+    fn urls_are_absolute_http_or_paths_under_base_url() {
+        let url_errors = |url: &str, rest: &str| {
+            errors_of(&request_check(&format!("        url: \"{url}\"\n"), rest))
+        };
+        assert_eq!(
+            url_errors("/login", ""),
+            [
+                r#"t.yaml:5:14: checks[0].http.request.url: relative URL "/login" needs http.base_url"#
+            ]
+        );
+        let spec = spec_of(&request_check(
+            "        url: \"/login\"\n",
+            "      base_url: \"https://app.test\"\n",
+        ));
+        assert_eq!(
+            spec.base_url.as_ref().map(Url::as_str),
+            Some("https://app.test/")
+        );
+        assert_eq!(
+            url_errors("login", ""),
+            [
+                r#"t.yaml:5:14: checks[0].http.request.url: invalid URL "login": write an absolute http(s) URL or a path starting with /"#
+            ]
+        );
+        assert_eq!(
+            url_errors("ftp://files.test/a", ""),
+            [
+                r#"t.yaml:5:14: checks[0].http.request.url: unsupported scheme "ftp": only http and https"#
+            ]
+        );
+        assert_eq!(
+            url_errors("http://127.0.0.1:0/", ""),
+            [
+                r#"t.yaml:5:14: checks[0].http.request.url: invalid URL "http://127.0.0.1:0/": port 0 cannot be connected to"#
+            ]
+        );
+        let errors = url_errors("http://[::1/", "");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(
+                r#"t.yaml:5:14: checks[0].http.request.url: invalid URL "http://[::1/": "#
+            ),
+            "{errors:?}"
+        );
+        // Schemes are case-insensitive.
+        assert!(url_errors("HTTPS://app.test/", "").is_empty());
+        // A URL from a built-in variable is judged when it is built.
+        assert!(url_errors("${base_url}/a", "      base_url: \"https://app.test\"\n").is_empty());
+    }
+
+    #[test]
+    fn credentials_in_a_url_are_refused() {
+        let message = "the URL carries a user name or password (user:pass@host), which would not be sent: put credentials in an Authorization header instead";
+        assert_eq!(
+            errors_of(&request_check(
+                "        url: \"https://bob:pw@app.test/\"\n",
+                ""
+            )),
+            [format!(
+                "t.yaml:5:14: checks[0].http.request.url: {message}"
+            )]
+        );
+        assert_eq!(
+            errors_of(&request_check(
+                "        url: \"/a\"\n",
+                "      base_url: \"https://bob@app.test\"\n"
+            )),
+            [
+                format!("t.yaml:6:17: checks[0].http.base_url: {message}"),
+                r#"t.yaml:5:14: checks[0].http.request.url: relative URL "/a" needs http.base_url"#
+                    .to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_base_url_is_an_http_url_with_a_host() {
+        let base = |b: &str| {
+            errors_of(&request_check(
+                "        url: \"https://app.test/\"\n",
+                &format!("      base_url: \"{b}\"\n"),
+            ))
+        };
+        assert_eq!(
+            base("ftp://files.test"),
+            [
+                r#"t.yaml:6:17: checks[0].http.base_url: unsupported URL "ftp://files.test/": only http and https with a host"#
+            ]
+        );
+        assert_eq!(
+            base("https://app.test:0"),
+            [
+                r#"t.yaml:6:17: checks[0].http.base_url: invalid URL "https://app.test:0": port 0 cannot be connected to"#
+            ]
+        );
+        assert_eq!(
+            base("app.test"),
+            [
+                r#"t.yaml:6:17: checks[0].http.base_url: invalid URL "app.test": relative URL without a base"#
+            ]
+        );
+    }
+
+    #[test]
+    fn methods_headers_and_bodies() {
+        let url = "        url: \"https://app.test/\"\n";
+        assert_eq!(
+            errors_of(&request_check(&format!("{url}        method: FETCH\n"), "")),
+            [
+                r#"t.yaml:6:17: checks[0].http.request.method: invalid method "FETCH": use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS"#
+            ]
+        );
+        let spec = spec_of(&request_check(
+            &format!("{url}        method: \" post \"\n"),
+            "",
+        ));
+        assert_eq!(spec.steps[0].request.method, Method::POST);
+        assert_eq!(
+            errors_of(&request_check(
+                &format!("{url}        headers:\n          X-A: \"a\\nb\"\n          bad name: x\n"),
+                ""
+            )),
+            [
+                "t.yaml:7:16: checks[0].http.request.headers.X-A: the value contains a line break or NUL character, which a header cannot carry",
+                r#"t.yaml:8:21: checks[0].http.request.headers.bad name: invalid header name "bad name""#,
+            ]
+        );
+        // Secrets are judged with their values, which the message does not show.
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("token");
+        std::fs::write(&secret, "s3cret\ninjected: yes\n").unwrap();
+        let errors = errors_of(&request_check(
+            &format!(
+                "{url}        headers:\n          X-Token: \"${{file:{}}}\"\n",
+                secret.display()
+            ),
+            "",
+        ));
+        assert_eq!(
+            errors,
+            ["t.yaml:7:20: checks[0].http.request.headers.X-Token: the value (with its secrets) contains a line break or NUL character, which a header cannot carry"]
+        );
+        assert_eq!(
+            errors_of(&request_check(
+                &format!("{url}        body: x\n        json: {{a: 1}}\n"),
+                ""
+            )),
+            ["t.yaml:5:14: checks[0].http.request: write at most one of body, form, json"]
+        );
+        assert_eq!(
+            errors_of(&request_check(&format!("{url}        timeout: 0s\n"), "")),
+            ["t.yaml:6:18: checks[0].http.request.timeout: must be greater than 0"]
+        );
+        assert_eq!(
+            errors_of(&request_check(&format!("{url}        timeout: 8d\n"), "")),
+            ["t.yaml:6:18: checks[0].http.request.timeout: must be at most 7d"]
+        );
+    }
+
+    #[test]
+    fn variables_come_from_earlier_steps_or_built_ins() {
+        let undefined = "undefined variable ${token}: no earlier step extracts it and it is not a built-in (base_url, uuid, now)";
+        assert_eq!(
+            errors_of(&request_check(
+                "        url: \"https://app.test/${token}\"\n        headers: {X-Id: \"${uuid}\"}\n",
+                ""
+            )),
+            [format!("t.yaml:5:14: checks[0].http.request.url: {undefined}")]
+        );
+        // Every part of a request that takes variables is checked: url, headers, query, form,
+        // json and a raw body.
+        for (part, at) in [
+            ("headers: {X-Token: \"${token}\"}", "headers.X-Token"),
+            ("query: {t: \"${token}\"}", "query.t"),
+            ("form: {t: \"${token}\"}", "form.t"),
+            ("json: {t: \"${token}\"}", "json.t"),
+            ("body: \"t=${token}\"", "body"),
+        ] {
+            let errors = errors_of(&request_check(
+                &format!("        url: \"https://app.test/\"\n        {part}\n"),
+                "",
+            ));
+            assert_eq!(errors.len(), 1, "{part}: {errors:?}");
+            assert!(
+                errors[0].starts_with("t.yaml:6:")
+                    && errors[0].ends_with(&format!("checks[0].http.request.{at}: {undefined}")),
+                "{part}: {errors:?}"
+            );
+        }
+        // `${base_url}` is there only when http.base_url is written.
+        assert_eq!(
+            errors_of(&request_check("        url: \"${base_url}/health\"\n", "")),
+            ["t.yaml:5:14: checks[0].http.request.url: ${base_url} is not set: write http.base_url"]
+        );
+        // Extracted by a step, usable by the later ones only.
+        let steps = "      steps:\n        - name: use\n          request: {url: \"https://app.test/${token}\"}\n        - name: login\n          request: {url: \"https://app.test/\"}\n          extract: {token: {json: $.token}}\n        - name: again\n          request: {url: \"https://app.test/\", json: {t: \"${token}\"}}\n";
+        assert_eq!(
+            errors_of(&http_check(steps)),
+            [format!(
+                "t.yaml:6:26: checks[0].http.steps[0].request.url: {undefined}"
+            )]
+        );
+    }
+
+    #[test]
+    fn extractions_have_a_valid_name_and_one_source() {
+        let ex = |extract: &str| {
+            errors_of(&request_check(
+                "        url: \"https://app.test/\"\n",
+                &format!("      extract:\n{extract}"),
+            ))
+        };
+        assert_eq!(
+            ex("        uuid: {header: X-Id}\n"),
+            [r#"t.yaml:7:15: checks[0].http.extract.uuid: invalid variable name "uuid""#]
+        );
+        assert_eq!(
+            ex("        a.b: {header: X-Id}\n"),
+            [r#"t.yaml:7:14: checks[0].http.extract.a.b: invalid variable name "a.b""#]
+        );
+        let one_source =
+            "an extraction has exactly one source: regex, css, json, header, cookie or status";
+        assert_eq!(
+            ex("        a: {header: X-Id, cookie: sid}\n"),
+            [format!(
+                "t.yaml:7:12: checks[0].http.extract.a: {one_source}"
+            )]
+        );
+        assert_eq!(
+            ex("        a: {attr: href}\n"),
+            [format!(
+                "t.yaml:7:12: checks[0].http.extract.a: {one_source}"
+            )]
+        );
+        assert_eq!(
+            ex("        a: {json: $.a, attr: href}\n"),
+            ["t.yaml:7:12: checks[0].http.extract.a.attr: attr goes with css"]
+        );
+        assert_eq!(
+            ex("        a: {header: \"bad name\"}\n"),
+            [r#"t.yaml:7:12: checks[0].http.extract.a.header: invalid header name "bad name""#]
+        );
+    }
+
+    #[test]
+    fn selectors_paths_and_regexes_are_compiled_at_load() {
+        let ex = |extract: &str| {
+            errors_of(&request_check(
+                "        url: \"https://app.test/\"\n",
+                &format!("      extract:\n        a: {extract}\n"),
+            ))
+        };
+        assert_eq!(
+            ex("{css: \"a >\"}"),
+            [
+                r#"t.yaml:7:18: checks[0].http.extract.a.css: invalid CSS selector "a >": a combinator (>, +, ~ or a space) has nothing after it"#
+            ]
+        );
+        let long = "a".repeat(limits::MAX_CSS_LEN + 1);
+        assert_eq!(
+            ex(&format!("{{css: {long}}}")),
+            ["t.yaml:7:18: checks[0].http.extract.a.css: CSS selector of 1025 bytes: at most 1024 are allowed"]
+        );
+        let errors = ex("{json: token}");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(
+                r#"t.yaml:7:19: checks[0].http.extract.a.json: invalid JSONPath "token": "#
+            ) && errors[0].ends_with(" (a JSONPath starts with $, e.g. $.token)"),
+            "{errors:?}"
+        );
+        let errors = ex("{regex: \"(\"}");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .starts_with(r#"t.yaml:7:20: checks[0].http.extract.a.regex: invalid regex "(": "#),
+            "{errors:?}"
+        );
+        let spec = spec_of(&request_check(
+            "        url: \"https://app.test/\"\n",
+            "      extract:\n        a: {css: \"a.next\", attr: href}\n        b: {status: true}\n",
+        ));
+        let vars: Vec<&str> = spec.steps[0]
+            .extract
+            .iter()
+            .map(|e| e.var.as_str())
+            .collect();
+        assert_eq!(vars, ["a", "b"]);
+    }
+
+    #[test]
+    fn expectations() {
+        let expect = |e: &str| {
+            errors_of(&request_check(
+                "        url: \"https://app.test/\"\n",
+                &format!("      expect:\n{e}"),
+            ))
+        };
+        for (status, message) in [
+            (
+                "600",
+                "invalid status 600: codes are 100 to 599, ranges low-high",
+            ),
+            (
+                "\"299-200\"",
+                "invalid status 299-200: codes are 100 to 599, ranges low-high",
+            ),
+            (
+                "\"6xx\"",
+                r#"invalid status "6xx": use a code (200), a class (2xx) or a range (200-299)"#,
+            ),
+            ("[]", "empty status list"),
+        ] {
+            let errors = expect(&format!("        status: {status}\n"));
+            assert_eq!(errors.len(), 1, "{status}: {errors:?}");
+            assert!(
+                errors[0].starts_with("t.yaml:7:")
+                    && errors[0].contains("checks[0].http.expect.status")
+                    && errors[0].ends_with(message),
+                "{status}: {errors:?}"
+            );
+        }
+        let spec = spec_of(&request_check(
+            "        url: \"https://app.test/\"\n",
+            "      expect:\n        status: [\"2xx\", 301, \"400-404\"]\n",
+        ));
+        assert_eq!(
+            spec.steps[0].expect.status,
+            [(200, 299), (301, 301), (400, 404)]
+        );
+        let errors = expect("        body_regex: [ok, \"(\"]\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(
+                r#"t.yaml:7:21: checks[0].http.expect.body_regex: invalid regex "(": "#
+            ),
+            "{errors:?}"
+        );
+        assert_eq!(
+            expect("        json:\n          $.a: {equals: 1, exists: true}\n"),
+            ["t.yaml:8:16: checks[0].http.expect.json.$.a: write one operator per JSON assertion (equals, exists, matches, less_than or greater_than)"]
+        );
+        let errors = expect("        json:\n          $.a: {equal: 1}\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("unknown JSON operator `equal`, expected one of equals, exists, matches, less_than, greater_than"),
+            "{errors:?}"
+        );
+        assert_eq!(
+            expect("        max_duration: 8d\n        cert_min_days: 3651\n"),
+            [
+                "t.yaml:7:23: checks[0].http.expect.max_duration: must be at most 7d",
+                "t.yaml:8:24: checks[0].http.expect.cert_min_days: 3651 is more than the limit of 3650",
+            ]
+        );
+    }
+
+    #[test]
+    fn body_limit_and_redirects_are_bounded() {
+        let url = "        url: \"https://app.test/\"\n";
+        assert_eq!(
+            errors_of(&request_check(
+                url,
+                "      body_limit: 0\n      max_redirects: 101\n"
+            )),
+            [
+                "t.yaml:6:19: checks[0].http.body_limit: must be greater than 0",
+                "t.yaml:7:22: checks[0].http.max_redirects: at most 100",
+            ]
+        );
+        let spec = spec_of(&request_check(url, ""));
+        assert_eq!((spec.body_limit, spec.max_redirects), (1024 * 1024, 10));
+        let spec = spec_of(&request_check(
+            url,
+            "      body_limit: 2KiB\n      max_redirects: 0\n",
+        ));
+        assert_eq!((spec.body_limit, spec.max_redirects), (2048, 0));
+    }
+
+    #[test]
+    fn variables_read_what_their_declaration_says() {
+        let c = check_of(&http_check(
+            "      steps:\n        - name: login\n          request: {url: \"https://app.test/\"}\n        - name: home\n          request: {url: \"https://app.test/\"}\n",
+        ));
+        for (name, ty) in [
+            ("status", Type::Number),
+            ("failed_step", Type::String),
+            ("cert_expires_in", Type::Duration),
+            ("step.login.duration", Type::Duration),
+            ("step.home.status", Type::Number),
+            ("step.home.failed", Type::Bool),
+        ] {
+            assert_eq!(c.kind.var_type(name), Ok(ty), "{name}");
+        }
+        assert_eq!(
+            c.kind.var_type("step.logout.failed"),
+            Err(r#"unknown step "logout" (this check's steps: login, home)"#.to_string())
+        );
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let login = StepResult {
+            name: "login".into(),
+            ran: true,
+            success: false,
+            status: None,
+            duration: Duration::from_millis(40),
+            reason: Some(Reason::Connect),
+            cert_not_after: Some(now + Duration::from_secs(3600)),
+            ..StepResult::default()
+        };
+        let home = StepResult {
+            name: "home".into(),
+            ..StepResult::default()
+        };
+        let r = CheckResult {
+            success: false,
+            reason: Some(Reason::Connect),
+            message: None,
+            duration: Duration::from_millis(41),
+            started_at: now,
+            steps: vec![login, home],
+            observations: Vec::new(),
+            detail: None,
+        };
+        let v = |name: &str| c.kind.variable(&r, name, now);
+        // A step that ran without a response has status 0.
+        assert_eq!(v("status"), Some(Value::Number(0.0)));
+        assert_eq!(v("step.login.status"), Some(Value::Number(0.0)));
+        assert_eq!(v("failed_step"), Some(Value::String("login".into())));
+        assert_eq!(v("step.login.failed"), Some(Value::Bool(true)));
+        assert_eq!(
+            v("step.login.duration"),
+            Some(Value::Duration(Duration::from_millis(40)))
+        );
+        assert_eq!(
+            v("cert_expires_in"),
+            Some(Value::Duration(Duration::from_secs(3600)))
+        );
+        // A step that did not run: not failed, no status or duration.
+        assert_eq!(v("step.home.failed"), Some(Value::Bool(false)));
+        assert_eq!(v("step.home.status"), None);
+        assert_eq!(v("step.home.duration"), None);
     }
 }

@@ -421,6 +421,21 @@ fn queue(ctx: &mut Ctx, q: &QueueDef, key: &str) -> Option<QueueCheck> {
             "system redis needs keys or patterns (what to read)",
         );
     }
+    // TLS settings for a plain-text URL would be silently ignored (the traffic stays plain).
+    let scheme = redis
+        .as_ref()
+        .and_then(|t| t.render(|_| None).ok())
+        .and_then(|u| url::Url::parse(u.trim()).ok())
+        .map(|u| u.scheme().to_string());
+    if let (Some(_), Some(scheme)) = (&q.tls_config, scheme) {
+        if scheme != "rediss" {
+            ctx.err(
+                &q.redis.referenced,
+                format!("{key}.tls_config"),
+                format!("tls_config applies to rediss:// URLs only, not {scheme}://"),
+            );
+        }
+    }
     // Set by `fit_timeout`, once the check's timeout is known.
     let connect_timeout = Duration::ZERO;
     let tls = tls(ctx, q.tls_config.as_ref(), &format!("{key}.tls_config"));
@@ -450,4 +465,236 @@ fn queue(ctx: &mut Ctx, q: &QueueDef, key: &str) -> Option<QueueCheck> {
         connect_timeout,
         tls,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::config::expr::Value;
+    use crate::probe::check::{check_of, errors_of};
+    use crate::probe::CheckResult;
+
+    /// A queue check with `def` (lines at the indent of `queue:`'s keys).
+    fn queue_check(def: &str) -> String {
+        format!("checks:\n  - name: jobs\n    queue:\n{def}")
+    }
+
+    const SIDEKIQ: &str = "      system: sidekiq\n      redis: \"redis://127.0.0.1:6379\"\n";
+
+    #[test]
+    fn the_system_is_one_canaryd_reads() {
+        assert_eq!(
+            errors_of(&queue_check(
+                "      system: kue\n      redis: \"redis://127.0.0.1:6379\"\n"
+            )),
+            [
+                r#"t.yaml:4:15: checks[0].queue.system: unknown system "kue": use sidekiq, celery, rq, bullmq, resque or redis"#
+            ]
+        );
+        let c = check_of(&queue_check(SIDEKIQ));
+        let spec = c.kind.spec::<Queue>().unwrap();
+        assert_eq!(spec.system, crate::probe::queue::System::Sidekiq);
+        assert_eq!(spec.priority_steps, [0, 3, 6, 9], "the default steps");
+        assert!(spec.queues.is_none(), "discovered");
+    }
+
+    #[test]
+    fn the_redis_url_is_checked_without_showing_its_password() {
+        assert_eq!(
+            errors_of(&queue_check("      system: rq\n      redis: \"redis://${host}:6379\"\n")),
+            ["t.yaml:5:14: checks[0].queue.redis: ${host}: the redis URL takes secrets (${env:..}, ${file:..}) but no run-time variables"]
+        );
+        assert_eq!(
+            errors_of(&queue_check(
+                "      system: rq\n      redis: \"http://127.0.0.1:6379\"\n"
+            )),
+            [
+                r#"t.yaml:5:14: checks[0].queue.redis: invalid redis URL "http://127.0.0.1:6379/": scheme "http": use redis://, rediss:// or unix://"#
+            ]
+        );
+        assert_eq!(
+            errors_of(&queue_check(
+                "      system: rq\n      redis: \"redis://:hunter2@/0\"\n"
+            )),
+            [r#"t.yaml:5:14: checks[0].queue.redis: invalid redis URL "(unparsable)": empty host"#]
+        );
+        let errors = errors_of(&queue_check(
+            "      system: rq\n      redis: \"redis://:hunter2@127.0.0.1:6379/notadb\"\n",
+        ));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("t.yaml:5:14: checks[0].queue.redis: invalid redis URL \"redis://:xxxxx@127.0.0.1:6379/notadb\": "),
+            "{errors:?}"
+        );
+        assert!(!errors[0].contains("hunter2"), "{errors:?}");
+    }
+
+    #[test]
+    fn tls_settings_go_with_a_rediss_url() {
+        assert_eq!(
+            errors_of(&queue_check(&format!(
+                "{SIDEKIQ}      tls_config: {{insecure_skip_verify: true}}\n"
+            ))),
+            ["t.yaml:5:14: checks[0].queue.tls_config: tls_config applies to rediss:// URLs only, not redis://"]
+        );
+        let c = check_of(&queue_check(
+            "      system: sidekiq\n      redis: \"rediss://127.0.0.1:6380\"\n      tls_config: {server_name: redis.internal}\n",
+        ));
+        let tls = &c.kind.spec::<Queue>().unwrap().tls;
+        assert_eq!(tls.server_name.as_deref(), Some("redis.internal"));
+    }
+
+    #[test]
+    fn options_of_other_systems_are_refused() {
+        assert_eq!(
+            errors_of(&queue_check(&format!(
+                "{SIDEKIQ}      priority_steps: [0, 5]\n      keys: [a]\n"
+            ))),
+            [
+                "t.yaml:6:23: checks[0].queue.priority_steps: priority_steps applies to celery only, not sidekiq",
+                "t.yaml:7:13: checks[0].queue.keys: keys applies to redis only, not sidekiq",
+            ]
+        );
+        assert_eq!(
+            errors_of(&queue_check(
+                "      system: redis\n      redis: \"redis://127.0.0.1:6379\"\n      keys: [a]\n      queues: [a]\n      prefix: x\n"
+            )),
+            [
+                "t.yaml:7:15: checks[0].queue.queues: queues applies to sidekiq, celery, rq, bullmq, resque only, not redis",
+                "t.yaml:8:15: checks[0].queue.prefix: prefix applies to sidekiq, celery, rq, bullmq, resque only, not redis",
+            ]
+        );
+    }
+
+    #[test]
+    fn celery_priorities_are_at_most_255() {
+        let celery = "      system: celery\n      redis: \"redis://127.0.0.1:6379\"\n";
+        assert_eq!(
+            errors_of(&queue_check(&format!("{celery}      priority_steps: [0, 256]\n"))),
+            ["t.yaml:6:23: checks[0].queue.priority_steps: priority 256 is more than the limit of 255"]
+        );
+        let c = check_of(&queue_check(&format!(
+            "{celery}      priority_steps: [0, 255]\n      priority_separator: \":\"\n"
+        )));
+        let spec = c.kind.spec::<Queue>().unwrap();
+        assert_eq!(spec.priority_steps, [0, 255]);
+        assert_eq!(spec.priority_separator, ":");
+    }
+
+    #[test]
+    fn listed_queues_are_non_empty_and_unique() {
+        assert_eq!(
+            errors_of(&queue_check(&format!("{SIDEKIQ}      queues: []\n"))),
+            ["t.yaml:6:15: checks[0].queue.queues: queues is empty: list queues, or leave it out to discover them"]
+        );
+        assert_eq!(
+            errors_of(&queue_check(&format!(
+                "{SIDEKIQ}      queues: [a, b, a, \"\"]\n"
+            ))),
+            [
+                r#"t.yaml:6:15: checks[0].queue.queues[2]: queue name "a" is empty or listed twice"#,
+                r#"t.yaml:6:15: checks[0].queue.queues[3]: queue name "" is empty or listed twice"#,
+            ]
+        );
+        assert_eq!(
+            errors_of(&queue_check(
+                "      system: bullmq\n      redis: \"redis://127.0.0.1:6379\"\n      queues: [\"a:b\"]\n"
+            )),
+            [r#"t.yaml:6:15: checks[0].queue.queues[0]: queue name "a:b": BullMQ queue names cannot contain ':'"#]
+        );
+        // Other systems allow ':'.
+        let c = check_of(&queue_check(&format!(
+            "{SIDEKIQ}      queues: [\"a:b\", c]\n"
+        )));
+        assert_eq!(
+            c.kind.spec::<Queue>().unwrap().queues.as_deref(),
+            Some(&["a:b".to_string(), "c".to_string()][..])
+        );
+    }
+
+    #[test]
+    fn the_generic_redis_system_needs_something_to_read() {
+        let redis = "      system: redis\n      redis: \"redis://127.0.0.1:6379\"\n";
+        assert_eq!(
+            errors_of(&queue_check(redis)),
+            ["t.yaml:4:15: checks[0].queue: system redis needs keys or patterns (what to read)"]
+        );
+        assert_eq!(
+            errors_of(&queue_check(&format!(
+                "{redis}      keys: []\n      patterns: []\n"
+            ))),
+            ["t.yaml:4:15: checks[0].queue: system redis needs keys or patterns (what to read)"]
+        );
+        let c = check_of(&queue_check(&format!(
+            "{redis}      patterns: [\"jobs:*\"]\n"
+        )));
+        let spec = c.kind.spec::<Queue>().unwrap();
+        assert_eq!(
+            (spec.keys.len(), spec.patterns.as_slice()),
+            (0, &["jobs:*".to_string()][..])
+        );
+    }
+
+    #[test]
+    fn variables_read_what_their_declaration_says() {
+        let c = check_of(&queue_check(&format!(
+            "{SIDEKIQ}      queues: [default, mail]\n"
+        )));
+        for (name, ty) in [
+            ("depth", Type::Number),
+            ("queue.mail.depth", Type::Number),
+            ("oldest_age", Type::Duration),
+            ("processed_rate", Type::Number),
+            ("failed_rate", Type::Number),
+            ("workers", Type::Number),
+            ("busy", Type::Number),
+            ("scheduled", Type::Number),
+            ("retries", Type::Number),
+            ("dead", Type::Number),
+            ("unreachable", Type::Bool),
+        ] {
+            assert_eq!(c.kind.var_type(name), Ok(ty), "{name}");
+        }
+        assert_eq!(
+            c.kind.var_type("queue.other.depth"),
+            Err(r#"unknown queue "other" (this check's queues: default, mail)"#.to_string())
+        );
+        // Discovering queues: any name may be asked for.
+        let discovering = check_of(&queue_check(SIDEKIQ));
+        assert_eq!(
+            discovering.kind.var_type("queue.other.depth"),
+            Ok(Type::Number)
+        );
+
+        let now = SystemTime::UNIX_EPOCH;
+        let mut r = CheckResult::failure(
+            crate::probe::Reason::Connect,
+            "refused",
+            now,
+            Duration::from_millis(2),
+        );
+        r.observations = vec![
+            ("depth".into(), 12.0),
+            ("queue.mail.depth".into(), 2.0),
+            ("oldest_age".into(), 90.5),
+            ("unreachable".into(), 1.0),
+            ("busy".into(), 0.0),
+        ];
+        let v = |name: &str| c.kind.variable(&r, name, now);
+        assert_eq!(v("depth"), Some(Value::Number(12.0)));
+        assert_eq!(v("queue.mail.depth"), Some(Value::Number(2.0)));
+        assert_eq!(
+            v("oldest_age"),
+            Some(Value::Duration(Duration::from_secs_f64(90.5)))
+        );
+        assert_eq!(v("unreachable"), Some(Value::Bool(true)));
+        assert_eq!(v("busy"), Some(Value::Number(0.0)));
+        // Not read this run: unknown.
+        assert_eq!(v("workers"), None);
+        assert_eq!(v("queue.default.depth"), None);
+        assert_eq!(v("failed"), Some(Value::Bool(true)));
+        assert_eq!(v("reason"), Some(Value::String("connect".into())));
+    }
 }
