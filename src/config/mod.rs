@@ -1,9 +1,15 @@
-//! Configuration: `canaryd.yaml` plus the check files it names.
+//! The building blocks of the configuration (the lowest layer above the clock: it imports no
+//! other part of canaryd). Every part of `canaryd.yaml` and the check files is defined and
+//! validated next to what uses it (a kind in its module, receivers in `alert`, the daemon file
+//! in `loader`); what they share lives here: reading and decoding files ([`files`]), errors
+//! located as `file:line:col: key: message` ([`ConfigError`]), the validation context every part
+//! reports through ([`ctx::Ctx`]), scalars ([`model`]), expressions, templates and secrets, alert
+//! rules ([`rule`]), `defaults:` ([`defaults`]) and the schema building blocks ([`schema`]).
 //!
-//! Loading is all-or-nothing: [`load`] returns a complete [`Config`] or every error it found,
-//! each as `file:line:col: key: message`. Structural errors (unknown key, wrong type, bad YAML)
-//! come from the YAML decoder, one per file (the decoder cannot go on past one); every semantic
-//! error of every file that decoded is reported too, so one `canaryd check` run shows them all.
+//! Loading (`loader::load`) is all-or-nothing. Structural errors (unknown key, wrong type, bad
+//! YAML) come from the YAML decoder, one per file (the decoder cannot go on past one); every
+//! semantic error of every file that decoded is reported too, so one `canaryd check` run shows
+//! them all.
 
 pub mod ctx;
 pub mod defaults;

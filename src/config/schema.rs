@@ -6,7 +6,7 @@
 //! written here once:
 //!
 //! - the types with hand-written `Deserialize` ([`Dur`], [`ByteSize`], [`StatusSpec`],
-//!   [`OneOrMany`], [`JsonExpect`], [`Key`]) get schemas accepting exactly what they accept;
+//!   [`OneOrMany`], [`Key`], and in the http kind `JsonExpect`) get schemas accepting exactly what they accept;
 //! - the scalar types say what canaryd's YAML decoder reads, which is more than their JSON type
 //!   ([`Text`], [`Flag`], [`Count`]): a string key takes `8080` or `yes` as text, a boolean
 //!   takes `yes`/`on`, an integer takes `"5"`. An editor (YAML 1.2) sees `yes` as a string where

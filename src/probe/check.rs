@@ -13,8 +13,9 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
 
+use super::kind::AnyDef;
 use super::kind::{CheckKind, KindCx};
-use super::kinds::{self, AnyDef};
+use super::kinds;
 use crate::config::ctx::*;
 use crate::config::defaults::CheckDefaults;
 use crate::config::files::decode;

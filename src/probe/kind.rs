@@ -5,7 +5,7 @@
 //! runs (`Kind::validate`, errors located through the shared [`Ctx`]), its alert variables
 //! declared once (`Kind::VARS`: name, type and how to read the value from a result; the
 //! expression checker, the alert engine, `canaryd probe` and the README's table all read that
-//! declaration), and its probe (`Kind::build`). [`super::kinds`] registers every kind, one line
+//! declaration), and its probe (`Kind::build`). `src/probe/mod.rs` registers every kind, one line
 //! each; nothing else in canaryd names a kind.
 //!
 //! The rest of canaryd sees a validated kind as a [`CheckKind`] (a trait object over any
@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
-use serde_saphyr::Location;
+use serde_saphyr::{Location, Spanned};
 
 use super::heartbeat::Book;
 use super::{CheckResult, Probe, Reason};
@@ -27,7 +27,7 @@ use crate::config::expr::{Type, Value};
 use crate::config::CheckDefaults;
 
 /// One kind of check. Implemented by a unit type in the kind's own module and registered in
-/// [`super::kinds`].
+/// `src/probe/mod.rs` (the `register!` list).
 pub trait Kind: Sized + Send + Sync + 'static {
     /// The YAML key that selects the kind (`http`), also its name in metrics and the API.
     const KEY: &'static str;
@@ -349,6 +349,113 @@ pub fn known_list(vars: &[Var]) -> String {
     }
     out.join(", ")
 }
+
+/// A kind's definition as decoded, before validation.
+pub trait AnyDef: fmt::Debug + Send + Sync {
+    /// The kind's key.
+    fn key(&self) -> &'static str;
+    /// Where the key's value was written.
+    fn at(&self) -> serde_saphyr::Location;
+    /// Validates the definition. `timing` turns the kind's default interval into the check's
+    /// (interval, timeout), reporting their errors; it is called exactly once, also when the
+    /// definition is invalid.
+    fn validate(
+        &self,
+        cx: &mut KindCx<'_, '_>,
+        timing: &mut dyn FnMut(&mut KindCx<'_, '_>, Duration) -> (Duration, Duration),
+    ) -> (Option<CheckKind>, Duration, Duration);
+}
+
+/// One kind's definition as written.
+pub struct DefOf<K: Kind>(pub Spanned<K::Def>);
+
+impl<K: Kind> fmt::Debug for DefOf<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {:?}", K::KEY, self.0.value)
+    }
+}
+
+impl<K: Kind> AnyDef for DefOf<K> {
+    fn key(&self) -> &'static str {
+        K::KEY
+    }
+
+    fn at(&self) -> serde_saphyr::Location {
+        self.0.referenced
+    }
+
+    fn validate(
+        &self,
+        cx: &mut KindCx<'_, '_>,
+        timing: &mut dyn FnMut(&mut KindCx<'_, '_>, Duration) -> (Duration, Duration),
+    ) -> (Option<CheckKind>, Duration, Duration) {
+        let spec = K::validate(cx, &self.0.value);
+        let default_interval = match &spec {
+            Some(s) => K::default_interval(s, cx.defaults.interval),
+            None => cx.defaults.interval,
+        };
+        let (interval, timeout) = timing(cx, default_interval);
+        let kind = spec.map(|mut s| {
+            K::fit_timeout(cx, &self.0.value, &mut s, timeout);
+            CheckKind::new::<K>(s)
+        });
+        (kind, interval, timeout)
+    }
+}
+
+/// Declares every kind's module and generates the tables that need each kind's static type
+/// (`probe::kinds`: decoding a check's kind key, the kinds' schemas, keys and variables), from
+/// one line per kind in `src/probe/mod.rs`.
+macro_rules! register {
+    ($($module:ident => $first:ident $(:: $rest:ident)*),* $(,)?) => {
+        $(pub mod $module;)*
+
+        /// Every registered kind: the tables that need each kind's static type.
+        pub mod kinds {
+            use schemars::{Schema, SchemaGenerator};
+            use serde::de::MapAccess;
+            use serde_saphyr::Spanned;
+
+            use super::kind::{AnyDef, DefOf, Kind, Var};
+
+            $crate::probe::kind::register!(@tables $(super::$first $(::$rest)*),*);
+        }
+    };
+    (@tables $($kind:ty),*) => {
+        /// Every kind's key, in registration order.
+        pub const KEYS: &[&str] = &[$(<$kind as Kind>::KEY),*];
+
+        /// Decodes the value of `key` in a check when `key` is a kind's (`None`: not a kind).
+        pub fn decode<'de, A: MapAccess<'de>>(
+            key: &str,
+            map: &mut A,
+        ) -> Result<Option<Option<Box<dyn AnyDef>>>, A::Error> {
+            $(
+                if key == <$kind as Kind>::KEY {
+                    // A null value is "not set", as for every other key.
+                    let def: Option<Spanned<<$kind as Kind>::Def>> = map.next_value()?;
+                    return Ok(Some(def.map(|d| Box::new(DefOf::<$kind>(d)) as Box<dyn AnyDef>)));
+                }
+            )*
+            Ok(None)
+        }
+
+        /// Each kind's key with the schema of its definition.
+        pub fn schemas(generator: &mut SchemaGenerator) -> Vec<(&'static str, Schema)> {
+            vec![$({
+                let mut schema = generator.subschema_for::<Option<<$kind as Kind>::Def>>();
+                schema.insert("description".into(), <$kind as Kind>::ABOUT.into());
+                (<$kind as Kind>::KEY, schema)
+            }),*]
+        }
+
+        /// Each kind's key with its alert variables (for the documentation).
+        pub fn variables() -> Vec<(&'static str, &'static [Var])> {
+            vec![$((<$kind as Kind>::KEY, <$kind as Kind>::VARS)),*]
+        }
+    };
+}
+pub(crate) use register;
 
 #[cfg(test)]
 mod tests {
