@@ -463,7 +463,12 @@ fn default_rule_is_check_failing_after_three_failures() {
     assert_eq!(fx.sends.len(), 3);
     assert_eq!(fx.sends[0].1.alert, "CheckFailing");
     assert_eq!(fx.sends[0].1.severity, "critical");
-    assert_eq!(fx.sends[0].1.summary, "check plain failing: status");
+    // Issue 14: the default summary carries the evidence (it used to be
+    // "check plain failing: status").
+    assert_eq!(
+        fx.sends[0].1.summary,
+        "plain failing at step request: status: step \"request\": expected status 200, got 503"
+    );
 }
 
 #[test]
