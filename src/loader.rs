@@ -94,21 +94,21 @@ impl Config {
 /// printed in every page), its trailing `/` dropped.
 fn external_url(ctx: &mut Ctx, s: &Spanned<String>) -> Option<String> {
     let url = parse_url(ctx, s, "external_url")?;
-    let problem = if url.query().is_some() || url.fragment().is_some() {
-        Some("must not have a query or fragment: pages append /api/v1/checks/<check> to it")
-    } else if !url.username().is_empty() || url.password().is_some() {
-        Some("must not hold credentials: it is printed in every page")
+    // A user name or password is never echoed: it may be a secret.
+    let problem = if !url.username().is_empty() || url.password().is_some() {
+        Some("must not hold a user name or password: it is printed in every page".to_string())
+    } else if url.query().is_some() || url.fragment().is_some() {
+        Some(format!(
+            "{:?} must not have a query or fragment: pages append /api/v1/checks/<check> to it",
+            excerpt(&s.value, 200)
+        ))
     } else if url.host_str().is_none_or(str::is_empty) {
-        Some("needs a host")
+        Some(format!("{:?} needs a host", excerpt(&s.value, 200)))
     } else {
         None
     };
     if let Some(p) = problem {
-        ctx.err(
-            &s.referenced,
-            "external_url",
-            format!("{:?} {p}", excerpt(&s.value, 200)),
-        );
+        ctx.err(&s.referenced, "external_url", p);
         return None;
     }
     Some(url.as_str().trim_end_matches('/').to_string())
@@ -400,5 +400,33 @@ impl SchemaFile {
         let mut s = serde_json::to_string_pretty(&self.schema()).expect("a schema is JSON");
         s.push('\n');
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_daemon(yaml: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("canaryd.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        load(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn links_go_under_external_url_else_under_listen_with_loopback_for_any_address() {
+        let c = load_daemon("listen: 0.0.0.0:9555\n");
+        assert_eq!(c.external_url, None);
+        assert_eq!(c.link_url(), "http://127.0.0.1:9555");
+        let c = load_daemon(
+            "listen: 0.0.0.0:9555\nexternal_url: \"https://canary.example.test/ops/\"\n",
+        );
+        assert_eq!(c.link_url(), "https://canary.example.test/ops");
+        assert_eq!(
+            c.api_url(),
+            "http://127.0.0.1:9555",
+            "the CLI still talks to listen"
+        );
     }
 }
