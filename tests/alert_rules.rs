@@ -467,7 +467,7 @@ fn default_rule_is_check_failing_after_three_failures() {
     // "check plain failing: status").
     assert_eq!(
         fx.sends[0].1.summary,
-        "plain failing at step request: status: step \"request\": expected status 200, got 503"
+        "plain failing: status: step \"request\": expected status 200, got 503"
     );
 }
 

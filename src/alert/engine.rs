@@ -1057,6 +1057,10 @@ impl Engine {
             .collect::<Vec<_>>()
             .join(" ");
         let reason = result.reason.map(|r| r.as_str().to_string());
+        let message = result
+            .message
+            .as_deref()
+            .map(|m| super::cut(m, super::MESSAGE_MAX));
         let failed_step = result.failed_step().map(|s| s.name.clone());
         let literal: BTreeMap<&str, &str> = rule
             .annotations
@@ -1102,7 +1106,7 @@ impl Engine {
                 failed: !result.success,
                 failed_step: failed_step.as_deref(),
                 reason: reason.as_deref(),
-                message: result.message.as_deref(),
+                message: message.as_deref(),
                 values: &read,
             })
         });
@@ -1120,7 +1124,7 @@ impl Engine {
             failed_step,
             value: (!value.is_empty()).then_some(value),
             values: read.into_iter().collect(),
-            message: result.message.clone(),
+            message,
             starts_at_ms: to_ms(e.tracker.since().unwrap_or(now)),
             ends_at_ms: None,
             created_ms: to_ms(now),

@@ -222,6 +222,18 @@ impl AlertEvent {
     }
 }
 
+/// A probe's message is cut to this many characters in a page (the summary, `message`): a page
+/// stays readable, and an outbox row stays small, whatever the probe reported.
+pub const MESSAGE_MAX: usize = 1_000;
+
+/// At most `max` characters of `s`, ending in `…` when cut.
+pub fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max.saturating_sub(1)) {
+        Some((i, _)) if s[i..].chars().nth(1).is_some() => format!("{}…", &s[..i]),
+        _ => s.to_string(),
+    }
+}
+
 /// A duration as pages show it: whole units, largest first, no spaces (`12m3s`, `2h5m`,
 /// `1d3h`, `850ms` under a second).
 pub fn short_duration(d: Duration) -> String {
@@ -313,6 +325,17 @@ mod tests {
         e.values.insert("depth".into(), "7".into());
         let back: AlertEvent = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn long_messages_are_cut_to_the_limit() {
+        assert_eq!(cut("abc", 3), "abc");
+        assert_eq!(cut("abcd", 3), "ab…");
+        assert_eq!(cut("éééé", 3).chars().count(), 3);
+        assert_eq!(
+            cut(&"x".repeat(5000), MESSAGE_MAX).chars().count(),
+            MESSAGE_MAX
+        );
     }
 
     #[test]
