@@ -366,7 +366,7 @@ impl Daemon {
             store.clone(),
             &config.checks,
             &config.alerting,
-            config.api_url(),
+            config.link_url(),
             notifiers,
             metrics.clone(),
             heartbeats.clock(),
@@ -479,6 +479,9 @@ impl Daemon {
         let running = self.config();
         if config.listen != running.listen {
             tracing::warn!("listen address changed: it takes effect after a restart");
+        }
+        if config.external_url != running.external_url {
+            tracing::warn!("external_url changed: it takes effect after a restart");
         }
         if config.state_dir != running.state_dir {
             tracing::warn!("state_dir changed: it takes effect after a restart");

@@ -41,6 +41,8 @@ pub struct Config {
     pub path: PathBuf,
     /// Listen address of the HTTP server.
     pub listen: SocketAddr,
+    /// Where people reach canaryd (`external_url`), without a trailing `/`; `None`: `listen`.
+    pub external_url: Option<String>,
     /// State directory (the embedded store lives in `state_dir/canaryd.db`).
     pub state_dir: PathBuf,
     /// Where `state_dir` was written (the daemon file's start when it was left out), for errors
@@ -80,6 +82,36 @@ impl Config {
         }
         format!("http://{addr}")
     }
+
+    /// The base of the links in pages (`<base>/api/v1/checks/<check>`): `external_url`, else
+    /// [`Config::api_url`].
+    pub fn link_url(&self) -> String {
+        self.external_url.clone().unwrap_or_else(|| self.api_url())
+    }
+}
+
+/// `external_url`: an absolute http(s) URL without query, fragment or credentials (it is
+/// printed in every page), its trailing `/` dropped.
+fn external_url(ctx: &mut Ctx, s: &Spanned<String>) -> Option<String> {
+    let url = parse_url(ctx, s, "external_url")?;
+    // A user name or password is never echoed: it may be a secret.
+    let problem = if !url.username().is_empty() || url.password().is_some() {
+        Some("must not hold a user name or password: it is printed in every page".to_string())
+    } else if url.query().is_some() || url.fragment().is_some() {
+        Some(format!(
+            "{:?} must not have a query or fragment: pages append /api/v1/checks/<check> to it",
+            excerpt(&s.value, 200)
+        ))
+    } else if url.host_str().is_none_or(str::is_empty) {
+        Some(format!("{:?} needs a host", excerpt(&s.value, 200)))
+    } else {
+        None
+    };
+    if let Some(p) = problem {
+        ctx.err(&s.referenced, "external_url", p);
+        return None;
+    }
+    Some(url.as_str().trim_end_matches('/').to_string())
 }
 
 /// `canaryd.yaml`
@@ -90,6 +122,11 @@ pub struct DaemonFile {
     /// 127.0.0.1:9464; host names are not resolved).
     #[schemars(with = "Option<String>", extend("pattern" = schema::SOCKET_ADDR, "patternErrorMessage" = "host:port with an IP address, e.g. 127.0.0.1:9464"))]
     pub listen: Option<Spanned<String>>,
+    /// The URL people reach canaryd at (behind a proxy, by its public name), the base of the
+    /// check links in every page: `<external_url>/api/v1/checks/<check>`. An absolute http(s)
+    /// URL without query or fragment (default: `http://<listen>`, loopback for 0.0.0.0).
+    #[schemars(with = "Option<String>", extend("pattern" = schema::HTTP_URL, "patternErrorMessage" = "an http(s) URL"))]
+    pub external_url: Option<Spanned<String>>,
     /// Where the embedded state store lives, relative to this file (default ./state).
     #[schemars(with = "Option<Text>")]
     pub state_dir: Option<Spanned<String>>,
@@ -170,6 +207,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             DEFAULT_LISTEN.parse().expect("valid default")
         }),
     };
+    let external_url = daemon
+        .external_url
+        .as_ref()
+        .and_then(|s| external_url(&mut ctx, s));
     let state_dir = daemon
         .state_dir
         .as_ref()
@@ -299,6 +340,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     Ok(Config {
         path: path.to_path_buf(),
         listen,
+        external_url,
         state_dir,
         state_dir_origin,
         max_concurrency,
@@ -358,5 +400,33 @@ impl SchemaFile {
         let mut s = serde_json::to_string_pretty(&self.schema()).expect("a schema is JSON");
         s.push('\n');
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_daemon(yaml: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("canaryd.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        load(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn links_go_under_external_url_else_under_listen_with_loopback_for_any_address() {
+        let c = load_daemon("listen: 0.0.0.0:9555\n");
+        assert_eq!(c.external_url, None);
+        assert_eq!(c.link_url(), "http://127.0.0.1:9555");
+        let c = load_daemon(
+            "listen: 0.0.0.0:9555\nexternal_url: \"https://canary.example.test/ops/\"\n",
+        );
+        assert_eq!(c.link_url(), "https://canary.example.test/ops");
+        assert_eq!(
+            c.api_url(),
+            "http://127.0.0.1:9555",
+            "the CLI still talks to listen"
+        );
     }
 }

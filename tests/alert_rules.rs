@@ -463,7 +463,12 @@ fn default_rule_is_check_failing_after_three_failures() {
     assert_eq!(fx.sends.len(), 3);
     assert_eq!(fx.sends[0].1.alert, "CheckFailing");
     assert_eq!(fx.sends[0].1.severity, "critical");
-    assert_eq!(fx.sends[0].1.summary, "check plain failing: status");
+    // Issue 14: the default summary carries the evidence (it used to be
+    // "check plain failing: status").
+    assert_eq!(
+        fx.sends[0].1.summary,
+        "plain failing: status: step \"request\": expected status 200, got 503"
+    );
 }
 
 #[test]
@@ -1128,4 +1133,27 @@ fn progress_is_saved_only_when_it_changes_and_deleted_when_its_rule_goes() {
     assert!(b.save.is_empty());
     assert_eq!(b.delete.len(), 1);
     assert_eq!(s_alert(&b.delete[0]), "Other");
+}
+
+#[test]
+fn pages_carry_the_evidence_and_the_resolve_says_how_long_it_lasted() {
+    let mut s = Sim::new("", &check("      - {name: Down, when: failed}\n"));
+    let fx = s.run("web", false);
+    let ev = &fx.sends[0].1;
+    assert_eq!(
+        ev.summary,
+        "web failing: status: step \"request\": expected status 200, got 503"
+    );
+    assert_eq!(
+        ev.message.as_deref(),
+        Some("step \"request\": expected status 200, got 503")
+    );
+    assert_eq!(ev.values["failed"], "true");
+    assert_eq!(ev.check_url(), "http://127.0.0.1:9464/api/v1/checks/web");
+    s.advance(secs(723));
+    let fx = s.run("web", true);
+    let ev = &fx.sends[0].1;
+    assert_eq!(ev.kind, EventKind::Resolve);
+    assert_eq!(ev.summary, "web recovered after 12m3s");
+    assert_eq!(ev.lasted(), Some(secs(723)));
 }

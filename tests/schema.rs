@@ -426,6 +426,12 @@ const FIXTURES: &[(&str, Verdict)] = &[
     ("daemon-defaults-interval-too-long.yaml", CannotTell),
     ("daemon-defaults-zero-timeout.yaml", CannotTell),
     ("daemon-escalate-after-too-long.yaml", CannotTell),
+    ("daemon-external-url-credentials.yaml", CannotTell),
+    (
+        "daemon-external-url-not-http.yaml",
+        Rejects(&["/external_url"]),
+    ),
+    ("daemon-external-url-query.yaml", CannotTell),
     ("daemon-maintenance-muted-forever.yaml", CannotTell),
     ("daemon-maintenance-zero-duration.yaml", CannotTell),
     (

@@ -288,6 +288,8 @@ routes:\n  - receivers: [hook, refusing]\n",
         when: failed
         consecutive: 1
         annotations: {{summary: \"echo failed: ${{message}}\"}}
+      # The default summary and the payloads' `message` and `values` carry the evidence too.
+      - {{name: EchoEvidence, when: failed, consecutive: 1}}
   - name: nightly
     heartbeat:
       every: 1h

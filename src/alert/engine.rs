@@ -807,6 +807,7 @@ impl Engine {
         event.status = Status::Resolved;
         event.ends_at_ms = Some(to_ms(now));
         event.created_ms = to_ms(now);
+        resolved_summary(&mut event);
         Effects {
             sends: row
                 .delivery
@@ -876,6 +877,8 @@ impl Engine {
             reason: None,
             failed_step: None,
             value: None,
+            values: BTreeMap::new(),
+            message: None,
             starts_at_ms: to_ms(now),
             ends_at_ms: None,
             created_ms: to_ms(now),
@@ -889,6 +892,7 @@ impl Engine {
         }
         if status == Status::Resolved {
             ev.ends_at_ms = Some(to_ms(now));
+            resolved_summary(&mut ev);
         }
         ev
     }
@@ -1035,20 +1039,28 @@ impl Engine {
     /// The event a result makes for an entry (labels, rendered annotations, summary, value).
     fn build_event(&self, e: &Entry, result: &CheckResult, now: SystemTime) -> AlertEvent {
         let rule = e.rule();
-        let value = rule
+        // `{:#}`: the human form (`3.200s`, `5m`), not the literal form expressions parse.
+        let read: Vec<(String, String)> = rule
             .expr
             .variables()
             .iter()
-            // `{:#}`: the human form (`3.200s`, `5m`), not the literal form expressions parse.
             .filter_map(|v| {
                 e.check
                     .kind
                     .variable(result, v, now)
-                    .map(|x| format!("{v}={x:#}"))
+                    .map(|x| (v.to_string(), format!("{x:#}")))
             })
+            .collect();
+        let value = read
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" ");
         let reason = result.reason.map(|r| r.as_str().to_string());
+        let message = result
+            .message
+            .as_deref()
+            .map(|m| super::cut(m, super::MESSAGE_MAX));
         let failed_step = result.failed_step().map(|s| s.name.clone());
         let literal: BTreeMap<&str, &str> = rule
             .annotations
@@ -1088,10 +1100,15 @@ impl Engine {
             })
             .collect();
         let summary = annotations.get("summary").cloned().unwrap_or_else(|| {
-            match (&result.message, result.success) {
-                (Some(m), false) => format!("{} on {}: {m}", rule.name, e.check.name),
-                _ => format!("{} on {}: {}", rule.name, e.check.name, rule.when),
-            }
+            default_summary(&Evidence {
+                check: &e.check.name,
+                alert: &rule.name,
+                failed: !result.success,
+                failed_step: failed_step.as_deref(),
+                reason: reason.as_deref(),
+                message: message.as_deref(),
+                values: &read,
+            })
         });
         AlertEvent {
             dedup_key: e.dedup_key.clone(),
@@ -1106,6 +1123,8 @@ impl Engine {
             reason,
             failed_step,
             value: (!value.is_empty()).then_some(value),
+            values: read.into_iter().collect(),
+            message,
             starts_at_ms: to_ms(e.tracker.since().unwrap_or(now)),
             ends_at_ms: None,
             created_ms: to_ms(now),
@@ -1161,6 +1180,139 @@ pub fn alert_labels(check: &Check, rule: &AlertRule) -> BTreeMap<String, String>
     labels
 }
 
+/// What a default summary is built from.
+#[derive(Debug, Clone, Copy)]
+pub struct Evidence<'a> {
+    /// Check name.
+    pub check: &'a str,
+    /// Alert (rule) name.
+    pub alert: &'a str,
+    /// Whether the check's run failed.
+    pub failed: bool,
+    /// The step that failed.
+    pub failed_step: Option<&'a str>,
+    /// The failure reason (`status`, `assertion`, `timeout`, ...).
+    pub reason: Option<&'a str>,
+    /// The probe's (redacted) message.
+    pub message: Option<&'a str>,
+    /// The variables the rule reads, with their values, in the rule's order.
+    pub values: &'a [(String, String)],
+}
+
+/// The summary of a page whose rule sets no `summary` annotation. A failed run says where and
+/// why: `<check> failing at step <step>: <reason>: <message>` (what is missing left out); a rule
+/// on values of a run that worked names them: `<check>: <alert> (depth=7 processed_rate=0)`.
+pub fn default_summary(ev: &Evidence<'_>) -> String {
+    if ev.failed {
+        let mut s = format!("{} failing", ev.check);
+        if let Some(step) = ev.failed_step.filter(|s| !s.is_empty()) {
+            s.push_str(&format!(" at step {step}"));
+        }
+        for part in [ev.reason, ev.message].into_iter().flatten() {
+            if !part.is_empty() {
+                s.push_str(": ");
+                s.push_str(part);
+            }
+        }
+        return s;
+    }
+    let values: Vec<String> = ev.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if values.is_empty() {
+        format!("{}: {}", ev.check, ev.alert)
+    } else {
+        format!("{}: {} ({})", ev.check, ev.alert, values.join(" "))
+    }
+}
+
+/// A resolve without a `summary` annotation says how long the alert lasted:
+/// `<check> recovered after 12m3s`.
+fn resolved_summary(ev: &mut AlertEvent) {
+    if ev.annotations.contains_key("summary") {
+        return;
+    }
+    if let Some(d) = ev.lasted() {
+        ev.summary = format!("{} recovered after {}", ev.check, super::short_duration(d));
+    }
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::*;
+
+    fn ev<'a>(failed: bool, values: &'a [(String, String)]) -> Evidence<'a> {
+        Evidence {
+            check: "demo-identity",
+            alert: "CheckFailing",
+            failed,
+            failed_step: Some("request"),
+            reason: Some("assertion"),
+            message: Some(r#"expected $.database to be "demo-primary", got "demo-staging""#),
+            values,
+        }
+    }
+
+    #[test]
+    fn a_failure_names_step_reason_and_message() {
+        assert_eq!(
+            default_summary(&ev(true, &[])),
+            r#"demo-identity failing at step request: assertion: expected $.database to be "demo-primary", got "demo-staging""#
+        );
+        let bare = Evidence {
+            failed_step: None,
+            message: None,
+            ..ev(true, &[])
+        };
+        assert_eq!(default_summary(&bare), "demo-identity failing: assertion");
+        let nothing = Evidence {
+            reason: None,
+            ..bare
+        };
+        assert_eq!(default_summary(&nothing), "demo-identity failing");
+    }
+
+    #[test]
+    fn a_rule_on_values_names_the_values() {
+        let values: Vec<(String, String)> = [
+            ("depth", "7"),
+            ("processed_rate", "0"),
+            ("oldest_age", "5m4s"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let queue = Evidence {
+            check: "demo-jobs",
+            alert: "JobsStalled",
+            ..ev(false, &values)
+        };
+        assert_eq!(
+            default_summary(&queue),
+            "demo-jobs: JobsStalled (depth=7 processed_rate=0 oldest_age=5m4s)"
+        );
+        assert_eq!(
+            default_summary(&Evidence {
+                values: &[],
+                ..queue
+            }),
+            "demo-jobs: JobsStalled"
+        );
+    }
+
+    #[test]
+    fn a_resolve_says_how_long_it_lasted_unless_the_rule_has_a_summary() {
+        let mut e = crate::alert::tests_support::event("k", EventKind::Resolve, 0);
+        e.check = "demo-identity".into();
+        e.starts_at_ms = 1_000;
+        e.ends_at_ms = Some(1_000 + 723_000);
+        resolved_summary(&mut e);
+        assert_eq!(e.summary, "demo-identity recovered after 12m3s");
+        e.annotations.insert("summary".into(), "mine".into());
+        e.summary = "mine".into();
+        resolved_summary(&mut e);
+        assert_eq!(e.summary, "mine");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1202,6 +1354,8 @@ mod tests {
                 reason: None,
                 failed_step: None,
                 value: None,
+                values: BTreeMap::new(),
+                message: None,
                 starts_at_ms: to_ms(since),
                 ends_at_ms: None,
                 created_ms: to_ms(since),

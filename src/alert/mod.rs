@@ -169,6 +169,14 @@ pub struct AlertEvent {
     /// The values of the variables the `when` expression reads (`duration=3.2s depth=40`).
     #[serde(default)]
     pub value: Option<String>,
+    /// The same values by variable name (`depth` → `7`, `oldest_age` → `5m4s`), in the human
+    /// form; empty when the rule reads none that has a value.
+    #[serde(default)]
+    pub values: BTreeMap<String, String>,
+    /// The probe's message of the result that decided the transition (already redacted by the
+    /// probe: `step "submit": expected status 302, got 200`).
+    #[serde(default)]
+    pub message: Option<String>,
     /// When the alert started firing (Unix milliseconds).
     pub starts_at_ms: i64,
     /// When it resolved (Unix milliseconds), for resolve events.
@@ -176,7 +184,8 @@ pub struct AlertEvent {
     pub ends_at_ms: Option<i64>,
     /// When this event was created (Unix milliseconds).
     pub created_ms: i64,
-    /// Where the check's state can be seen (canaryd's API).
+    /// The link to the check: `<external_url>/api/v1/checks/<check>` (canaryd's API answers
+    /// with the check's state and last result there). Receivers show it as the check's link.
     pub generator_url: String,
 }
 
@@ -190,6 +199,59 @@ impl AlertEvent {
     pub fn ends_at(&self) -> Option<SystemTime> {
         self.ends_at_ms.map(from_ms)
     }
+
+    /// The link to the check (the same as `generator_url`).
+    pub fn check_url(&self) -> &str {
+        &self.generator_url
+    }
+
+    /// The `runbook_url` annotation, when the rule sets one.
+    pub fn runbook_url(&self) -> Option<&str> {
+        self.annotations
+            .get("runbook_url")
+            .map(String::as_str)
+            .filter(|u| !u.is_empty())
+    }
+
+    /// How long the alert fired, for a resolve: from `starts_at` to `ends_at`.
+    pub fn lasted(&self) -> Option<Duration> {
+        let end = self.ends_at_ms?;
+        Some(Duration::from_millis(
+            end.saturating_sub(self.starts_at_ms).max(0) as u64,
+        ))
+    }
+}
+
+/// A probe's message is cut to this many characters in a page (the summary, `message`): a page
+/// stays readable, and an outbox row stays small, whatever the probe reported.
+pub const MESSAGE_MAX: usize = 1_000;
+
+/// At most `max` characters of `s`, ending in `…` when cut.
+pub fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max.saturating_sub(1)) {
+        Some((i, _)) if s[i..].chars().nth(1).is_some() => format!("{}…", &s[..i]),
+        _ => s.to_string(),
+    }
+}
+
+/// A duration as pages show it: whole units, largest first, no spaces (`12m3s`, `2h5m`,
+/// `1d3h`, `850ms` under a second).
+pub fn short_duration(d: Duration) -> String {
+    let total = d.as_secs();
+    if total == 0 {
+        return format!("{}ms", d.subsec_millis());
+    }
+    let parts = [
+        (total / 86_400, "d"),
+        (total / 3_600 % 24, "h"),
+        (total / 60 % 60, "m"),
+        (total % 60, "s"),
+    ];
+    let mut out = String::new();
+    for (n, unit) in parts.into_iter().filter(|(n, _)| *n > 0) {
+        out.push_str(&format!("{n}{unit}"));
+    }
+    out
 }
 
 /// The stable identity of an alert: a hash of the check name, the alert name and every label
@@ -241,6 +303,50 @@ mod tests {
         assert_ne!(a, dedup_key("shop-logi", "nLoginFailing", &labels));
         labels.insert("team".to_string(), "api".to_string());
         assert_ne!(a, dedup_key("shop-login", "LoginFailing", &labels));
+    }
+
+    #[test]
+    fn an_outbox_row_of_an_older_canaryd_still_loads() {
+        // An event as canaryd wrote it into the outbox before `values` and `message` existed.
+        let old = r#"{"dedup_key":"canaryd-1","kind":"trigger","status":"firing","check":"web",
+            "alert":"Down","severity":"critical","labels":{"check":"web"},"annotations":{},
+            "summary":"check web failing: status","reason":"status","failed_step":null,
+            "value":"failed=true","starts_at_ms":1000,"ends_at_ms":null,"created_ms":1000,
+            "generator_url":"http://127.0.0.1:9464/api/v1/checks/web"}"#;
+        let e: AlertEvent = serde_json::from_str(old).unwrap();
+        assert_eq!(e.summary, "check web failing: status");
+        assert_eq!(e.message, None);
+        assert!(e.values.is_empty());
+        assert_eq!(e.check_url(), "http://127.0.0.1:9464/api/v1/checks/web");
+        assert_eq!(e.lasted(), None);
+        // And a new row round-trips with its evidence.
+        let mut e = e;
+        e.message = Some("expected 200, got 503".into());
+        e.values.insert("depth".into(), "7".into());
+        let back: AlertEvent = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn long_messages_are_cut_to_the_limit() {
+        assert_eq!(cut("abc", 3), "abc");
+        assert_eq!(cut("abcd", 3), "ab…");
+        assert_eq!(cut("éééé", 3).chars().count(), 3);
+        assert_eq!(
+            cut(&"x".repeat(5000), MESSAGE_MAX).chars().count(),
+            MESSAGE_MAX
+        );
+    }
+
+    #[test]
+    fn durations_read_short() {
+        let s = |n| short_duration(Duration::from_secs(n));
+        assert_eq!(s(723), "12m3s");
+        assert_eq!(s(304), "5m4s");
+        assert_eq!(s(7_500), "2h5m");
+        assert_eq!(s(97_200), "1d3h");
+        assert_eq!(s(60), "1m");
+        assert_eq!(short_duration(Duration::from_millis(850)), "850ms");
     }
 }
 
@@ -298,6 +404,8 @@ pub(crate) mod tests_support {
             reason: None,
             failed_step: None,
             value: None,
+            values: Default::default(),
+            message: None,
             starts_at_ms: 0,
             ends_at_ms: None,
             created_ms,

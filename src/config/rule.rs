@@ -20,7 +20,6 @@ use super::schema::{
 use super::template::Template;
 use schemars::Schema;
 use std::collections::HashSet;
-use std::path::Path;
 
 /// What an alert rule may name of its check's kind.
 pub struct KindVars<'k> {
@@ -288,11 +287,9 @@ pub fn alerts(
             keep_firing_for: None,
             severity: Severity::Critical,
             labels: BTreeMap::new(),
-            annotations: vec![(
-                "summary".into(),
-                Template::parse("check ${check} failing: ${reason}", Path::new("."))
-                    .expect("valid default summary"),
-            )],
+            // No summary: the alert's default summary names the failed step, the reason and
+            // the probe's message.
+            annotations: Vec::new(),
         });
     }
     out

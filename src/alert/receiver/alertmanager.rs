@@ -78,15 +78,21 @@ impl Alertmanager {
         annotations
             .entry("summary".into())
             .or_insert_with(|| e.summary.clone());
+        // Annotations are strings: `values` is the `name=value` list (`depth=7 processed_rate=0`).
         for (k, v) in [
+            ("message", &e.message),
             ("reason", &e.reason),
             ("failed_step", &e.failed_step),
             ("value", &e.value),
+            ("values", &e.value),
         ] {
             if let Some(v) = v {
                 annotations.entry(k.into()).or_insert_with(|| v.clone());
             }
         }
+        annotations
+            .entry("check_url".into())
+            .or_insert_with(|| e.check_url().to_string());
         json!({
             "labels": e.labels,
             "annotations": annotations,
@@ -154,6 +160,18 @@ mod tests {
         assert_eq!(f["endsAt"], rfc3339(now + LEASE));
         assert_eq!(f["labels"]["alertname"], "LoginFailing");
         assert_eq!(f["annotations"]["failed_step"], "submit");
+        assert_eq!(
+            f["annotations"]["message"],
+            "step \"submit\": expected status 302, got 200"
+        );
+        assert_eq!(
+            f["generatorURL"],
+            "http://127.0.0.1:9464/api/v1/checks/shop-login"
+        );
+        let mut values = event(Status::Firing);
+        values.value = Some("depth=7 processed_rate=0".into());
+        let v = Alertmanager::alert(&values, now);
+        assert_eq!(v["annotations"]["values"], "depth=7 processed_rate=0");
         let mut r = event(Status::Resolved);
         r.ends_at_ms = Some(crate::alert::to_ms(now));
         assert_eq!(Alertmanager::alert(&r, now)["endsAt"], rfc3339(now));

@@ -626,6 +626,8 @@ pub(crate) mod tests_support {
             reason: Some("status".into()),
             failed_step: Some("submit".into()),
             value: None,
+            values: BTreeMap::new(),
+            message: Some("step \"submit\": expected status 302, got 200".into()),
             starts_at_ms: 1_800_000_000_000,
             ends_at_ms: None,
             created_ms: 1_800_000_000_000,

@@ -109,7 +109,10 @@ impl PagerDuty {
             details.insert("check".into(), json!(e.check));
             details.insert("alert".into(), json!(e.alert));
             details.insert("event".into(), json!(e.kind.as_str()));
+            // `step` is the name earlier versions sent; `failed_step` the one every receiver uses.
             for (k, v) in [
+                ("message", &e.message),
+                ("failed_step", &e.failed_step),
                 ("step", &e.failed_step),
                 ("reason", &e.reason),
                 ("value", &e.value),
@@ -118,7 +121,14 @@ impl PagerDuty {
                     details.insert(k.into(), json!(v));
                 }
             }
+            if !e.values.is_empty() {
+                details.insert("values".into(), json!(e.values));
+            }
             details.insert("labels".into(), json!(e.labels));
+            if let Some(runbook) = e.runbook_url() {
+                details.insert("runbook_url".into(), json!(runbook));
+            }
+            details.insert("check_url".into(), json!(e.check_url()));
             if !e.annotations.is_empty() {
                 details.insert("annotations".into(), json!(e.annotations));
             }
@@ -136,10 +146,15 @@ impl PagerDuty {
             }
             body["payload"] = payload;
             body["client"] = json!("canaryd");
-            body["client_url"] = json!(e.generator_url);
-            if let Some(runbook) = e.annotations.get("runbook_url") {
-                body["links"] = json!([{"href": runbook, "text": "Runbook"}]);
+            body["client_url"] = json!(e.check_url());
+            // Events v2 `links`: shown on the incident (and in the notification) as clickable.
+            // The runbook first (what to do), then the check (the evidence).
+            let mut links = Vec::new();
+            if let Some(runbook) = e.runbook_url() {
+                links.push(json!({"href": runbook, "text": "Runbook"}));
             }
+            links.push(json!({"href": e.check_url(), "text": format!("check {}", e.check)}));
+            body["links"] = json!(links);
         }
         body
     }
@@ -251,6 +266,21 @@ mod tests {
         assert_eq!(b["payload"]["custom_details"]["reason"], "status");
         assert_eq!(b["payload"]["group"], "web");
         assert_eq!(b["links"][0]["href"], "https://runbooks/login");
+        assert_eq!(b["links"][1]["href"], e.generator_url);
+        assert_eq!(b["links"][1]["text"], "check shop-login");
+        let d = &b["payload"]["custom_details"];
+        assert_eq!(
+            d["message"],
+            "step \"submit\": expected status 302, got 200"
+        );
+        assert_eq!(d["failed_step"], "submit");
+        assert_eq!(d["runbook_url"], "https://runbooks/login");
+        assert_eq!(d["labels"]["team"], "web");
+        assert_eq!(d["check_url"], e.generator_url);
+        assert!(d.get("values").is_none(), "no variables, no values");
+        e.values.insert("depth".into(), "7".into());
+        let b = pd().event_body(&e);
+        assert_eq!(b["payload"]["custom_details"]["values"]["depth"], "7");
     }
 
     #[test]

@@ -113,7 +113,18 @@ impl Slack {
                 e.severity,
                 escape(&e.summary)
             );
-            if let Some(r) = e.annotations.get("runbook_url") {
+            // The probe's message, unless the summary already says it (the default one does).
+            if let Some(m) = e.message.as_deref().filter(|m| !e.summary.contains(m)) {
+                let _ = write!(out, " — {}", escape(m));
+            }
+            if let Some(d) = e.lasted().filter(|_| e.status == Status::Resolved) {
+                if !e.summary.contains("recovered after") {
+                    let _ = write!(out, " (lasted {})", crate::alert::short_duration(d));
+                }
+            }
+            // Slack links: `<url|text>`, the URL with `&<>` escaped like any text.
+            let _ = write!(out, " <{}|check>", escape(e.check_url()));
+            if let Some(r) = e.runbook_url() {
                 let _ = write!(out, " <{}|runbook>", escape(r));
             }
             out.push('\n');
@@ -208,6 +219,19 @@ mod tests {
             .starts_with(":red_circle: [FIRING] *LoginFailing* on `shop-login` (critical): "));
         assert!(lines[2].contains("on `a&lt;b&gt;`"));
         assert_eq!(Slack::text(&[event(Status::Firing)]).lines().count(), 1);
+        let mut one = event(Status::Firing);
+        one.summary = "custom: the login is broken".into();
+        one.generator_url = "https://canary.example/a?b=1&c=<2>".into();
+        one.annotations.insert(
+            "runbook_url".into(),
+            "https://runbooks.example/login".into(),
+        );
+        assert_eq!(
+            Slack::text(&[one]),
+            ":red_circle: [FIRING] *LoginFailing* on `shop-login` (critical): custom: the login \
+             is broken — step \"submit\": expected status 302, got 200 \
+             <https://canary.example/a?b=1&amp;c=&lt;2&gt;|check> <https://runbooks.example/login|runbook>"
+        );
         let storm: Vec<_> = (0..100).map(|_| event(Status::Firing)).collect();
         let t = Slack::text(&storm);
         assert_eq!(

@@ -183,9 +183,14 @@ impl Webhook {
                     "summary": e.summary,
                     "reason": e.reason,
                     "failed_step": e.failed_step,
+                    "message": e.message,
                     "value": e.value,
+                    "values": e.values,
+                    "runbook_url": e.runbook_url(),
                     "starts_at": rfc3339(e.starts_at()),
                     "ends_at": e.ends_at().map(rfc3339),
+                    "duration_seconds": e.lasted().map(|d| d.as_secs_f64()),
+                    "check_url": e.check_url(),
                     "generator_url": e.generator_url,
                 })
             })
@@ -338,6 +343,20 @@ mod tests {
         assert_eq!(v["events"][0]["status"], "firing");
         assert_eq!(v["events"][0]["kind"], "trigger");
         assert_eq!(v["events"][0]["failed_step"], "submit");
+        assert_eq!(
+            v["events"][0]["message"],
+            "step \"submit\": expected status 302, got 200"
+        );
+        assert_eq!(
+            v["events"][0]["check_url"],
+            "http://127.0.0.1:9464/api/v1/checks/shop-login"
+        );
+        assert_eq!(v["events"][0]["runbook_url"], Value::Null);
+        assert_eq!(v["events"][0]["duration_seconds"], Value::Null);
+        let mut resolved = event(Status::Resolved);
+        resolved.ends_at_ms = Some(resolved.starts_at_ms + 723_000);
+        let r = w.body(&[resolved], SystemTime::now());
+        assert_eq!(r["events"][0]["duration_seconds"], 723.0);
         let sig = req
             .headers
             .iter()
