@@ -65,6 +65,7 @@ fn result(success: bool, reason: Option<Reason>, steps: Vec<StepResult>) -> Chec
         steps,
         observations: Vec::new(),
         detail: None,
+        attempts: 1,
     }
 }
 

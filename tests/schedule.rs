@@ -71,6 +71,7 @@ impl Probe for Sleeper {
                 steps: vec![],
                 observations: vec![],
                 detail: None,
+                attempts: 1,
             }
         })
     }

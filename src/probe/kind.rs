@@ -35,6 +35,11 @@ pub trait Kind: Sized + Send + Sync + 'static {
     const ABOUT: &'static str;
     /// The article before the key in messages ("an http check").
     const ARTICLE: &'static str = "a";
+    /// Whether a check of this kind may set `retries:` (re-run a failed attempt within the
+    /// interval). False for kinds whose result is a judgement of state rather than a probe of a
+    /// target (a heartbeat: re-reading the same pings cannot change the verdict, and a retry
+    /// would only delay a late job's page).
+    const RETRIES: bool = true;
     /// Its alert variables beyond [`COMMON`], in the order error messages list them.
     const VARS: &'static [Var];
     /// The definition as written under [`Kind::KEY`]: `deny_unknown_fields`, doc comments

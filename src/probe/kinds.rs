@@ -19,6 +19,8 @@ pub trait AnyDef: fmt::Debug + Send + Sync {
     fn key(&self) -> &'static str;
     /// Where the key's value was written.
     fn at(&self) -> serde_saphyr::Location;
+    /// Whether the kind allows `retries:` ([`Kind::RETRIES`]).
+    fn retries(&self) -> bool;
     /// Validates the definition. `timing` turns the kind's default interval into the check's
     /// (interval, timeout), reporting their errors; it is called exactly once, also when the
     /// definition is invalid.
@@ -45,6 +47,10 @@ impl<K: Kind> AnyDef for DefOf<K> {
 
     fn at(&self) -> serde_saphyr::Location {
         self.0.referenced
+    }
+
+    fn retries(&self) -> bool {
+        K::RETRIES
     }
 
     fn validate(

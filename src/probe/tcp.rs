@@ -275,6 +275,7 @@ impl TcpProbe {
             steps: vec![step],
             observations,
             detail: None,
+            attempts: 1,
         }
     }
 }

@@ -1317,6 +1317,7 @@ mod tests {
             steps,
             observations: Vec::new(),
             detail: None,
+            attempts: 1,
         }
     }
 
