@@ -304,10 +304,8 @@ impl CoreSeries {
         self.success.store(result.success, Relaxed);
         let finished = unix_nanos(result.started_at).saturating_add(nanos(result.duration));
         self.last_run.store(finished, Relaxed);
-        self.retries.fetch_add(
-            u64::from(result.attempts.saturating_sub(1)),
-            Relaxed,
-        );
+        self.retries
+            .fetch_add(u64::from(result.attempts.saturating_sub(1)), Relaxed);
         if !result.success {
             // A failure without a reason is a probe bug: count it as internal.
             let reason = result.reason.unwrap_or(Reason::Internal);
