@@ -184,6 +184,15 @@ impl JsonSchema for CheckDef {
                 &format!("a check has exactly one kind: {}", one_of(kinds::KEYS)),
             )],
         );
+        add_rules(
+            &mut schema,
+            kinds::no_retries().into_iter().map(|kind| {
+                serde_json::json!({
+                    "if": schema::set(kind),
+                    "then": schema::unset("retries", &format!("a {kind} check cannot retry")),
+                })
+            }),
+        );
         schema
     }
 }
@@ -512,9 +521,10 @@ fn retries(
                 &r.referenced,
                 &rkey,
                 format!(
-                    "{} attempts of timeout {} and {count} delays of {} take up to {worst}, more than the interval {} (all retries must end before the next run is due: lower count, delay or timeout, or raise interval)",
+                    "{} attempts of timeout {} and {count} {} of {} take up to {worst}, more than the interval {} (all retries must end before the next run is due: lower count, delay or timeout, or raise interval)",
                     count + 1,
                     fmt_d(timeout),
+                    if count == 1 { "delay" } else { "delays" },
                     fmt_d(delay),
                     fmt_d(interval)
                 ),

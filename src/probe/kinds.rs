@@ -102,6 +102,17 @@ macro_rules! register {
             }),*]
         }
 
+        /// The keys of the kinds that refuse `retries:` ([`Kind::RETRIES`] false).
+        pub fn no_retries() -> Vec<&'static str> {
+            let mut keys = Vec::new();
+            $(
+                if !<$kind as Kind>::RETRIES {
+                    keys.push(<$kind as Kind>::KEY);
+                }
+            )*
+            keys
+        }
+
         /// Each kind's key with its alert variables (for the documentation).
         pub fn variables() -> Vec<(&'static str, &'static [Var])> {
             vec![$((<$kind as Kind>::KEY, <$kind as Kind>::VARS)),*]
