@@ -75,7 +75,8 @@ const DAY: Duration = Duration::from_secs(86_400);
 
 /// Whether `every` recurs by the calendar (a whole number of days, at least one), and how many.
 fn calendar_days(every: Duration) -> Option<u64> {
-    (every >= DAY && every.as_nanos() % DAY.as_nanos() == 0).then(|| every.as_secs() / 86_400)
+    (every >= DAY && every.as_nanos().is_multiple_of(DAY.as_nanos()))
+        .then_some(every.as_secs() / 86_400)
 }
 
 /// Whether a start is written with its offset (`Z`, `+01:00`, `-0500`): an instant. Without
