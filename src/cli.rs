@@ -790,6 +790,7 @@ pub fn trace_with(name: &str, kind: &str, r: &CheckResult, show_values: bool) ->
     // Quick retries: the trace above is the last attempt's; say how many it took.
     let attempts = match r.attempts {
         0 | 1 => String::new(),
+        2 => " on attempt 2 (after 1 quick retry)".to_string(),
         n => format!(" on attempt {n} (after {} quick retries)", n - 1),
     };
     match (&r.success, &r.message) {

@@ -17,7 +17,8 @@ use receivers::Webhook;
 use serde_json::Value;
 use services::{canaryd_run, free_port, http_get, parse_sample, Canaryd};
 
-/// A target whose every third request answers 500 (requests 3, 6, 9, …), counting both.
+/// A target whose every third request answers 500 (requests 3, 6, 9, … or, with `first`,
+/// requests 1, 4, 7, …), counting both.
 struct Flaky {
     addr: String,
     served: Arc<AtomicU64>,
@@ -26,6 +27,11 @@ struct Flaky {
 
 impl Flaky {
     fn start() -> Flaky {
+        Flaky::failing(0)
+    }
+
+    /// Request `n` fails when `n % 3 == phase`.
+    fn failing(phase: u64) -> Flaky {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let served = Arc::new(AtomicU64::new(0));
@@ -40,7 +46,7 @@ impl Flaky {
                     line.clear();
                 }
                 let n = s.fetch_add(1, Ordering::SeqCst) + 1;
-                let (status, body) = if n % 3 == 0 {
+                let (status, body) = if n % 3 == phase {
                     f.fetch_add(1, Ordering::SeqCst);
                     ("500 Internal Server Error", "dropped")
                 } else {
@@ -199,9 +205,8 @@ fn a_target_failing_one_request_in_three_pages_without_retries_and_passes_with_t
 
     // The API says how many attempts the last run took.
     let checks = http_get(&daemon.url("/api/v1/checks")).unwrap().json();
-    let last = checks
+    let last = checks["checks"]
         .as_array()
-        .or_else(|| checks["checks"].as_array())
         .and_then(|a| a.iter().find(|c| c["name"] == "flaky-retried"))
         .map(|c| c["last_result"]["attempts"].clone());
     assert!(
@@ -210,4 +215,28 @@ fn a_target_failing_one_request_in_three_pages_without_retries_and_passes_with_t
             .is_some_and(|n| (1..=2).contains(&n)),
         "{checks}"
     );
+}
+
+#[test]
+fn canaryd_probe_says_a_run_passed_on_a_retry() {
+    // The first request fails, the retry passes.
+    let target = Flaky::failing(1);
+    let hook = Webhook::start();
+    let dir = tempfile::tempdir().unwrap();
+    write_setup(dir.path(), free_port(), &target, &target, &hook);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_canaryd"))
+        .args(["probe", "--config"])
+        .arg(dir.path().join("canaryd.yaml"))
+        .arg("flaky-retried")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(" on attempt 2 (after 1 quick retry)") && stdout.contains("PASS in "),
+        "{stdout}"
+    );
+    assert_eq!(target.served.load(Ordering::SeqCst), 2);
+    assert_eq!(target.failed.load(Ordering::SeqCst), 1);
 }
