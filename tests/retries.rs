@@ -78,14 +78,15 @@ fn write_setup(dir: &Path, port: u16, plain: &Flaky, retried: &Flaky, hook: &Web
     )
     .unwrap();
     // `when: failed` pages on the first failed run: one dropped request is enough without
-    // retries. Worst case with retries: 3 × 200ms + 2 × 200ms = 1s, the interval.
+    // retries. Worst case with retries: 3 × 500ms + 2 × 200ms = 1.9s, inside the 2s interval
+    // (timeouts generous for a loaded CI machine: only the target's 500s should fail attempts).
     let rule = "    alerts:\n      - {name: Flaky, when: failed}\n";
     std::fs::write(
         dir.join("checks.yaml"),
         format!(
             "checks:\n\
-             \x20 - name: flaky-plain\n    interval: 1s\n    timeout: 200ms\n    http:\n      request: {{url: \"http://{}/\"}}\n{rule}\
-             \x20 - name: flaky-retried\n    interval: 1s\n    timeout: 200ms\n    retries: {{count: 2, delay: 200ms}}\n    http:\n      request: {{url: \"http://{}/\"}}\n{rule}",
+             \x20 - name: flaky-plain\n    interval: 2s\n    timeout: 500ms\n    http:\n      request: {{url: \"http://{}/\"}}\n{rule}\
+             \x20 - name: flaky-retried\n    interval: 2s\n    timeout: 500ms\n    retries: {{count: 2, delay: 200ms}}\n    http:\n      request: {{url: \"http://{}/\"}}\n{rule}",
             plain.addr, retried.addr
         ),
     )
@@ -149,8 +150,8 @@ fn a_target_failing_one_request_in_three_pages_without_retries_and_passes_with_t
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "waited 30s for 6 runs and a page:\n{m}\npages: {:?}",
+            started.elapsed() < Duration::from_secs(40),
+            "waited 40s for 6 runs and a page:\n{m}\npages: {:?}",
             hook.accepted().len()
         );
         std::thread::sleep(Duration::from_millis(100));
