@@ -62,6 +62,7 @@ fn result(i: usize, run: usize) -> CheckResult {
         }],
         observations: Vec::new(),
         detail: None,
+        attempts: 1,
     }
 }
 

@@ -787,15 +787,21 @@ pub fn trace_with(name: &str, kind: &str, r: &CheckResult, show_values: bool) ->
             .collect();
         let _ = writeln!(s, "variables: {}", vars.join(" "));
     }
+    // Quick retries: the trace above is the last attempt's; say how many it took.
+    let attempts = match r.attempts {
+        0 | 1 => String::new(),
+        2 => " on attempt 2 (after 1 quick retry)".to_string(),
+        n => format!(" on attempt {n} (after {} quick retries)", n - 1),
+    };
     match (&r.success, &r.message) {
         (true, _) => {
-            let _ = writeln!(s, "PASS in {}", short_duration(r.duration));
+            let _ = writeln!(s, "PASS in {}{attempts}", short_duration(r.duration));
         }
         (false, m) => {
             let reason = r.reason.map(|r| r.as_str()).unwrap_or("unknown");
             let _ = writeln!(
                 s,
-                "FAIL ({reason}) in {}: {}",
+                "FAIL ({reason}) in {}{attempts}: {}",
                 short_duration(r.duration),
                 m.as_deref().unwrap_or("")
             );

@@ -9,6 +9,12 @@
 //!   goes to `canaryd_schedule_lag_seconds`.
 //! - Every run is bounded by its timeout: the probe gets the deadline, and the scheduler aborts
 //!   it shortly after if it does not return. A panicking probe is reported as `internal`.
+//! - Quick retries (`retries:` of a check) run inside the run: a failed attempt is re-run up to
+//!   `count` times, `delay` apart, each attempt with a fresh deadline of `timeout`; the result is
+//!   the last attempt's, with `attempts` saying how many it took. Validation keeps every attempt
+//!   and delay within the interval, so a run with retries never overlaps the next one (and if a
+//!   run does overrun, the missed tick is skipped as above). The concurrency permit is given back
+//!   during a delay, so a waiting retry does not hold up other checks.
 //! - [`Scheduler::apply`] swaps in a new configuration: unchanged checks (same name, same interval)
 //!   keep their schedule and pick up the new definition at their next tick.
 
@@ -16,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -244,19 +250,54 @@ async fn run_loop(
         }
         let late = Instant::now().saturating_duration_since(slot_at);
         due = next_tick(late, interval).and_then(|d| slot_at.checked_add(d));
-        let Ok(_permit) = permits.acquire().await else {
+        let Ok(permit) = permits.acquire().await else {
             return;
         };
         let begun = Instant::now();
         sink.schedule_lag(begun.saturating_duration_since(slot_at));
         let entry = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let result = run_once(&entry, begun).await;
+        let result = run_attempts(&entry, begun, Some((&permits, permit))).await;
         sink.record(&entry.check, result);
     }
 }
 
-/// Runs one check once, bounded by its timeout; never panics.
+/// Runs one check once, with its quick retries, each attempt bounded by the timeout; never panics.
 pub async fn run_once(entry: &Entry, begun: Instant) -> CheckResult {
+    run_attempts(entry, begun, None).await
+}
+
+/// The first attempt at `begun`, then up to `retries.count` more while attempts fail, each
+/// `retries.delay` after the last one ended. `permit` (the scheduler's concurrency permit and its
+/// semaphore) is released during each delay and taken again before the next attempt.
+async fn run_attempts(
+    entry: &Entry,
+    begun: Instant,
+    mut permit: Option<(&Semaphore, SemaphorePermit<'_>)>,
+) -> CheckResult {
+    let retries = entry.check.retries;
+    let mut result = attempt(entry, begun).await;
+    let mut attempts: u32 = 1;
+    while !result.success && attempts <= retries.count {
+        if let Some((permits, held)) = permit.take() {
+            drop(held);
+            tokio::time::sleep(retries.delay).await;
+            match permits.acquire().await {
+                Ok(again) => permit = Some((permits, again)),
+                // Closed semaphore: the scheduler is gone; the last attempt's result stands.
+                Err(_) => break,
+            }
+        } else {
+            tokio::time::sleep(retries.delay).await;
+        }
+        result = attempt(entry, Instant::now()).await;
+        attempts += 1;
+    }
+    result.attempts = attempts;
+    result
+}
+
+/// One attempt of a check, bounded by its timeout from `begun`; never panics.
+async fn attempt(entry: &Entry, begun: Instant) -> CheckResult {
     let started_at = SystemTime::now();
     // A timeout past any representable instant means no deadline in practice (validation
     // bounds timeouts; this keeps the arithmetic from panicking whatever it holds).

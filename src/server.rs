@@ -631,6 +631,7 @@ pub fn result_json(r: &CheckResult) -> Value {
         "reason": r.reason.map(|x| x.as_str()),
         "message": r.message,
         "duration_seconds": r.duration.as_secs_f64(),
+        "attempts": r.attempts,
         "started_at": r.started_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
         "steps": r.steps.iter().map(|s| json!({
             "name": s.name,

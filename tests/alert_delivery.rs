@@ -346,6 +346,7 @@ fn success() -> CheckResult {
         steps: Vec::new(),
         observations: Vec::new(),
         detail: None,
+        attempts: 1,
     }
 }
 

@@ -45,6 +45,7 @@ fn result(ok: bool) -> CheckResult {
             steps: Vec::new(),
             observations: Vec::new(),
             detail: None,
+            attempts: 1,
         }
     } else {
         CheckResult::failure(

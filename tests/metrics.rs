@@ -65,6 +65,7 @@ fn result(success: bool, reason: Option<Reason>, steps: Vec<StepResult>) -> Chec
         steps,
         observations: Vec::new(),
         detail: None,
+        attempts: 1,
     }
 }
 
@@ -689,4 +690,31 @@ fn prometheus_scrapes_both_formats() {
         return;
     }
     panic!("Prometheus did not scrape both targets in 30 s; last /api/v1/targets: {last:?}");
+}
+
+#[test]
+fn quick_retries_are_counted_from_configuration_on() {
+    let m = Metrics::new();
+    m.set_checks(&[tcp("db"), tcp("api")]);
+    let text = m.encode(Format::Text);
+    assert_has(&text, r#"canary_check_retries_total{check="db"} 0"#);
+    // Passed on the third attempt, then failed after two retries, then passed at once.
+    let mut passed_on_retry = result(true, None, Vec::new());
+    passed_on_retry.attempts = 3;
+    m.observe("db", &passed_on_retry);
+    let mut failed = result(false, Some(Reason::Connect), Vec::new());
+    failed.attempts = 3;
+    m.observe("db", &failed);
+    m.observe("db", &result(true, None, Vec::new()));
+    let text = m.encode(Format::Text);
+    assert_has(&text, r#"canary_check_retries_total{check="db"} 4"#);
+    assert_has(&text, r#"canary_check_retries_total{check="api"} 0"#);
+    // The run that passed on a retry counts as a success.
+    assert_has(
+        &text,
+        r#"canary_check_runs_total{check="db",result="success"} 2"#,
+    );
+    let om = m.encode(Format::OpenMetrics);
+    assert_has(&om, "# TYPE canary_check_retries counter");
+    assert_has(&om, r#"canary_check_retries_total{check="db"} 4"#);
 }

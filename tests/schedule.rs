@@ -71,6 +71,7 @@ impl Probe for Sleeper {
                 steps: vec![],
                 observations: vec![],
                 detail: None,
+                attempts: 1,
             }
         })
     }
@@ -318,4 +319,170 @@ async fn any_interval_and_timeout_schedule_without_a_panic() {
         2,
         "runs of one check overlapped"
     );
+}
+
+// ----- Quick retries ---------------------------------------------------------------------------
+
+/// A probe whose attempts fail until `fail_first` have failed (then pass), or fail by stalling
+/// past their deadline when `stall`; records when each attempt began and its deadline.
+struct Flaky {
+    fail_first: usize,
+    stall: bool,
+    attempts: Mutex<Vec<(Instant, Instant)>>,
+}
+
+impl Flaky {
+    fn new(fail_first: usize, stall: bool) -> Arc<Flaky> {
+        Arc::new(Flaky {
+            fail_first,
+            stall,
+            attempts: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+impl Probe for Flaky {
+    fn run<'a>(&'a self, ctx: RunContext) -> BoxFuture<'a, CheckResult> {
+        Box::pin(async move {
+            let n = {
+                let mut a = self.attempts.lock().unwrap();
+                a.push((Instant::now(), ctx.deadline));
+                a.len()
+            };
+            if n <= self.fail_first && self.stall {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let ok = n > self.fail_first;
+            let mut r = CheckResult::failure(
+                Reason::Status,
+                format!("attempt {n}"),
+                std::time::SystemTime::now(),
+                Duration::from_millis(10),
+            );
+            r.success = ok;
+            r
+        })
+    }
+}
+
+fn retried(interval: &str, timeout: &str, retries: &str) -> Arc<Check> {
+    let yaml = format!("checks:\n  - name: flaky\n    interval: {interval}\n    timeout: {timeout}\n    retries: {retries}\n    tcp: {{target: \"127.0.0.1:9\"}}\n");
+    check::load_checks_str(Path::new("test.yaml"), &yaml)
+        .unwrap()
+        .remove(0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_attempt_is_retried_after_the_delay_and_passing_on_a_retry_passes() {
+    let probe = Flaky::new(2, false);
+    let entry = Entry {
+        check: retried("10s", "1s", "{count: 3, delay: 500ms}"),
+        probe: probe.clone(),
+    };
+    let begun = Instant::now();
+    let r = canaryd::schedule::run_once(&entry, begun).await;
+    assert!(r.success, "{r:?}");
+    assert_eq!(r.attempts, 3);
+    let a = probe.attempts.lock().unwrap().clone();
+    assert_eq!(a.len(), 3, "no attempt after the one that passed");
+    for (i, w) in a.windows(2).enumerate() {
+        // Each attempt takes 10ms, then the delay.
+        assert_eq!(
+            w[1].0 - w[0].0,
+            Duration::from_millis(510),
+            "attempt {}",
+            i + 2
+        );
+    }
+    for (at, deadline) in &a {
+        assert_eq!(
+            *deadline - *at,
+            Duration::from_secs(1),
+            "a fresh deadline each"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_attempt_failing_reports_the_last_one_and_stalls_end_at_each_timeout() {
+    let probe = Flaky::new(usize::MAX, true);
+    let entry = Entry {
+        check: retried("10s", "1s", "{count: 2, delay: 2s}"),
+        probe: probe.clone(),
+    };
+    let begun = Instant::now();
+    let r = canaryd::schedule::run_once(&entry, begun).await;
+    assert!(!r.success);
+    assert_eq!(r.reason, Some(Reason::Timeout));
+    assert_eq!(r.attempts, 3);
+    assert_eq!(probe.attempts.lock().unwrap().len(), 3);
+    // Three timeouts (each cut within 50ms of its deadline) and two delays: inside the 10s
+    // interval, as validation promised.
+    let took = Instant::now() - begun;
+    assert!(took >= Duration::from_secs(7), "{took:?}");
+    assert!(took <= Duration::from_millis(7_200), "{took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_stay_inside_the_interval_and_are_reported_once_per_run() {
+    let sink = Arc::new(Recorder::default());
+    let sched = Scheduler::new(10, sink.clone());
+    // Always fails: every run is 1 + 2 attempts of 10ms with 300ms between them.
+    let probe = Flaky::new(usize::MAX, false);
+    sched.apply(vec![Entry {
+        check: retried("1s", "100ms", "{count: 2, delay: 300ms}"),
+        probe: probe.clone(),
+    }]);
+    elapse(Duration::from_secs(10)).await;
+    let results = sink.results.lock().unwrap();
+    assert!((9..=11).contains(&results.len()), "{} runs", results.len());
+    assert!(results
+        .iter()
+        .all(|(_, _, r)| r.attempts == 3 && !r.success));
+    // One result per interval, never two runs' attempts interleaved.
+    let attempts = probe.attempts.lock().unwrap();
+    assert!(
+        attempts.len() >= results.len() * 3 && attempts.len() <= results.len() * 3 + 3,
+        "{} attempts for {} runs",
+        attempts.len(),
+        results.len()
+    );
+    for w in results.windows(2) {
+        assert!(
+            w[1].1 - w[0].1 >= Duration::from_millis(990),
+            "runs overlapped"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_retry_gives_its_concurrency_permit_to_other_checks() {
+    let sink = Arc::new(Recorder::default());
+    // One permit: while the flaky check waits out its 30s delay, the other check still runs.
+    let sched = Scheduler::new(1, sink.clone());
+    let flaky = Flaky::new(usize::MAX, false);
+    sched.apply(vec![
+        Entry {
+            check: retried("1m", "1s", "{count: 1, delay: 30s}"),
+            probe: flaky.clone(),
+        },
+        Entry {
+            check: check("steady", "1s", "500ms"),
+            probe: Sleeper::new(Duration::from_millis(10)),
+        },
+    ]);
+    // The flaky check's first slot lies somewhere in its first minute; its retry 30s later.
+    elapse(Duration::from_secs(100)).await;
+    let results = sink.results.lock().unwrap();
+    let steady = results.iter().filter(|(n, _, _)| n == "steady").count();
+    assert!(steady >= 95, "steady ran {steady} times");
+    assert!(results
+        .iter()
+        .any(|(n, _, r)| n == "flaky" && r.attempts == 2));
+}
+
+#[test]
+fn retries_without_a_setting_mean_one_attempt() {
+    assert_eq!(check("plain", "1s", "1s").retries.count, 0);
 }

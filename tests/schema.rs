@@ -433,6 +433,20 @@ const FIXTURES: &[(&str, Verdict)] = &[
     ),
     ("daemon-external-url-query.yaml", CannotTell),
     ("daemon-maintenance-muted-forever.yaml", CannotTell),
+    (
+        "daemon-maintenance-bad-timezone.yaml",
+        Rejects(&["/maintenance/0/timezone"]),
+    ),
+    (
+        "retries-count-too-large.yaml",
+        Rejects(&["/checks/0/retries/count"]),
+    ),
+    (
+        "retries-count-zero.yaml",
+        Rejects(&["/checks/0/retries/count"]),
+    ),
+    ("retries-on-heartbeat.yaml", Rejects(&["/checks/0/retries"])),
+    ("retries-worst-case-exceeds-interval.yaml", CannotTell),
     ("daemon-maintenance-zero-duration.yaml", CannotTell),
     (
         "daemon-max-concurrency-too-large.yaml",

@@ -849,6 +849,7 @@ async fn a_commit_the_store_refuses_is_sent_from_memory_and_saved_later() {
         steps: Vec::new(),
         observations: Vec::new(),
         detail: None,
+        attempts: 1,
     };
     a.observe("db", &success);
     assert!(pd.wait_until_async(|pd| resolves(pd) == 1, secs(10)).await);

@@ -2,9 +2,24 @@
 //! maintenance windows (from `canaryd.yaml`). A silenced alert still evaluates, shows in the API
 //! and in `canary_alert_state`, but sends nothing; if it still fires when the silence ends, it
 //! notifies then. A resolve of an alert whose trigger went out is always sent.
+//!
+//! A maintenance window lives in a time zone (`timezone:`, an IANA name; UTC when unset). Its
+//! `start` without an offset is a wall-clock time there; with one (`Z`, `+01:00`) it is that
+//! instant. An `every` of whole days recurs by the zone's calendar: a daily window at 02:00
+//! Europe/Berlin opens at 02:00 local time on both sides of a DST change. Any other `every`
+//! (hours, minutes) recurs in elapsed time from the first start. `duration` is always elapsed
+//! time. On a DST-change day a wall-clock start is resolved as cron implementations do:
+//! - a time that does not exist (skipped by the spring change: 02:30 in Berlin on the last
+//!   Sunday of March) opens the window when the skipped hour ends, the same elapsed time after
+//!   the change as the written time after the last valid time before it (02:30 → 03:30 CEST);
+//! - a time that exists twice (the autumn change: 02:30 in Berlin on the last Sunday of October)
+//!   opens it at the first of the two (02:30 CEST); it does not open again an hour later.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Days, NaiveDateTime, Offset, TimeZone as _, Utc};
+use chrono_tz::Tz;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -13,7 +28,7 @@ use serde_saphyr::Spanned;
 use crate::config::ctx::{fmt_d, Ctx};
 use crate::config::limits;
 use crate::config::model::Dur;
-use crate::config::schema::{self, Text, UtcOnly};
+use crate::config::schema::{self, Text, TimeZone};
 
 /// A maintenance window.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -22,17 +37,19 @@ pub struct MaintenanceDef {
     /// Check name globs.
     #[schemars(with = "Vec<Text>")]
     pub checks: Vec<Spanned<String>>,
-    /// RFC 3339 start.
+    /// First start: a wall-clock time in `timezone` (`2026-12-01T22:00:00`), or an RFC 3339
+    /// instant with its offset (`2026-12-01T22:00:00Z`, `2026-12-01T23:00:00+01:00`).
     #[schemars(with = "String", extend("pattern" = schema::RFC3339, "patternErrorMessage" = "an RFC 3339 time, e.g. 2026-12-01T22:00:00Z"))]
     pub start: Spanned<String>,
     /// Length of the window.
     #[schemars(with = "Dur")]
     pub duration: Spanned<Dur>,
-    /// Optional recurrence.
+    /// Optional recurrence: whole days (`1d`, `1w`) recur at the same wall-clock time in
+    /// `timezone`; anything else in elapsed time.
     #[schemars(with = "Option<Dur>")]
     pub every: Option<Spanned<Dur>>,
-    /// IANA time zone (documentation only when `start` has an offset).
-    #[schemars(with = "Option<UtcOnly>")]
+    /// IANA time zone of `start` and of a recurrence by days (default UTC).
+    #[schemars(with = "Option<TimeZone>")]
     pub timezone: Option<Spanned<String>>,
 }
 
@@ -47,6 +64,92 @@ pub struct Maintenance {
     pub duration: Duration,
     /// Recurrence.
     pub every: Option<Duration>,
+    /// The zone whose calendar a recurrence by whole days follows.
+    pub tz: Tz,
+    /// The first start as a wall-clock time in `tz` (as written when written without offset,
+    /// so a start in a DST gap keeps its written time on the days after).
+    pub local: NaiveDateTime,
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// Whether `every` recurs by the calendar (a whole number of days, at least one), and how many.
+fn calendar_days(every: Duration) -> Option<u64> {
+    (every >= DAY && every.as_nanos().is_multiple_of(DAY.as_nanos()))
+        .then_some(every.as_secs() / 86_400)
+}
+
+/// Whether a start is written with its offset (`Z`, `+01:00`, `-0500`): an instant. Without
+/// one it is a wall-clock time in the window's zone.
+fn has_offset(s: &str) -> bool {
+    let s = s.trim_end();
+    if s.ends_with(['Z', 'z']) {
+        return true;
+    }
+    // The offset follows the time of day: look after the date's own dashes.
+    let Some(time) = s.get(10..) else {
+        return false;
+    };
+    time.rfind(['+', '-']).is_some_and(|i| {
+        let off = &time[i + 1..];
+        !off.is_empty() && off.len() <= 5 && off.chars().all(|c| c.is_ascii_digit() || c == ':')
+    })
+}
+
+/// The instant of wall-clock time `local` in `tz`, resolved as cron implementations do on a
+/// DST-change day: a skipped time moves forward by the length of the gap (02:30 → 03:30 on a
+/// spring change of one hour); a time that happens twice is its first occurrence.
+pub fn resolve_local(tz: Tz, local: NaiveDateTime) -> Option<SystemTime> {
+    if let Some(t) = tz.from_local_datetime(&local).earliest() {
+        return Some(t.with_timezone(&Utc).into());
+    }
+    // In a gap: read the wall-clock time with the offset in force before the gap (two days
+    // earlier is before any gap the zone database holds, even Samoa's skipped day in 2011).
+    let before = local.checked_sub_days(Days::new(2))?;
+    let offset = tz.offset_from_utc_datetime(&before).fix();
+    let utc = local.checked_sub_signed(chrono::Duration::seconds(i64::from(
+        offset.local_minus_utc(),
+    )))?;
+    Some(Utc.from_utc_datetime(&utc).into())
+}
+
+/// `t` as a chrono time; `None` outside chrono's range (its `From` would panic there).
+fn utc(t: SystemTime) -> Option<DateTime<Utc>> {
+    let (secs, nanos) = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => (i64::try_from(d.as_secs()).ok()?, d.subsec_nanos()),
+        Err(e) => {
+            let d = e.duration();
+            let secs = i64::try_from(d.as_secs()).ok()?;
+            match d.subsec_nanos() {
+                0 => (secs.checked_neg()?, 0),
+                n => (secs.checked_neg()?.checked_sub(1)?, 1_000_000_000 - n),
+            }
+        }
+    };
+    DateTime::from_timestamp(secs, nanos)
+}
+
+/// Parses a maintenance `start` in `tz`: with an offset an instant, without one a wall-clock time
+/// there (see [`resolve_local`]). Returns the instant and the wall-clock time in `tz`; the error
+/// is the RFC 3339 parser's.
+pub fn parse_start(s: &str, tz: Tz) -> Result<(SystemTime, NaiveDateTime), String> {
+    if has_offset(s) {
+        let at: SystemTime = match DateTime::parse_from_rfc3339(s.trim()) {
+            Ok(t) => t.with_timezone(&Utc).into(),
+            // `2026-12-01 22:00:00Z` and the other spellings the weak parser has always taken.
+            Err(_) => humantime::parse_rfc3339_weak(s).map_err(|e| e.to_string())?,
+        };
+        let local = utc(at)
+            .ok_or("the time is out of range")?
+            .with_timezone(&tz)
+            .naive_local();
+        return Ok((at, local));
+    }
+    // Without an offset the weak parser reads the fields as UTC: those fields are the wall clock.
+    let fields = humantime::parse_rfc3339_weak(s).map_err(|e| e.to_string())?;
+    let local = utc(fields).ok_or("the time is out of range")?.naive_utc();
+    let at = resolve_local(tz, local).ok_or_else(|| "the time is out of range".to_string())?;
+    Ok((at, local))
 }
 
 /// One silence. Matchers are label → value, where a value may be a glob (`shop-*`); all must
@@ -295,7 +398,12 @@ pub fn validate_maintenance(ctx: &mut Ctx, defs: &[MaintenanceDef]) -> Vec<Maint
                 ),
             }
         }
-        let start = match humantime::parse_rfc3339_weak(&m.start.value) {
+        // Reported after `start`'s error, in file order.
+        let tz = m
+            .timezone
+            .as_ref()
+            .map_or(Ok(Tz::UTC), |t| t.value.parse::<Tz>().map_err(|_| t));
+        let start = match parse_start(&m.start.value, tz.unwrap_or(Tz::UTC)) {
             Ok(t) => Some(t),
             Err(e) => {
                 ctx.err(
@@ -309,27 +417,27 @@ pub fn validate_maintenance(ctx: &mut Ctx, defs: &[MaintenanceDef]) -> Vec<Maint
                 None
             }
         };
-        if let Some(tz) = &m.timezone {
-            if tz.value != "UTC" {
-                ctx.err(
-                    &tz.referenced,
-                    format!("{key}.timezone"),
-                    format!(
-                        "unsupported timezone {:?}: only UTC is supported so far",
-                        tz.value
-                    ),
-                );
-            }
+        if let Err(t) = tz {
+            ctx.err(
+                &t.referenced,
+                format!("{key}.timezone"),
+                format!(
+                    "unknown time zone {:?}: use an IANA name such as Europe/Berlin, America/New_York or UTC",
+                    t.value
+                ),
+            );
         }
         if ctx.errors.len() > n_before {
             continue;
         }
-        if let Some(start) = start {
+        if let (Some((start, local)), Ok(tz)) = (start, tz) {
             out.push(Maintenance {
                 checks,
                 start,
+                local,
                 duration: m.duration.value.0,
                 every: m.every.as_ref().map(|d| d.value.0),
+                tz,
             });
         }
     }
@@ -348,6 +456,9 @@ pub fn window_contains(m: &Maintenance, now: SystemTime) -> bool {
     let Ok(since) = now.duration_since(m.start) else {
         return false;
     };
+    if let Some(days) = m.every.and_then(calendar_days) {
+        return calendar_window_contains(m, days, now);
+    }
     let offset = match m.every {
         Some(every) if !every.is_zero() => {
             Duration::from_nanos((since.as_nanos() % every.as_nanos()) as u64)
@@ -355,6 +466,37 @@ pub fn window_contains(m: &Maintenance, now: SystemTime) -> bool {
         _ => since,
     };
     offset < m.duration
+}
+
+/// The recurrences of a window every `days` calendar days in its zone: the one of the latest
+/// start date on or before `now`'s local date, and the two before it (a window may run past
+/// midnight, and a DST day is 23 or 25 hours long), each at the first start's wall-clock time.
+fn calendar_window_contains(m: &Maintenance, days: u64, now: SystemTime) -> bool {
+    let Some(local_now) = utc(now).map(|t| t.with_timezone(&m.tz)) else {
+        return false;
+    };
+    let (date, time) = (m.local.date(), m.local.time());
+    let elapsed_days = (local_now.date_naive() - date).num_days();
+    let Ok(elapsed_days) = u64::try_from(elapsed_days) else {
+        return false;
+    };
+    let latest = elapsed_days / days;
+    (latest.saturating_sub(2)..=latest).any(|k| {
+        // The first start is the instant as written (with an offset it may be the second of two
+        // equal wall-clock times); later ones are resolved from the wall clock.
+        let start = if k == 0 {
+            Some(m.start)
+        } else {
+            k.checked_mul(days)
+                .and_then(|d| date.checked_add_days(Days::new(d)))
+                .and_then(|d| resolve_local(m.tz, d.and_time(time)))
+        };
+        let Some(start) = start else {
+            return false;
+        };
+        now.duration_since(start)
+            .is_ok_and(|since| since < m.duration)
+    })
 }
 
 #[cfg(test)]
@@ -383,14 +525,14 @@ mod tests {
     #[test]
     fn globs_start_and_timezone_are_checked() {
         let (out, errors) = maintenance(
-            "- checks: [\"shop-[\"]\n  start: \"next tuesday\"\n  duration: 1h\n  timezone: Europe/Paris\n- checks: [shop-*]\n  start: 2026-12-01T22:00:00Z\n  duration: 1h\n  every: 1w\n",
+            "- checks: [\"shop-[\"]\n  start: \"next tuesday\"\n  duration: 1h\n  timezone: Europe/Pariss\n- checks: [shop-*]\n  start: 2026-12-01T22:00:00Z\n  duration: 1h\n  every: 1w\n",
         );
         assert_eq!(
             errors,
             [
                 "1:12: maintenance[0].checks: invalid glob \"shop-[\": invalid range pattern",
                 "2:10: maintenance[0].start: invalid time \"next tuesday\": timestamp format is invalid (write RFC 3339, e.g. 2026-12-01T22:00:00Z)",
-                "4:13: maintenance[0].timezone: unsupported timezone \"Europe/Paris\": only UTC is supported so far",
+                "4:13: maintenance[0].timezone: unknown time zone \"Europe/Pariss\": use an IANA name such as Europe/Berlin, America/New_York or UTC",
             ]
         );
         // The valid window is kept, the other left out.
@@ -417,6 +559,10 @@ mod tests {
             start: SystemTime::UNIX_EPOCH + Duration::from_secs(start),
             duration: Duration::from_secs(duration),
             every: every.map(Duration::from_secs),
+            tz: Tz::UTC,
+            local: utc(SystemTime::UNIX_EPOCH + Duration::from_secs(start))
+                .unwrap()
+                .naive_utc(),
         }
     }
 
@@ -551,5 +697,266 @@ mod tests {
             crate::alert::rfc3339(crate::alert::from_ms(MAX_TIME_MS)),
             "9999-12-31T23:59:59.999Z"
         );
+    }
+
+    // ----- Time zones and DST ------------------------------------------------------------------
+    // 2026 changes: Europe/Berlin 29 March 01:00Z (02:00 CET → 03:00 CEST) and 25 October 01:00Z
+    // (03:00 CEST → 02:00 CET); America/New_York 8 March 07:00Z (02:00 EST → 03:00 EDT) and
+    // 1 November 06:00Z (02:00 EDT → 01:00 EST).
+
+    fn utc_at(s: &str) -> SystemTime {
+        humantime::parse_rfc3339(s).unwrap()
+    }
+
+    fn one(yaml: &str) -> Maintenance {
+        let (mut out, errors) = maintenance(yaml);
+        assert!(errors.is_empty(), "{errors:?}");
+        out.remove(0)
+    }
+
+    /// The window is open at every `open` instant (UTC) and closed at every `closed` one.
+    fn opens(m: &Maintenance, open: &[&str], closed: &[&str]) {
+        for t in open {
+            assert!(window_contains(m, utc_at(t)), "closed at {t}: {m:?}");
+        }
+        for t in closed {
+            assert!(!window_contains(m, utc_at(t)), "open at {t}: {m:?}");
+        }
+    }
+
+    #[test]
+    fn a_daily_window_keeps_its_wall_clock_time_across_both_berlin_changes() {
+        let m = one("- checks: [\"*\"]\n  start: 2026-03-20T04:00:00\n  duration: 1h\n  every: 1d\n  timezone: Europe/Berlin\n");
+        opens(
+            &m,
+            &[
+                "2026-03-20T03:00:00Z",
+                // The day before the spring change: 04:00 CET.
+                "2026-03-28T03:00:00Z",
+                "2026-03-28T03:59:59Z",
+                // The change day and after: 04:00 CEST.
+                "2026-03-29T02:00:00Z",
+                "2026-03-29T02:59:59Z",
+                "2026-03-30T02:00:00Z",
+                "2026-10-24T02:00:00Z",
+                // The autumn change day (back to CET at 01:00Z) and after: 04:00 CET.
+                "2026-10-25T03:00:00Z",
+                "2026-10-25T03:59:59Z",
+                "2026-10-26T03:30:00Z",
+            ],
+            &[
+                "2026-03-20T02:59:59Z",
+                "2026-03-28T02:59:59Z",
+                "2026-03-28T04:00:00Z",
+                "2026-03-29T01:59:59Z",
+                // Elapsed 24h steps would still open at 03:00Z (05:00 CEST).
+                "2026-03-29T03:00:00Z",
+                "2026-03-30T03:00:00Z",
+                "2026-10-24T03:00:00Z",
+                "2026-10-25T02:00:00Z",
+                "2026-10-25T04:00:00Z",
+            ],
+        );
+    }
+
+    #[test]
+    fn berlin_skipped_and_repeated_times_open_once_as_cron_does() {
+        // 02:30 does not exist on 29 March (it opens at 03:30 CEST, 01:30Z) and exists twice on
+        // 25 October (it opens at the first, 02:30 CEST, 00:30Z, not again at 02:30 CET).
+        let m = one("- checks: [\"*\"]\n  start: 2026-03-01T02:30:00\n  duration: 10m\n  every: 1d\n  timezone: Europe/Berlin\n");
+        opens(
+            &m,
+            &[
+                "2026-03-28T01:30:00Z",
+                "2026-03-29T01:30:00Z",
+                "2026-03-29T01:39:59Z",
+                "2026-03-30T00:30:00Z",
+                "2026-10-24T00:30:00Z",
+                "2026-10-25T00:30:00Z",
+                "2026-10-25T00:39:59Z",
+                "2026-10-26T01:30:00Z",
+            ],
+            &[
+                "2026-03-29T00:30:00Z",
+                "2026-03-29T01:40:00Z",
+                "2026-03-30T01:30:00Z",
+                "2026-10-25T01:30:00Z",
+                "2026-10-25T00:40:00Z",
+                "2026-10-26T00:30:00Z",
+            ],
+        );
+        // A start written in the gap itself opens at 03:30 CEST that day, 02:30 local after.
+        let m = one("- checks: [\"*\"]\n  start: 2026-03-29T02:30:00\n  duration: 10m\n  every: 1d\n  timezone: Europe/Berlin\n");
+        opens(
+            &m,
+            &["2026-03-29T01:30:00Z", "2026-03-30T00:30:00Z"],
+            &["2026-03-29T00:30:00Z", "2026-03-30T01:30:00Z"],
+        );
+        // With an offset, the second 02:30 of 25 October is that instant; the day after it is
+        // 02:30 CET again.
+        let m = one("- checks: [\"*\"]\n  start: \"2026-10-25T02:30:00+01:00\"\n  duration: 10m\n  every: 1d\n  timezone: Europe/Berlin\n");
+        opens(
+            &m,
+            &["2026-10-25T01:30:00Z", "2026-10-26T01:30:00Z"],
+            &["2026-10-25T00:30:00Z", "2026-10-26T00:30:00Z"],
+        );
+    }
+
+    #[test]
+    fn new_york_windows_across_the_march_and_november_changes() {
+        // 02:30 is skipped on 8 March: the window opens at 03:30 EDT (07:30Z).
+        let gap = one("- checks: [\"*\"]\n  start: 2026-03-01T02:30:00\n  duration: 10m\n  every: 1d\n  timezone: America/New_York\n");
+        opens(
+            &gap,
+            &[
+                "2026-03-07T07:30:00Z",
+                "2026-03-08T07:30:00Z",
+                "2026-03-09T06:30:00Z",
+                "2026-10-31T06:30:00Z",
+                "2026-11-01T07:30:00Z",
+                "2026-11-02T07:35:00Z",
+            ],
+            &[
+                "2026-03-08T06:30:00Z",
+                "2026-03-09T07:30:00Z",
+                "2026-11-01T06:30:00Z",
+            ],
+        );
+        // 01:30 happens twice on 1 November: the window opens at the first (01:30 EDT, 05:30Z).
+        let twice = one("- checks: [\"*\"]\n  start: 2026-03-01T01:30:00\n  duration: 10m\n  every: 1d\n  timezone: America/New_York\n");
+        opens(
+            &twice,
+            &[
+                "2026-03-07T06:30:00Z",
+                "2026-03-08T06:30:00Z",
+                "2026-03-09T05:30:00Z",
+                "2026-10-31T05:30:00Z",
+                "2026-11-01T05:30:00Z",
+                "2026-11-01T05:39:59Z",
+                "2026-11-02T06:30:00Z",
+            ],
+            &[
+                "2026-03-08T05:30:00Z",
+                "2026-11-01T06:30:00Z",
+                "2026-11-02T05:30:00Z",
+            ],
+        );
+        // A weekly window (Sundays 22:00 local, 3h: it runs past midnight) over both changes.
+        let weekly = one("- checks: [\"*\"]\n  start: 2026-03-01T22:00:00\n  duration: 3h\n  every: 1w\n  timezone: America/New_York\n");
+        opens(
+            &weekly,
+            &[
+                "2026-03-02T03:00:00Z",
+                "2026-03-09T02:00:00Z",
+                "2026-03-09T04:59:59Z",
+                "2026-11-02T03:00:00Z",
+                "2026-11-02T05:59:59Z",
+            ],
+            &[
+                "2026-03-09T01:59:59Z",
+                "2026-03-09T05:00:00Z",
+                "2026-11-02T02:00:00Z",
+                "2026-11-02T06:00:00Z",
+                "2026-03-10T03:00:00Z",
+            ],
+        );
+    }
+
+    #[test]
+    fn an_instant_start_recurs_at_its_wall_clock_time_in_the_zone() {
+        // 22:00Z on 1 December is 17:00 EST: the daily window stays at 17:00 local in summer.
+        let m = one("- checks: [\"*\"]\n  start: \"2026-12-01T22:00:00Z\"\n  duration: 1h\n  every: 1d\n  timezone: America/New_York\n");
+        opens(
+            &m,
+            &["2026-12-01T22:00:00Z", "2027-07-01T21:00:00Z"],
+            &["2026-12-01T21:59:59Z", "2027-07-01T22:00:00Z"],
+        );
+    }
+
+    #[test]
+    fn an_every_of_hours_recurs_in_elapsed_time_and_no_timezone_means_utc() {
+        // 12h steps from 12:00 CET (11:00Z) stay 12 elapsed hours apart across the change.
+        let m = one("- checks: [\"*\"]\n  start: 2026-03-28T12:00:00\n  duration: 1h\n  every: 12h\n  timezone: Europe/Berlin\n");
+        opens(
+            &m,
+            &["2026-03-28T23:00:00Z", "2026-03-29T11:00:00Z"],
+            &["2026-03-29T10:00:00Z"],
+        );
+        let m =
+            one("- checks: [\"*\"]\n  start: 2026-03-28T12:00:00\n  duration: 1h\n  every: 1d\n");
+        opens(
+            &m,
+            &["2026-03-28T12:00:00Z", "2026-03-29T12:30:00Z"],
+            &["2026-03-29T11:00:00Z"],
+        );
+    }
+
+    #[test]
+    fn times_far_outside_the_calendar_do_not_panic() {
+        let m = one("- checks: [\"*\"]\n  start: 2026-03-01T02:30:00\n  duration: 10m\n  every: 1d\n  timezone: Europe/Berlin\n");
+        for now in [
+            SystemTime::UNIX_EPOCH,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(i64::MAX as u64 / 2),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(400_000 * 366 * 86_400),
+        ] {
+            let _ = window_contains(&m, now);
+        }
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+            /// In UTC a calendar day is 24 hours: recurrence by days and by elapsed time agree.
+            #[test]
+            fn utc_calendar_days_equal_elapsed_days(
+                start in 0u64..4_000_000_000,
+                duration in 1u64..86_400,
+                days in 1u64..30,
+                after in 0u64..2_000_000_000,
+            ) {
+                let every = days * 86_400;
+                let w = window(start, duration.min(every - 1), Some(every));
+                let now = at(start + after);
+                let since = after % every;
+                prop_assert_eq!(window_contains(&w, now), since < w.duration.as_secs());
+            }
+
+            /// In any zone a window opens at most once per recurrence and never panics: over
+            /// one recurrence of `days` days, the open time is at most `duration`.
+            #[test]
+            fn a_zoned_daily_window_is_open_for_its_duration_per_recurrence(
+                zone in prop::sample::select(vec!["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Pacific/Apia", "Asia/Kolkata"]),
+                day in 0u64..3_000,
+                minute in 0u32..1_440,
+                duration_min in 1u64..600,
+            ) {
+                let tz: Tz = zone.parse().unwrap();
+                let date = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap() + Days::new(day);
+                let local = date.and_hms_opt(minute / 60, minute % 60, 0).unwrap();
+                let start = resolve_local(tz, local).unwrap();
+                let m = Maintenance {
+                    checks: vec![glob::Pattern::new("*").unwrap()],
+                    start,
+                    duration: Duration::from_secs(duration_min * 60),
+                    every: Some(DAY),
+                    tz,
+                    local,
+                };
+                prop_assert!(window_contains(&m, start));
+                // Sample the next two days every 10 minutes: open at most duration + one step
+                // per 24 hours, and at least the duration minus one step.
+                let step = 600;
+                let open = (0..(2 * 86_400 / step))
+                    .filter(|i| window_contains(&m, start + Duration::from_secs(i * step)))
+                    .count() as u64;
+                let per_two_days = 2 * duration_min * 60;
+                prop_assert!(open * step <= per_two_days + 2 * 3_600 + 2 * step, "open {open} steps");
+                prop_assert!(open * step + 2 * 3_600 + 2 * step >= per_two_days, "open {open} steps");
+            }
+        }
     }
 }

@@ -69,9 +69,13 @@ pub const ESCALATE_AFTER: (Duration, Duration) = (Duration::from_secs(1), days(3
 pub const MAINTENANCE_DURATION: (Duration, Duration) = (Duration::from_secs(1), days(366));
 /// Maintenance `every` (also longer than the window's duration).
 pub const MAINTENANCE_EVERY: (Duration, Duration) = (Duration::from_secs(60), days(366));
+/// A check's `retries.delay` (also: every attempt and delay together within the interval).
+pub const RETRY_DELAY: (Duration, Duration) = (Duration::ZERO, days(7));
 /// Watchdog `every`.
 pub const WATCHDOG_EVERY: (Duration, Duration) = (Duration::from_secs(1), days(1));
 
+/// A check's `retries.count` (re-runs of a failed attempt within one interval).
+pub const MAX_RETRIES: u32 = 10;
 /// `max_concurrency`.
 pub const MAX_CONCURRENCY: u32 = 10_000;
 /// Alert `consecutive`.

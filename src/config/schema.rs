@@ -137,12 +137,7 @@ one_of_strings!(
     ["critical", "error", "warning", "info"]
 );
 one_of_strings!(
-    /// `maintenance[].timezone`: only UTC so far.
-    UtcOnly,
-    ["UTC"]
-);
-one_of_strings!(
-    /// `heartbeat.timezone`: an IANA zone name, exactly as the zone database spells it.
+    /// `heartbeat.timezone`, `maintenance[].timezone`: an IANA zone name, exactly as the zone database spells it.
     TimeZone,
     chrono_tz::TZ_VARIANTS
         .iter()

@@ -146,6 +146,17 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
         },
     },
     CheckFamily {
+        name: "canary_check_retries_total",
+        help: "Quick retries of the check's failed attempts (attempts beyond the first), whatever their outcome.",
+        metric_type: COUNTER,
+        samples: |c, emit| {
+            emit(
+                Labels::of(&c.labels),
+                Sample::Counter(c.core.retries.load(Relaxed)),
+            );
+        },
+    },
+    CheckFamily {
         name: "canary_step_success",
         help: "Whether the last run of the step passed (1) or failed (0).",
         metric_type: GAUGE,

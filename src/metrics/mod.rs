@@ -9,7 +9,9 @@
 //! - `canary_check_duration_seconds` (histogram, buckets .005 … 10) and
 //!   `canary_check_runs_total{result="success"|"failure"}`: from configuration on (zeros first);
 //! - `canary_check_failures_total{reason}`: a series per [`Reason`](crate::probe::Reason), from its
-//!   first occurrence (a failure without a reason counts as `internal`).
+//!   first occurrence (a failure without a reason counts as `internal`);
+//! - `canary_check_retries_total`: the quick retries a run took (`CheckResult::attempts` - 1),
+//!   from configuration on (zero for checks without `retries:`).
 //!
 //! Per step (labels `check`, `step`; only steps that ran update their series):
 //! `canary_step_success`, `canary_http_status_code` (0 when no response arrived),

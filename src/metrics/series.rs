@@ -128,6 +128,8 @@ pub(crate) struct CoreSeries {
     pub(crate) duration: DurationHistogram,
     /// Indexed like [`Reason::ALL`]; a series is exported once its count is non-zero.
     pub(crate) failures: [AtomicU64; Reason::ALL.len()],
+    /// Quick retries run (attempts beyond the first), whatever their outcome.
+    pub(crate) retries: AtomicU64,
     /// Queue checks: what the last successful read found, and the job counters.
     pub(crate) queue: Mutex<Option<QueueState>>,
     /// Set once `queue` holds a state, so other checks skip the lock.
@@ -243,6 +245,7 @@ impl CoreSeries {
             last_run: AtomicU64::new(0),
             duration: DurationHistogram::new(),
             failures: Default::default(),
+            retries: AtomicU64::new(0),
             queue: Mutex::new(None),
             queue_seen: AtomicBool::new(false),
             heartbeat_last_ping: AtomicU64::new(NONE),
@@ -301,6 +304,8 @@ impl CoreSeries {
         self.success.store(result.success, Relaxed);
         let finished = unix_nanos(result.started_at).saturating_add(nanos(result.duration));
         self.last_run.store(finished, Relaxed);
+        self.retries
+            .fetch_add(u64::from(result.attempts.saturating_sub(1)), Relaxed);
         if !result.success {
             // A failure without a reason is a probe bug: count it as internal.
             let reason = result.reason.unwrap_or(Reason::Internal);

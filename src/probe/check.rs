@@ -22,7 +22,7 @@ use crate::config::files::decode;
 use crate::config::limits;
 use crate::config::model::{Capped, Dur};
 use crate::config::rule::{self, AlertDef, AlertRule, KindVars};
-use crate::config::schema::{self, add_rules, exactly_one, names, property_names, Text};
+use crate::config::schema::{self, add_rules, exactly_one, names, property_names, Count, Text};
 use crate::config::{ConfigError, ConfigErrors, Origin};
 
 /// One check, validated.
@@ -40,8 +40,33 @@ pub struct Check {
     pub kind: CheckKind,
     /// Alert rules (a default `CheckFailing` when none is written).
     pub alerts: Vec<AlertRule>,
+    /// Quick retries of a failed attempt within the same interval (none: `count` 0).
+    pub retries: Retries,
     /// Where it was defined.
     pub origin: Origin,
+}
+
+/// `retries:` of a check, validated: a failed attempt is re-run up to `count` times, `delay`
+/// apart, and the run's result is the last attempt's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retries {
+    /// Re-runs after a failed attempt (0: none).
+    pub count: u32,
+    /// Wait between a failed attempt and the next one.
+    pub delay: Duration,
+}
+
+/// `retries:` as written.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetriesDef {
+    /// Re-runs of a failed attempt, 1 to 10.
+    #[schemars(with = "Count", extend("minimum" = 1, "maximum" = 10))]
+    pub count: Spanned<u32>,
+    /// Wait between a failed attempt and the next one (default `0s`). All attempts and delays
+    /// together must fit in the interval: `(count + 1) × timeout + count × delay <= interval`.
+    #[schemars(with = "Option<Dur>")]
+    pub delay: Option<Spanned<Dur>>,
 }
 
 /// A check file (`checks/*.yaml`).
@@ -69,6 +94,8 @@ pub struct CheckDef {
     pub kinds: Vec<Box<dyn AnyDef>>,
     /// Alert rules.
     pub alerts: Vec<AlertDef>,
+    /// Quick retries, and where the key was written.
+    pub retries: Option<Spanned<RetriesDef>>,
 }
 
 /// The keys of a check that are not a kind's, for the schema (and its descriptions).
@@ -90,6 +117,11 @@ struct CommonKeys {
     /// Alert rules (none: a default `CheckFailing`, failed 3 runs in a row, critical).
     #[schemars(with = "Option<Vec<AlertDef>>")]
     alerts: Option<Vec<AlertDef>>,
+    /// Quick retries: a failed run is re-run up to `count` times, `delay` apart, within the
+    /// same interval, before it counts as a failure; a run that passes on a retry passes, and
+    /// `canary_check_retries_total` counts the retries. Not for heartbeat checks.
+    #[schemars(with = "Option<RetriesDef>")]
+    retries: Option<RetriesDef>,
 }
 
 /// `a, b or c`.
@@ -105,6 +137,7 @@ static FIELDS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     let mut f = vec!["name", "interval", "timeout", "labels"];
     f.extend(kinds::KEYS);
     f.push("alerts");
+    f.push("retries");
     f
 });
 
@@ -151,6 +184,15 @@ impl JsonSchema for CheckDef {
                 kinds::KEYS,
                 &format!("a check has exactly one kind: {}", one_of(kinds::KEYS)),
             )],
+        );
+        add_rules(
+            &mut schema,
+            kinds::no_retries().into_iter().map(|kind| {
+                serde_json::json!({
+                    "if": schema::set(kind),
+                    "then": schema::unset("retries", &format!("a {kind} check cannot retry")),
+                })
+            }),
         );
         schema
     }
@@ -201,6 +243,7 @@ impl<'de> Deserialize<'de> for CheckDef {
                 let mut timeout = None;
                 let mut labels = None;
                 let mut alerts = None;
+                let mut retries = None;
                 let mut kinds_written: Vec<Box<dyn AnyDef>> = Vec::new();
                 let mut seen_kinds: Vec<&'static str> = Vec::new();
                 while let Some(key) = map.next_key::<FieldName>()? {
@@ -232,6 +275,10 @@ impl<'de> Deserialize<'de> for CheckDef {
                             once(&alerts, "alerts")?;
                             alerts = Some(map.next_value::<Vec<AlertDef>>()?);
                         }
+                        "retries" => {
+                            once(&retries, "retries")?;
+                            retries = Some(map.next_value::<Option<Spanned<RetriesDef>>>()?);
+                        }
                         other => {
                             let Some(&kind_key) = kinds::KEYS.iter().find(|k| **k == other) else {
                                 unreachable!("FieldName lets only known keys through");
@@ -253,6 +300,7 @@ impl<'de> Deserialize<'de> for CheckDef {
                     labels: labels.unwrap_or_default(),
                     kinds: kinds_written,
                     alerts: alerts.unwrap_or_default(),
+                    retries: retries.flatten(),
                 })
             }
         }
@@ -400,6 +448,11 @@ fn check(
             (None, interval, timeout)
         }
     };
+    let retry_kind = match def.kinds.as_slice() {
+        [one] => Some((one.key(), one.retries())),
+        _ => None,
+    };
+    let retries = retries(ctx, def, key, retry_kind, interval, timeout);
     let kind = kind?;
     let var_type = |name: &str| kind.var_type(name);
     let vars = KindVars {
@@ -417,8 +470,69 @@ fn check(
         labels: def.labels.clone(),
         kind,
         alerts,
+        retries,
         origin,
     })
+}
+
+/// Validates `retries:` against the kind and the check's timing. The decisive rule: the worst
+/// case, every attempt running its full `timeout` and every delay in between, must end within
+/// the interval, so a run with its retries never overlaps the next run.
+fn retries(
+    ctx: &mut Ctx,
+    def: &CheckDef,
+    key: &str,
+    kind: Option<(&'static str, bool)>,
+    interval: Duration,
+    timeout: Duration,
+) -> Retries {
+    let Some(r) = &def.retries else {
+        return Retries::default();
+    };
+    let rkey = format!("{key}.retries");
+    if let Some((kind, false)) = kind {
+        ctx.err(
+            &r.referenced,
+            &rkey,
+            format!("a {kind} check cannot retry: its result judges what it was told (pings), which a retry would only read again; remove retries"),
+        );
+        return Retries::default();
+    }
+    let count_ok = ctx.int_in(
+        Some(&r.value.count),
+        &format!("{rkey}.count"),
+        1,
+        limits::MAX_RETRIES,
+    );
+    let delay_ok = ctx.dur_in(
+        r.value.delay.as_ref(),
+        &format!("{rkey}.delay"),
+        limits::RETRY_DELAY,
+    );
+    let count = r.value.count.value;
+    let delay = r.value.delay.as_ref().map_or(Duration::ZERO, |d| d.value.0);
+    if count_ok && delay_ok {
+        // Both are bounded (count <= 10, each duration <= 7 days): no overflow, but stay total.
+        let worst = timeout
+            .checked_mul(count + 1)
+            .and_then(|runs| runs.checked_add(delay.checked_mul(count)?));
+        if worst.is_none_or(|w| w > interval) {
+            let worst = worst.map_or_else(|| "too long".to_string(), fmt_d);
+            ctx.err(
+                &r.referenced,
+                &rkey,
+                format!(
+                    "{} attempts of timeout {} and {count} {} of {} take up to {worst}, more than the interval {} (all retries must end before the next run is due: lower count, delay or timeout, or raise interval)",
+                    count + 1,
+                    fmt_d(timeout),
+                    if count == 1 { "delay" } else { "delays" },
+                    fmt_d(delay),
+                    fmt_d(interval)
+                ),
+            );
+        }
+    }
+    Retries { count, delay }
 }
 
 /// Loads the checks of one check file given as text, with default settings (for tests and tools).

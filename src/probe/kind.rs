@@ -35,6 +35,11 @@ pub trait Kind: Sized + Send + Sync + 'static {
     const ABOUT: &'static str;
     /// The article before the key in messages ("an http check").
     const ARTICLE: &'static str = "a";
+    /// Whether a check of this kind may set `retries:` (re-run a failed attempt within the
+    /// interval). False for kinds whose result is a judgement of state rather than a probe of a
+    /// target (a heartbeat: re-reading the same pings cannot change the verdict, and a retry
+    /// would only delay a late job's page).
+    const RETRIES: bool = true;
     /// Its alert variables beyond [`COMMON`], in the order error messages list them.
     const VARS: &'static [Var];
     /// The definition as written under [`Kind::KEY`]: `deny_unknown_fields`, doc comments
@@ -356,6 +361,8 @@ pub trait AnyDef: fmt::Debug + Send + Sync {
     fn key(&self) -> &'static str;
     /// Where the key's value was written.
     fn at(&self) -> serde_saphyr::Location;
+    /// Whether the kind allows `retries:` ([`Kind::RETRIES`]).
+    fn retries(&self) -> bool;
     /// Validates the definition. `timing` turns the kind's default interval into the check's
     /// (interval, timeout), reporting their errors; it is called exactly once, also when the
     /// definition is invalid.
@@ -382,6 +389,10 @@ impl<K: Kind> AnyDef for DefOf<K> {
 
     fn at(&self) -> serde_saphyr::Location {
         self.0.referenced
+    }
+
+    fn retries(&self) -> bool {
+        K::RETRIES
     }
 
     fn validate(
@@ -447,6 +458,17 @@ macro_rules! register {
                 schema.insert("description".into(), <$kind as Kind>::ABOUT.into());
                 (<$kind as Kind>::KEY, schema)
             }),*]
+        }
+
+        /// The keys of the kinds that refuse `retries:` ([`Kind::RETRIES`] false).
+        pub fn no_retries() -> Vec<&'static str> {
+            let mut keys = Vec::new();
+            $(
+                if !<$kind as Kind>::RETRIES {
+                    keys.push(<$kind as Kind>::KEY);
+                }
+            )*
+            keys
         }
 
         /// Each kind's key with its alert variables (for the documentation).

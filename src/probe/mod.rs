@@ -273,6 +273,9 @@ pub struct CheckResult {
     /// Kind-specific detail (what a queue check read), for the kind's own metric families,
     /// the API and traces.
     pub detail: Option<std::sync::Arc<dyn kind::Detail>>,
+    /// How many attempts the run took: 1, or more when the check's `retries:` re-ran a failed
+    /// attempt (the result is the last attempt's). Set by the scheduler; probes write 1.
+    pub attempts: u32,
 }
 
 impl CheckResult {
@@ -292,6 +295,7 @@ impl CheckResult {
             steps: Vec::new(),
             observations: Vec::new(),
             detail: None,
+            attempts: 1,
         }
     }
 

@@ -275,6 +275,7 @@ impl TcpProbe {
             steps: vec![step],
             observations,
             detail: None,
+            attempts: 1,
         }
     }
 }
@@ -443,6 +444,7 @@ mod tests {
             ..StepResult::default()
         };
         let result = |steps: Vec<StepResult>| CheckResult {
+            attempts: 1,
             success: true,
             reason: None,
             message: None,

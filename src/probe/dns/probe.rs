@@ -166,6 +166,7 @@ impl DnsProbe {
             None => Vec::new(),
         };
         let result = CheckResult {
+            attempts: 1,
             success: step.success,
             reason: step.reason,
             message: step

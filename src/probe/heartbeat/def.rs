@@ -32,6 +32,7 @@ pub const LATE: Var = Var::observed(
 impl Kind for Heartbeat {
     const KEY: &'static str = "heartbeat";
     const ABOUT: &'static str = "Pushed heartbeats from batch jobs (`/ping/<name>`).";
+    const RETRIES: bool = false;
     const VARS: &'static [Var] = &[
         LATE,
         Var::observed("since_last", Type::Duration, "since the last ping of any kind (or since canaryd first knew the check)"),

@@ -405,6 +405,7 @@ pub fn result(
         steps: Vec::new(),
         observations,
         detail: None,
+        attempts: 1,
     }
 }
 

@@ -1337,6 +1337,7 @@ mod tests {
             steps,
             observations: Vec::new(),
             detail: None,
+            attempts: 1,
         }
     }
 
@@ -1892,6 +1893,7 @@ mod rule_tests {
             ..StepResult::default()
         };
         let r = CheckResult {
+            attempts: 1,
             success: false,
             reason: Some(Reason::Connect),
             message: None,

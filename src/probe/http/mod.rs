@@ -205,6 +205,7 @@ impl HttpProbe {
             steps,
             observations: Vec::new(),
             detail: None,
+            attempts: 1,
         }
     }
 

@@ -166,6 +166,7 @@ impl QueueProbe {
                     steps: Vec::new(),
                     observations,
                     detail: Some(std::sync::Arc::new(report)),
+                    attempts: 1,
                 }
             }
         }
