@@ -13,6 +13,8 @@
 //! receiver's secrets (every encoding) before it is judged, and only a 512-byte excerpt is kept.
 
 pub mod alertmanager;
+pub mod email;
+pub mod opsgenie;
 pub mod pagerduty;
 pub mod slack;
 pub mod webhook;
@@ -152,9 +154,13 @@ register! {
     slack: slack::Slack,
     /// Generic JSON webhook.
     webhook: webhook::Webhook,
+    /// Opsgenie Alert API.
+    opsgenie: opsgenie::Opsgenie,
+    /// Email over SMTP.
+    email: email::Email,
 }
 
-/// "a receiver has exactly one kind: pagerduty, alertmanager, slack or webhook"
+/// "a receiver has exactly one kind: pagerduty, alertmanager, slack, webhook, opsgenie or email"
 fn exactly_one_kind() -> String {
     let (last, rest) = KEYS.split_last().unwrap_or((&"", &[]));
     if rest.is_empty() {
@@ -255,12 +261,15 @@ pub enum Verdict {
     },
 }
 
+/// A delivery a notifier makes itself (see [`Notifier::deliver`]): resolves to its verdict.
+pub type Delivery<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Verdict> + Send + 'a>>;
+
 /// A receiver kind: builds requests, judges answers.
 pub trait Notifier: Send + Sync + fmt::Debug {
     /// The receiver's configured name.
     fn name(&self) -> &str;
 
-    /// The kind (`pagerduty`, `alertmanager`, `slack`, `webhook`), for logs.
+    /// The kind (`pagerduty`, `alertmanager`, `slack`, `webhook`, `opsgenie`, `email`), for logs.
     fn kind(&self) -> &'static str;
 
     /// How many events one request may carry (PagerDuty: 1; the others group).
@@ -269,6 +278,13 @@ pub trait Notifier: Send + Sync + fmt::Debug {
     /// How often a firing alert must be re-sent so the receiver keeps it (Alertmanager expires
     /// alerts whose `endsAt` lease passes); `None` when the receiver keeps alerts until resolved.
     fn refresh_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Delivers a batch itself, for a receiver that does not speak HTTP (email over SMTP).
+    /// `None`, the default, means: the outbox sends [`Notifier::request`] over HTTP and judges
+    /// the answer with [`Notifier::judge`].
+    fn deliver<'a>(&'a self, _batch: &'a [AlertEvent], _now: SystemTime) -> Option<Delivery<'a>> {
         None
     }
 
@@ -415,6 +431,15 @@ impl Notifier for Redacting {
         self.inner.refresh_interval()
     }
 
+    fn deliver<'a>(&'a self, batch: &'a [AlertEvent], now: SystemTime) -> Option<Delivery<'a>> {
+        let delivery = self.inner.deliver(batch, now)?;
+        Some(Box::pin(async move {
+            let verdict = delivery.await;
+            let redactor = self.redactor.get_or_init(|| Redactor::new(&self.secrets));
+            redact_verdict(redactor, verdict)
+        }))
+    }
+
     fn request(&self, batch: &[AlertEvent], now: SystemTime) -> Result<Outgoing, String> {
         self.inner.request(batch, now)
     }
@@ -423,16 +448,21 @@ impl Notifier for Redacting {
         // The whole (capped) body first, so an excerpt never starts or ends inside a secret.
         let redactor = self.redactor.get_or_init(|| Redactor::new(&self.secrets));
         let body = redactor.apply_bytes(body);
-        match self.inner.judge(status, headers, &body) {
-            Verdict::Retry { after, reason } => Verdict::Retry {
-                after,
-                reason: redactor.apply(&reason),
-            },
-            Verdict::Rejected { reason } => Verdict::Rejected {
-                reason: redactor.apply(&reason),
-            },
-            Verdict::Accepted => Verdict::Accepted,
-        }
+        redact_verdict(redactor, self.inner.judge(status, headers, &body))
+    }
+}
+
+/// A verdict whose reason quotes no secret.
+fn redact_verdict(redactor: &Redactor, verdict: Verdict) -> Verdict {
+    match verdict {
+        Verdict::Retry { after, reason } => Verdict::Retry {
+            after,
+            reason: redactor.apply(&reason),
+        },
+        Verdict::Rejected { reason } => Verdict::Rejected {
+            reason: redactor.apply(&reason),
+        },
+        Verdict::Accepted => Verdict::Accepted,
     }
 }
 
@@ -461,7 +491,7 @@ mod tests {
 - name: none
 "#,
         );
-        let one = "a receiver has exactly one kind: pagerduty, alertmanager, slack or webhook";
+        let one = "a receiver has exactly one kind: pagerduty, alertmanager, slack, webhook, opsgenie or email";
         assert_eq!(
             errors,
             [
@@ -498,6 +528,8 @@ mod tests {
 - {name: b, alertmanager: {url: "http://127.0.0.1:9093"}}
 - {name: c, slack: {webhook_url: "http://127.0.0.1:9/hook"}}
 - {name: d, webhook: {url: "http://127.0.0.1:9/"}}
+- {name: e, opsgenie: {api_key: k3y}}
+- {name: f, email: {smtp: "127.0.0.1:25", tls: none, from: "canaryd@example.test", to: ["oncall@example.test"]}}
 "#,
         );
         assert!(errors.is_empty(), "{errors:?}");
@@ -505,7 +537,7 @@ mod tests {
         assert_eq!(kinds, KEYS);
         assert_eq!(
             out.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
-            ["a", "b", "c", "d"]
+            ["a", "b", "c", "d", "e", "f"]
         );
     }
 
