@@ -545,7 +545,7 @@ mod tests {
             [
                 "1:7: receivers[0].email.smtp: invalid SMTP server \"smtp.example.com\": write host:port, e.g. smtp.example.com:587",
                 "2:7: receivers[0].email.from: invalid email address \"not-an-address\"",
-                "3:24: receivers[0].email.to[1]: invalid email address \"bad@\"",
+                "3:23: receivers[0].email.to[1]: invalid email address \"bad@\"",
                 "4:11: receivers[0].email.username: username needs password",
             ]
         );
