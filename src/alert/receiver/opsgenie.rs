@@ -49,7 +49,7 @@ pub const API_URL: &str = "https://api.opsgenie.com";
 
 /// Opsgenie's documented field limits, in characters: longer values must be cut by the sender.
 pub const MESSAGE_MAX: usize = 130;
-/// Alias limit (our alias is a 64-character hex dedup key, always within it).
+/// Alias limit (our alias is the 40-character dedup key, always within it).
 pub const ALIAS_MAX: usize = 512;
 /// Description limit.
 pub const DESCRIPTION_MAX: usize = 15_000;
