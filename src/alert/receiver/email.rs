@@ -44,7 +44,7 @@ pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum TlsMode {
+pub enum SmtpTls {
     /// Plain connection upgraded with STARTTLS, which is required (port 587 or 25).
     #[default]
     Starttls,
@@ -63,7 +63,7 @@ pub struct EmailDef {
     pub smtp: Spanned<String>,
     /// `starttls` (default), `tls` or `none`.
     #[serde(default)]
-    pub tls: TlsMode,
+    pub tls: SmtpTls,
     /// SMTP AUTH user name (may use `${env:..}` / `${file:..}`); needs `password`.
     #[schemars(with = "Option<Text>")]
     pub username: Option<Spanned<String>>,
@@ -89,7 +89,7 @@ pub struct EmailSettings {
     /// SMTP port.
     pub port: u16,
     /// Connection security.
-    pub tls: TlsMode,
+    pub tls: SmtpTls,
     /// AUTH user name and password (secret), both or neither.
     pub auth: Option<(Template, Template)>,
     /// Sender.
@@ -221,7 +221,7 @@ impl ReceiverKind for Email {
                     .template(p, &pkey)
                     .filter(|t| no_variables(ctx, t, p, &pkey))
                     .filter(|t| non_empty_secret(ctx, t, p, &pkey));
-                if def.tls == TlsMode::None {
+                if def.tls == SmtpTls::None {
                     ctx.err(
                         &p.referenced,
                         &pkey,
@@ -264,7 +264,7 @@ impl ReceiverKind for Email {
         let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
             .port(settings.port)
             .timeout(Some(COMMAND_TIMEOUT));
-        if settings.tls != TlsMode::None {
+        if settings.tls != SmtpTls::None {
             let mut params = TlsParameters::builder(settings.host.clone());
             if let Some(path) = &settings.ca_file {
                 let pem = limits::read_capped(path, limits::MAX_PEM_FILE_BYTES)
@@ -277,7 +277,7 @@ impl ReceiverKind for Email {
                 .build_rustls()
                 .map_err(|e| format!("cannot set up TLS for the SMTP server: {e}"))?;
             transport = transport.tls(match settings.tls {
-                TlsMode::Tls => Tls::Wrapper(params),
+                SmtpTls::Tls => Tls::Wrapper(params),
                 _ => Tls::Required(params),
             });
         } else {
@@ -566,7 +566,7 @@ mod tests {
         let s = s.unwrap();
         assert_eq!(
             (s.host.as_str(), s.port, s.tls),
-            ("::1", 587, TlsMode::Starttls)
+            ("::1", 587, SmtpTls::Starttls)
         );
     }
 
