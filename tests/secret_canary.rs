@@ -280,8 +280,7 @@ fn write_config(
         dir.join("canaryd.yaml"),
         format!(
             "listen: 127.0.0.1:{port}\nstate_dir: state\ncheck_files: [checks.yaml]\n\
-receivers:\n  - name: hook\n    webhook: {{url: \"{}\"}}\n  - name: refusing\n    webhook:\n      url: \"http://{refusing}/hook/${{env:CANARY_SECRET}}?t=${{env:CANARY_SECRET}}\"\n      headers: {{X-Api-Key: \"${{env:CANARY_SECRET}}\"}}\n\
-  - name: ops\n    opsgenie: {{api_key: \"${{env:CANARY_SECRET}}\", url: \"http://{opsgenie}\"}}\n{mail}\
+receivers:\n  - name: hook\n    webhook: {{url: \"{}\"}}\n  - name: refusing\n    webhook:\n      url: \"http://{refusing}/hook/${{env:CANARY_SECRET}}?t=${{env:CANARY_SECRET}}\"\n      headers: {{X-Api-Key: \"${{env:CANARY_SECRET}}\"}}\n  - name: ops\n    opsgenie: {{api_key: \"${{env:CANARY_SECRET}}\", url: \"http://{opsgenie}\"}}\n{mail}\
 routes:\n  - receivers: [hook, refusing, ops{mail_route}]\n",
             hook.url()
         ),
