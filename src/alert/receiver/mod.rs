@@ -1,15 +1,17 @@
 //! Receivers: one file per kind. A kind's file holds everything about it: its YAML definition
 //! (`…Def`, whose doc comments become the schema's descriptions), its validation into settings
 //! (errors located through the shared [`Ctx`]), and its [`Notifier`] — how a batch of
-//! [`AlertEvent`]s becomes an HTTP request, and what the answer means. [`ReceiverKind`] ties
-//! them together; `register!` at the bottom of the definitions lists every kind, one line each.
+//! [`AlertEvent`]s becomes an HTTP request, and what the answer means (or, for a receiver that
+//! does not speak HTTP — email — how it delivers the batch itself: [`Notifier::deliver`]).
+//! [`ReceiverKind`] ties them together; `register!` at the bottom of the definitions lists every
+//! kind, one line each.
 //! Sending, retrying and ordering belong to the outbox; a notifier only builds requests and
 //! judges answers.
 //!
-//! Secrets (PagerDuty routing keys, Slack webhook URLs, webhook HMAC secrets, header values)
-//! are rendered into the [`Outgoing`] request only; `Outgoing` has a redacting `Debug`, and
-//! every message a notifier returns is built from statuses and names, never from a URL or a
-//! body it sent. A receiver's answer may echo what it got: it is redacted against the
+//! Secrets (PagerDuty routing keys, Opsgenie API keys, Slack webhook URLs, webhook HMAC secrets,
+//! header values) are rendered into the [`Outgoing`] request only (an SMTP password into the
+//! email transport's credentials only); `Outgoing` has a redacting `Debug`, and every message a
+//! notifier returns is built from statuses and names, never from a URL or a body it sent. A receiver's answer may echo what it got: it is redacted against the
 //! receiver's secrets (every encoding) before it is judged, and only a 512-byte excerpt is kept.
 
 pub mod alertmanager;
