@@ -618,4 +618,62 @@ mod tests {
             "{s}"
         );
     }
+
+    fn unescape(s: &str) -> String {
+        s.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&amp;", "&")
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 500, ..Default::default() })]
+
+        /// Escaping leaves no markup character and loses nothing.
+        #[test]
+        fn escaping_leaves_no_markup_and_round_trips(s in "\\PC{0,200}|[<>&\"' a-z]{0,50}") {
+            let h = escape_html(&s);
+            proptest::prop_assert!(!h.contains(['<', '>', '"', '\'']));
+            proptest::prop_assert_eq!(unescape(&h), s);
+        }
+
+        /// Whatever the event carries, a mail is built (never a panic or an error), its subject
+        /// is one line of at most 200 characters, and no value opens a tag in the HTML part.
+        #[test]
+        fn any_event_makes_a_mail_with_a_one_line_subject(
+            summary in "\\PC{0,400}|[<>&\r\n a-z]{0,80}",
+            labels in proptest::collection::btree_map("[a-z_]{1,20}", "\\PC{0,100}|<[a-z]{1,8}>", 0..10),
+        ) {
+            let mut e = event(Status::Firing);
+            e.summary = summary;
+            e.labels.extend(labels);
+            let s = subject(&e);
+            proptest::prop_assert!(!s.contains(['\r', '\n']));
+            proptest::prop_assert!(s.chars().count() <= SUBJECT_MAX);
+            let html = html_body(&e);
+            let tags: Vec<&str> = html.match_indices('<').map(|(i, _)| {
+                let rest = &html[i + 1..];
+                &rest[..rest.find(['>', ' ']).unwrap_or(rest.len())]
+            }).collect();
+            for t in tags {
+                proptest::prop_assert!(
+                    ["!DOCTYPE", "html", "body", "h2", "/h2", "table", "/table", "tr", "/tr", "th", "/th",
+                     "td", "/td", "h3", "/h3", "ul", "/ul", "li", "/li", "code", "/code", "a", "/a",
+                     "/body", "/html"].contains(&t),
+                    "unexpected tag <{}", t
+                );
+            }
+            let mail = mailer().message(&e);
+            proptest::prop_assert!(mail.is_ok(), "{:?}", mail.err());
+        }
+    }
+
+    fn mailer() -> Email {
+        let (s, errors) = check(
+            "smtp: \"127.0.0.1:25\"\ntls: none\nfrom: a@example.test\nto: [b@example.test]\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        Email::build("mail", &s.unwrap()).unwrap()
+    }
 }

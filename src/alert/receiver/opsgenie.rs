@@ -192,8 +192,14 @@ impl Opsgenie {
             tags.push(truncate(&format!("team:{team}"), TAG_MAX));
         }
         tags.truncate(TAGS_MAX);
+        // Opsgenie refuses a blank message (an annotation may render to nothing).
+        let message = if e.summary.trim().is_empty() {
+            format!("{} {}", e.check, e.alert)
+        } else {
+            e.summary.clone()
+        };
         json!({
-            "message": truncate(&e.summary, MESSAGE_MAX),
+            "message": truncate(&message, MESSAGE_MAX),
             "alias": truncate(&e.dedup_key, ALIAS_MAX),
             "description": truncate(&description(e), DESCRIPTION_MAX),
             "priority": priority(&e.severity),
@@ -357,5 +363,45 @@ mod tests {
             .sum();
         assert!(total <= DETAILS_MAX, "{total}");
         assert_eq!(b["details"]["check"], "shop-login");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 500, ..Default::default() })]
+
+        /// Whatever the summary, labels and annotations, a create stays within every limit
+        /// Opsgenie documents (so it is never refused for its size).
+        #[test]
+        fn a_create_is_within_opsgenie_limits_whatever_the_event(
+            summary in "\\PC{0,300}",
+            labels in proptest::collection::btree_map("[a-z_]{1,80}", "\\PC{0,400}", 0..40),
+            annotations in proptest::collection::btree_map("[a-z_]{1,20}", "\\PC{0,2000}", 0..10),
+            team in proptest::option::of("\\PC{0,80}"),
+        ) {
+            let mut e = event(Status::Firing);
+            e.summary = summary;
+            e.labels.extend(labels);
+            if let Some(t) = team {
+                e.labels.insert("team".into(), t);
+            }
+            e.annotations = annotations;
+            let b = og("http://127.0.0.1:1/").body(&e);
+            let len = |v: &Value| v.as_str().unwrap().chars().count();
+            let message = b["message"].as_str().unwrap();
+            proptest::prop_assert!(!message.trim().is_empty());
+            proptest::prop_assert!(len(&b["message"]) <= MESSAGE_MAX);
+            proptest::prop_assert!(len(&b["alias"]) <= ALIAS_MAX);
+            proptest::prop_assert!(len(&b["description"]) <= DESCRIPTION_MAX);
+            proptest::prop_assert!(len(&b["entity"]) <= ENTITY_MAX);
+            let tags = b["tags"].as_array().unwrap();
+            proptest::prop_assert!(tags.len() <= TAGS_MAX);
+            proptest::prop_assert!(tags.iter().all(|t| len(t) <= TAG_MAX));
+            let details: usize = b["details"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| k.chars().count() + len(v))
+                .sum();
+            proptest::prop_assert!(details <= DETAILS_MAX, "{}", details);
+        }
     }
 }
