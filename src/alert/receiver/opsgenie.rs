@@ -366,7 +366,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig { cases: 500, ..Default::default() })]
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
 
         /// Whatever the summary, labels and annotations, a create stays within every limit
         /// Opsgenie documents (so it is never refused for its size).
