@@ -311,7 +311,9 @@ mod tests {
         let o = og("https://api.eu.opsgenie.com");
         let mut e = event(Status::Firing);
         e.summary = "y".repeat(400);
-        let req = o.request(&[e.clone()], SystemTime::now()).unwrap();
+        let req = o
+            .request(std::slice::from_ref(&e), SystemTime::now())
+            .unwrap();
         assert_eq!(req.url.as_str(), "https://api.eu.opsgenie.com/v2/alerts");
         let auth = req
             .headers
@@ -328,7 +330,9 @@ mod tests {
         assert_eq!(b["details"]["label.team"], "web");
 
         let r = event(Status::Resolved);
-        let req = o.request(&[r.clone()], SystemTime::now()).unwrap();
+        let req = o
+            .request(std::slice::from_ref(&r), SystemTime::now())
+            .unwrap();
         assert_eq!(
             req.url.as_str(),
             format!(
