@@ -30,7 +30,7 @@ pub struct OpsgenieDef {
     #[schemars(with = "Text")]
     pub api_key: Spanned<String>,
     /// API base URL: `https://api.opsgenie.com` (the default) or `https://api.eu.opsgenie.com`
-    /// for accounts in the EU region.
+    /// for accounts in the EU region (a URL ending in `/v2/alerts` is taken as its base).
     #[schemars(with = "Option<String>", extend("pattern" = schema::HTTP_URL, "patternErrorMessage" = "an http(s) URL"))]
     pub url: Option<Spanned<String>>,
 }
@@ -127,8 +127,13 @@ impl Opsgenie {
     /// `<base>/v2/alerts` or `<base>/v2/alerts/<alias>/close?identifierType=alias`.
     pub fn endpoint(&self, e: &AlertEvent) -> Url {
         let mut url = self.url.clone();
+        // A `url` written as the create endpoint (`…/v2/alerts`) is taken as its base.
+        let written_as_endpoint = url.path().trim_end_matches('/').ends_with("/v2/alerts");
         if let Ok(mut segs) = url.path_segments_mut() {
-            segs.pop_if_empty().extend(["v2", "alerts"]);
+            segs.pop_if_empty();
+            if !written_as_endpoint {
+                segs.extend(["v2", "alerts"]);
+            }
             if e.status == Status::Resolved {
                 segs.extend([e.dedup_key.as_str(), "close"]);
             }
@@ -308,6 +313,13 @@ mod tests {
 
     #[test]
     fn a_trigger_creates_with_the_dedup_key_as_alias_and_a_resolve_closes_it() {
+        let written_as_endpoint = og("https://api.eu.opsgenie.com/v2/alerts/");
+        assert_eq!(
+            written_as_endpoint
+                .endpoint(&event(Status::Firing))
+                .as_str(),
+            "https://api.eu.opsgenie.com/v2/alerts"
+        );
         let o = og("https://api.eu.opsgenie.com");
         let mut e = event(Status::Firing);
         e.summary = "y".repeat(400);
