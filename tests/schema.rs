@@ -283,7 +283,15 @@ fn editors_complete_every_key_with_its_documentation() {
         );
     }
     let receiver = documented_properties(&config, "ReceiverDef");
-    for k in ["name", "pagerduty", "alertmanager", "slack", "webhook"] {
+    for k in [
+        "name",
+        "pagerduty",
+        "alertmanager",
+        "slack",
+        "webhook",
+        "opsgenie",
+        "email",
+    ] {
         assert!(receiver.contains(&k.to_string()), "{receiver:?}");
     }
 }
@@ -453,6 +461,8 @@ const FIXTURES: &[(&str, Verdict)] = &[
         Rejects(&["/max_concurrency"]),
     ),
     ("daemon-pagerduty-empty-routing-key.yaml", CannotTell),
+    ("daemon-email-password-unencrypted.yaml", CannotTell),
+    ("daemon-email-bad-recipient.yaml", CannotTell),
     ("daemon-repeat-interval-too-short.yaml", CannotTell),
     ("daemon-watchdog-bad-url.yaml", Rejects(&["/watchdog/url"])),
     ("daemon-watchdog-every-zero.yaml", CannotTell),

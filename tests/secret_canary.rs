@@ -5,9 +5,13 @@
 //! `\uXXXX` form), percent-encoded (`%20` and `+` styles, upper and lower hex), and base64 of the
 //! secret and of `user:secret`.
 //!
+//! The canary is also an Opsgenie API key (the Opsgenie API refuses it with 401 and echoes the
+//! `Authorization` header it got) and an SMTP password (a real aiosmtpd with STARTTLS and AUTH
+//! accepts it and the mail arrives).
+//!
 //! Outputs searched: the daemon's log at `RUST_LOG=trace`, `/metrics`, `/api/v1/checks`,
-//! `/api/v1/alerts`, the payloads a local webhook receiver got, a heartbeat's stored ping body,
-//! and `canaryd probe` with and without `--show-values`.
+//! `/api/v1/alerts`, the payloads a local webhook receiver got, the mail the SMTP server got, a
+//! heartbeat's stored ping body, and `canaryd probe` with and without `--show-values`.
 
 mod receivers;
 mod services;
@@ -20,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use data_encoding::{BASE64, BASE64URL};
+use receivers::smtp::Smtp;
 use receivers::Webhook;
 use services::{canaryd_run, free_port, http_get, http_request, Canaryd};
 
@@ -230,6 +235,15 @@ fn refusing_receiver_answer(s: &Seen) -> String {
     .to_string()
 }
 
+/// An Opsgenie API refusing the key (401) and quoting the `Authorization` header it got.
+fn opsgenie_refusing_answer(s: &Seen) -> String {
+    serde_json::json!({
+        "message": format!("Could not authenticate {}", s.header("authorization")),
+        "took": 0.0,
+    })
+    .to_string()
+}
+
 fn wait(what: &str, timeout: Duration, mut done: impl FnMut() -> bool, log: impl Fn() -> String) {
     let t = Instant::now();
     while !done() {
@@ -242,13 +256,32 @@ fn wait(what: &str, timeout: Duration, mut done: impl FnMut() -> bool, log: impl
     }
 }
 
-fn write_config(dir: &Path, port: u16, target: &str, refusing: &str, hook: &Webhook) {
+fn write_config(
+    dir: &Path,
+    port: u16,
+    target: &str,
+    refusing: &str,
+    opsgenie: &str,
+    smtp: Option<&Smtp>,
+    hook: &Webhook,
+) {
+    let (mail, mail_route) = match smtp {
+        Some(smtp) => (
+            format!(
+                "  - name: mail\n    email:\n      smtp: \"{}\"\n      username: mailer\n      password: \"${{env:CANARY_SECRET}}\"\n      from: canaryd@example.test\n      to: [oncall@example.test]\n      ca_file: \"{}\"\n",
+                smtp.addr(),
+                smtp.ca_file.display()
+            ),
+            ", mail",
+        ),
+        None => (String::new(), ""),
+    };
     std::fs::write(
         dir.join("canaryd.yaml"),
         format!(
             "listen: 127.0.0.1:{port}\nstate_dir: state\ncheck_files: [checks.yaml]\n\
-receivers:\n  - name: hook\n    webhook: {{url: \"{}\"}}\n  - name: refusing\n    webhook:\n      url: \"http://{refusing}/hook/${{env:CANARY_SECRET}}?t=${{env:CANARY_SECRET}}\"\n      headers: {{X-Api-Key: \"${{env:CANARY_SECRET}}\"}}\n\
-routes:\n  - receivers: [hook, refusing]\n",
+receivers:\n  - name: hook\n    webhook: {{url: \"{}\"}}\n  - name: refusing\n    webhook:\n      url: \"http://{refusing}/hook/${{env:CANARY_SECRET}}?t=${{env:CANARY_SECRET}}\"\n      headers: {{X-Api-Key: \"${{env:CANARY_SECRET}}\"}}\n  - name: ops\n    opsgenie: {{api_key: \"${{env:CANARY_SECRET}}\", url: \"http://{opsgenie}\"}}\n{mail}\
+routes:\n  - receivers: [hook, refusing, ops{mail_route}]\n",
             hook.url()
         ),
     )
@@ -308,9 +341,19 @@ fn a_canary_secret_never_shows_in_any_output() {
     let dir = tempfile::tempdir().unwrap();
     let (target, target_seen) = echo_server(200, target_answer);
     let (refusing, refusing_seen) = echo_server(400, refusing_receiver_answer);
+    let (opsgenie, opsgenie_seen) = echo_server(401, opsgenie_refusing_answer);
+    let smtp = Smtp::start("mailer", &secret);
     let hook = Webhook::start();
     let port = free_port();
-    write_config(dir.path(), port, &target, &refusing, &hook);
+    write_config(
+        dir.path(),
+        port,
+        &target,
+        &refusing,
+        &opsgenie,
+        smtp.as_ref(),
+        &hook,
+    );
     let config = dir.path().join("canaryd.yaml");
 
     let mut cmd = canaryd_run(&config);
@@ -344,6 +387,8 @@ fn a_canary_secret_never_shows_in_any_output() {
         || {
             !hook.requests().is_empty()
                 && !refusing_seen.lock().unwrap().is_empty()
+                && !opsgenie_seen.lock().unwrap().is_empty()
+                && smtp.as_ref().is_none_or(|s| !s.mails().is_empty())
                 && d.log_tail(100000)
                     .contains("notification refused by the receiver")
         },
@@ -373,6 +418,25 @@ fn a_canary_secret_never_shows_in_any_output() {
     assert_eq!(percent_decode(rpath.trim_start_matches("/hook/")), secret);
     assert_eq!(percent_decode(rquery.trim_start_matches("t=")), secret);
 
+    // The Opsgenie API got the key whole; the SMTP server authenticated the password (it
+    // accepts no other) and got the mail.
+    assert_eq!(
+        opsgenie_seen.lock().unwrap()[0].header("authorization"),
+        format!("GenieKey {secret}")
+    );
+    if let Some(smtp) = &smtp {
+        let mails = smtp.mails();
+        assert_eq!(mails[0].envelope["auth_user"], "mailer");
+        for m in &mails {
+            assert_clean("the mail", &m.raw, &[&secret, &token]);
+            assert_clean(
+                "the decoded mail",
+                &m.envelope.to_string(),
+                &[&secret, &token],
+            );
+        }
+    }
+
     // Every output, in every encoding.
     let checks = http_get(&d.url("/api/v1/checks")).unwrap().text();
     assert!(
@@ -401,7 +465,9 @@ fn a_canary_secret_never_shows_in_any_output() {
     let full_log = d.log_tail(1_000_000);
     assert!(
         full_log.contains("notification refused by the receiver, dropped: HTTP 400: {")
-            && full_log.contains("\"error\":\"bad key <redacted>\""),
+            && full_log.contains("\"error\":\"bad key <redacted>\"")
+            && full_log
+                .contains("HTTP 401: {\"message\":\"Could not authenticate GenieKey <redacted>\""),
         "the refusal is logged with a redacted excerpt:\n{}",
         tail(&full_log)
     );

@@ -192,12 +192,7 @@ impl Outbox {
         events: &[AlertEvent],
         now: SystemTime,
     ) -> Verdict {
-        let verdict = match notifier.request(events, now) {
-            Err(e) => Verdict::Rejected {
-                reason: format!("cannot build the request: {e}"),
-            },
-            Ok(req) => self.send(notifier, req).await,
-        };
+        let verdict = self.attempt(notifier, events, now).await;
         let receiver = notifier.name();
         let n = events.len() as u64;
         let now_ms = to_ms(now);
@@ -285,12 +280,7 @@ impl Outbox {
         let events: Vec<_> = batch.iter().map(|r| r.event.clone()).collect();
         let ids: Vec<i64> = batch.iter().map(|r| r.id).collect();
         let attempts = batch.iter().map(|r| r.attempts).max().unwrap_or(0);
-        let verdict = match notifier.request(&events, now) {
-            Err(e) => Verdict::Rejected {
-                reason: format!("cannot build the request: {e}"),
-            },
-            Ok(req) => self.send(notifier, req).await,
-        };
+        let verdict = self.attempt(notifier, &events, now).await;
         let n = ids.len() as u64;
         match &verdict {
             Verdict::Accepted => {
@@ -350,6 +340,24 @@ impl Outbox {
                 verdict,
             }),
         ))
+    }
+
+    /// One attempt at a batch: the notifier's own delivery (email), else its HTTP request.
+    async fn attempt(
+        &self,
+        notifier: &dyn Notifier,
+        events: &[AlertEvent],
+        now: SystemTime,
+    ) -> Verdict {
+        if let Some(delivery) = notifier.deliver(events, now) {
+            return delivery.await;
+        }
+        match notifier.request(events, now) {
+            Err(e) => Verdict::Rejected {
+                reason: format!("cannot build the request: {e}"),
+            },
+            Ok(req) => self.send(notifier, req).await,
+        }
     }
 
     async fn send(&self, notifier: &dyn Notifier, req: super::receiver::Outgoing) -> Verdict {

@@ -28,6 +28,9 @@
 //! current-thread runtime in that same thread.
 #![allow(dead_code)]
 
+pub mod opsgenie;
+pub mod smtp;
+
 use std::future::IntoFuture;
 use std::io;
 use std::net::SocketAddr;

@@ -1,18 +1,22 @@
 //! Receivers: one file per kind. A kind's file holds everything about it: its YAML definition
 //! (`…Def`, whose doc comments become the schema's descriptions), its validation into settings
 //! (errors located through the shared [`Ctx`]), and its [`Notifier`] — how a batch of
-//! [`AlertEvent`]s becomes an HTTP request, and what the answer means. [`ReceiverKind`] ties
-//! them together; `register!` at the bottom of the definitions lists every kind, one line each.
+//! [`AlertEvent`]s becomes an HTTP request, and what the answer means (or, for a receiver that
+//! does not speak HTTP — email — how it delivers the batch itself: [`Notifier::deliver`]).
+//! [`ReceiverKind`] ties them together; `register!` at the bottom of the definitions lists every
+//! kind, one line each.
 //! Sending, retrying and ordering belong to the outbox; a notifier only builds requests and
 //! judges answers.
 //!
-//! Secrets (PagerDuty routing keys, Slack webhook URLs, webhook HMAC secrets, header values)
-//! are rendered into the [`Outgoing`] request only; `Outgoing` has a redacting `Debug`, and
-//! every message a notifier returns is built from statuses and names, never from a URL or a
-//! body it sent. A receiver's answer may echo what it got: it is redacted against the
+//! Secrets (PagerDuty routing keys, Opsgenie API keys, Slack webhook URLs, webhook HMAC secrets,
+//! header values) are rendered into the [`Outgoing`] request only (an SMTP password into the
+//! email transport's credentials only); `Outgoing` has a redacting `Debug`, and every message a
+//! notifier returns is built from statuses and names, never from a URL or a body it sent. A receiver's answer may echo what it got: it is redacted against the
 //! receiver's secrets (every encoding) before it is judged, and only a 512-byte excerpt is kept.
 
 pub mod alertmanager;
+pub mod email;
+pub mod opsgenie;
 pub mod pagerduty;
 pub mod slack;
 pub mod webhook;
@@ -152,9 +156,13 @@ register! {
     slack: slack::Slack,
     /// Generic JSON webhook.
     webhook: webhook::Webhook,
+    /// Opsgenie Alert API.
+    opsgenie: opsgenie::Opsgenie,
+    /// Email over SMTP.
+    email: email::Email,
 }
 
-/// "a receiver has exactly one kind: pagerduty, alertmanager, slack or webhook"
+/// "a receiver has exactly one kind: pagerduty, alertmanager, slack, webhook, opsgenie or email"
 fn exactly_one_kind() -> String {
     let (last, rest) = KEYS.split_last().unwrap_or((&"", &[]));
     if rest.is_empty() {
@@ -255,12 +263,15 @@ pub enum Verdict {
     },
 }
 
+/// A delivery a notifier makes itself (see [`Notifier::deliver`]): resolves to its verdict.
+pub type Delivery<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Verdict> + Send + 'a>>;
+
 /// A receiver kind: builds requests, judges answers.
 pub trait Notifier: Send + Sync + fmt::Debug {
     /// The receiver's configured name.
     fn name(&self) -> &str;
 
-    /// The kind (`pagerduty`, `alertmanager`, `slack`, `webhook`), for logs.
+    /// The kind (`pagerduty`, `alertmanager`, `slack`, `webhook`, `opsgenie`, `email`), for logs.
     fn kind(&self) -> &'static str;
 
     /// How many events one request may carry (PagerDuty: 1; the others group).
@@ -269,6 +280,13 @@ pub trait Notifier: Send + Sync + fmt::Debug {
     /// How often a firing alert must be re-sent so the receiver keeps it (Alertmanager expires
     /// alerts whose `endsAt` lease passes); `None` when the receiver keeps alerts until resolved.
     fn refresh_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Delivers a batch itself, for a receiver that does not speak HTTP (email over SMTP).
+    /// `None`, the default, means: the outbox sends [`Notifier::request`] over HTTP and judges
+    /// the answer with [`Notifier::judge`].
+    fn deliver<'a>(&'a self, _batch: &'a [AlertEvent], _now: SystemTime) -> Option<Delivery<'a>> {
         None
     }
 
@@ -415,6 +433,15 @@ impl Notifier for Redacting {
         self.inner.refresh_interval()
     }
 
+    fn deliver<'a>(&'a self, batch: &'a [AlertEvent], now: SystemTime) -> Option<Delivery<'a>> {
+        let delivery = self.inner.deliver(batch, now)?;
+        Some(Box::pin(async move {
+            let verdict = delivery.await;
+            let redactor = self.redactor.get_or_init(|| Redactor::new(&self.secrets));
+            redact_verdict(redactor, verdict)
+        }))
+    }
+
     fn request(&self, batch: &[AlertEvent], now: SystemTime) -> Result<Outgoing, String> {
         self.inner.request(batch, now)
     }
@@ -423,16 +450,21 @@ impl Notifier for Redacting {
         // The whole (capped) body first, so an excerpt never starts or ends inside a secret.
         let redactor = self.redactor.get_or_init(|| Redactor::new(&self.secrets));
         let body = redactor.apply_bytes(body);
-        match self.inner.judge(status, headers, &body) {
-            Verdict::Retry { after, reason } => Verdict::Retry {
-                after,
-                reason: redactor.apply(&reason),
-            },
-            Verdict::Rejected { reason } => Verdict::Rejected {
-                reason: redactor.apply(&reason),
-            },
-            Verdict::Accepted => Verdict::Accepted,
-        }
+        redact_verdict(redactor, self.inner.judge(status, headers, &body))
+    }
+}
+
+/// A verdict whose reason quotes no secret.
+fn redact_verdict(redactor: &Redactor, verdict: Verdict) -> Verdict {
+    match verdict {
+        Verdict::Retry { after, reason } => Verdict::Retry {
+            after,
+            reason: redactor.apply(&reason),
+        },
+        Verdict::Rejected { reason } => Verdict::Rejected {
+            reason: redactor.apply(&reason),
+        },
+        Verdict::Accepted => Verdict::Accepted,
     }
 }
 
@@ -461,7 +493,7 @@ mod tests {
 - name: none
 "#,
         );
-        let one = "a receiver has exactly one kind: pagerduty, alertmanager, slack or webhook";
+        let one = "a receiver has exactly one kind: pagerduty, alertmanager, slack, webhook, opsgenie or email";
         assert_eq!(
             errors,
             [
@@ -498,6 +530,8 @@ mod tests {
 - {name: b, alertmanager: {url: "http://127.0.0.1:9093"}}
 - {name: c, slack: {webhook_url: "http://127.0.0.1:9/hook"}}
 - {name: d, webhook: {url: "http://127.0.0.1:9/"}}
+- {name: e, opsgenie: {api_key: k3y}}
+- {name: f, email: {smtp: "127.0.0.1:25", tls: none, from: "canaryd@example.test", to: ["oncall@example.test"]}}
 "#,
         );
         assert!(errors.is_empty(), "{errors:?}");
@@ -505,7 +539,7 @@ mod tests {
         assert_eq!(kinds, KEYS);
         assert_eq!(
             out.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
-            ["a", "b", "c", "d"]
+            ["a", "b", "c", "d", "e", "f"]
         );
     }
 
