@@ -337,6 +337,7 @@ fn facts(e: &AlertEvent) -> Vec<(&'static str, String)> {
     for (k, v) in [
         ("Failed step", &e.failed_step),
         ("Reason", &e.reason),
+        ("Message", &e.message),
         ("Value", &e.value),
     ] {
         if let Some(v) = v {
@@ -346,6 +347,9 @@ fn facts(e: &AlertEvent) -> Vec<(&'static str, String)> {
     rows.push(("Since", rfc3339(e.starts_at())));
     if let Some(end) = e.ends_at() {
         rows.push(("Until", rfc3339(end)));
+    }
+    if let Some(lasted) = e.lasted() {
+        rows.push(("Lasted", crate::probe::http::short_duration(lasted)));
     }
     rows
 }

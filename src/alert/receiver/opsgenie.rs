@@ -150,7 +150,17 @@ impl Opsgenie {
             return json!({
                 "source": "canaryd",
                 "user": "canaryd",
-                "note": truncate(&format!("Resolved: {}", e.summary), DESCRIPTION_MAX),
+                "note": truncate(
+                    &match e.lasted() {
+                        Some(d) => format!(
+                            "Resolved after {}: {}",
+                            crate::probe::http::short_duration(d),
+                            e.summary
+                        ),
+                        None => format!("Resolved: {}", e.summary),
+                    },
+                    DESCRIPTION_MAX
+                ),
             });
         }
         let mut details = Map::new();
@@ -174,13 +184,14 @@ impl Opsgenie {
         for (k, v) in [
             ("failed_step", &e.failed_step),
             ("reason", &e.reason),
+            ("message", &e.message),
             ("value", &e.value),
         ] {
             if let Some(v) = v {
                 put(k, v);
             }
         }
-        put("check_url", &e.generator_url);
+        put("check_url", e.check_url());
         put("starts_at", &rfc3339(e.starts_at()));
         for (k, v) in &e.annotations {
             put(&format!("annotation.{k}"), v);
