@@ -691,7 +691,7 @@ mod tests {
             expected_keys.starts_with("name, interval, timeout, labels, http"),
             "{expected_keys}"
         );
-        assert!(expected_keys.ends_with(", alerts"), "{expected_keys}");
+        assert!(expected_keys.ends_with(", alerts, retries"), "{expected_keys}");
     }
 
     #[test]
