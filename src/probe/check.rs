@@ -691,7 +691,10 @@ mod tests {
             expected_keys.starts_with("name, interval, timeout, labels, http"),
             "{expected_keys}"
         );
-        assert!(expected_keys.ends_with(", alerts, retries"), "{expected_keys}");
+        assert!(
+            expected_keys.ends_with(", alerts, retries"),
+            "{expected_keys}"
+        );
     }
 
     #[test]

@@ -1,11 +1,10 @@
 //! The `dns` kind's definition: the `dns:` keys, their schema, their validation into a
 //! [`DnsSpec`], the kind's alert variables, and its registration as a [`Kind`].
 
-use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use schemars::{JsonSchema, Schema};
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
@@ -17,7 +16,7 @@ use super::spec::{
 use crate::config::ctx::Ctx;
 use crate::config::expr::{Type, Value};
 use crate::config::model::Capped;
-use crate::config::schema::{add_rules, exactly_one, Count, Flag, Text};
+use crate::config::schema::{self, add_rules, exactly_one, Count, Flag, Text};
 use crate::probe::kind::{BuildEnv, Kind, KindCx, Read, Var};
 use crate::probe::Probe;
 
@@ -141,41 +140,22 @@ fn answer_rules(schema: &mut Schema) {
     );
 }
 
-/// Defines a string type whose schema is a fixed set of values.
-macro_rules! one_of {
-    ($(#[$doc:meta])* $name:ident, $values:expr) => {
-        $(#[$doc])*
-        pub struct $name;
-        impl JsonSchema for $name {
-            fn inline_schema() -> bool {
-                true
-            }
-            fn schema_name() -> Cow<'static, str> {
-                stringify!($name).into()
-            }
-            fn json_schema(_: &mut SchemaGenerator) -> Schema {
-                json_schema!({ "type": "string", "enum": $values })
-            }
-        }
-    };
-}
-
-one_of!(
+schema::one_of_strings!(
     /// `dns.type`.
     DnsRecordType,
     RecordType::ALL.map(RecordType::as_str)
 );
-one_of!(
+schema::one_of_strings!(
     /// `dns.transport`.
     DnsTransport,
     ["udp", "tcp"]
 );
-one_of!(
+schema::one_of_strings!(
     /// `dns.expect.rcode`.
     DnsRcode,
     Rcode::names().collect::<Vec<_>>()
 );
-one_of!(
+schema::one_of_strings!(
     /// `dns.expect.answers[].match`.
     DnsMatch,
     ["any", "all", "none"]
