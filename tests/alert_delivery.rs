@@ -6,7 +6,6 @@
 mod receivers;
 mod services;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -15,14 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use canaryd::alert::engine::Engine;
-use canaryd::alert::outbox::{http_client, Next, Outbox};
-use canaryd::alert::persist;
-use canaryd::alert::receiver::{self, Notifier, Verdict};
+use canaryd::alert::outbox::Next;
+use canaryd::alert::receiver::Verdict;
 use canaryd::loader as config;
 use canaryd::metrics::{Format, Metrics};
 use canaryd::probe::{CheckResult, Reason};
 use canaryd::store::Store;
+use receivers::bench::Bench;
 use receivers::{Mode, PagerDuty, Slack, Webhook};
 use serde_json::Value;
 
@@ -350,72 +348,6 @@ fn success() -> CheckResult {
     }
 }
 
-/// An engine over `checks` routed to `receivers` (YAML), with its store.
-struct Bench {
-    _dir: tempfile::TempDir,
-    engine: Engine,
-    store: Store,
-    outbox: Outbox,
-    metrics: Arc<Metrics>,
-    notifiers: HashMap<String, Arc<dyn Notifier>>,
-}
-
-impl Bench {
-    fn new(receivers_yaml: &str, checks_yaml: &str, now: SystemTime) -> Bench {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("canaryd.yaml"),
-            format!("state_dir: state\ncheck_files: [checks.yaml]\n{receivers_yaml}"),
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("checks.yaml"), checks_yaml).unwrap();
-        std::env::set_var("PD_KEY", ROUTING_KEY);
-        let cfg = config::load(&dir.path().join("canaryd.yaml")).unwrap_or_else(|e| panic!("{e}"));
-        let store = Store::open(&dir.path().join("state")).unwrap();
-        let metrics = Arc::new(Metrics::new());
-        let outbox = Outbox::new(store.clone(), http_client().unwrap(), metrics.clone());
-        let notifiers: HashMap<_, _> = cfg
-            .alerting
-            .receivers
-            .iter()
-            .map(|r| (r.name.clone(), receiver::build(r).unwrap()))
-            .collect();
-        let mut engine = Engine::new("http://127.0.0.1:9464");
-        engine.configure(&cfg.checks, &cfg.alerting, HashMap::new(), now);
-        Bench {
-            _dir: dir,
-            engine,
-            store,
-            outbox,
-            metrics,
-            notifiers,
-        }
-    }
-
-    fn observe(&mut self, check: &str, result: &CheckResult, now: SystemTime) {
-        let fx = self.engine.observe(check, result, now);
-        let (sends, save, delete) = (fx.sends, fx.save, fx.delete);
-        self.store
-            .call_blocking(move |c| persist::commit_alerts(c, &save, &delete, &sends))
-            .unwrap();
-    }
-
-    async fn deliver(&self, receiver: &str, now: SystemTime) -> (Next, Option<Verdict>) {
-        let n = self.notifiers[receiver].clone();
-        let (next, attempt) = self.outbox.deliver_once(n.as_ref(), now).await.unwrap();
-        (next, attempt.map(|a| a.verdict))
-    }
-
-    fn waiting(&self) -> u64 {
-        self.store
-            .call_blocking(persist::outbox_lengths)
-            .unwrap()
-            .iter()
-            .map(|l| l.count)
-            .sum()
-    }
-}
-
 fn two_checks() -> String {
     let mut s = String::from("checks:\n");
     for name in ["login-a", "login-b"] {
@@ -430,6 +362,7 @@ fn two_checks() -> String {
 async fn an_hour_long_pagerduty_outage_loses_nothing_and_delivers_in_order() {
     let pd = PagerDuty::start();
     let mut now = at(T0);
+    std::env::set_var("PD_KEY", ROUTING_KEY);
     let mut b = Bench::new(&pd_receivers(&pd), &two_checks(), now);
     pd.set_mode(Mode::Status(502));
     b.observe("login-a", &failure(), now);
@@ -528,6 +461,7 @@ async fn a_400_is_final_counted_and_does_not_block_the_queue() {
     let pd = PagerDuty::start();
     pd.expect_routing_key("another-key-another-key-another-k");
     let now = at(T0);
+    std::env::set_var("PD_KEY", ROUTING_KEY);
     let mut b = Bench::new(&pd_receivers(&pd), &two_checks(), now);
     b.observe("login-a", &failure(), now);
     match b.deliver("oncall", now).await {
@@ -565,6 +499,7 @@ async fn a_storm_of_1000_failures_becomes_a_few_bounded_notifications() {
         slack.url()
     );
     let now = at(T0);
+    std::env::set_var("PD_KEY", ROUTING_KEY);
     let mut b = Bench::new(&receivers, &checks, now);
     for i in 0..1000 {
         b.observe(&format!("site-{i:04}"), &failure(), now);

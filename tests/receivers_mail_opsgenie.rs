@@ -5,18 +5,13 @@
 
 mod receivers;
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use canaryd::alert::engine::Engine;
-use canaryd::alert::outbox::{http_client, Next, Outbox};
-use canaryd::alert::persist;
-use canaryd::alert::receiver::{self, Notifier, Verdict};
-use canaryd::loader as config;
-use canaryd::metrics::{Format, Metrics};
+use canaryd::alert::outbox::Next;
+use canaryd::alert::receiver::Verdict;
+use canaryd::metrics::Format;
 use canaryd::probe::{CheckResult, Reason};
-use canaryd::store::Store;
+use receivers::bench::Bench;
 use receivers::opsgenie::Opsgenie;
 use receivers::smtp::Smtp;
 use receivers::Mode;
@@ -72,75 +67,16 @@ fn checks() -> String {
     .into()
 }
 
-/// An engine over [`checks`] routed to `receivers` (YAML), with its store and outbox.
-struct Bench {
-    _dir: tempfile::TempDir,
-    engine: Engine,
-    store: Store,
-    outbox: Outbox,
-    metrics: Arc<Metrics>,
-    notifiers: HashMap<String, Arc<dyn Notifier>>,
+/// The series of `canaryd_notifications_total` for a receiver and result.
+fn metric(receiver: &str, result: &str) -> String {
+    format!("canaryd_notifications_total{{receiver=\"{receiver}\",result=\"{result}\"}}")
 }
 
-impl Bench {
-    fn new(receivers_yaml: &str, now: SystemTime) -> Bench {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("canaryd.yaml"),
-            format!("state_dir: state\ncheck_files: [checks.yaml]\n{receivers_yaml}"),
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("checks.yaml"), checks()).unwrap();
-        std::env::set_var("MAILOPS_OG_KEY", OG_KEY);
-        std::env::set_var("MAILOPS_SMTP_PASSWORD", SMTP_PASSWORD);
-        let cfg = config::load(&dir.path().join("canaryd.yaml")).unwrap_or_else(|e| panic!("{e}"));
-        let store = Store::open(&dir.path().join("state")).unwrap();
-        let metrics = Arc::new(Metrics::new());
-        let outbox = Outbox::new(store.clone(), http_client().unwrap(), metrics.clone());
-        let notifiers: HashMap<_, _> = cfg
-            .alerting
-            .receivers
-            .iter()
-            .map(|r| (r.name.clone(), receiver::build(r).unwrap()))
-            .collect();
-        let mut engine = Engine::new("http://127.0.0.1:9464");
-        engine.configure(&cfg.checks, &cfg.alerting, HashMap::new(), now);
-        Bench {
-            _dir: dir,
-            engine,
-            store,
-            outbox,
-            metrics,
-            notifiers,
-        }
-    }
-
-    fn observe(&mut self, check: &str, result: &CheckResult, now: SystemTime) {
-        let fx = self.engine.observe(check, result, now);
-        let (sends, save, delete) = (fx.sends, fx.save, fx.delete);
-        self.store
-            .call_blocking(move |c| persist::commit_alerts(c, &save, &delete, &sends))
-            .unwrap();
-    }
-
-    async fn deliver(&self, receiver: &str, now: SystemTime) -> (Next, Option<Verdict>) {
-        let n = self.notifiers[receiver].clone();
-        let (next, attempt) = self.outbox.deliver_once(n.as_ref(), now).await.unwrap();
-        (next, attempt.map(|a| a.verdict))
-    }
-
-    fn waiting(&self) -> u64 {
-        self.store
-            .call_blocking(persist::outbox_lengths)
-            .unwrap()
-            .iter()
-            .map(|l| l.count)
-            .sum()
-    }
-
-    fn metric(&self, receiver: &str, result: &str) -> String {
-        format!("canaryd_notifications_total{{receiver=\"{receiver}\",result=\"{result}\"}}")
-    }
+/// The shared bench with this file's checks, the secrets its receivers name set first.
+fn bench(receivers_yaml: &str, now: SystemTime) -> Bench {
+    std::env::set_var("MAILOPS_OG_KEY", OG_KEY);
+    std::env::set_var("MAILOPS_SMTP_PASSWORD", SMTP_PASSWORD);
+    Bench::new(receivers_yaml, &checks(), now)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -159,7 +95,7 @@ async fn opsgenie_gets_a_create_then_a_close_by_alias_with_priority_from_severit
     let og = Opsgenie::start();
     og.expect_api_key(OG_KEY);
     let now = at(T0);
-    let mut b = Bench::new(&og_receivers(&og), now);
+    let mut b = bench(&og_receivers(&og), now);
     b.observe("login-a", &failure(), now);
     b.observe("login-b", &failure(), now);
     assert_eq!(b.deliver("ops", now).await.1, Some(Verdict::Accepted));
@@ -215,14 +151,14 @@ async fn opsgenie_gets_a_create_then_a_close_by_alias_with_priority_from_severit
     );
     assert_eq!(og.noops(), 0);
     let m = b.metrics.encode(Format::Text);
-    assert!(m.contains(&format!("{} 3", b.metric("ops", "sent"))), "{m}");
+    assert!(m.contains(&format!("{} 3", metric("ops", "sent"))), "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opsgenie_rate_limits_and_5xx_are_retried_then_accepted_once() {
     let og = Opsgenie::start();
     let mut now = at(T0);
-    let mut b = Bench::new(&og_receivers(&og), now);
+    let mut b = bench(&og_receivers(&og), now);
     b.observe("login-a", &failure(), now);
     og.set_mode(Mode::RateLimit {
         retry_after_secs: Some(7),
@@ -258,7 +194,7 @@ async fn opsgenie_rate_limits_and_5xx_are_retried_then_accepted_once() {
     assert_eq!(b.waiting(), 0);
     let m = b.metrics.encode(Format::Text);
     assert!(
-        m.contains(&format!("{} 2", b.metric("ops", "retried"))),
+        m.contains(&format!("{} 2", metric("ops", "retried"))),
         "{m}"
     );
 }
@@ -268,7 +204,7 @@ async fn opsgenie_refusing_the_key_is_final_and_never_quotes_it() {
     let og = Opsgenie::start();
     og.expect_api_key("another-key");
     let now = at(T0);
-    let mut b = Bench::new(&og_receivers(&og), now);
+    let mut b = bench(&og_receivers(&og), now);
     b.observe("login-a", &failure(), now);
     match b.deliver("ops", now).await {
         (Next::Again, Some(Verdict::Rejected { reason })) => {
@@ -284,7 +220,7 @@ async fn opsgenie_refusing_the_key_is_final_and_never_quotes_it() {
     assert!(og.alerts().is_empty());
     let m = b.metrics.encode(Format::Text);
     assert!(
-        m.contains(&format!("{} 1", b.metric("ops", "rejected"))),
+        m.contains(&format!("{} 1", metric("ops", "rejected"))),
         "{m}"
     );
     assert!(!m.contains(OG_KEY));
@@ -318,7 +254,7 @@ async fn an_email_over_starttls_and_auth_carries_the_evidence_in_text_and_html()
         return;
     };
     let now = at(T0);
-    let mut b = Bench::new(
+    let mut b = bench(
         &mail_receivers(&smtp.addr(), &smtp.ca_file, "${env:MAILOPS_SMTP_PASSWORD}"),
         now,
     );
@@ -413,7 +349,7 @@ async fn smtp_4xx_and_a_dead_server_are_retried_5xx_and_bad_credentials_are_fina
         return;
     };
     let mut now = at(T0);
-    let mut b = Bench::new(
+    let mut b = bench(
         &mail_receivers(&smtp.addr(), &smtp.ca_file, "${env:MAILOPS_SMTP_PASSWORD}"),
         now,
     );
@@ -450,7 +386,7 @@ async fn smtp_4xx_and_a_dead_server_are_retried_5xx_and_bad_credentials_are_fina
 
     // Wrong credentials: AUTH answers 535, final, and the reason names no password.
     std::env::set_var("MAILOPS_WRONG_PASSWORD", "wrong-pw-Zx81");
-    let mut wrong = Bench::new(
+    let mut wrong = bench(
         &mail_receivers(&smtp.addr(), &smtp.ca_file, "${env:MAILOPS_WRONG_PASSWORD}"),
         now,
     );
@@ -471,7 +407,7 @@ async fn smtp_4xx_and_a_dead_server_are_retried_5xx_and_bad_credentials_are_fina
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()
     };
-    let mut gone = Bench::new(
+    let mut gone = bench(
         &mail_receivers(&dead, &smtp.ca_file, "${env:MAILOPS_SMTP_PASSWORD}"),
         now,
     );

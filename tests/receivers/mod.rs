@@ -28,6 +28,7 @@
 //! current-thread runtime in that same thread.
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod opsgenie;
 pub mod smtp;
 
