@@ -12,15 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use canaryd::alert::outbox::Next;
 use canaryd::alert::receiver::Verdict;
 use canaryd::loader as config;
 use canaryd::metrics::{Format, Metrics};
-use canaryd::probe::{CheckResult, Reason};
 use canaryd::store::Store;
-use receivers::bench::Bench;
+use receivers::bench::{at, failure, success, Bench};
 use receivers::{Mode, PagerDuty, Slack, Webhook};
 use serde_json::Value;
 
@@ -320,33 +319,6 @@ fn kill_9_while_firing_neither_repages_nor_loses_the_resolve_or_a_queued_trigger
 // ---------------------------------------------------------------------------------------------
 // The outbox on a clock the test moves
 // ---------------------------------------------------------------------------------------------
-
-fn at(s: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(s)
-}
-
-fn failure() -> CheckResult {
-    CheckResult::failure(
-        Reason::Status,
-        "expected status 200, got 500",
-        UNIX_EPOCH,
-        Duration::from_millis(5),
-    )
-}
-
-fn success() -> CheckResult {
-    CheckResult {
-        success: true,
-        reason: None,
-        message: None,
-        duration: Duration::from_millis(5),
-        started_at: UNIX_EPOCH,
-        steps: Vec::new(),
-        observations: Vec::new(),
-        detail: None,
-        attempts: 1,
-    }
-}
 
 fn two_checks() -> String {
     let mut s = String::from("checks:\n");

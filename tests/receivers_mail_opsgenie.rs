@@ -5,13 +5,12 @@
 
 mod receivers;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use canaryd::alert::outbox::Next;
 use canaryd::alert::receiver::Verdict;
 use canaryd::metrics::Format;
-use canaryd::probe::{CheckResult, Reason};
-use receivers::bench::Bench;
+use receivers::bench::{at, failure, success, Bench};
 use receivers::opsgenie::Opsgenie;
 use receivers::smtp::Smtp;
 use receivers::Mode;
@@ -23,33 +22,6 @@ const SMTP_PASSWORD: &str = "smtp-pw \"canary\" é+/=";
 
 /// 2026-06-01T00:00:00Z
 const T0: u64 = 1_780_272_000;
-
-fn at(s: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(s)
-}
-
-fn failure() -> CheckResult {
-    CheckResult::failure(
-        Reason::Status,
-        "expected status 200, got 500",
-        UNIX_EPOCH,
-        Duration::from_millis(5),
-    )
-}
-
-fn success() -> CheckResult {
-    CheckResult {
-        attempts: 1,
-        success: true,
-        reason: None,
-        message: None,
-        duration: Duration::from_millis(5),
-        started_at: UNIX_EPOCH,
-        steps: Vec::new(),
-        observations: Vec::new(),
-        detail: None,
-    }
-}
 
 /// Two checks; login-b's summary has HTML in it.
 fn checks() -> String {

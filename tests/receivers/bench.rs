@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use canaryd::alert::engine::Engine;
 use canaryd::alert::outbox::{http_client, Next, Outbox};
@@ -11,7 +11,7 @@ use canaryd::alert::persist;
 use canaryd::alert::receiver::{self, Notifier, Verdict};
 use canaryd::loader as config;
 use canaryd::metrics::Metrics;
-use canaryd::probe::CheckResult;
+use canaryd::probe::{CheckResult, Reason};
 use canaryd::store::Store;
 
 /// An engine over `checks` routed to `receivers` (YAML), with its store and outbox, driven by
@@ -77,5 +77,35 @@ impl Bench {
             .iter()
             .map(|l| l.count)
             .sum()
+    }
+}
+
+/// `s` seconds after the Unix epoch: the tests' clock.
+pub fn at(s: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(s)
+}
+
+/// A failed run (status 500).
+pub fn failure() -> CheckResult {
+    CheckResult::failure(
+        Reason::Status,
+        "expected status 200, got 500",
+        UNIX_EPOCH,
+        Duration::from_millis(5),
+    )
+}
+
+/// A passing run.
+pub fn success() -> CheckResult {
+    CheckResult {
+        success: true,
+        reason: None,
+        message: None,
+        duration: Duration::from_millis(5),
+        started_at: UNIX_EPOCH,
+        steps: Vec::new(),
+        observations: Vec::new(),
+        detail: None,
+        attempts: 1,
     }
 }
