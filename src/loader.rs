@@ -334,6 +334,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         }
     }
 
+    errors.extend(crate::probe::check::dependency_errors(&checks, &seen));
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }

@@ -1158,3 +1158,80 @@ fn pages_carry_the_evidence_and_the_resolve_says_how_long_it_lasted() {
     assert_eq!(ev.summary, "web recovered after 12m3s");
     assert_eq!(ev.lasted(), Some(secs(723)));
 }
+
+/// `depends_on` (a TCP check on the database as the parent of an HTTP check and a queue-like
+/// TCP check): the dependants' pages wait for the parent's verdict, are held while it fails
+/// (the API names it), the parent's page lists them, and a dependant still failing after the
+/// parent is back pages then. Resolves go to whoever heard the trigger.
+#[test]
+fn depends_on_holds_dependants_while_the_parent_fails_and_pages_the_one_still_broken_after() {
+    let rule = "    alerts:\n      - {name: Down, when: failed}\n";
+    let checks = format!(
+        "checks:\n  - name: db\n    interval: 5s\n    tcp: {{target: \"127.0.0.1:9\"}}\n{rule}\
+         \x20 - name: api\n    interval: 5s\n    depends_on: [db]\n    http: {{request: {{url: \"http://127.0.0.1:9/\"}}}}\n{rule}\
+         \x20 - name: jobs\n    interval: 5s\n    depends_on: [db]\n    tcp: {{target: \"127.0.0.1:6379\"}}\n{rule}"
+    );
+    let mut s = Sim::new("", &checks);
+    let view = |s: &Sim, check: &str| {
+        s.engine
+            .views(s.now)
+            .into_iter()
+            .find(|v| v.check == check)
+            .unwrap()
+    };
+    s.run("db", true);
+    s.advance(S);
+    // api fails after db last looked: its page waits for db's next result.
+    assert!(s.run("api", false).sends.is_empty());
+    assert_eq!(s.phase("api", "Down"), Phase::Firing);
+    assert_eq!(view(&s, "api").suppressed_by.as_deref(), Some("db"));
+    s.advance(S);
+    assert!(s.tick().sends.is_empty());
+    s.run("jobs", false);
+    s.advance(S);
+    // db fails: its page is the one page, and it lists both dependants.
+    let fx = s.run("db", false);
+    assert_eq!(sent(&fx), ["chat:trigger", "oncall:trigger", "am:trigger"]);
+    let page = &fx.sends[0].1;
+    assert_eq!(page.dependants_failing, ["api", "jobs"]);
+    assert!(
+        page.summary
+            .ends_with("(2 dependants failing too: api, jobs)"),
+        "{}",
+        page.summary
+    );
+    assert_eq!(view(&s, "db").dependants_failing, ["api", "jobs"]);
+    // Held for as long as db fails, through results and ticks.
+    for _ in 0..12 {
+        s.advance(S);
+        assert!(s.tick().sends.is_empty());
+        assert!(s.run("api", false).sends.is_empty());
+        assert!(s.run("jobs", false).sends.is_empty());
+        assert!(s.run("db", false).sends.is_empty());
+    }
+    assert_eq!(view(&s, "jobs").suppressed_by.as_deref(), Some("db"));
+    // db is back: its resolve goes out; jobs recovers with it (no page, so no resolve);
+    // api is still broken and pages once it has run again after db came back.
+    s.advance(S);
+    let fx = s.run("db", true);
+    assert_eq!(sent(&fx), ["am:resolve", "chat:resolve", "oncall:resolve"]);
+    assert!(fx.sends[0].1.dependants_failing.is_empty());
+    assert!(
+        s.tick().sends.is_empty(),
+        "api has not run since db came back"
+    );
+    s.advance(S);
+    assert!(s.run("jobs", true).sends.is_empty());
+    assert_eq!(s.phase("jobs", "Down"), Phase::Inactive);
+    let fx = s.run("api", false);
+    assert!(fx.sends.is_empty(), "db's last word is older than api's");
+    s.advance(S);
+    assert!(s.run("db", true).sends.is_empty());
+    let fx = s.tick();
+    assert_eq!(sent(&fx), ["chat:trigger", "oncall:trigger", "am:trigger"]);
+    assert_eq!(fx.sends[0].1.check, "api");
+    assert_eq!(view(&s, "api").suppressed_by, None);
+    s.advance(S);
+    let fx = s.run("api", true);
+    assert_eq!(sent(&fx), ["am:resolve", "chat:resolve", "oncall:resolve"]);
+}

@@ -470,6 +470,13 @@ const FIXTURES: &[(&str, Verdict)] = &[
     ("daemon-webhook-header-line-break.yaml", CannotTell),
     // The dns kind: its keys' words, counts and lengths are in the schema; names, addresses'
     // ports, regexes and the relation between min and max are not.
+    ("depends-on-cycle.yaml", CannotTell),
+    ("depends-on-self.yaml", Rejects(&["/checks/1/depends_on"])),
+    (
+        "depends-on-too-many.yaml",
+        Rejects(&["/checks/17/depends_on"]),
+    ),
+    ("depends-on-unknown.yaml", CannotTell),
     (
         "dns-answer-no-matcher.yaml",
         Rejects(&["/checks/0/dns/expect/answers/0"]),

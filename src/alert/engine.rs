@@ -59,6 +59,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::depend::{self, Dependencies};
 use super::route::Router;
 use super::silence::{in_maintenance, Mutes, Silence};
 use super::{dedup_key, to_ms, AlertConfig, AlertEvent, EventKind, Status};
@@ -468,6 +469,9 @@ pub struct Delivery {
     pub last_reminder_ms: i64,
     /// Last lease refresh (Unix ms; not saved on its own).
     pub last_refresh_ms: i64,
+    /// The trigger is held because this parent check fails (`depends_on`).
+    #[serde(default)]
+    pub held_by: Option<String>,
 }
 
 /// A firing alert as kept in the store.
@@ -494,6 +498,21 @@ pub struct Effects {
     pub delete: Vec<String>,
     /// `canary_alert_state` changes: (check, alert, severity, phase).
     pub states: Vec<(String, String, &'static str, Phase)>,
+    /// `canary_alert_suppressed` changes.
+    pub held: Vec<Held>,
+}
+
+/// An alert's trigger held by a failing parent, or no longer (`canary_alert_suppressed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// Check name.
+    pub check: String,
+    /// Alert name.
+    pub alert: String,
+    /// The parent that held it before (its series goes).
+    pub from: Option<String>,
+    /// The parent that holds it now (its series is 1).
+    pub to: Option<String>,
 }
 
 impl Effects {
@@ -507,6 +526,7 @@ impl Effects {
         self.save.append(&mut other.save);
         self.delete.append(&mut other.delete);
         self.states.append(&mut other.states);
+        self.held.append(&mut other.held);
     }
 }
 
@@ -558,6 +578,11 @@ pub struct AlertView {
     pub annotations: BTreeMap<String, String>,
     /// Muted now by a silence or maintenance.
     pub silenced: bool,
+    /// Firing, but its trigger is held because this parent check fails (`depends_on`).
+    pub suppressed_by: Option<String>,
+    /// The check's dependants (direct and indirect) whose last run failed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dependants_failing: Vec<String>,
     /// Receivers that got the trigger.
     pub notified: Vec<String>,
     /// The escalation went out.
@@ -604,6 +629,8 @@ pub struct Engine {
     /// Receivers that want lease refreshes, and how often.
     refresh: HashMap<String, Duration>,
     silences: Mutes,
+    /// `depends_on`: every check's last verdict, and which parent holds whose triggers.
+    deps: Dependencies,
     /// `http://listen` for generator URLs.
     base_url: String,
 }
@@ -621,6 +648,7 @@ impl Engine {
             maintenance: Vec::new(),
             refresh: HashMap::new(),
             silences: Mutes::default(),
+            deps: Dependencies::default(),
             base_url: base_url.into(),
         }
     }
@@ -690,6 +718,7 @@ impl Engine {
     ) -> Effects {
         self.router = Router::new(&alerting.routes, &alerting.receiver_names());
         self.maintenance = alerting.maintenance.clone();
+        self.deps.configure(checks, now);
         self.refresh = refresh;
         let mut old = std::mem::take(&mut self.entries);
         let mut fx = Effects::default();
@@ -761,6 +790,14 @@ impl Engine {
                     rule.severity.as_str(),
                     entry.tracker.phase(),
                 ));
+                if let Some(parent) = &entry.delivery.held_by {
+                    fx.held.push(Held {
+                        check: check.name.clone(),
+                        alert: rule.name.clone(),
+                        from: None,
+                        to: Some(parent.clone()),
+                    });
+                }
                 self.entries
                     .entry(check.name.clone())
                     .or_default()
@@ -823,6 +860,7 @@ impl Engine {
     /// A result of `check`: every rule of the check is evaluated.
     pub fn observe(&mut self, check: &str, result: &CheckResult, now: SystemTime) -> Effects {
         let mut fx = Effects::default();
+        self.deps.record(check, result.success, now);
         let Some(mut list) = self.entries.remove(check) else {
             return fx;
         };
@@ -879,6 +917,7 @@ impl Engine {
             value: None,
             values: BTreeMap::new(),
             message: None,
+            dependants_failing: Vec::new(),
             starts_at_ms: to_ms(now),
             ends_at_ms: None,
             created_ms: to_ms(now),
@@ -890,6 +929,11 @@ impl Engine {
         if let Some(since) = e.tracker.since().filter(|_| status == Status::Firing) {
             ev.starts_at_ms = to_ms(since);
         }
+        let failing = match status {
+            Status::Firing => self.deps.failing_dependants(&e.check.name),
+            Status::Resolved => Vec::new(),
+        };
+        with_dependants(&mut ev, failing);
         if status == Status::Resolved {
             ev.ends_at_ms = Some(to_ms(now));
             resolved_summary(&mut ev);
@@ -933,6 +977,14 @@ impl Engine {
                 };
                 if self.muted(e, now) {
                     e.delivery.suppressed = true;
+                } else if let Some(parent) = self.deps.held_by(&e.check.name, now) {
+                    e.delivery.held_by = Some(parent.to_string());
+                    fx.held.push(Held {
+                        check: e.check.name.clone(),
+                        alert: e.rule().name.clone(),
+                        from: None,
+                        to: Some(parent.to_string()),
+                    });
                 } else {
                     fx.sends = self.trigger(e, EventKind::Trigger, now);
                 }
@@ -947,6 +999,14 @@ impl Engine {
                     .map(|r| (r.clone(), ev.clone()))
                     .collect();
                 fx.delete.push(e.dedup_key.clone());
+                if let Some(parent) = e.delivery.held_by.take() {
+                    fx.held.push(Held {
+                        check: e.check.name.clone(),
+                        alert: e.rule().name.clone(),
+                        from: Some(parent),
+                        to: None,
+                    });
+                }
                 e.delivery = Delivery::default();
             }
         }
@@ -978,14 +1038,29 @@ impl Engine {
         let now_ms = to_ms(now);
         let muted = self.muted(e, now);
         let mut changed = false;
-        if e.delivery.suppressed && !muted {
-            e.delivery.suppressed = false;
-            e.delivery.last_reminder_ms = now_ms;
-            fx.sends.extend(self.trigger(e, EventKind::Trigger, now));
-            changed = true;
+        if e.delivery.suppressed || e.delivery.held_by.is_some() {
+            // A trigger waits for its mute to end and for its parents (`depends_on`).
+            let held = self.deps.held_by(&e.check.name, now).map(str::to_string);
+            if held != e.delivery.held_by {
+                fx.held.push(Held {
+                    check: e.check.name.clone(),
+                    alert: e.rule().name.clone(),
+                    from: e.delivery.held_by.take(),
+                    to: held.clone(),
+                });
+                e.delivery.held_by = held;
+                changed = true;
+            }
+            if !muted && e.delivery.held_by.is_none() {
+                e.delivery.suppressed = false;
+                e.delivery.last_reminder_ms = now_ms;
+                fx.sends.extend(self.trigger(e, EventKind::Trigger, now));
+                changed = true;
+            }
         }
+        let waiting = muted || e.delivery.suppressed || e.delivery.held_by.is_some();
         let dest = self.router.route(&e.labels).cloned();
-        if let (Some(dest), false) = (&dest, muted || e.delivery.suppressed) {
+        if let (Some(dest), false) = (&dest, waiting) {
             if let Some((after, receivers)) = &dest.escalate {
                 let since = e.tracker.since().unwrap_or(now);
                 if !e.delivery.escalated && now.duration_since(since).unwrap_or_default() >= *after
@@ -1125,6 +1200,7 @@ impl Engine {
             value: (!value.is_empty()).then_some(value),
             values: read.into_iter().collect(),
             message,
+            dependants_failing: Vec::new(),
             starts_at_ms: to_ms(e.tracker.since().unwrap_or(now)),
             ends_at_ms: None,
             created_ms: to_ms(now),
@@ -1159,6 +1235,12 @@ impl Engine {
                     .map(|l| l.annotations.clone())
                     .unwrap_or_default(),
                 silenced: self.muted(e, now),
+                suppressed_by: e
+                    .delivery
+                    .held_by
+                    .clone()
+                    .filter(|_| e.tracker.phase() == Phase::Firing),
+                dependants_failing: self.deps.failing_dependants(&e.check.name),
                 notified: e.delivery.notified.iter().cloned().collect(),
                 escalated: e.delivery.escalated,
                 last_evaluation: e.tracker.last(),
@@ -1222,6 +1304,22 @@ pub fn default_summary(ev: &Evidence<'_>) -> String {
     } else {
         format!("{}: {} ({})", ev.check, ev.alert, values.join(" "))
     }
+}
+
+/// Sets the failing dependants of a parent's event; without a `summary` annotation the summary
+/// ends with them: `db failing: connect: refused (2 dependants failing too: api, jobs)`.
+/// Idempotent: an event restored from the store already carries an older list.
+fn with_dependants(ev: &mut AlertEvent, failing: Vec<String>) {
+    if !ev.dependants_failing.is_empty() {
+        let old = format!(" {}", depend::dependants_note(&ev.dependants_failing));
+        if let Some(base) = ev.summary.strip_suffix(&old) {
+            ev.summary = base.to_string();
+        }
+    }
+    if !failing.is_empty() && !ev.annotations.contains_key("summary") {
+        ev.summary = format!("{} {}", ev.summary, depend::dependants_note(&failing));
+    }
+    ev.dependants_failing = failing;
 }
 
 /// A resolve without a `summary` annotation says how long the alert lasted:
@@ -1356,6 +1454,7 @@ mod tests {
                 value: None,
                 values: BTreeMap::new(),
                 message: None,
+                dependants_failing: Vec::new(),
                 starts_at_ms: to_ms(since),
                 ends_at_ms: None,
                 created_ms: to_ms(since),

@@ -23,6 +23,7 @@
 //! What `canaryd.yaml` says about alerting (receivers, routes, maintenance, the watchdog) is
 //! defined, validated and typed here, next to what uses it: [`AlertConfig`].
 
+pub mod depend;
 pub mod engine;
 pub mod outbox;
 pub mod persist;
@@ -177,6 +178,10 @@ pub struct AlertEvent {
     /// probe: `step "submit": expected status 302, got 200`).
     #[serde(default)]
     pub message: Option<String>,
+    /// A parent's page (`depends_on`): its dependants, direct and indirect, whose last run
+    /// failed when the event was built.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependants_failing: Vec<String>,
     /// When the alert started firing (Unix milliseconds).
     pub starts_at_ms: i64,
     /// When it resolved (Unix milliseconds), for resolve events.
@@ -406,6 +411,7 @@ pub(crate) mod tests_support {
             value: None,
             values: Default::default(),
             message: None,
+            dependants_failing: Vec::new(),
             starts_at_ms: 0,
             ends_at_ms: None,
             created_ms,

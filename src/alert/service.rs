@@ -378,6 +378,7 @@ impl Alerting {
                 .map(|(c, a, s, p)| (c.clone(), a.clone(), *s, p.metric_value()))
                 .collect();
             self.metrics.reset_alert_states(&states);
+            self.metrics.clear_alert_suppressed();
             self.commit(Effects {
                 states: Vec::new(),
                 ..fx
@@ -458,6 +459,25 @@ impl Alerting {
         for (check, alert, severity, phase) in &fx.states {
             self.metrics
                 .set_alert_state(check, alert, severity, phase.metric_value());
+        }
+        for h in &fx.held {
+            self.metrics.set_alert_suppressed(
+                &h.check,
+                &h.alert,
+                h.from.as_deref(),
+                h.to.as_deref(),
+            );
+            match &h.to {
+                Some(parent) => tracing::info!(
+                    check = %h.check,
+                    alert = %h.alert,
+                    parent = %parent,
+                    "page held: the parent check it depends on fails"
+                ),
+                None => {
+                    tracing::info!(check = %h.check, alert = %h.alert, "page no longer held by a parent")
+                }
+            }
         }
         if fx.is_empty() {
             return;

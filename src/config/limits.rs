@@ -76,6 +76,8 @@ pub const WATCHDOG_EVERY: (Duration, Duration) = (Duration::from_secs(1), days(1
 
 /// A check's `retries.count` (re-runs of a failed attempt within one interval).
 pub const MAX_RETRIES: u32 = 10;
+/// A check's `depends_on` (parent checks).
+pub const MAX_DEPENDS_ON: usize = 16;
 /// `max_concurrency`.
 pub const MAX_CONCURRENCY: u32 = 10_000;
 /// Alert `consecutive`.

@@ -120,6 +120,7 @@ pub struct Metrics {
     /// Capacity for the next encoding: the last output's size plus a margin.
     size_hint: AtomicUsize,
     alert_state: Family<AlertLabels, Gauge>,
+    alert_suppressed: Family<AlertLabels, Gauge>,
     notifications: Family<[(&'static str, String); 2], Counter>,
     queue_length: Family<[(&'static str, String); 1], Gauge>,
     delivery: DeliveryFamily,
@@ -281,6 +282,12 @@ impl Metrics {
             "State of each alert rule: 0 inactive, 1 pending, 2 firing",
             alert_state.clone(),
         );
+        let alert_suppressed = Family::<AlertLabels, Gauge>::default();
+        registry.register(
+            "canary_alert_suppressed",
+            "1 while a firing alert's page is held because the parent check it depends on fails (depends_on)",
+            alert_suppressed.clone(),
+        );
         let notifications = Family::<[(&'static str, String); 2], Counter>::default();
         registry.register(
             "canaryd_notifications",
@@ -329,6 +336,7 @@ impl Metrics {
             store_errors,
             store_unsaved,
             alert_state,
+            alert_suppressed,
             notifications,
             queue_length,
             delivery,
@@ -426,6 +434,36 @@ impl Metrics {
         for (check, alert, severity, state) in states {
             self.set_alert_state(check, alert, severity, *state);
         }
+    }
+
+    /// Moves `canary_alert_suppressed{check,alert,parent}` of one alert from the parent that
+    /// held it (`from`) to the one that holds it now (`to`; none: the series goes).
+    pub fn set_alert_suppressed(
+        &self,
+        check: &str,
+        alert: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) {
+        let labels = |parent: &str| -> AlertLabels {
+            [
+                ("check", check.to_string()),
+                ("alert", alert.to_string()),
+                ("parent", parent.to_string()),
+            ]
+        };
+        if let Some(from) = from {
+            self.alert_suppressed.remove(&labels(from));
+        }
+        if let Some(to) = to {
+            self.alert_suppressed.get_or_create(&labels(to)).set(1);
+        }
+    }
+
+    /// Forgets every `canary_alert_suppressed` series (after a configuration change, before
+    /// the held alerts are set again).
+    pub fn clear_alert_suppressed(&self) {
+        self.alert_suppressed.clear();
     }
 
     /// Counts `n` notifications of a receiver with a result.

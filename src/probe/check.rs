@@ -42,8 +42,23 @@ pub struct Check {
     pub alerts: Vec<AlertRule>,
     /// Quick retries of a failed attempt within the same interval (none: `count` 0).
     pub retries: Retries,
+    /// The checks this one depends on (`depends_on:`): while one of them fails, this check's
+    /// pages are held. Names are checked against the whole configuration by the loader.
+    pub depends_on: Vec<Dependency>,
     /// Where it was defined.
     pub origin: Origin,
+}
+
+/// One entry of `depends_on:`: a parent check's name, and where it was written (the loader
+/// checks that the parent exists and that no cycle forms, once every file is read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    /// The parent check's name.
+    pub check: String,
+    /// Where the name was written.
+    pub at: Origin,
+    /// Its key, for errors (`checks[3].depends_on[0]`).
+    pub key: String,
 }
 
 /// `retries:` of a check, validated: a failed attempt is re-run up to `count` times, `delay`
@@ -96,6 +111,8 @@ pub struct CheckDef {
     pub alerts: Vec<AlertDef>,
     /// Quick retries, and where the key was written.
     pub retries: Option<Spanned<RetriesDef>>,
+    /// Parent checks, as written.
+    pub depends_on: Vec<Spanned<String>>,
 }
 
 /// The keys of a check that are not a kind's, for the schema (and its descriptions).
@@ -122,7 +139,18 @@ struct CommonKeys {
     /// `canary_check_retries_total` counts the retries. Not for heartbeat checks.
     #[schemars(with = "Option<RetriesDef>")]
     retries: Option<RetriesDef>,
+    /// Checks this one depends on (at most 16, by name, in any check file): while one of them
+    /// fails, this check's pages are held (the API and `canary_alert_suppressed` name the
+    /// parent), and the parent's page lists its failing dependants. No cycles.
+    #[schemars(with = "Option<Vec<CheckName>>", extend("maxItems" = 16, "uniqueItems" = true))]
+    depends_on: Option<Vec<String>>,
 }
+
+/// A check's name where another check refers to it.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+#[schemars(extend("pattern" = schema::NAME, "maxLength" = 128, "patternErrorMessage" = "a check name: lowercase letters, digits, - and _"))]
+struct CheckName(Text);
 
 /// `a, b or c`.
 fn one_of(words: &[&str]) -> String {
@@ -138,6 +166,7 @@ static FIELDS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     f.extend(kinds::KEYS);
     f.push("alerts");
     f.push("retries");
+    f.push("depends_on");
     f
 });
 
@@ -244,6 +273,7 @@ impl<'de> Deserialize<'de> for CheckDef {
                 let mut labels = None;
                 let mut alerts = None;
                 let mut retries = None;
+                let mut depends_on = None;
                 let mut kinds_written: Vec<Box<dyn AnyDef>> = Vec::new();
                 let mut seen_kinds: Vec<&'static str> = Vec::new();
                 while let Some(key) = map.next_key::<FieldName>()? {
@@ -279,6 +309,14 @@ impl<'de> Deserialize<'de> for CheckDef {
                             once(&retries, "retries")?;
                             retries = Some(map.next_value::<Option<Spanned<RetriesDef>>>()?);
                         }
+                        "depends_on" => {
+                            once(&depends_on, "depends_on")?;
+                            depends_on = Some(
+                                map.next_value::<Option<Capped<Spanned<String>, { limits::MAX_DEPENDS_ON }>>>()?
+                                    .map(|c| c.0)
+                                    .unwrap_or_default(),
+                            );
+                        }
                         other => {
                             let Some(&kind_key) = kinds::KEYS.iter().find(|k| **k == other) else {
                                 unreachable!("FieldName lets only known keys through");
@@ -301,6 +339,7 @@ impl<'de> Deserialize<'de> for CheckDef {
                     kinds: kinds_written,
                     alerts: alerts.unwrap_or_default(),
                     retries: retries.flatten(),
+                    depends_on: depends_on.unwrap_or_default(),
                 })
             }
         }
@@ -453,6 +492,7 @@ fn check(
         _ => None,
     };
     let retries = retries(ctx, def, key, retry_kind, interval, timeout);
+    let depends_on = depends_on(ctx, def, key);
     let kind = kind?;
     let var_type = |name: &str| kind.var_type(name);
     let vars = KindVars {
@@ -471,8 +511,123 @@ fn check(
         kind,
         alerts,
         retries,
+        depends_on,
         origin,
     })
+}
+
+/// Validates the names of `depends_on:` on their own (well-formed, not the check itself, no
+/// repeats); whether each parent exists and that no cycle forms is [`dependency_errors`]'s, once
+/// every check file is read.
+fn depends_on(ctx: &mut Ctx, def: &CheckDef, key: &str) -> Vec<Dependency> {
+    let mut out: Vec<Dependency> = Vec::new();
+    for (i, parent) in def.depends_on.iter().enumerate() {
+        let pkey = format!("{key}.depends_on[{i}]");
+        let name = &parent.value;
+        if !valid_name(name) {
+            ctx.err(
+                &parent.referenced,
+                pkey,
+                format!("invalid check name {name:?}: use lowercase letters, digits, - and _, starting with a letter or digit"),
+            );
+        } else if *name == def.name.value {
+            ctx.err(
+                &parent.referenced,
+                pkey,
+                format!("check {name:?} cannot depend on itself"),
+            );
+        } else if out.iter().any(|d| d.check == *name) {
+            ctx.err(
+                &parent.referenced,
+                pkey,
+                format!("{name:?} is listed twice"),
+            );
+        } else {
+            out.push(Dependency {
+                check: name.clone(),
+                at: ctx.origin(&parent.referenced),
+                key: pkey,
+            });
+        }
+    }
+    out
+}
+
+/// The errors of `depends_on:` across the whole configuration: a parent that is no check, and
+/// cycles (`a` → `b` → `a`), each reported once, at the entry that closes it.
+/// `names` holds every check name written (a check refused for another error still exists, so
+/// its dependants get no second, false error).
+pub fn dependency_errors(
+    checks: &[Arc<Check>],
+    names: &HashMap<String, Origin>,
+) -> Vec<ConfigError> {
+    let by_name: HashMap<&str, &Check> = checks.iter().map(|c| (c.name.as_str(), &**c)).collect();
+    let mut errors = Vec::new();
+    let err = |at: &Origin, key: String, message: String| ConfigError {
+        file: at.file.clone(),
+        line: at.line,
+        col: at.col,
+        key,
+        message,
+    };
+    for c in checks {
+        for d in &c.depends_on {
+            if !names.contains_key(&d.check) {
+                errors.push(err(
+                    &d.at,
+                    d.key.clone(),
+                    format!(
+                        "check {:?} depends on {:?}, which is not a check in this configuration",
+                        c.name, d.check
+                    ),
+                ));
+            }
+        }
+    }
+    // Depth-first search over the parents; colours: absent white, false grey (on the current
+    // path), true black (done). Iterative, so a chain of 10,000 checks cannot overflow a stack.
+    let mut colour: HashMap<&str, bool> = HashMap::new();
+    for start in checks {
+        if colour.contains_key(start.name.as_str()) {
+            continue;
+        }
+        let mut path: Vec<(&Check, usize)> = vec![(&**start, 0)];
+        colour.insert(&start.name, false);
+        while let Some(top) = path.last_mut() {
+            let (node, i) = *top;
+            top.1 += 1;
+            let Some(dep) = node.depends_on.get(i) else {
+                colour.insert(&node.name, true);
+                path.pop();
+                continue;
+            };
+            let Some(parent) = by_name.get(dep.check.as_str()) else {
+                continue;
+            };
+            match colour.get(parent.name.as_str()) {
+                None => {
+                    colour.insert(&parent.name, false);
+                    path.push((parent, 0));
+                }
+                Some(false) => {
+                    let from = path
+                        .iter()
+                        .position(|(c, _)| c.name == parent.name)
+                        .unwrap_or(0);
+                    let mut cycle: Vec<&str> =
+                        path[from..].iter().map(|(c, _)| c.name.as_str()).collect();
+                    cycle.push(&parent.name);
+                    errors.push(err(
+                        &dep.at,
+                        dep.key.clone(),
+                        format!("dependency cycle: {}", cycle.join(" -> ")),
+                    ));
+                }
+                Some(true) => {}
+            }
+        }
+    }
+    errors
 }
 
 /// Validates `retries:` against the kind and the check's timing. The decisive rule: the worst
@@ -563,13 +718,9 @@ pub fn load_checks_str(file: &Path, yaml: &str) -> Result<Vec<Arc<Check>>, Confi
     };
     let defaults = CheckDefaults::default();
     let mut checks = Vec::new();
-    checks_of(
-        &mut ctx,
-        &cf.checks,
-        &defaults,
-        &mut HashMap::new(),
-        &mut checks,
-    );
+    let mut seen = HashMap::new();
+    checks_of(&mut ctx, &cf.checks, &defaults, &mut seen, &mut checks);
+    errors.extend(dependency_errors(&checks, &seen));
     if errors.is_empty() {
         Ok(checks)
     } else {
@@ -692,7 +843,7 @@ mod tests {
             "{expected_keys}"
         );
         assert!(
-            expected_keys.ends_with(", alerts, retries"),
+            expected_keys.ends_with(", alerts, retries, depends_on"),
             "{expected_keys}"
         );
     }

@@ -662,6 +662,7 @@ pub(crate) mod tests_support {
             value: None,
             values: BTreeMap::new(),
             message: Some("step \"submit\": expected status 302, got 200".into()),
+            dependants_failing: Vec::new(),
             starts_at_ms: 1_800_000_000_000,
             ends_at_ms: None,
             created_ms: 1_800_000_000_000,
