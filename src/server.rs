@@ -472,6 +472,7 @@ fn check_json(d: &Daemon, c: &Check) -> Value {
         "timeout_seconds": c.timeout.as_secs_f64(),
         "labels": c.labels,
         "source": c.origin.to_string(),
+        "depends_on": c.depends_on.iter().map(|p| p.check.as_str()).collect::<Vec<_>>(),
         "alerts": c.alerts.iter().map(|a| json!({"name": a.name, "when": a.when, "severity": a.severity.as_str()})).collect::<Vec<_>>(),
         "last_result": last.as_deref().map(result_json),
     });

@@ -225,7 +225,8 @@ fn every_exported_metric_family_is_documented_with_its_labels_and_every_document
     let documented = documented_families(&readme());
 
     // Targets for every kind of check: an HTTPS page (steps, phases, a certificate), a page
-    // that fails (a failure reason, an alert that fires and notifies), a TCP port, a Sidekiq
+    // that fails (a failure reason, an alert that fires and notifies) and one that depends on
+    // it (its page held: canary_alert_suppressed), a TCP port, a Sidekiq
     // queue in a real Redis (queue families), a heartbeat (pings), and a webhook receiver.
     let Some(redis) = Redis::start() else { return };
     redis.cmd(&["SADD", "queues", "default"]);
@@ -261,6 +262,14 @@ fn every_exported_metric_family_is_documented_with_its_labels_and_every_document
       request: {{url: "{broken}"}}
     alerts:
       - name: BrokenPage
+        when: failed
+  - name: behind
+    interval: 1s
+    depends_on: [broken]
+    http:
+      request: {{url: "{broken}"}}
+    alerts:
+      - name: BehindBroken
         when: failed
   - name: port
     interval: 1s

@@ -210,6 +210,11 @@ impl AlertEvent {
         &self.generator_url
     }
 
+    /// A parent's failing dependants, `a, b, c` (none: not a parent's page, or none fail).
+    pub fn dependants(&self) -> Option<String> {
+        (!self.dependants_failing.is_empty()).then(|| self.dependants_failing.join(", "))
+    }
+
     /// The `runbook_url` annotation, when the rule sets one.
     pub fn runbook_url(&self) -> Option<&str> {
         self.annotations

@@ -344,6 +344,9 @@ fn facts(e: &AlertEvent) -> Vec<(&'static str, String)> {
             rows.push((k, v.clone()));
         }
     }
+    if let Some(d) = e.dependants() {
+        rows.push(("Failing too", d));
+    }
     rows.push(("Since", rfc3339(e.starts_at())));
     if let Some(end) = e.ends_at() {
         rows.push(("Until", rfc3339(end)));

@@ -191,6 +191,9 @@ impl Opsgenie {
                 put(k, v);
             }
         }
+        if let Some(d) = e.dependants() {
+            put("dependants_failing", &d);
+        }
         put("check_url", e.check_url());
         put("starts_at", &rfc3339(e.starts_at()));
         for (k, v) in &e.annotations {

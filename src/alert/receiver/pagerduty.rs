@@ -121,6 +121,9 @@ impl PagerDuty {
                     details.insert(k.into(), json!(v));
                 }
             }
+            if !e.dependants_failing.is_empty() {
+                details.insert("dependants_failing".into(), json!(e.dependants_failing));
+            }
             if !e.values.is_empty() {
                 details.insert("values".into(), json!(e.values));
             }

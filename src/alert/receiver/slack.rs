@@ -117,6 +117,13 @@ impl Slack {
             if let Some(m) = e.message.as_deref().filter(|m| !e.summary.contains(m)) {
                 let _ = write!(out, " — {}", escape(m));
             }
+            // A parent's failing dependants, unless the (default) summary lists them.
+            if let Some(d) = e
+                .dependants()
+                .filter(|_| !e.summary.contains("failing too"))
+            {
+                let _ = write!(out, " — failing too: {}", escape(&d));
+            }
             if let Some(d) = e.lasted().filter(|_| e.status == Status::Resolved) {
                 if !e.summary.contains("recovered after") {
                     let _ = write!(out, " (lasted {})", crate::alert::short_duration(d));

@@ -186,6 +186,7 @@ impl Webhook {
                     "message": e.message,
                     "value": e.value,
                     "values": e.values,
+                    "dependants_failing": e.dependants_failing,
                     "runbook_url": e.runbook_url(),
                     "starts_at": rfc3339(e.starts_at()),
                     "ends_at": e.ends_at().map(rfc3339),
