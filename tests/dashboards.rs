@@ -4,19 +4,22 @@
 //!   datasource UID anywhere, unique panel ids, and a Prometheus query in every panel.
 //! - Every panel query works: the demo app (a Django-like login), its Redis-backed Sidekiq-style
 //!   job system and its pager run in this test (compiled in with `#[path]`, as in `tests/demo.rs`);
-//!   an nginx serves HTTPS with a certificate made here; two replicas of the real `canaryd`
-//!   binary (same configuration, own state directories) run the demo's check files plus an HTTPS
-//!   check and a heartbeat, paging the demo's pager and a receiver that refuses everything; a real
-//!   Prometheus scrapes both every second, as two targets (two `instance`s). The login is broken
-//!   on purpose (`/control?break_login=1`) so failures, a firing alert and notifications exist.
+//!   an nginx serves HTTPS with a certificate made here; the real `canaryd` binary runs the demo's
+//!   check files plus an HTTPS check and a heartbeat, paging the demo's pager and a receiver that
+//!   refuses everything, four times (same check files, own state directories): two replicas
+//!   running every check (Prometheus job `canaryd`) and two shards splitting them (`--shard 1/2`
+//!   and `2/2`, job `canaryd-shards`); a real Prometheus scrapes all four every second. The login
+//!   is broken on purpose (`/control?break_login=1`) so failures, a firing alert and
+//!   notifications exist.
 //!   Then each variable query (`label_values(...)` through the label-values API) and each panel
 //!   target (variables replaced as Grafana replaces them with "All" selected, under two
 //!   `$__rate_interval`s) is evaluated through `/api/v1/query` until each has parsed and returned
 //!   data, within a bounded wait. A failure names the dashboard, the panel and the query.
-//! - The panels that count checks, steps, alerts, jobs and workers are right with replicas: with
-//!   both replicas selected each shows what one replica alone shows (not twice as much), and the
-//!   numbers a user knows: passing + failing checks is the number of checks, the demo's one
-//!   worker, the jobs parked in a queue nobody drains.
+//! - The panels that count checks, steps, alerts, jobs and workers are right with replicas and
+//!   with shards: with both replicas selected each shows what one replica alone shows (not twice
+//!   as much), with both shards what the two add up to, and for both the numbers a user knows:
+//!   passing + failing checks is the number of checks, the demo's one worker, the jobs parked in
+//!   a queue nobody drains.
 //!
 //! Without prometheus, redis-server or nginx the live test is skipped, except under `CI=true`,
 //! where it fails.
@@ -94,6 +97,11 @@ const COUNTING_PANELS: [(&str, &str, &str); 10] = [
 
 /// How long the replicas may take to agree on the counting panels (their runs are not in step).
 const REPLICAS_AGREE_DEADLINE: Duration = Duration::from_secs(40);
+
+/// The Prometheus jobs of the two replicas (each runs every check) and of the two shards (each
+/// runs half of them, `--shard 1/2` and `2/2`).
+const REPLICAS_JOB: &str = "canaryd";
+const SHARDS_JOB: &str = "canaryd-shards";
 
 struct Dashboard {
     file: String,
@@ -817,12 +825,13 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
 
     park_jobs(&jobs.url);
 
-    // Two replicas of the real canaryd: the same check files, each its own configuration (listen
-    // address, state directory).
+    // The real canaryd, four times, each with its own configuration (listen address, state
+    // directory) and the same check files: two replicas running every check (Prometheus job
+    // `canaryd`) and two shards splitting the checks between them (job `canaryd-shards`).
     let token = "dashboards-heartbeat-token";
     let mut dirs = Vec::new();
-    let mut replicas = Vec::new();
-    for _ in 0..2 {
+    let mut daemons = Vec::new();
+    for shard in [None, None, Some("1/2"), Some("2/2")] {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, &cert).unwrap();
@@ -835,32 +844,46 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
             .env("DEMO_PAGER_SECRET", pager::SECRET)
             .env("DEMO_REDIS_URL", &jobs.url)
             .env("DASHBOARDS_HEARTBEAT_TOKEN", token);
-        replicas.push(Canaryd::start(cmd, &addr).unwrap_or_else(|e| panic!("{e}")));
+        let job = match shard {
+            Some(shard) => {
+                cmd.args(["--shard", shard]);
+                SHARDS_JOB
+            }
+            None => REPLICAS_JOB,
+        };
+        let daemon = Canaryd::start(cmd, &addr).unwrap_or_else(|e| panic!("{e}"));
+        daemons.push((job, daemon));
         dirs.push(dir);
     }
-    let canaryd_addr = replicas[0].addr().to_string();
-    let other_addr = replicas[1].addr().to_string();
+    let addr_of = |i: usize| daemons[i].1.addr().to_string();
+    let (canaryd_addr, other_addr) = (addr_of(0), addr_of(1));
+    let (shard_1, shard_2) = (addr_of(2), addr_of(3));
 
-    let targets: Vec<(&str, String)> = replicas
+    let targets: Vec<(&str, String)> = daemons
         .iter()
-        .map(|r| ("canaryd", r.addr().to_string()))
+        .map(|(job, d)| (*job, d.addr().to_string()))
         .collect();
     let Some(prom) = Prometheus::start(&targets, "1s") else {
         return;
     };
 
-    // The batch job reports in, to every replica (as the README tells a job to).
+    // The batch job reports in, to every process (as the README tells a job to): each replica
+    // takes the ping, and of the shards the one that owns the check.
     let auth = format!("Bearer {token}");
-    for replica in &replicas {
-        let ping = replica.url("/ping/nightly-export");
+    let mut answers = Vec::new();
+    for (job, daemon) in &daemons {
+        let ping = daemon.url("/ping/nightly-export");
         let r = http_request("POST", &ping, &[("Authorization", &auth)], Some(b"done")).unwrap();
-        assert!(
-            r.status < 300,
-            "ping {ping}: HTTP {} {}",
-            r.status,
-            r.text()
-        );
+        answers.push(format!("{job} {ping}: HTTP {} {}", r.status, r.text()));
+        if *job == REPLICAS_JOB {
+            assert!(r.status < 300, "{}", answers.last().unwrap());
+        }
     }
+    let taken = answers.iter().filter(|a| a.contains(": HTTP 2")).count();
+    assert_eq!(
+        taken, 3,
+        "two replicas and one shard take the ping: {answers:#?}"
+    );
 
     // Healthy first (so every step of the logins has run and has series), then a deploy that
     // rejects every password: failures by reason, LoginFailing firing, pages sent and refused.
@@ -990,7 +1013,7 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
         items.len(),
         failures.join("\n  "),
         prom.targets_summary(),
-        replicas[0].log_tail(20)
+        daemons[0].1.log_tail(20)
     );
 
     // The variables list what a user picks from.
@@ -1028,7 +1051,14 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
             .map(|(_, v)| *v)
     };
     let rows = show("canaryd.json", "Checks configured", "A");
-    assert_eq!(value(&rows, json!({})), Some(9.0), "{rows:?}");
+    let checks_of = |addr: &str| value(&rows, json!({ "instance": addr }));
+    assert_eq!(checks_of(&canaryd_addr), Some(9.0), "{rows:?}");
+    assert_eq!(checks_of(&other_addr), Some(9.0), "{rows:?}");
+    let split = checks_of(&shard_1).zip(checks_of(&shard_2));
+    assert!(
+        split.is_some_and(|(a, b)| a + b == 9.0 && a > 0.0 && b > 0.0),
+        "the shards split the 9 checks: {rows:?}"
+    );
     let rows = show("overview.json", "Firing alerts", "A");
     let firing = json!({"check": "demo-login", "alert": "LoginFailing", "severity": "critical"});
     assert!(value(&rows, firing).is_some(), "{rows:?}");
@@ -1054,19 +1084,15 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
         value(&rows, tls) > Some(0.0),
         "no TLS handshake time: {rows:?}"
     );
-    let rows = show("background-jobs.json", "Workers / busy", "A");
-    assert_eq!(
-        value(&rows, json!({})),
-        Some(1.0),
-        "the demo's one worker: {rows:?}"
-    );
     let rows = show("canaryd.json", "Notifications (time range)", "A");
     let sent = value(&rows, json!({"receiver": "pager", "result": "sent"}));
     let rejected = value(&rows, json!({"receiver": "nowhere", "result": "rejected"}));
     assert!(sent > Some(0.0) && rejected > Some(0.0), "{rows:?}");
 
-    // Replicas: with "All" instances, each counting panel shows what each replica alone shows.
-    // The replicas run on their own schedules, so this waits for a moment where they agree.
+    // Replicas: with both replicas selected, each counting panel shows what each replica alone
+    // shows. Shards: with both shards selected, what the two shards show added up (each check runs
+    // on one of them). The processes run on their own schedules, so this waits for a moment where
+    // they agree.
     let file_index = |file: &str| all.iter().position(|d| d.file == file).unwrap();
     let with = |n: usize, extra: &[(&str, &str)]| {
         let mut vars = resolved[n].clone();
@@ -1075,35 +1101,45 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
         }
         vars
     };
-    let counting_panel = |(file, title, ref_id): (&str, &str, &str), instance: Option<&str>| {
-        let n = file_index(file);
-        // Only the parked queue: its depth holds still, where the demo's queue moves every 500 ms.
-        let mut extra = vec![];
-        if title == "Jobs waiting" {
-            extra.push(("queue", PARKED_QUEUE));
-        }
-        if let Some(i) = instance {
-            extra.push(("instance", i));
-        }
-        stat(&prom, &all[n], &with(n, &extra), title, ref_id)
-    };
+    let counting_panel =
+        |(file, title, ref_id): (&str, &str, &str), job: &str, instance: Option<&str>| {
+            let n = file_index(file);
+            // Only the parked queue: its depth holds still, where the demo's queue moves every
+            // 500 ms.
+            let mut extra = vec![("job", job)];
+            if title == "Jobs waiting" {
+                extra.push(("queue", PARKED_QUEUE));
+            }
+            if let Some(i) = instance {
+                extra.push(("instance", i));
+            }
+            stat(&prom, &all[n], &with(n, &extra), title, ref_id)
+        };
     let deadline = Instant::now() + REPLICAS_AGREE_DEADLINE;
     let disagreeing = loop {
-        let disagreeing: Vec<String> = COUNTING_PANELS
-            .iter()
-            .filter_map(|&panel| {
-                let both = counting_panel(panel, None);
-                let first = counting_panel(panel, Some(&canaryd_addr));
-                let second = counting_panel(panel, Some(&other_addr));
-                (both.is_none() || both != first || both != second).then(|| {
-                    format!(
-                        "dashboards/{} «{}» {}: both replicas {both:?}, {canaryd_addr} alone \
-                         {first:?}, {other_addr} alone {second:?}",
-                        panel.0, panel.1, panel.2
-                    )
-                })
-            })
-            .collect();
+        let mut disagreeing = Vec::new();
+        for &panel in &COUNTING_PANELS {
+            let name = format!("dashboards/{} «{}» {}", panel.0, panel.1, panel.2);
+            let both = counting_panel(panel, REPLICAS_JOB, None);
+            let first = counting_panel(panel, REPLICAS_JOB, Some(&canaryd_addr));
+            let second = counting_panel(panel, REPLICAS_JOB, Some(&other_addr));
+            if both.is_none() || both != first || both != second {
+                disagreeing.push(format!(
+                    "{name}: both replicas {both:?}, {canaryd_addr} alone {first:?}, \
+                     {other_addr} alone {second:?}"
+                ));
+            }
+            // A shard without the check (no demo-jobs on it: no queue series) shows no number.
+            let shards = counting_panel(panel, SHARDS_JOB, None);
+            let one = counting_panel(panel, SHARDS_JOB, Some(&shard_1));
+            let two = counting_panel(panel, SHARDS_JOB, Some(&shard_2));
+            if shards.is_none() || shards != Some(one.unwrap_or(0.0) + two.unwrap_or(0.0)) {
+                disagreeing.push(format!(
+                    "{name}: both shards {shards:?}, {shard_1} alone {one:?}, {shard_2} alone \
+                     {two:?}"
+                ));
+            }
+        }
         if disagreeing.is_empty() || Instant::now() >= deadline {
             break disagreeing;
         }
@@ -1111,41 +1147,49 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
     };
     assert!(
         disagreeing.is_empty(),
-        "with two replicas, {} counting panel(s) do not show what one replica shows within \
-         {REPLICAS_AGREE_DEADLINE:?}:\n  {}",
+        "{} counting panel(s) do not show what one replica shows, or what the shards add up to, \
+         within {REPLICAS_AGREE_DEADLINE:?}:\n  {}",
         disagreeing.len(),
         disagreeing.join("\n  ")
     );
-    // And the numbers themselves, as a user knows them.
-    let count = |title: &str, ref_id: &str| {
-        let panel = *COUNTING_PANELS
-            .iter()
-            .find(|p| p.1 == title && p.2 == ref_id)
-            .unwrap();
-        counting_panel(panel, None).unwrap_or(f64::NAN)
-    };
-    let (passing, failing) = (count("Checks passing", "A"), count("Checks failing", "A"));
-    assert_eq!(
-        passing + failing,
-        9.0,
-        "passing {passing} + failing {failing} checks, with two replicas running 9 checks"
-    );
-    // Both scripted logins fail with every password rejected.
-    assert!(failing >= 2.0, "checks failing: {failing}");
-    assert!(
-        count("Alerts firing", "A") >= 2.0,
-        "both LoginFailing alerts"
-    );
-    assert!(
-        count("Steps failing", "A") >= 2.0,
-        "both logins' submit steps"
-    );
-    assert_eq!(
-        count("Jobs waiting", "A"),
-        PARKED_JOBS as f64,
-        "parked jobs"
-    );
-    assert_eq!(count("Workers / busy", "A"), 1.0, "the demo's one worker");
+    // And the numbers themselves, as a user knows them, for the replicas and for the shards.
+    for job in [REPLICAS_JOB, SHARDS_JOB] {
+        let count = |title: &str, ref_id: &str| {
+            let panel = *COUNTING_PANELS
+                .iter()
+                .find(|p| p.1 == title && p.2 == ref_id)
+                .unwrap();
+            counting_panel(panel, job, None).unwrap_or(f64::NAN)
+        };
+        let (passing, failing) = (count("Checks passing", "A"), count("Checks failing", "A"));
+        assert_eq!(
+            passing + failing,
+            9.0,
+            "{job}: passing {passing} + failing {failing} checks, where 9 checks run"
+        );
+        // Both scripted logins fail with every password rejected.
+        assert!(failing >= 2.0, "{job}: checks failing: {failing}");
+        let firing = count("Alerts firing", "A");
+        assert!(
+            firing >= 2.0,
+            "{job}: both LoginFailing alerts, not {firing}"
+        );
+        let steps = count("Steps failing", "A");
+        assert!(
+            steps >= 2.0,
+            "{job}: both logins' submit steps, not {steps}"
+        );
+        assert_eq!(
+            count("Jobs waiting", "A"),
+            PARKED_JOBS as f64,
+            "{job}: parked jobs"
+        );
+        assert_eq!(
+            count("Workers / busy", "A"),
+            1.0,
+            "{job}: the demo's one worker"
+        );
+    }
     let n = file_index("background-jobs.json");
     let rows = shown(
         &prom,
@@ -1158,7 +1202,7 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
     assert_eq!(
         value(&rows, parked),
         Some(PARKED_JOBS as f64),
-        "parked jobs by queue and state, two replicas: {rows:?}"
+        "parked jobs by queue and state, two replicas and two shards: {rows:?}"
     );
 
     // The pages went out: the dashboards' notification panels show real deliveries.
@@ -1171,8 +1215,8 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
     );
 
     drop(prom);
-    for mut r in replicas {
-        r.stop(secs(5));
+    for (_, mut daemon) in daemons {
+        daemon.stop(secs(5));
     }
     drop(dirs);
     drop(jobs);
