@@ -80,8 +80,9 @@ const PARKED_QUEUE: &str = "parked";
 const PARKED_JOBS: usize = 5;
 
 /// The panels that count checks, steps, alerts, jobs or workers (dashboard file, title, refId):
-/// with two replicas running the same checks, each must show what one replica alone shows. A
-/// `sum` or `count` over the replicas' series would show twice as much.
+/// with two replicas running the same checks, each must show what one replica alone shows (a
+/// `sum` or `count` over the replicas' series would show twice as much); with two shards, what
+/// the two shards show added up.
 const COUNTING_PANELS: [(&str, &str, &str); 10] = [
     ("overview.json", "Checks passing", "A"),
     ("overview.json", "Checks failing", "A"),
