@@ -6,12 +6,20 @@
 //!   job system and its pager run in this test (compiled in with `#[path]`, as in `tests/demo.rs`);
 //!   an nginx serves HTTPS with a certificate made here; the real `canaryd` binary runs the demo's
 //!   check files plus an HTTPS check and a heartbeat, paging the demo's pager and a receiver that
-//!   refuses everything; a real Prometheus scrapes canaryd every second. The login is broken on
-//!   purpose (`/control?break_login=1`) so failures, a firing alert and notifications exist. Then
-//!   each variable query (`label_values(...)` through the label-values API) and each panel target
-//!   (variables replaced as Grafana replaces them with "All" selected, under two
+//!   refuses everything, four times (same check files, own state directories): two replicas
+//!   running every check (Prometheus job `canaryd`) and two shards splitting them (`--shard 1/2`
+//!   and `2/2`, job `canaryd-shards`); a real Prometheus scrapes all four every second. The login
+//!   is broken on purpose (`/control?break_login=1`) so failures, a firing alert and
+//!   notifications exist.
+//!   Then each variable query (`label_values(...)` through the label-values API) and each panel
+//!   target (variables replaced as Grafana replaces them with "All" selected, under two
 //!   `$__rate_interval`s) is evaluated through `/api/v1/query` until each has parsed and returned
 //!   data, within a bounded wait. A failure names the dashboard, the panel and the query.
+//! - The panels that count checks, steps, alerts, jobs and workers are right with replicas and
+//!   with shards: with both replicas selected each shows what one replica alone shows (not twice
+//!   as much), with both shards what the two add up to, and for both the numbers a user knows:
+//!   passing + failing checks is the number of checks, the demo's one worker, the jobs parked in
+//!   a queue nobody drains.
 //!
 //! Without prometheus, redis-server or nginx the live test is skipped, except under `CI=true`,
 //! where it fails.
@@ -65,6 +73,36 @@ const PANEL_TYPES: [&str; 6] = [
 
 /// How long the live test waits for every query to have returned data.
 const QUERIES_DEADLINE: Duration = Duration::from_secs(150);
+
+/// A Sidekiq queue the demo's check also reads, into which the test puts [`PARKED_JOBS`] jobs that
+/// no worker takes, so its depth holds still while two replicas read it.
+const PARKED_QUEUE: &str = "parked";
+const PARKED_JOBS: usize = 5;
+
+/// The panels that count checks, steps, alerts, jobs or workers (dashboard file, title, refId):
+/// with two replicas running the same checks, each must show what one replica alone shows (a
+/// `sum` or `count` over the replicas' series would show twice as much); with two shards, what
+/// the two shards show added up.
+const COUNTING_PANELS: [(&str, &str, &str); 10] = [
+    ("overview.json", "Checks passing", "A"),
+    ("overview.json", "Checks failing", "A"),
+    ("overview.json", "Alerts firing", "A"),
+    ("overview.json", "Alerts pending", "A"),
+    ("login-flows.json", "Steps failing", "A"),
+    ("background-jobs.json", "Jobs waiting", "A"),
+    ("background-jobs.json", "Workers / busy", "A"),
+    ("background-jobs.json", "Workers / busy", "B"),
+    ("background-jobs.json", "Heartbeats late", "A"),
+    ("background-jobs.json", "Queue checks failing", "A"),
+];
+
+/// How long the replicas may take to agree on the counting panels (their runs are not in step).
+const REPLICAS_AGREE_DEADLINE: Duration = Duration::from_secs(40);
+
+/// The Prometheus jobs of the two replicas (each runs every check) and of the two shards (each
+/// runs half of them, `--shard 1/2` and `2/2`).
+const REPLICAS_JOB: &str = "canaryd";
+const SHARDS_JOB: &str = "canaryd-shards";
 
 struct Dashboard {
     file: String,
@@ -620,8 +658,44 @@ fn shown(
         .collect()
 }
 
-/// The check files the canaryd under test runs: the demo's, with the app's address put in, and
-/// one more with an HTTPS check against nginx and a heartbeat.
+/// The number a stat panel shows: its only series' value; `None` when it shows no series or more
+/// than one.
+fn stat(
+    prom: &Prometheus,
+    d: &Dashboard,
+    vars: &HashMap<String, String>,
+    title: &str,
+    ref_id: &str,
+) -> Option<f64> {
+    match shown(prom, d, vars, title, ref_id).as_slice() {
+        [(_, v)] if v.is_finite() => Some(*v),
+        _ => None,
+    }
+}
+
+/// Puts `PARKED_JOBS` jobs into the Sidekiq queue `PARKED_QUEUE` of the demo's Redis (`redis_url`,
+/// `redis://127.0.0.1:PORT`), where no worker takes them.
+fn park_jobs(redis_url: &str) {
+    let port: u16 = redis_url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("no port in {redis_url}"));
+    let redis = |args: &[&str]| {
+        services::resp_command(port, args).unwrap_or_else(|e| panic!("redis {args:?}: {e}"))
+    };
+    redis(&["SADD", "queues", PARKED_QUEUE]);
+    for n in 0..PARKED_JOBS {
+        // No `enqueued_at`: the queue has no oldest-job age, so the demo's backlog alert keeps
+        // watching the default queue alone.
+        let job = json!({"class": "ParkedJob", "queue": PARKED_QUEUE, "args": [n], "jid": format!("parked{n}")});
+        redis(&["LPUSH", &format!("queue:{PARKED_QUEUE}"), &job.to_string()]);
+    }
+}
+
+/// The check files the canaryd under test runs: the demo's, with the app's address put in (and
+/// the parked queue added to the demo's queue check), and one more with an HTTPS check against
+/// nginx and a heartbeat.
 fn write_check_files(dir: &Path, app: &str, tls_url: &str, ca_file: &Path) {
     let repo = services::repo_root();
     let checks = dir.join("checks");
@@ -632,7 +706,11 @@ fn write_check_files(dir: &Path, app: &str, tls_url: &str, ca_file: &Path) {
         ("examples/demo/jobs.yaml", "demo-jobs.yaml"),
     ] {
         let text = std::fs::read_to_string(repo.join(from)).unwrap();
-        std::fs::write(checks.join(to), text.replace("127.0.0.1:8088", app)).unwrap();
+        let text = text.replace("127.0.0.1:8088", app).replace(
+            "queues: [default]",
+            &format!("queues: [default, {PARKED_QUEUE}]"),
+        );
+        std::fs::write(checks.join(to), text).unwrap();
     }
     std::fs::write(
         checks.join("dashboards.yaml"),
@@ -656,6 +734,11 @@ fn write_check_files(dir: &Path, app: &str, tls_url: &str, ca_file: &Path) {
         ),
     )
     .unwrap();
+    let jobs = std::fs::read_to_string(checks.join("demo-jobs.yaml")).unwrap();
+    assert!(
+        jobs.contains(PARKED_QUEUE),
+        "examples/demo/jobs.yaml no longer says `queues: [default]`:\n{jobs}"
+    );
 }
 
 /// canaryd.yaml: every alert to the demo's pager (signed webhook) and to a webhook URL that
@@ -741,31 +824,67 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
         let _ = axum::serve(listener, router).await;
     });
 
-    // The real canaryd.
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, &cert).unwrap();
-    write_check_files(dir.path(), &app_addr, &nginx.url(), &ca);
-    let canaryd_addr = format!("127.0.0.1:{}", services::free_port());
-    let config = write_config(dir.path(), &canaryd_addr, &app_addr);
-    let token = "dashboards-heartbeat-token";
-    let mut cmd = services::canaryd_run(&config);
-    cmd.env("DEMO_PASSWORD", app::PASSWORD)
-        .env("DEMO_TOTP_SEED", app::TOTP_SEED)
-        .env("DEMO_PAGER_SECRET", pager::SECRET)
-        .env("DEMO_REDIS_URL", &jobs.url)
-        .env("DASHBOARDS_HEARTBEAT_TOKEN", token);
-    let mut canaryd = Canaryd::start(cmd, &canaryd_addr).unwrap_or_else(|e| panic!("{e}"));
+    park_jobs(&jobs.url);
 
-    let Some(prom) = Prometheus::start(&[("canaryd", canaryd_addr.clone())], "1s") else {
+    // The real canaryd, four times, each with its own configuration (listen address, state
+    // directory) and the same check files: two replicas running every check (Prometheus job
+    // `canaryd`) and two shards splitting the checks between them (job `canaryd-shards`).
+    let token = "dashboards-heartbeat-token";
+    let mut dirs = Vec::new();
+    let mut daemons = Vec::new();
+    for shard in [None, None, Some("1/2"), Some("2/2")] {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, &cert).unwrap();
+        write_check_files(dir.path(), &app_addr, &nginx.url(), &ca);
+        let addr = format!("127.0.0.1:{}", services::free_port());
+        let config = write_config(dir.path(), &addr, &app_addr);
+        let mut cmd = services::canaryd_run(&config);
+        cmd.env("DEMO_PASSWORD", app::PASSWORD)
+            .env("DEMO_TOTP_SEED", app::TOTP_SEED)
+            .env("DEMO_PAGER_SECRET", pager::SECRET)
+            .env("DEMO_REDIS_URL", &jobs.url)
+            .env("DASHBOARDS_HEARTBEAT_TOKEN", token);
+        let job = match shard {
+            Some(shard) => {
+                cmd.args(["--shard", shard]);
+                SHARDS_JOB
+            }
+            None => REPLICAS_JOB,
+        };
+        let daemon = Canaryd::start(cmd, &addr).unwrap_or_else(|e| panic!("{e}"));
+        daemons.push((job, daemon));
+        dirs.push(dir);
+    }
+    let addr_of = |i: usize| daemons[i].1.addr().to_string();
+    let (canaryd_addr, other_addr) = (addr_of(0), addr_of(1));
+    let (shard_1, shard_2) = (addr_of(2), addr_of(3));
+
+    let targets: Vec<(&str, String)> = daemons
+        .iter()
+        .map(|(job, d)| (*job, d.addr().to_string()))
+        .collect();
+    let Some(prom) = Prometheus::start(&targets, "1s") else {
         return;
     };
 
-    // The batch job reports in.
-    let ping = format!("http://{canaryd_addr}/ping/nightly-export");
+    // The batch job reports in, to every process (as the README tells a job to): each replica
+    // takes the ping, and of the shards the one that owns the check.
     let auth = format!("Bearer {token}");
-    let r = http_request("POST", &ping, &[("Authorization", &auth)], Some(b"done")).unwrap();
-    assert!(r.status < 300, "ping: HTTP {} {}", r.status, r.text());
+    let mut answers = Vec::new();
+    for (job, daemon) in &daemons {
+        let ping = daemon.url("/ping/nightly-export");
+        let r = http_request("POST", &ping, &[("Authorization", &auth)], Some(b"done")).unwrap();
+        answers.push(format!("{job} {ping}: HTTP {} {}", r.status, r.text()));
+        if *job == REPLICAS_JOB {
+            assert!(r.status < 300, "{}", answers.last().unwrap());
+        }
+    }
+    let taken = answers.iter().filter(|a| a.contains(": HTTP 2")).count();
+    assert_eq!(
+        taken, 3,
+        "two replicas and one shard take the ping: {answers:#?}"
+    );
 
     // Healthy first (so every step of the logins has run and has series), then a deploy that
     // rejects every password: failures by reason, LoginFailing firing, pages sent and refused.
@@ -895,7 +1014,7 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
         items.len(),
         failures.join("\n  "),
         prom.targets_summary(),
-        canaryd.log_tail(20)
+        daemons[0].1.log_tail(20)
     );
 
     // The variables list what a user picks from.
@@ -911,6 +1030,7 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
         ("canaryd.json", "receiver", "nowhere"),
         ("overview.json", "job", "canaryd"),
         ("overview.json", "instance", canaryd_addr.as_str()),
+        ("overview.json", "instance", other_addr.as_str()),
         ("overview.json", "check", "demo-identity"),
     ];
     for (file, var, value) in expect {
@@ -932,7 +1052,14 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
             .map(|(_, v)| *v)
     };
     let rows = show("canaryd.json", "Checks configured", "A");
-    assert_eq!(value(&rows, json!({})), Some(9.0), "{rows:?}");
+    let checks_of = |addr: &str| value(&rows, json!({ "instance": addr }));
+    assert_eq!(checks_of(&canaryd_addr), Some(9.0), "{rows:?}");
+    assert_eq!(checks_of(&other_addr), Some(9.0), "{rows:?}");
+    let split = checks_of(&shard_1).zip(checks_of(&shard_2));
+    assert!(
+        split.is_some_and(|(a, b)| a + b == 9.0 && a > 0.0 && b > 0.0),
+        "the shards split the 9 checks: {rows:?}"
+    );
     let rows = show("overview.json", "Firing alerts", "A");
     let firing = json!({"check": "demo-login", "alert": "LoginFailing", "severity": "critical"});
     assert!(value(&rows, firing).is_some(), "{rows:?}");
@@ -958,16 +1085,126 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
         value(&rows, tls) > Some(0.0),
         "no TLS handshake time: {rows:?}"
     );
-    let rows = show("background-jobs.json", "Workers / busy", "A");
-    assert_eq!(
-        value(&rows, json!({})),
-        Some(1.0),
-        "the demo's one worker: {rows:?}"
-    );
     let rows = show("canaryd.json", "Notifications (time range)", "A");
     let sent = value(&rows, json!({"receiver": "pager", "result": "sent"}));
     let rejected = value(&rows, json!({"receiver": "nowhere", "result": "rejected"}));
     assert!(sent > Some(0.0) && rejected > Some(0.0), "{rows:?}");
+
+    // Replicas: with both replicas selected, each counting panel shows what each replica alone
+    // shows. Shards: with both shards selected, what the two shards show added up (each check runs
+    // on one of them). The processes run on their own schedules, so this waits for a moment where
+    // they agree.
+    let file_index = |file: &str| all.iter().position(|d| d.file == file).unwrap();
+    let with = |n: usize, extra: &[(&str, &str)]| {
+        let mut vars = resolved[n].clone();
+        for (k, v) in extra {
+            vars.insert(k.to_string(), regex_escape(v));
+        }
+        vars
+    };
+    let counting_panel =
+        |(file, title, ref_id): (&str, &str, &str), job: &str, instance: Option<&str>| {
+            let n = file_index(file);
+            // Only the parked queue: its depth holds still, where the demo's queue moves every
+            // 500 ms.
+            let mut extra = vec![("job", job)];
+            if title == "Jobs waiting" {
+                extra.push(("queue", PARKED_QUEUE));
+            }
+            if let Some(i) = instance {
+                extra.push(("instance", i));
+            }
+            stat(&prom, &all[n], &with(n, &extra), title, ref_id)
+        };
+    let deadline = Instant::now() + REPLICAS_AGREE_DEADLINE;
+    let disagreeing = loop {
+        let mut disagreeing = Vec::new();
+        for &panel in &COUNTING_PANELS {
+            let name = format!("dashboards/{} «{}» {}", panel.0, panel.1, panel.2);
+            let both = counting_panel(panel, REPLICAS_JOB, None);
+            let first = counting_panel(panel, REPLICAS_JOB, Some(&canaryd_addr));
+            let second = counting_panel(panel, REPLICAS_JOB, Some(&other_addr));
+            if both.is_none() || both != first || both != second {
+                disagreeing.push(format!(
+                    "{name}: both replicas {both:?}, {canaryd_addr} alone {first:?}, \
+                     {other_addr} alone {second:?}"
+                ));
+            }
+            // A shard without the check (no demo-jobs on it: no queue series) shows no number.
+            let shards = counting_panel(panel, SHARDS_JOB, None);
+            let one = counting_panel(panel, SHARDS_JOB, Some(&shard_1));
+            let two = counting_panel(panel, SHARDS_JOB, Some(&shard_2));
+            if shards.is_none() || shards != Some(one.unwrap_or(0.0) + two.unwrap_or(0.0)) {
+                disagreeing.push(format!(
+                    "{name}: both shards {shards:?}, {shard_1} alone {one:?}, {shard_2} alone \
+                     {two:?}"
+                ));
+            }
+        }
+        if disagreeing.is_empty() || Instant::now() >= deadline {
+            break disagreeing;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        disagreeing.is_empty(),
+        "{} counting panel(s) do not show what one replica shows, or what the shards add up to, \
+         within {REPLICAS_AGREE_DEADLINE:?}:\n  {}",
+        disagreeing.len(),
+        disagreeing.join("\n  ")
+    );
+    // And the numbers themselves, as a user knows them, for the replicas and for the shards.
+    for job in [REPLICAS_JOB, SHARDS_JOB] {
+        let count = |title: &str, ref_id: &str| {
+            let panel = *COUNTING_PANELS
+                .iter()
+                .find(|p| p.1 == title && p.2 == ref_id)
+                .unwrap();
+            counting_panel(panel, job, None).unwrap_or(f64::NAN)
+        };
+        let (passing, failing) = (count("Checks passing", "A"), count("Checks failing", "A"));
+        assert_eq!(
+            passing + failing,
+            9.0,
+            "{job}: passing {passing} + failing {failing} checks, where 9 checks run"
+        );
+        // Both scripted logins fail with every password rejected.
+        assert!(failing >= 2.0, "{job}: checks failing: {failing}");
+        let firing = count("Alerts firing", "A");
+        assert!(
+            firing >= 2.0,
+            "{job}: both LoginFailing alerts, not {firing}"
+        );
+        let steps = count("Steps failing", "A");
+        assert!(
+            steps >= 2.0,
+            "{job}: both logins' submit steps, not {steps}"
+        );
+        assert_eq!(
+            count("Jobs waiting", "A"),
+            PARKED_JOBS as f64,
+            "{job}: parked jobs"
+        );
+        assert_eq!(
+            count("Workers / busy", "A"),
+            1.0,
+            "{job}: the demo's one worker"
+        );
+    }
+    let n = file_index("background-jobs.json");
+    let rows = shown(
+        &prom,
+        &all[n],
+        &with(n, &[("queue", PARKED_QUEUE)]),
+        "Queue depth by queue and state",
+        "A",
+    );
+    let parked = json!({"check": "demo-jobs", "queue": PARKED_QUEUE, "state": "waiting"});
+    assert_eq!(
+        value(&rows, parked),
+        Some(PARKED_JOBS as f64),
+        "parked jobs by queue and state, two replicas and two shards: {rows:?}"
+    );
 
     // The pages went out: the dashboards' notification panels show real deliveries.
     assert!(
@@ -979,7 +1216,10 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
     );
 
     drop(prom);
-    canaryd.stop(secs(5));
+    for (_, mut daemon) in daemons {
+        daemon.stop(secs(5));
+    }
+    drop(dirs);
     drop(jobs);
     rt.shutdown_timeout(secs(2));
     drop(nginx);

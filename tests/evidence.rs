@@ -1,8 +1,10 @@
 //! Every page carries the evidence (issue 14): the demo's identity check is broken (its app
-//! reports the wrong database) and the pages that arrive at the four receivers — a local
-//! PagerDuty Events v2, a Slack incoming webhook, a generic webhook and a real Alertmanager —
-//! each hold the probe's message (`expected $.database … got …`) and a link to the check under
-//! `external_url`; the resolves say how long the outage lasted. A queue rule without a summary
+//! reports the wrong database) and the pages that arrive at the five receivers — a local
+//! PagerDuty Events v2, a Slack incoming webhook, a generic webhook, a real Alertmanager and
+//! email through a real SMTP server (aiosmtpd with STARTTLS and AUTH, `tests/receivers/smtp.rs`)
+//! — each hold the probe's message (`expected $.database … got …`) and a link to the check under
+//! `external_url` (the email in its plain-text body and, escaped, with the link as an `href`, in
+//! its HTML body); the resolves say how long the outage lasted. A queue rule without a summary
 //! pages with the values it read (`depth=… processed_rate=… oldest_age=…`) from a real
 //! redis-server.
 
@@ -18,6 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use receivers::smtp::{Mail, Smtp};
 use receivers::{PagerDuty, Slack, Webhook};
 use serde_json::Value;
 use services::{canaryd_run, free_port, http_get, Canaryd};
@@ -28,6 +31,9 @@ const EXTERNAL_URL: &str = "https://canary.example.test/ops/";
 const IDENTITY_LINK: &str = "https://canary.example.test/ops/api/v1/checks/demo-identity";
 /// A PagerDuty routing key is 32 characters.
 const ROUTING_KEY: &str = "R0UTINGKEYevidence0123456789abcd";
+/// The SMTP account canaryd's email receiver logs in with.
+const SMTP_USER: &str = "canaryd-evidence";
+const SMTP_PASSWORD: &str = "evidence-smtp-pw";
 
 fn wait(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let t = Instant::now();
@@ -88,6 +94,47 @@ fn metric_is(d: &Canaryd, line: &str) -> bool {
     http_get(&d.url("/metrics")).is_ok_and(|r| r.text().contains(line))
 }
 
+/// `s` as it reads in HTML text or an attribute value: the five special characters escaped.
+fn html_escaped(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// The first mail whose subject starts with `prefix`.
+fn mail_with_subject(smtp: &Smtp, prefix: &str) -> Option<Mail> {
+    smtp.mails().into_iter().find(|m| {
+        m.envelope["subject"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(prefix))
+    })
+}
+
+/// A duration as canaryd writes it (`850ms`, `12.34s`, `1h2m3s`), in seconds.
+fn seconds_of(short: &str) -> Option<f64> {
+    let mut total = 0.0;
+    let mut rest = short;
+    while !rest.is_empty() {
+        let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let n: f64 = rest[..end].parse().ok()?;
+        rest = &rest[end..];
+        let (unit, len) = [
+            ("ms", 0.001),
+            ("d", 86_400.0),
+            ("h", 3_600.0),
+            ("m", 60.0),
+            ("s", 1.0),
+        ]
+        .into_iter()
+        .find_map(|(u, secs)| rest.starts_with(u).then_some((secs, u.len())))?;
+        total += n * unit;
+        rest = &rest[len..];
+    }
+    (!short.is_empty()).then_some(total)
+}
+
 #[test]
 fn a_broken_identity_check_pages_every_receiver_with_the_message_and_a_link() {
     let am_hook = Webhook::start();
@@ -101,6 +148,9 @@ fn a_broken_identity_check_pages_every_receiver_with_the_message_and_a_link() {
     pd.expect_routing_key(ROUTING_KEY);
     let slack = Slack::start();
     let hook = Webhook::start();
+    let Some(smtp) = Smtp::start(SMTP_USER, SMTP_PASSWORD) else {
+        return;
+    };
     let (app_addr, controls, _rt) = start_demo_app();
 
     let dir = tempfile::tempdir().unwrap();
@@ -114,15 +164,21 @@ fn a_broken_identity_check_pages_every_receiver_with_the_message_and_a_link() {
              \x20 - name: oncall\n    pagerduty: {{routing_key: \"${{env:PD_KEY}}\", url: \"{}\"}}\n\
              \x20 - name: chat\n    slack: {{webhook_url: \"${{env:SLACK_URL}}\"}}\n\
              \x20 - name: hook\n    webhook: {{url: \"{}\"}}\n\
-             \x20 - name: am\n    alertmanager: {{url: \"{}\"}}\n",
+             \x20 - name: am\n    alertmanager: {{url: \"{}\"}}\n\
+             \x20 - name: mail\n    email: {{smtp: \"{}\", username: {SMTP_USER}, password: \"${{env:SMTP_PASSWORD}}\", \
+             from: \"canaryd <canaryd@example.test>\", to: [oncall@example.test], ca_file: \"{}\"}}\n",
             pd.url(),
             hook.url(),
-            am.url()
+            am.url(),
+            smtp.addr(),
+            smtp.ca_file.display()
         ),
     );
     write(dir.path(), "checks.yaml", &demo_identity_check(&app_addr));
     let mut cmd = canaryd_run(&dir.path().join("canaryd.yaml"));
-    cmd.env("PD_KEY", ROUTING_KEY).env("SLACK_URL", slack.url());
+    cmd.env("PD_KEY", ROUTING_KEY)
+        .env("SLACK_URL", slack.url())
+        .env("SMTP_PASSWORD", SMTP_PASSWORD);
     let d = Canaryd::start(cmd, &format!("127.0.0.1:{port}")).expect("canaryd starts");
     wait("a passing run", Duration::from_secs(15), || {
         metric_is(&d, "canary_check_success{check=\"demo-identity\"} 1")
@@ -216,6 +272,39 @@ fn a_broken_identity_check_pages_every_receiver_with_the_message_and_a_link() {
     );
     assert_eq!(a["generatorURL"], IDENTITY_LINK, "{a:#}");
 
+    // Email: the message and the link in the plain-text body (lines end in CRLF, as mail does);
+    // in the HTML body the message escaped and the link as an href.
+    let message = details["message"].as_str().unwrap().to_string();
+    wait("the firing email", Duration::from_secs(15), || {
+        mail_with_subject(&smtp, "[FIRING] ").is_some()
+    });
+    let mail = mail_with_subject(&smtp, "[FIRING] ").unwrap();
+    assert_eq!(mail.envelope["tls"], true, "{:#}", mail.envelope);
+    let text = mail.envelope["text"].as_str().unwrap_or("");
+    assert!(evidence(text), "{text}");
+    assert!(
+        text.lines().any(|l| l == format!("Message:     {message}")),
+        "the message {message:?} in the text body:\n{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == format!("  Check status: {IDENTITY_LINK}")),
+        "{text}"
+    );
+    let html = mail.envelope["html"].as_str().unwrap_or("");
+    assert!(
+        message.contains('"') && html.contains(&format!("<td>{}</td>", html_escaped(&message))),
+        "the message {message:?}, escaped, in the HTML body:\n{html}"
+    );
+    assert!(
+        !html.contains(&message),
+        "unescaped in the HTML body:\n{html}"
+    );
+    assert!(
+        html.contains(&format!("<a href=\"{IDENTITY_LINK}\">")),
+        "{html}"
+    );
+
     // Fixed: every resolve says how long it lasted.
     controls.wrong_db.store(false, Ordering::SeqCst);
     wait("the webhook's resolve", Duration::from_secs(15), || {
@@ -249,6 +338,43 @@ fn a_broken_identity_check_pages_every_receiver_with_the_message_and_a_link() {
     wait("PagerDuty's resolve", Duration::from_secs(10), || {
         pd.events().iter().any(|e| e["event_action"] == "resolve")
     });
+    wait("the resolve email", Duration::from_secs(10), || {
+        mail_with_subject(&smtp, "[RESOLVED] ").is_some()
+    });
+    let mail = mail_with_subject(&smtp, "[RESOLVED] ").unwrap();
+    let subject = mail.envelope["subject"].as_str().unwrap();
+    let after = subject
+        .strip_prefix("[RESOLVED] demo-identity recovered after ")
+        .unwrap_or_else(|| panic!("{subject}"));
+    let text = mail.envelope["text"].as_str().unwrap_or("");
+    let lasted = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Lasted:"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no Lasted: line in the resolve email:\n{text}"));
+    // The subject cuts to whole seconds (`2s`), the body's row rounds to hundredths (`3.00s`
+    // for 2.999 s), so they differ by up to a second.
+    let lasted_s = seconds_of(lasted).unwrap_or_else(|| panic!("Lasted: {lasted:?}"));
+    let after_s = seconds_of(after).unwrap_or_else(|| panic!("{subject}"));
+    assert!(
+        lasted_s > 0.0
+            && lasted_s <= lasted_at_most
+            && (0.0..=1.01).contains(&(lasted_s - after_s)),
+        "lasted {lasted} ({lasted_s} s), the subject says {after}, the outage took at most \
+         {lasted_at_most} s:\n{text}"
+    );
+    let html = mail.envelope["html"].as_str().unwrap_or("");
+    assert!(
+        html.contains(&format!("<th align=\"left\">Lasted</th><td>{lasted}</td>")),
+        "{html}"
+    );
+    assert_eq!(
+        mail.header("References"),
+        mail_with_subject(&smtp, "[FIRING] ")
+            .unwrap()
+            .header("References"),
+        "the resolve threads under its trigger"
+    );
     wait(
         "the alert resolved in Alertmanager",
         Duration::from_secs(15),
