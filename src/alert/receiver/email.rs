@@ -496,7 +496,12 @@ impl Notifier for Email {
         1
     }
 
-    fn deliver<'a>(&'a self, batch: &'a [AlertEvent], _now: SystemTime) -> Option<Delivery<'a>> {
+    fn deliver<'a>(
+        &'a self,
+        batch: &'a [AlertEvent],
+        _now: SystemTime,
+        _http: &'a reqwest::Client,
+    ) -> Option<Delivery<'a>> {
         Some(Box::pin(async move {
             let [event] = batch else {
                 return Verdict::Rejected {
