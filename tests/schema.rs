@@ -305,6 +305,7 @@ const NOT_CANARYD: &[&str] = &[
     "examples/prometheus-rules.yml",
     "examples/prometheus-rules.test.yml",
     "examples/alertmanager.yml",
+    "examples/ha/alertmanager.yml",
 ];
 
 const MODELINE: &str = "# yaml-language-server: $schema=";
