@@ -1,9 +1,10 @@
 //! The deployment examples in `examples/`, each checked by the real tool a team would run on
 //! them: promtool (`prometheus.yml`, `prometheus-rules.yml` and its unit tests), amtool and a
 //! live Alertmanager (`alertmanager.yml`: syntax, routes, templates, inhibitions),
-//! systemd-analyze (`canaryd.service`: verify, security) — and the rules' metric names and
-//! labels against the `/metrics` of a running canaryd, so that a renamed metric cannot leave a
-//! rule silently matching nothing.
+//! systemd-analyze (`canaryd.service`: verify, security), `canaryd check` and amtool with two
+//! live cluster members (`ha/`: two replicas → an Alertmanager cluster) — and the rules' metric
+//! names and labels against the `/metrics` of a running canaryd, so that a renamed metric cannot
+//! leave a rule silently matching nothing.
 //!
 //! A missing tool skips a test, except under `CI=true`, where it fails (`scripts/setup`
 //! installs prometheus, prometheus-alertmanager, systemd and redis-server).
@@ -382,6 +383,63 @@ fn alertmanager_inhibits_warnings_under_a_page_and_alerts_of_a_replica_that_is_d
         "alert states in Alertmanager\n{}",
         am.log_tail(20)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// High availability: examples/ha/ (two replicas → an Alertmanager cluster → one notification;
+// tests/alertmanager_ha.rs runs that setup end to end)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn the_ha_replicas_config_passes_canaryd_check_and_sends_to_two_members() {
+    let config = example("ha/canaryd.yaml");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["check", "--config"]).arg(&config);
+    let out = run_ok(cmd);
+    assert!(out.contains("ok: 1 checks"), "{out}");
+    let yaml = read_yaml(&config);
+    let receivers = yaml["receivers"].as_array().unwrap();
+    assert_eq!(receivers.len(), 1, "only the cluster: {receivers:?}");
+    let urls = receivers[0]["alertmanager"]["urls"].as_array().unwrap();
+    assert_eq!(urls.len(), 2, "{urls:?}");
+}
+
+#[test]
+fn amtool_accepts_the_ha_alertmanager_config_and_two_members_form_a_cluster_with_it() {
+    let config = example("ha/alertmanager.yml");
+    let Some(cmd) = tool("amtool", &["check-config"], &config) else {
+        return;
+    };
+    let out = run_ok(cmd);
+    assert!(
+        out.contains("SUCCESS") && out.contains("1 receivers"),
+        "{out}"
+    );
+    let yaml = read_yaml(&config);
+    assert_eq!(
+        yaml["receivers"][0]["pagerduty_configs"][0]["send_resolved"],
+        true
+    );
+    // The file as shipped runs a cluster member (the routing key file is read only to notify).
+    let text = read(&config);
+    let Some(am1) = services::Alertmanager::start_member(&text, &[]) else {
+        return;
+    };
+    let first = am1.cluster_addr().unwrap().to_string();
+    let Some(am2) = services::Alertmanager::start_member(&text, &[&first]) else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while am1.cluster_peers() != 2 || am2.cluster_peers() != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no cluster of two: {} / {}\n{}",
+            am1.status(),
+            am2.status(),
+            am2.log_tail(20)
+        );
+        sleep(Duration::from_millis(100));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -305,6 +305,7 @@ const NOT_CANARYD: &[&str] = &[
     "examples/prometheus-rules.yml",
     "examples/prometheus-rules.test.yml",
     "examples/alertmanager.yml",
+    "examples/ha/alertmanager.yml",
 ];
 
 const MODELINE: &str = "# yaml-language-server: $schema=";
@@ -574,6 +575,12 @@ const FIXTURES: &[(&str, Verdict)] = &[
         Rejects(&["/receivers/0/slack/webhook_url"]),
     ),
     ("daemon-receiver-two-kinds.yaml", Rejects(&["/receivers/0"])),
+    (
+        "daemon-alertmanager-url-and-urls.yaml",
+        Rejects(&["/receivers/0/alertmanager"]),
+    ),
+    // The same member written two ways: only canaryd compares URLs as parsed.
+    ("daemon-alertmanager-duplicate-urls.yaml", CannotTell),
     ("daemon-unknown-key.yaml", Rejects(&["/recievers"])),
     ("daemon-unknown-receiver.yaml", CannotTell),
     ("duplicate-key.yaml", NotYaml),

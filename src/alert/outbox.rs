@@ -349,7 +349,7 @@ impl Outbox {
         events: &[AlertEvent],
         now: SystemTime,
     ) -> Verdict {
-        if let Some(delivery) = notifier.deliver(events, now) {
+        if let Some(delivery) = notifier.deliver(events, now, &self.client) {
             return delivery.await;
         }
         match notifier.request(events, now) {
@@ -361,27 +361,49 @@ impl Outbox {
     }
 
     async fn send(&self, notifier: &dyn Notifier, req: super::receiver::Outgoing) -> Verdict {
-        let mut builder = self
-            .client
-            .request(req.method.clone(), req.url.as_str())
-            .body(req.body);
-        for (k, v) in req.headers {
-            builder = builder.header(k, v);
-        }
-        match builder.send().await {
-            Err(e) => Verdict::Retry {
+        match exchange(&self.client, req).await {
+            Err(reason) => Verdict::Retry {
                 after: None,
-                reason: describe(&e),
+                reason,
             },
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let headers = resp.headers().clone();
-                // Only the start of an error body is ever looked at.
-                let body = read_capped(resp, 4096).await;
-                notifier.judge(status, &headers, &body)
-            }
+            Ok(answer) => notifier.judge(answer.status, &answer.headers, &answer.body),
         }
     }
+}
+
+/// What a receiver answered to one request (the body capped: only its start is ever looked at).
+#[derive(Debug)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The answer's headers (`Retry-After`).
+    pub headers: http::HeaderMap,
+    /// At most the first 4 KiB of the body.
+    pub body: Vec<u8>,
+}
+
+/// Sends one request through `client`: the answer, or the transport error in words (without
+/// the URL, which may hold a secret). Receivers that send more than one request per batch
+/// (an Alertmanager cluster) use it from [`Notifier::deliver`].
+pub async fn exchange(
+    client: &reqwest::Client,
+    req: super::receiver::Outgoing,
+) -> Result<Answer, String> {
+    let mut builder = client
+        .request(req.method.clone(), req.url.as_str())
+        .body(req.body);
+    for (k, v) in req.headers {
+        builder = builder.header(k, v);
+    }
+    let resp = builder.send().await.map_err(|e| describe(&e))?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = read_capped(resp, 4096).await;
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
 }
 
 async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Vec<u8> {

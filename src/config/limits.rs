@@ -39,6 +39,8 @@ pub const MAX_ANNOTATIONS: usize = 64;
 pub const MAX_ENTRIES: usize = 100;
 /// Most receivers.
 pub const MAX_RECEIVERS: usize = 100;
+/// Most members (`urls`) of one Alertmanager receiver: every batch goes to each of them.
+pub const MAX_ALERTMANAGER_URLS: usize = 8;
 /// Most routes; most maintenance windows.
 pub const MAX_ROUTES: usize = 1_000;
 /// Most receivers named by one route (and by its escalation); most globs of a maintenance window.

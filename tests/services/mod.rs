@@ -635,39 +635,109 @@ pub fn sample_value(result: &Value) -> Option<f64> {
 // Alertmanager
 // ---------------------------------------------------------------------------------------------
 
-/// An Alertmanager (Debian's `prometheus-alertmanager`), clustering off, storage in a temporary
-/// directory.
+/// An Alertmanager (Debian's `prometheus-alertmanager`), storage in a temporary directory;
+/// clustering off ([`Alertmanager::start`]) or on, as a member of a cluster on loopback
+/// ([`Alertmanager::start_member`]).
 pub struct Alertmanager {
     proc: Proc,
     port: u16,
+    /// `127.0.0.1:PORT` of its cluster listener, when clustering is on.
+    cluster_addr: Option<String>,
     dir: TempDir,
 }
 
+/// `--cluster.peer-timeout` of cluster members: how long the member at position `n` of the
+/// cluster waits (`n` times this) before it notifies, unless the notification log gossiped from
+/// a member ahead of it says that was done.
+pub const AM_PEER_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl Alertmanager {
-    /// Starts with the given `alertmanager.yml`.
+    /// Starts with the given `alertmanager.yml`, clustering off.
     pub fn start(config_yaml: &str) -> Option<Alertmanager> {
+        Alertmanager::spawn(config_yaml, None)
+    }
+
+    /// Starts a member of a cluster with the given `alertmanager.yml`: its cluster listener on a
+    /// free loopback port, joining the members at `peers` (`127.0.0.1:PORT`, see
+    /// [`Alertmanager::cluster_addr`]; none for the first member). Gossip is fast (50 ms, push-pull
+    /// every 1 s, settled within 5 s) and the peer timeout is [`AM_PEER_TIMEOUT`], so a test sees
+    /// the cluster form and deduplicate in seconds.
+    pub fn start_member(config_yaml: &str, peers: &[&str]) -> Option<Alertmanager> {
+        Alertmanager::spawn(config_yaml, Some(peers))
+    }
+
+    fn spawn(config_yaml: &str, cluster: Option<&[&str]>) -> Option<Alertmanager> {
         let bin = require("prometheus-alertmanager")?;
         let dir = tempdir("alertmanager");
         let config = dir.path().join("alertmanager.yml");
         write(&config, config_yaml);
         let log = dir.path().join("alertmanager.log");
-        let (proc, port) = start_with_retries("alertmanager", |port| {
+        let (proc, port, cluster_addr) = start_with_retries("alertmanager", |port| {
             let mut cmd = Command::new(&bin);
             cmd.arg(format!("--config.file={}", config.display()))
                 .arg(format!(
                     "--storage.path={}",
                     dir.path().join("data").display()
                 ))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--cluster.listen-address=");
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+            let cluster_addr = match cluster {
+                None => {
+                    cmd.arg("--cluster.listen-address=");
+                    None
+                }
+                Some(peers) => {
+                    let addr = format!("127.0.0.1:{}", free_port());
+                    cmd.arg(format!("--cluster.listen-address={addr}"))
+                        .arg(format!("--cluster.advertise-address={addr}"))
+                        .arg(format!(
+                            "--cluster.peer-timeout={}ms",
+                            AM_PEER_TIMEOUT.as_millis()
+                        ))
+                        .arg("--cluster.gossip-interval=50ms")
+                        .arg("--cluster.pushpull-interval=1s")
+                        .arg("--cluster.settle-timeout=5s")
+                        .arg("--cluster.reconnect-interval=1s");
+                    for peer in peers {
+                        cmd.arg(format!("--cluster.peer={peer}"));
+                    }
+                    Some(addr)
+                }
+            };
             let mut proc = Proc::spawn("alertmanager", cmd, &log);
             let ready = format!("http://127.0.0.1:{port}/-/ready");
             match proc.wait_ready(READY_TIMEOUT, || http_ok(&ready)) {
-                Ok(()) => Ok((proc, port)),
+                Ok(()) => Ok((proc, port, cluster_addr)),
                 Err(e) => Err(failure(&proc, e)),
             }
         });
-        Some(Alertmanager { proc, port, dir })
+        Some(Alertmanager {
+            proc,
+            port,
+            cluster_addr,
+            dir,
+        })
+    }
+
+    /// `127.0.0.1:PORT` of its cluster listener (what another member's `peers` names); `None`
+    /// with clustering off.
+    pub fn cluster_addr(&self) -> Option<&str> {
+        self.cluster_addr.as_deref()
+    }
+
+    /// `GET /api/v2/status` as JSON (`cluster.status`, `cluster.peers`, ...).
+    pub fn status(&self) -> Value {
+        let url = format!("{}/api/v2/status", self.url());
+        http_get(&url)
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+            .json()
+    }
+
+    /// How many members its cluster has, as it sees them (itself included; 0 with clustering
+    /// off).
+    pub fn cluster_peers(&self) -> usize {
+        self.status()["cluster"]["peers"]
+            .as_array()
+            .map_or(0, Vec::len)
     }
 
     /// `http://127.0.0.1:PORT`

@@ -352,7 +352,7 @@ fn facts(e: &AlertEvent) -> Vec<(&'static str, String)> {
         rows.push(("Until", rfc3339(end)));
     }
     if let Some(lasted) = e.lasted() {
-        rows.push(("Lasted", crate::probe::http::short_duration(lasted)));
+        rows.push(("Lasted", crate::alert::short_duration(lasted)));
     }
     rows
 }
@@ -499,7 +499,12 @@ impl Notifier for Email {
         1
     }
 
-    fn deliver<'a>(&'a self, batch: &'a [AlertEvent], _now: SystemTime) -> Option<Delivery<'a>> {
+    fn deliver<'a>(
+        &'a self,
+        batch: &'a [AlertEvent],
+        _now: SystemTime,
+        _http: &'a reqwest::Client,
+    ) -> Option<Delivery<'a>> {
         Some(Box::pin(async move {
             let [event] = batch else {
                 return Verdict::Rejected {

@@ -283,10 +283,16 @@ pub trait Notifier: Send + Sync + fmt::Debug {
         None
     }
 
-    /// Delivers a batch itself, for a receiver that does not speak HTTP (email over SMTP).
-    /// `None`, the default, means: the outbox sends [`Notifier::request`] over HTTP and judges
-    /// the answer with [`Notifier::judge`].
-    fn deliver<'a>(&'a self, _batch: &'a [AlertEvent], _now: SystemTime) -> Option<Delivery<'a>> {
+    /// Delivers a batch itself: a receiver that does not speak HTTP (email over SMTP), or one
+    /// that sends a batch to several places (every member of an Alertmanager cluster, through
+    /// `http`, the outbox's notification client). `None`, the default, means: the outbox sends
+    /// [`Notifier::request`] over HTTP and judges the answer with [`Notifier::judge`].
+    fn deliver<'a>(
+        &'a self,
+        _batch: &'a [AlertEvent],
+        _now: SystemTime,
+        _http: &'a reqwest::Client,
+    ) -> Option<Delivery<'a>> {
         None
     }
 
@@ -433,8 +439,13 @@ impl Notifier for Redacting {
         self.inner.refresh_interval()
     }
 
-    fn deliver<'a>(&'a self, batch: &'a [AlertEvent], now: SystemTime) -> Option<Delivery<'a>> {
-        let delivery = self.inner.deliver(batch, now)?;
+    fn deliver<'a>(
+        &'a self,
+        batch: &'a [AlertEvent],
+        now: SystemTime,
+        http: &'a reqwest::Client,
+    ) -> Option<Delivery<'a>> {
+        let delivery = self.inner.deliver(batch, now, http)?;
         Some(Box::pin(async move {
             let verdict = delivery.await;
             let redactor = self.redactor.get_or_init(|| Redactor::new(&self.secrets));
