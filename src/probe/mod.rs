@@ -17,6 +17,8 @@ kind::register! {
     dns => dns::Dns,
 }
 
+pub mod canary_job;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;

@@ -1,0 +1,1 @@
+//! The celery canary: see [`super::system::CanarySystem`].

@@ -1,0 +1,1 @@
+//! The rq canary: see [`super::system::CanarySystem`].

@@ -1,0 +1,1 @@
+//! The sidekiq canary: see [`super::system::CanarySystem`].
