@@ -78,6 +78,8 @@ pub const WATCHDOG_EVERY: (Duration, Duration) = (Duration::from_secs(1), days(1
 
 /// A check's `retries.count` (re-runs of a failed attempt within one interval).
 pub const MAX_RETRIES: u32 = 10;
+/// A canary job's `within`.
+pub const CANARY_WITHIN: (Duration, Duration) = (Duration::from_millis(100), days(1));
 /// A check's `depends_on` (parent checks).
 pub const MAX_DEPENDS_ON: usize = 16;
 /// `max_concurrency`.

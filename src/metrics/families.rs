@@ -306,6 +306,46 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
         },
     },
     CheckFamily {
+        name: "canary_job_pickup_latency_seconds",
+        help: "Canary jobs: enqueued until a worker picked them up, of each finished canary whose start the job system records.",
+        metric_type: HISTOGRAM,
+        samples: |c, emit| {
+            if let Some(k) = c.core.canary.get() {
+                emit(Labels::of(&c.labels), Sample::Histogram(k.pickup.snapshot()));
+            }
+        },
+    },
+    CheckFamily {
+        name: "canary_job_run_time_seconds",
+        help: "Canary jobs: picked up until finished, of each finished canary.",
+        metric_type: HISTOGRAM,
+        samples: |c, emit| {
+            if let Some(k) = c.core.canary.get() {
+                emit(Labels::of(&c.labels), Sample::Histogram(k.run_time.snapshot()));
+            }
+        },
+    },
+    CheckFamily {
+        name: "canary_job_total_seconds",
+        help: "Canary jobs: enqueued until finished, of each finished canary.",
+        metric_type: HISTOGRAM,
+        samples: |c, emit| {
+            if let Some(k) = c.core.canary.get() {
+                emit(Labels::of(&c.labels), Sample::Histogram(k.total.snapshot()));
+            }
+        },
+    },
+    CheckFamily {
+        name: "canary_job_outstanding_age_seconds",
+        help: "Canary jobs: how long the canary still waiting or running at the end of the last run has been out (0 when none is).",
+        metric_type: GAUGE,
+        samples: |c, emit| {
+            if let Some(k) = c.core.canary.get() {
+                emit(Labels::of(&c.labels), Sample::Seconds(k.outstanding_age()));
+            }
+        },
+    },
+    CheckFamily {
         name: "canary_heartbeat_last_ping_timestamp_seconds",
         help: "When the heartbeat check last received a ping of any kind (start, success, failure), in Unix seconds.",
         metric_type: GAUGE,

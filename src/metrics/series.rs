@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::families::render_label;
 use crate::config::expr::Value;
+use crate::probe::canary_job::{CanaryReport, Stage};
 use crate::probe::heartbeat::def::{Heartbeat, LATE};
 use crate::probe::kind::Kind;
 use crate::probe::queue::{JobState, QueueReport};
@@ -139,6 +140,44 @@ pub(crate) struct CoreSeries {
     pub(crate) heartbeat_last_ping: AtomicU64,
     /// Heartbeat checks: `late` of the last run (0/1); `LATE_UNKNOWN` before the first run.
     pub(crate) heartbeat_late: AtomicU8,
+    /// Canary job checks: the stages of finished canaries; set at the first canary report.
+    pub(crate) canary: std::sync::OnceLock<CanarySeries>,
+}
+
+/// The canary job families of one check.
+#[derive(Debug)]
+pub(crate) struct CanarySeries {
+    /// Enqueued → picked up, of each finished canary whose start the system recorded.
+    pub(crate) pickup: DurationHistogram,
+    /// Picked up → finished.
+    pub(crate) run_time: DurationHistogram,
+    /// Enqueued → finished.
+    pub(crate) total: DurationHistogram,
+    /// Age of the canary out at the end of the last run, nanoseconds; `NONE` when none is.
+    pub(crate) outstanding_age: AtomicU64,
+}
+
+impl CanarySeries {
+    fn record(&self, report: &CanaryReport) {
+        if report.stage == Stage::Finished {
+            for (h, d) in [
+                (&self.pickup, report.pickup_latency),
+                (&self.run_time, report.run_time),
+                (&self.total, report.total),
+            ] {
+                if let Some(d) = d {
+                    h.observe(d);
+                }
+            }
+        }
+        self.outstanding_age
+            .store(report.outstanding_age.map_or(0, nanos), Relaxed);
+    }
+
+    /// Age of the canary out at the end of the last run (0 when none is).
+    pub(crate) fn outstanding_age(&self) -> u64 {
+        self.outstanding_age.load(Relaxed)
+    }
 }
 
 /// `heartbeat_late` before any run.
@@ -250,6 +289,7 @@ impl CoreSeries {
             queue_seen: AtomicBool::new(false),
             heartbeat_last_ping: AtomicU64::new(NONE),
             heartbeat_late: AtomicU8::new(LATE_UNKNOWN),
+            canary: std::sync::OnceLock::new(),
         }
     }
 
@@ -293,6 +333,16 @@ impl CoreSeries {
             if let Some(Value::Bool(late)) = LATE.value(result, LATE.name, result.started_at) {
                 self.heartbeat_late.store(u8::from(late), Relaxed);
             }
+        }
+        if let Some(report) = result.detail::<CanaryReport>() {
+            self.canary
+                .get_or_init(|| CanarySeries {
+                    pickup: DurationHistogram::new(),
+                    run_time: DurationHistogram::new(),
+                    total: DurationHistogram::new(),
+                    outstanding_age: AtomicU64::new(0),
+                })
+                .record(report);
         }
         if let Some(report) = result.detail::<QueueReport>() {
             self.queue()

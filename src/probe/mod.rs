@@ -15,9 +15,8 @@ kind::register! {
     queue => queue::def::Queue,
     heartbeat => heartbeat::def::Heartbeat,
     dns => dns::Dns,
+    canary_job => canary_job::def::CanaryJob,
 }
-
-pub mod canary_job;
 
 use std::fmt;
 use std::future::Future;
@@ -60,13 +59,17 @@ pub enum Reason {
     JobFailed,
     /// A heartbeat job's run has been going for longer than its `max_runtime`.
     RunningTooLong,
+    /// A canary job still waits in its queue past `within`: no worker took it.
+    NotPickedUp,
+    /// A canary job finished, or still runs, past `within`.
+    TooSlow,
     /// A bug or an unexpected internal condition (a panicking probe lands here).
     Internal,
 }
 
 impl Reason {
     /// Every reason, in label order.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 17] = [
         Reason::Dns,
         Reason::Connect,
         Reason::Tls,
@@ -81,6 +84,8 @@ impl Reason {
         Reason::Late,
         Reason::JobFailed,
         Reason::RunningTooLong,
+        Reason::NotPickedUp,
+        Reason::TooSlow,
         Reason::Internal,
     ];
 
@@ -101,6 +106,8 @@ impl Reason {
             Reason::Late => "late",
             Reason::JobFailed => "job_failed",
             Reason::RunningTooLong => "running_too_long",
+            Reason::NotPickedUp => "not_picked_up",
+            Reason::TooSlow => "too_slow",
             Reason::Internal => "internal",
         }
     }

@@ -105,7 +105,7 @@ pub trait CanarySystem: Send + Sync + std::fmt::Debug + 'static {
 /// A Unix time in seconds (fractional) as a `SystemTime`; `None` when negative, not finite or
 /// beyond what `SystemTime` holds (a damaged record).
 pub fn from_unix_seconds(secs: f64) -> Option<SystemTime> {
-    if !secs.is_finite() || secs < 0.0 || secs > 1.0e11 {
+    if !secs.is_finite() || !(0.0..=1.0e11).contains(&secs) {
         return None;
     }
     SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs_f64(secs))
