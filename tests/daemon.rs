@@ -184,7 +184,7 @@ fn check_prints_every_error_of_every_broken_file_and_exits_1() {
     let expected = [
         format!("{d}/checks/a.yaml:4:14: checks[0].timeout: timeout 10s exceeds interval 5s (a run must end before the next one is due)"),
         format!("{d}/checks/a.yaml:6:11: checks[1].name: invalid check name \"Bad Name\": use lowercase letters, digits, - and _, starting with a letter or digit"),
-        format!("{d}/checks/b.yaml:4:5: checks[0].bogus: unknown field `bogus`, expected one of name, interval, timeout, labels, http, tcp, queue, heartbeat, dns, alerts, retries"),
+        format!("{d}/checks/b.yaml:4:5: checks[0].bogus: unknown field `bogus`, expected one of name, interval, timeout, labels, http, tcp, queue, heartbeat, dns, canary_job, alerts, retries, depends_on"),
         format!("{d}/checks/c.yaml:2:11: checks[0].name: duplicate check name \"a\" (first defined at {d}/checks/a.yaml:2:11)"),
         format!("{d}/checks/c.yaml:5:26: checks[0].alerts[0].when: cannot compare a duration with a number in \"duration > 3\""),
     ];
