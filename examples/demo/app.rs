@@ -11,7 +11,7 @@
 //! | `GET /dashboard/`, `GET /logout` | needs the session cookie; ends the session |
 //! | `POST /api/login` | `{"username", "password"}` → `{"token", "token_type", "expires_in"}` |
 //! | `GET /api/orders` | needs `Authorization: Bearer <token>`; the account's orders as JSON |
-//! | `GET /control?...` | `fail`, `slow_ms`, `wrong_db`, `break_login`, `stall_worker` (read by the job worker), `reset` |
+//! | `GET /control?...` | `fail`, `slow_ms`, `wrong_db`, `break_login`, `stall_worker`, `fail_jobs` (read by the job worker), `reset` |
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,7 +40,8 @@ pub const TOTP_SEED: &str = "DEMOCANARYDTOTPSEED234567ABCDEFG";
 /// logs in every few seconds and the demo may run for days.
 const KEEP_IDS: usize = 10_000;
 
-/// The switches `/control` flips. Shared with the job worker, which obeys `stall_worker`.
+/// The switches `/control` flips. Shared with the job worker, which obeys `stall_worker` and
+/// `fail_jobs`.
 #[derive(Debug, Default)]
 pub struct Controls {
     /// Extra latency added to every page, in milliseconds.
@@ -53,6 +54,9 @@ pub struct Controls {
     pub break_login: AtomicBool,
     /// The job worker stops taking jobs but stays registered, like a hung worker (incident 5).
     pub stall_worker: AtomicBool,
+    /// The job worker takes every job and fails it, as when an instrumentation library broke
+    /// every job (incident 5): jobs are processed (as failures), so queue rules stay quiet.
+    pub fail_jobs: AtomicBool,
     /// Whether the demo runs a job queue at all, so `stall_worker` can say when it has no effect.
     pub queue_running: AtomicBool,
 }
@@ -65,6 +69,7 @@ impl Controls {
             &self.wrong_db,
             &self.break_login,
             &self.stall_worker,
+            &self.fail_jobs,
         ] {
             flag.store(false, Ordering::Relaxed);
         }
@@ -73,15 +78,16 @@ impl Controls {
     /// One line saying what is switched on, as `/control` answers.
     pub fn describe(&self) -> String {
         let mut s = format!(
-            "slow_ms={} fail={} wrong_db={} break_login={} stall_worker={}",
+            "slow_ms={} fail={} wrong_db={} break_login={} stall_worker={} fail_jobs={}",
             self.slow_ms.load(Ordering::Relaxed),
             self.failing.load(Ordering::Relaxed),
             self.wrong_db.load(Ordering::Relaxed),
             self.break_login.load(Ordering::Relaxed),
             self.stall_worker.load(Ordering::Relaxed),
+            self.fail_jobs.load(Ordering::Relaxed),
         );
         if !self.queue_running.load(Ordering::Relaxed) {
-            s.push_str(" (no job queue: redis-server is not installed, stall_worker does nothing)");
+            s.push_str(" (no job queue: redis-server is not installed, stall_worker and fail_jobs do nothing)");
         }
         s.push('\n');
         s
@@ -423,6 +429,7 @@ async fn control(
         ("wrong_db", &c.wrong_db),
         ("break_login", &c.break_login),
         ("stall_worker", &c.stall_worker),
+        ("fail_jobs", &c.fail_jobs),
     ] {
         if let Some(v) = q.get(key) {
             flag.store(on(v), Ordering::Relaxed);

@@ -284,14 +284,76 @@ async fn work_on(
             .arg(1)
             .query_async(&mut conn)
             .await?;
-        if job.is_some() {
-            // The job itself (a receipt e-mail) is left to the imagination.
-            redis::cmd("INCR")
-                .arg("stat:processed")
-                .query_async::<i64>(&mut conn)
-                .await?;
+        if let Some((_, job)) = job {
+            if controls.fail_jobs.load(Ordering::Relaxed) {
+                fail(&mut conn, &job).await?;
+            } else {
+                // The job itself (a receipt e-mail) is left to the imagination.
+                redis::cmd("INCR")
+                    .arg("stat:processed")
+                    .query_async::<i64>(&mut conn)
+                    .await?;
+            }
         }
     }
+}
+
+/// What Sidekiq 6.4 does with a job that raised: counted as processed and failed; kept with
+/// the error for a retry (`retry` sorted set, due later) while it has retries left (`retry:
+/// true` is 25), or in the `dead` set when it has none (`retry: 0`); dropped with `retry:
+/// false`.
+async fn fail(conn: &mut MultiplexedConnection, job: &str) -> redis::RedisResult<()> {
+    const ERROR: &str =
+        "Redis::CommandError: instrumentation: wrapped call raised (the demo's fail_jobs)";
+    let mut pipe = redis::pipe();
+    pipe.cmd("INCR")
+        .arg("stat:processed")
+        .ignore()
+        .cmd("INCR")
+        .arg("stat:failed")
+        .ignore();
+    if let Ok(serde_json::Value::Object(mut msg)) = serde_json::from_str::<serde_json::Value>(job) {
+        let retries = match msg.get("retry") {
+            Some(serde_json::Value::Bool(false)) | None => None,
+            Some(serde_json::Value::Number(n)) => Some(n.as_u64().unwrap_or(0)),
+            Some(_) => Some(25),
+        };
+        let now = unix_now();
+        msg.insert("error_class".into(), json!("Redis::CommandError"));
+        msg.insert(
+            "error_message".into(),
+            json!(ERROR.trim_start_matches("Redis::CommandError: ")),
+        );
+        msg.insert("failed_at".into(), json!(now));
+        msg.insert("retry_count".into(), json!(0));
+        let payload = serde_json::Value::Object(msg).to_string();
+        match retries {
+            // Bounded as Sidekiq bounds its dead set (10,000 jobs); the demo's retry set keeps
+            // the latest 1,000, as nothing here ever retries them.
+            Some(0) => {
+                pipe.cmd("ZADD").arg("dead").arg(now).arg(payload).ignore();
+                pipe.cmd("ZREMRANGEBYRANK")
+                    .arg("dead")
+                    .arg(0)
+                    .arg(-10_001)
+                    .ignore();
+            }
+            Some(_) => {
+                pipe.cmd("ZADD")
+                    .arg("retry")
+                    .arg(now + 30.0)
+                    .arg(payload)
+                    .ignore();
+                pipe.cmd("ZREMRANGEBYRANK")
+                    .arg("retry")
+                    .arg(0)
+                    .arg(-1_001)
+                    .ignore();
+            }
+            None => {}
+        }
+    }
+    pipe.query_async(conn).await
 }
 
 /// The process heartbeat Sidekiq's launcher writes, so the check counts this worker.
