@@ -168,6 +168,7 @@ impl Bench {
                 task: "noop".into(),
                 within,
                 keep,
+                redactor: Arc::new(canaryd::redact::Redactor::new(["s3cret-broker-pw"])),
             },
         )
     }
@@ -335,7 +336,8 @@ fn a_failing_job_fails_job_failed_with_its_error_and_the_verdict_holds_while_the
             ("state", "failed".into()),
             (
                 "error",
-                "RuntimeError: instrumentation broke every job".into(),
+                "RuntimeError: instrumentation broke every job (redis://:s3cret-broker-pw@db:6379)"
+                    .into(),
             ),
         ],
     );
@@ -345,8 +347,13 @@ fn a_failing_job_fails_job_failed_with_its_error_and_the_verdict_holds_while_the
         r.message
             .as_deref()
             .unwrap()
-            .ends_with("failed: RuntimeError: instrumentation broke every job"),
+            .contains("failed: RuntimeError: instrumentation broke every job"),
         "{:?}",
+        r.message
+    );
+    assert!(
+        !r.message.as_deref().unwrap().contains("s3cret-broker-pw"),
+        "the broker's password is cut from the job's error: {:?}",
         r.message
     );
     // A new canary goes out and waits (not late): no evidence of recovery yet.

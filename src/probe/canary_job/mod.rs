@@ -183,6 +183,20 @@ pub fn build_probe(name: &str, spec: &CanaryJobSpec) -> Result<CanaryProbe, Stri
         .render(|_| None)
         .map_err(|_| "the redis URL references a run-time variable".to_string())?;
     let conn = conn::shared(&url, &spec.tls, spec.connect_timeout)?;
+    // A job's error text may quote the broker URL it failed to reach (`Error connecting to
+    // redis://:<password>@...`): the URL's secrets and its password are cut from it.
+    let mut secrets: Vec<String> = spec
+        .redis
+        .secrets()
+        .map(|s| s.expose().to_string())
+        .collect();
+    if let Some(password) = url::Url::parse(url.trim())
+        .ok()
+        .and_then(|u| u.password().map(str::to_string))
+    {
+        secrets.push(password);
+    }
+    secrets.retain(|s| !s.is_empty());
     Ok(CanaryProbe::new(
         name,
         system,
@@ -192,6 +206,7 @@ pub fn build_probe(name: &str, spec: &CanaryJobSpec) -> Result<CanaryProbe, Stri
             task: spec.task.clone(),
             within: spec.within,
             keep: spec.keep,
+            redactor: Arc::new(crate::redact::Redactor::new(secrets)),
         },
     ))
 }

@@ -24,6 +24,8 @@ pub struct Settings {
     pub within: Duration,
     /// An outstanding canary older than this is removed and replaced; the system's expiry.
     pub keep: Duration,
+    /// Removes the Redis URL's secrets from the system's error texts.
+    pub redactor: Arc<crate::redact::Redactor>,
 }
 
 /// Polling starts this far apart and doubles up to [`POLL_MAX`].
@@ -514,6 +516,7 @@ impl CanaryProbe {
                 report.stage = Stage::Failed;
                 report.pickup_latency = s.map(|s| since(c.enqueued_at, s));
                 report.run_time = s.zip(*ended_at).map(|(s, e)| since(s, e));
+                let error = self.settings.redactor.apply(error);
                 let error: String = error.chars().take(ERROR_MAX).collect();
                 (
                     Verdict {
