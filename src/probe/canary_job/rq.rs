@@ -906,3 +906,317 @@ impl CanarySystem for RqCanary {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unhex(s: &str) -> Vec<u8> {
+        data_encoding::HEXLOWER.decode(s.as_bytes()).unwrap()
+    }
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn pickles_the_job_call_as_python_does() {
+        // pickle.dumps(('builtins.max', None, ('canaryd', 'mycheck'), {}), protocol=5)
+        let expected = unhex(
+            "8005952c00000000000000288c0c6275696c74696e732e6d6178944e8c0763616e61727964948c076d79\
+             636865636b9486947d9474942e",
+        );
+        let call = Py::Tuple(vec![
+            Py::Str("builtins.max"),
+            Py::None,
+            Py::Tuple(vec![Py::Str("canaryd"), Py::Str("mycheck")]),
+            Py::Dict(Vec::new()),
+        ]);
+        assert_eq!(pickle(&call).unwrap(), expected);
+    }
+
+    #[test]
+    fn pickles_long_tuples_dicts_and_long_strings_as_python_does() {
+        // pickle.dumps(('x', ('a','b','c','d'), {'k':'v'}, {'e':None,'f':(),'g':('h',)},
+        //               'é'*300), protocol=5)
+        let mut expected = String::from(
+            "8005959c02000000000000288c017894288c0161948c0162948c0163948c01649474947d948c016b948c\
+             017694737d94288c0165944e8c016694298c0167948c0168948594755858020000",
+        );
+        expected.push_str(&"c3a9".repeat(300));
+        expected.push_str("9474942e");
+        let long = "é".repeat(300);
+        let value = Py::Tuple(vec![
+            Py::Str("x"),
+            Py::Tuple(["a", "b", "c", "d"].map(Py::Str).to_vec()),
+            Py::Dict(vec![(Py::Str("k"), Py::Str("v"))]),
+            Py::Dict(vec![
+                (Py::Str("e"), Py::None),
+                (Py::Str("f"), Py::Tuple(Vec::new())),
+                (Py::Str("g"), Py::Tuple(vec![Py::Str("h")])),
+            ]),
+            Py::Str(&long),
+        ]);
+        assert_eq!(pickle(&value).unwrap(), unhex(&expected));
+    }
+
+    #[test]
+    fn refuses_a_pickle_over_one_frame() {
+        let huge = "x".repeat(MAX_PICKLE);
+        assert!(matches!(
+            job_data("builtins.max", &huge),
+            Err(QueueError::Data(_))
+        ));
+    }
+
+    #[test]
+    fn prepare_is_the_hex_of_the_zlib_of_the_pickle() {
+        let canary = Canary {
+            id: "canaryd-0123456789abcdef".into(),
+            check: "mycheck".into(),
+            queue: "default".into(),
+            task: DEFAULT_TASK.into(),
+            enqueued_at: SystemTime::UNIX_EPOCH,
+            keep: Duration::from_secs(60),
+            payload: String::new(),
+        };
+        let payload = RqCanary::new().prepare(&canary).unwrap();
+        let data = unhex(&payload);
+        assert_eq!(&data[..2], &[0x78, 0x01], "a zlib header");
+        let pickled = inflate_tail(&data, KEEP_OF_TRACEBACK).unwrap();
+        assert_eq!(
+            pickled,
+            unhex(
+                "8005952c00000000000000288c0c6275696c74696e732e6d6178944e8c0763616e61727964948c07\
+                 6d79636865636b9486947d9474942e"
+            )
+        );
+        // The Adler-32 of the pickle closes the stream (zlib.decompress checks it).
+        assert_eq!(
+            &data[data.len() - 4..],
+            &adler32(&pickled).to_be_bytes(),
+            "adler-32 trailer"
+        );
+    }
+
+    #[test]
+    fn stored_zlib_round_trips_across_blocks() {
+        for len in [0, 1, 0xffff, 0x10000, 200_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let z = zlib_stored(&data);
+            assert_eq!(inflate_tail(&z, len + 1).unwrap(), data, "{len} bytes");
+        }
+        assert_eq!(adler32(b"Wikipedia"), 0x11e6_0398);
+    }
+
+    /// base64(zlib.compress(traceback)) for a 3,080-byte traceback: dynamic Huffman blocks, as
+    /// RQ's worker writes `exc_string`.
+    const DYNAMIC: &str = "eJyN1s1q21AQxfG9n+KSVQKh8Zwjf+6bJwhdFhTllpoqtpGVkLx93GoMcwyFubsrrv6rH8M8DW1Xn9vuT7l9PZzGMtSu7sfStX1f+vY03m1npTzu+lpuHtrj8eF1/u34eXNf+t2+lvl92e3Lr/n5STn/Ob4N55vdftz9++Dnp5+rjoWOTR2TDnIdhA6mDqTDXIehw6lD6TS5ThM6zdRppLPIdRahs5g6C+ksc51l6CynzlI6q1xnFTqrqbOSzjrXWYfOeuqspbPJdTahs5k6G3U4T0KMos1J25XpLGpRfWGtri0J26Jsc9qmti2J26Juc96mvi0J3KJwc+Kmxi2J3KJyc+amzi0J3aJ0c+qm1i2J3aJ2c+6m3i0J3qJ4c/Km5i2J3qJ6c/am7pF0j+ge7h7qHkn3iO7h7nE1z7MDXSb6ZaSreyTdI7qHu4e6R9I9onu4e6h7JN0juoe7h7pH0j2ie7h7qHsk3SO6h7uHukfSPaJ7uHuoeyTdI7qHu4e6Z9I9o3u6e6p7Jt0zuqe7p7pn0j2je7p7Xu0y2WVGtpnLOqPumXTP6J7unuqeSfeM7unuqe6ZdM/onu6e6p5J94zu6e6p7pl0z+ie7p7qnkn3jO7p7qnum/+6/9H2b/X7MByGbXluX8r733tpMNsfxrotp1rL+LuWl0N3mn0BTVQeyQ==";
+
+    #[test]
+    fn inflates_what_python_compresses_and_keeps_the_tail() {
+        let z = data_encoding::BASE64.decode(DYNAMIC.as_bytes()).unwrap();
+        let text = String::from_utf8(inflate_tail(&z, KEEP_OF_TRACEBACK).unwrap()).unwrap();
+        assert_eq!(text.len(), 3080);
+        assert!(text.starts_with("Traceback (most recent call last):\n  File \"/app/m0.py\""));
+        assert_eq!(
+            exception_text(&text),
+            "ValueError: bad value 42\nnote: see the docs"
+        );
+        // A longer stream keeps its end only (the window stays whole while inflating).
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 97) as u8).collect();
+        let tail = inflate_tail(&zlib_stored(&data), 40_000).unwrap();
+        assert_eq!(tail, &data[data.len() - 40_000..]);
+    }
+
+    #[test]
+    fn damaged_zlib_is_none_never_a_panic() {
+        let z = data_encoding::BASE64.decode(DYNAMIC.as_bytes()).unwrap();
+        assert_eq!(inflate_tail(b"", 10), None);
+        assert_eq!(inflate_tail(b"\x78", 10), None);
+        assert_eq!(inflate_tail(b"\x78\x02", 10), None, "bad check bits");
+        for cut in 0..z.len() - 4 {
+            assert_eq!(inflate_tail(&z[..cut], 1 << 20), None, "cut at {cut}");
+        }
+        // Every single-byte corruption either decodes to something or is None.
+        for i in 2..z.len() {
+            let mut bad = z.clone();
+            bad[i] ^= 0x5a;
+            let _ = inflate_tail(&bad, 1 << 20);
+        }
+        // A back reference before the start of the output.
+        assert_eq!(inflate_tail(&[0x78, 0x01, 0x03, 0x02, 0x00], 10), None);
+    }
+
+    #[test]
+    fn exception_text_is_the_end_of_a_traceback() {
+        let tb = "Traceback (most recent call last):\n  File \"x.py\", line 1, in f\n    \
+                  raise RuntimeError('boom')\nRuntimeError: boom (expected by the test)\n";
+        assert_eq!(
+            exception_text(tb),
+            "RuntimeError: boom (expected by the test)"
+        );
+        assert_eq!(exception_text("just text"), "just text");
+        assert_eq!(
+            exception_text("Traceback (most recent call last):\n"),
+            "Traceback (most recent call last):"
+        );
+        let long = format!("E: {}", "y".repeat(5000));
+        assert_eq!(exception_text(&long).chars().count(), ERROR_TEXT + 1);
+    }
+
+    #[test]
+    fn times_are_rqs_utcformat() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_micros(1_795_242_021_117_990);
+        assert_eq!(rq_time(t), "2026-11-21T06:20:21.117990Z");
+        assert_eq!(parse_rq_time(&rq_time(t)), Some(1_795_242_021.117_99));
+        assert_eq!(keep_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(keep_seconds(Duration::ZERO), 1);
+        assert_eq!(keep_seconds(Duration::from_secs(3600)), 3600);
+    }
+
+    fn hash(status: Value, started: Value, ended: Value) -> Value {
+        Value::Array(vec![status, started, ended])
+    }
+
+    fn look_at(job: Value, result: Value) -> Result<Seen, QueueError> {
+        let job = job_fields(job, "rq:job:x")?;
+        let result = run_result(result, "rq:results:x")?;
+        seen(job, result, "rq:job:x")
+    }
+
+    fn entry(fields: &[(&str, &str)]) -> Value {
+        let flat = fields
+            .iter()
+            .flat_map(|(k, v)| [bulk(k), bulk(v)])
+            .collect();
+        Value::Array(vec![Value::Array(vec![
+            bulk("1796381023100-0"),
+            Value::Array(flat),
+        ])])
+    }
+
+    fn at(s: &str) -> Option<SystemTime> {
+        parse_rq_time(s).and_then(from_unix_seconds)
+    }
+
+    #[test]
+    fn look_reads_each_status() {
+        let none = || Value::Array(Vec::new());
+        let started = "2026-12-04T10:43:43.098391Z";
+        let ended = "2026-12-04T10:43:43.098930Z";
+        assert_eq!(
+            look_at(hash(bulk("queued"), bulk(""), bulk("")), none()).unwrap(),
+            Seen::Waiting
+        );
+        assert_eq!(
+            look_at(hash(bulk("started"), bulk(started), bulk("")), none()).unwrap(),
+            Seen::Running {
+                started_at: at(started)
+            }
+        );
+        assert_eq!(
+            look_at(hash(bulk("finished"), bulk(started), bulk(ended)), none()).unwrap(),
+            Seen::Finished {
+                started_at: at(started),
+                ended_at: at(ended)
+            }
+        );
+        let failed = entry(&[("type", "2"), ("exc_string", DYNAMIC)]);
+        assert_eq!(
+            look_at(hash(bulk("failed"), bulk(started), bulk(ended)), failed).unwrap(),
+            Seen::Failed {
+                error: "ValueError: bad value 42\nnote: see the docs".into(),
+                started_at: at(started),
+                ended_at: at(ended)
+            }
+        );
+        assert!(matches!(
+            look_at(hash(bulk("stopped"), bulk(started), bulk(ended)), none()).unwrap(),
+            Seen::Failed { .. }
+        ));
+        assert_eq!(
+            look_at(hash(Value::Nil, Value::Nil, Value::Nil), none()).unwrap(),
+            Seen::Missing
+        );
+        assert_eq!(
+            look_at(hash(Value::Nil, Value::Nil, Value::Nil), Value::Nil).unwrap(),
+            Seen::Missing
+        );
+    }
+
+    #[test]
+    fn a_result_outliving_its_hash_still_tells_the_end() {
+        let gone = || hash(Value::Nil, Value::Nil, Value::Nil);
+        let done = entry(&[
+            ("type", "1"),
+            ("execution_started_at", "1796381023.088645"),
+            ("execution_ended_at", "1796381023.09893"),
+        ]);
+        let Seen::Finished {
+            started_at: Some(s),
+            ended_at: Some(e),
+        } = look_at(gone(), done).unwrap()
+        else {
+            panic!("finished with both times");
+        };
+        let took = e.duration_since(s).unwrap().as_secs_f64();
+        assert!((took - 0.010285).abs() < 1e-5, "{took}");
+        let failed = entry(&[("type", "2"), ("exc_string", "not base64!")]);
+        assert!(matches!(
+            look_at(gone(), failed).unwrap(),
+            Seen::Failed { error, .. } if error == "RQ recorded the run as failed"
+        ));
+        assert_eq!(
+            look_at(gone(), entry(&[("type", "4")])).unwrap(),
+            Seen::Missing
+        );
+    }
+
+    #[test]
+    fn damaged_records_are_errors_naming_the_key_or_read_leniently() {
+        let none = || Value::Array(Vec::new());
+        // Unparsable times are unknown times, not errors.
+        assert_eq!(
+            look_at(hash(bulk("started"), bulk("yesterday"), bulk("\u{0}")), none()).unwrap(),
+            Seen::Running { started_at: None }
+        );
+        // A status RQ never writes, a hash without status, a short HMGET reply.
+        for job in [
+            hash(bulk("exploded"), bulk(""), bulk("")),
+            hash(Value::Nil, bulk("2026-12-04T10:43:43.098391Z"), Value::Nil),
+            Value::Array(vec![bulk("queued")]),
+            Value::Int(3),
+        ] {
+            let err = look_at(job, none()).unwrap_err();
+            let QueueError::Data(msg) = err else {
+                panic!("a data error");
+            };
+            assert!(msg.contains("rq:job:x"), "{msg}");
+        }
+        // A result stream of the wrong shape.
+        for result in [
+            Value::Int(1),
+            Value::Array(vec![Value::Int(1)]),
+            Value::Array(vec![Value::Array(vec![bulk("1-0")])]),
+            Value::Array(vec![Value::Array(vec![
+                bulk("1-0"),
+                Value::Array(vec![bulk("odd")]),
+            ])]),
+        ] {
+            let err = look_at(hash(bulk("failed"), bulk(""), bulk("")), result).unwrap_err();
+            let QueueError::Data(msg) = err else {
+                panic!("a data error");
+            };
+            assert!(msg.contains("rq:results:x"), "{msg}");
+        }
+        // A failure whose stream entry holds garbage still fails, with a generic text.
+        let garbage = entry(&[("type", "x"), ("exc_string", "eJzzSM3JyVcozy/KSQEAGKsEPQ==")]);
+        let Seen::Failed { error, .. } =
+            look_at(hash(bulk("failed"), bulk(""), bulk("")), garbage).unwrap()
+        else {
+            panic!("failed");
+        };
+        assert_eq!(error, "Hello world");
+    }
+}
