@@ -168,7 +168,10 @@ fn healthy_worker_runs_the_canary_and_rq_agrees_on_its_times() {
         view["data_is_python_pickle"], true,
         "the pickle is byte for byte Python's"
     );
-    assert_eq!(view["description"], "canaryd canary job of check nightly-rq");
+    assert_eq!(
+        view["description"],
+        "canaryd canary job of check nightly-rq"
+    );
     assert_eq!(view["origin"], QUEUE);
     assert_eq!(view["status"], "queued");
     for field in ["timeout", "result_ttl", "failure_ttl", "ttl"] {
@@ -181,7 +184,10 @@ fn healthy_worker_runs_the_canary_and_rq_agrees_on_its_times() {
         .cmd(&["TTL", &format!("rq:job:{}", canary.id)])
         .as_int()
         .unwrap();
-    assert!((590..=600).contains(&ttl), "the job hash expires with keep: {ttl}");
+    assert!(
+        (590..=600).contains(&ttl),
+        "the job hash expires with keep: {ttl}"
+    );
     assert_eq!(
         redis.cmd(&["LRANGE", "rq:queue:canary", "0", "-1"]),
         Resp::Array(Some(vec![Resp::Bulk(Some(canary.id.clone().into_bytes()))]))

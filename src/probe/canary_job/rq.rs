@@ -650,11 +650,16 @@ fn failure_text(result: Option<&RunResult>) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
+/// The job hash's fields `look` reads.
+#[derive(Debug)]
+struct JobRecord {
+    status: String,
+    started_at: Option<SystemTime>,
+    ended_at: Option<SystemTime>,
+}
+
 /// The job hash's fields read by `look`; `None` when the hash does not exist.
-fn job_fields(
-    v: Value,
-    key: &str,
-) -> Result<Option<(String, Option<SystemTime>, Option<SystemTime>)>, QueueError> {
+fn job_fields(v: Value, key: &str) -> Result<Option<JobRecord>, QueueError> {
     let bad = || QueueError::Data(format!("rq: unexpected reply to HMGET {key}"));
     let items = match v {
         Value::ServerError(e) if e.code() == "WRONGTYPE" => {
@@ -678,17 +683,21 @@ fn job_fields(
         // Times without a status: not a job RQ wrote.
         return Err(QueueError::Data(format!("rq: {key} has no status")));
     };
-    let status = String::from_utf8_lossy(status).into_owned();
-    Ok(Some((status, time(&started), time(&ended))))
+    Ok(Some(JobRecord {
+        status: String::from_utf8_lossy(status).into_owned(),
+        started_at: time(&started),
+        ended_at: time(&ended),
+    }))
 }
 
 /// Where the canary is, from the job hash (`None` when gone) and its latest result.
-fn seen(
-    job: Option<(String, Option<SystemTime>, Option<SystemTime>)>,
-    result: Option<RunResult>,
-    key: &str,
-) -> Result<Seen, QueueError> {
-    let Some((status, started_at, ended_at)) = job else {
+fn seen(job: Option<JobRecord>, result: Option<RunResult>, key: &str) -> Result<Seen, QueueError> {
+    let Some(JobRecord {
+        status,
+        started_at,
+        ended_at,
+    }) = job
+    else {
         // The hash is gone (expired with its result, or deleted): the result stream, if it
         // outlived it, still says how the run ended.
         return Ok(match result.as_ref().and_then(|r| r.kind) {
@@ -810,7 +819,11 @@ impl CanarySystem for RqCanary {
                 .arg(format!("{PREFIX}queues"))
                 .arg(&queue)
                 .ignore();
-            pipe.cmd("HSET").arg(&key).arg("status").arg("queued").ignore();
+            pipe.cmd("HSET")
+                .arg(&key)
+                .arg("status")
+                .arg("queued")
+                .ignore();
             let hset = pipe.cmd("HSET").arg(&key);
             for (field, value) in fields {
                 hset.arg(field).arg(value);
@@ -1178,7 +1191,11 @@ mod tests {
         let none = || Value::Array(Vec::new());
         // Unparsable times are unknown times, not errors.
         assert_eq!(
-            look_at(hash(bulk("started"), bulk("yesterday"), bulk("\u{0}")), none()).unwrap(),
+            look_at(
+                hash(bulk("started"), bulk("yesterday"), bulk("\u{0}")),
+                none()
+            )
+            .unwrap(),
             Seen::Running { started_at: None }
         );
         // A status RQ never writes, a hash without status, a short HMGET reply.
@@ -1211,7 +1228,10 @@ mod tests {
             assert!(msg.contains("rq:results:x"), "{msg}");
         }
         // A failure whose stream entry holds garbage still fails, with a generic text.
-        let garbage = entry(&[("type", "x"), ("exc_string", "eJzzSM3JyVcozy/KSQEAGKsEPQ==")]);
+        let garbage = entry(&[
+            ("type", "x"),
+            ("exc_string", "eJzzSM3JyVcozy/KSQEAGKsEPQ=="),
+        ]);
         let Seen::Failed { error, .. } =
             look_at(hash(bulk("failed"), bulk(""), bulk("")), garbage).unwrap()
         else {
