@@ -52,18 +52,24 @@
 //!
 //! - enqueued: canaryd's clock, written as `enqueued_at` (microseconds).
 //! - started: the hash's `started_at`, the worker's clock, microseconds. It is when the work
-//!   horse starts the job, a fork after the worker took it off the queue (the execution's
-//!   `created_at`, some milliseconds earlier, is not read: it needs a second, dependent read while
-//!   the job runs).
+//!   horse starts the job, after the worker took it off the queue and forked: the execution's
+//!   `created_at` (when the worker took it) is earlier by the fork, about 20 ms in the tests here
+//!   (`tests/canary_rq.rs` prints both). That earlier time is not read: while the job runs it
+//!   sits in `rq:execution:<id>:<execution>`, whose name needs a second, dependent read.
 //! - ended: the hash's `ended_at`, microseconds.
 //! - When the hash is gone but the result stream is not (someone deleted the hash), the stream's
-//!   `execution_started_at`/`execution_ended_at` are used (float seconds, microseconds).
+//!   `execution_started_at`/`execution_ended_at` are used (float seconds, microseconds; the
+//!   start is then the pickup itself).
 //!
 //! The clocks of canaryd, Redis and the worker's host differ by their skew; nothing here corrects
-//! it. A job taken by a worker whose work horse has not started yet is still `queued` (Waiting),
-//! and so is a job popped by a worker that was stopped before it could read it: RQ records
-//! nothing until the work horse runs. Status `deferred` or `scheduled` (not written by canaryd)
-//! also reads as Waiting; `stopped` and `canceled` read as Failed.
+//! it. What cannot be seen: a job taken by a worker whose work horse has not started yet is still
+//! `queued` (Waiting), and so is a job popped by a worker that was stopped before it could read
+//! it (RQ records nothing until the work horse runs); a worker killed in the middle of the job
+//! leaves it `started` (Running) until another worker's registry maintenance marks it failed, so
+//! the probe's own deadline is what catches it. Status `deferred` or `scheduled` (never written
+//! by canaryd) also reads as Waiting; `stopped` and `canceled` read as Failed. RQ 1.x, which kept
+//! the traceback in the hash's `exc_info`, is not targeted: its failures read as Failed with a
+//! generic text.
 //!
 //! # Cleaning up
 //!
@@ -72,7 +78,9 @@
 //! [`MAX_EXECUTIONS`]), and removes the job from its queue list and intermediate list (`LREM`
 //! from the tail, where a recent canary is) and from the started (`rq:wip`), finished, failed,
 //! canceled, deferred and scheduled registries of its queue. `rq:queues` keeps the queue: it
-//! is the operator's queue, not the canary's.
+//! is the operator's queue, not the canary's. Cleaned while a worker still runs it, the job's
+//! hash and result are written again when the run ends, with RQ's expiry (`result_ttl` or
+//! `failure_ttl`, the canary's keep): Redis stays bounded either way.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
@@ -103,7 +111,7 @@ const ERROR_TEXT: usize = 2000;
 
 /// Largest pickle written: below pickle's frame size target (64 KiB) the whole pickle is one
 /// frame, which is what this encoder writes.
-const MAX_PICKLE: usize = 60 * 1024;
+pub const MAX_PICKLE: usize = 60 * 1024;
 
 /// The namespace RQ hard-codes in its class attributes.
 const PREFIX: &str = "rq:";
