@@ -100,6 +100,24 @@ impl Harness {
         self.rt.block_on(self.rq.look(&mut self.conn, canary))
     }
 
+    /// `look` on a fresh RESP3 connection (a map where RESP2 has a flat array).
+    fn look_resp3(&mut self, redis: &Redis, canary: &Canary) -> Seen {
+        self.rt.block_on(async {
+            let mut conn = redis::Client::open(format!("{}?protocol=resp3", redis.url()))
+                .expect("redis url")
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connect to redis with RESP3");
+            let info: String = redis::cmd("CLIENT")
+                .arg("INFO")
+                .query_async(&mut conn)
+                .await
+                .expect("CLIENT INFO");
+            assert!(info.split_whitespace().any(|f| f == "resp=3"), "{info}");
+            self.rq.look(&mut conn, canary).await.expect("look (RESP3)")
+        })
+    }
+
     fn seen(&mut self, canary: &Canary) -> Seen {
         self.look(canary).expect("look")
     }
@@ -203,7 +221,7 @@ fn healthy_worker_runs_the_canary_and_rq_agrees_on_its_times() {
     let Seen::Finished {
         started_at: Some(started),
         ended_at: Some(ended),
-    } = done
+    } = done.clone()
     else {
         panic!("finished with both times, got {done:?}");
     };
@@ -216,6 +234,7 @@ fn healthy_worker_runs_the_canary_and_rq_agrees_on_its_times() {
     );
     assert!((f64_of(&view, "started_at") - unix_seconds(started)).abs() < 1e-5);
     assert!((f64_of(&view, "ended_at") - unix_seconds(ended)).abs() < 1e-5);
+    assert_eq!(h.look_resp3(&redis, &canary), done, "RESP3 reads the same");
     h.clean(&canary);
 
     // 3. A fresh canary on the idle worker: pickup latency as look measures it agrees with RQ's
@@ -297,6 +316,7 @@ fn a_raising_job_fails_with_the_exception_text() {
     let mut canary = h.canary("boom-rq", "canary_jobs.boom");
     h.enqueue(&mut canary);
     let done = h.wait_done(&canary, &mut worker, secs(20));
+    assert_eq!(h.look_resp3(&redis, &canary), done, "RESP3 reads the same");
     let Seen::Failed {
         error,
         started_at,
