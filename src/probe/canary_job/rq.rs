@@ -264,24 +264,26 @@ fn save(value: &Py, out: &mut Vec<u8>) {
         }
         Py::Dict(items) => {
             out.extend_from_slice(&[EMPTY_DICT, MEMOIZE]);
-            if items.len() == 1 {
-                save(&items[0].0, out);
-                save(&items[0].1, out);
+            if let [(k, v)] = items.as_slice() {
+                save(k, out);
+                save(v, out);
                 out.push(SETITEM);
-            } else {
-                for batch in items.chunks(BATCH) {
-                    if let [(k, v)] = batch {
-                        save(k, out);
-                        save(v, out);
-                        out.push(SETITEM);
-                        continue;
-                    }
+            } else if !items.is_empty() {
+                // CPython's `batch_dict_exact`: MARK … SETITEMS per BATCH items, and one more
+                // (empty) batch after a full last one.
+                let mut rest = items.as_slice();
+                loop {
+                    let (batch, after) = rest.split_at(rest.len().min(BATCH));
                     out.push(MARK);
                     for (k, v) in batch {
                         save(k, out);
                         save(v, out);
                     }
                     out.push(SETITEMS);
+                    if batch.len() < BATCH {
+                        break;
+                    }
+                    rest = after;
                 }
             }
         }
@@ -979,6 +981,35 @@ mod tests {
             Py::Str(&long),
         ]);
         assert_eq!(pickle(&value).unwrap(), unhex(&expected));
+    }
+
+    #[test]
+    fn pickles_dicts_in_cpythons_batches() {
+        use sha2::{Digest, Sha256};
+        // sha256(pickle.dumps({str(i): None for i in range(n)}, protocol=5))
+        for (n, len, digest) in [
+            (
+                2,
+                26,
+                "cab490e621bab14105e378859e820c69b7249dd81849f1f5111f4d84dde83e20",
+            ),
+            (
+                1000,
+                6908,
+                "3afe52b6d1dc73cc3d4193ee06f448ba15eb58bc7a497e1880cfa8da88e4d644",
+            ),
+            (
+                1001,
+                6916,
+                "6c902cc12d273731a9357e28426f7a88b9787d8e5d967504fde0e70296455c71",
+            ),
+        ] {
+            let keys: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+            let dict = Py::Dict(keys.iter().map(|k| (Py::Str(k), Py::None)).collect());
+            let bytes = pickle(&dict).unwrap();
+            assert_eq!(bytes.len(), len, "{n} items");
+            assert_eq!(hex(&Sha256::digest(&bytes)), digest, "{n} items");
+        }
     }
 
     #[test]
