@@ -455,6 +455,21 @@ fn clean_takes_a_waiting_canary_out_of_the_queue() {
         other => panic!("a data error, got {other:?}"),
     }
     h.clean(&bad);
+    // A queue key of the wrong type fails the enqueue (MULTI/EXEC: nothing else is kept
+    // from it but what Redis applied before the error, which clean removes).
+    redis.cmd(&["SET", "rq:queue:canary", "x"]);
+    let mut refused = h.canary("refused-rq", DEFAULT_TASK);
+    refused.enqueued_at = SystemTime::now();
+    let err =
+        h.rt.block_on(h.rq.enqueue(&mut h.conn, &refused))
+            .expect_err("RPUSH on a string fails the enqueue");
+    assert!(matches!(err, QueueError::Redis(_)), "{err:?}");
+    redis.cmd(&["DEL", "rq:queue:canary"]);
+    h.clean(&refused);
+    assert_eq!(
+        redis.cmd(&["EXISTS", &format!("rq:job:{}", refused.id)]),
+        Resp::Int(0)
+    );
     assert_eq!(
         redis.cmd(&["EXISTS", &format!("rq:results:{}", bad.id)]),
         Resp::Int(0),

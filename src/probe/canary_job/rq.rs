@@ -14,6 +14,9 @@
 //! | `EXPIRE rq:job:<id> <ttl>`, `EXPIRE rq:job:<id>:dependents <ttl>`, `EXPIRE rq:job:<id>:dependencies <ttl>` | `Job.cleanup(ttl)` |
 //! | `RPUSH rq:queue:<queue> <id>` | `Queue.push_job_id` |
 //!
+//! Redis does not roll a transaction back when one of its commands fails (a queue key of another
+//! type): the enqueue returns the error, and the job hash written before it still expires.
+//!
 //! The hash's fields: `created_at` and `enqueued_at` (both the canary's enqueue time in RQ's
 //! `utcformat`, `%Y-%m-%dT%H:%M:%S.%fZ`, UTC, microseconds), `data`, the empty strings RQ writes
 //! for `success_callback_name`, `failure_callback_name`, `stopped_callback_name`, `started_at`,
@@ -107,7 +110,7 @@ pub const KEEP_OF_TRACEBACK: usize = 64 * 1024;
 pub const MAX_EXECUTIONS: usize = 100;
 
 /// Longest error text handed to the probe.
-const ERROR_TEXT: usize = 2000;
+pub const ERROR_TEXT: usize = 2000;
 
 /// Largest pickle written: below pickle's frame size target (64 KiB) the whole pickle is one
 /// frame, which is what this encoder writes.
@@ -568,7 +571,8 @@ fn text(v: &Value) -> Option<&[u8]> {
 }
 
 /// The exception at the end of a Python traceback: the lines after the last frame line (frame
-/// lines are indented; the exception and its notes are not).
+/// lines are indented; the exception and its notes are not). A message whose later lines are
+/// indented keeps only the lines after the last indented one; at most [`ERROR_TEXT`] characters.
 pub fn exception_text(traceback: &str) -> String {
     let trimmed = traceback.trim_end();
     let lines: Vec<&str> = trimmed.lines().collect();
