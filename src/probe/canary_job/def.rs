@@ -32,8 +32,9 @@ schema::one_of_strings!(CanarySystemName, SYSTEMS);
 /// The default Celery task: built into every Celery app (`celery.accumulate` returns its
 /// arguments), so the canary needs no application code.
 pub const CELERY_TASK: &str = "celery.accumulate";
-/// The default RQ function: a harmless standard-library callable the worker imports itself.
-pub const RQ_FUNCTION: &str = "builtins.len";
+/// The default RQ function: a harmless standard-library callable the worker imports itself
+/// (called with the canary's two arguments, `("canaryd", <check>)`).
+pub const RQ_FUNCTION: &str = super::rq::DEFAULT_TASK;
 
 fn stage(r: &CheckResult, _: &str, _: std::time::SystemTime) -> Option<Value> {
     let report = r.detail::<CanaryReport>()?;
@@ -155,7 +156,8 @@ pub struct CanaryJobDef {
     /// Celery: the task to run (default `celery.accumulate`, built into every Celery app).
     #[schemars(with = "Option<Text>", extend("minLength" = 1, "maxLength" = 256))]
     pub task: Option<Spanned<String>>,
-    /// RQ: the function to run, `module.name` (default `builtins.len`).
+    /// RQ: the function to run, `module.name`, called with `("canaryd", <check>)` (default
+    /// `builtins.max`).
     #[schemars(with = "Option<Text>", extend("minLength" = 1, "maxLength" = 256))]
     pub function: Option<Spanned<String>>,
     /// Sidekiq: the job class to run (required: a no-op class the app defines).
@@ -349,7 +351,7 @@ mod tests {
             "      system: rq\n      redis: \"redis://127.0.0.1:6379\"\n      queue: low\n      within: 5m\n",
         ));
         let s = c.kind.spec::<super::CanaryJob>().unwrap();
-        assert_eq!((s.task.as_str(), s.keep.as_secs()), ("builtins.len", 1200));
+        assert_eq!((s.task.as_str(), s.keep.as_secs()), ("builtins.max", 1200));
         assert_eq!(
             errors_of(&canary(
                 "      system: sidekiq\n      redis: \"redis://127.0.0.1:6379\"\n      function: x.y\n"
