@@ -227,7 +227,8 @@ fn every_exported_metric_family_is_documented_with_its_labels_and_every_document
     // Targets for every kind of check: an HTTPS page (steps, phases, a certificate), a page
     // that fails (a failure reason, an alert that fires and notifies) and one that depends on
     // it (its page held: canary_alert_suppressed), a TCP port, a Sidekiq
-    // queue in a real Redis (queue families), a heartbeat (pings), and a webhook receiver.
+    // queue in a real Redis (queue families), a heartbeat (pings), a canary job no worker
+    // takes (canary families), and a webhook receiver.
     let Some(redis) = Redis::start() else { return };
     redis.cmd(&["SADD", "queues", "default"]);
     let job = format!(
@@ -283,6 +284,10 @@ fn every_exported_metric_family_is_documented_with_its_labels_and_every_document
   - name: nightly
     interval: 1s
     heartbeat: {{every: 1h}}
+  - name: canary
+    interval: 1s
+    timeout: 500ms
+    canary_job: {{system: rq, redis: "{redis}/1", queue: nobody-works-here}}
 "#,
             https = https.url(""),
             ca = https.ca_file().display(),
@@ -467,7 +472,7 @@ fn every_api_route_is_documented_and_every_documented_route_exists() {
 // ---------------------------------------------------------------------------------------------
 
 /// Check kinds: README kind name, the check's kind YAML, and what `<name>` stands for in it.
-const KINDS: [(&str, &str, &str); 5] = [
+const KINDS: [(&str, &str, &str); 6] = [
     (
         "http",
         "http: {steps: [{name: login, request: {url: \"http://127.0.0.1:1/\"}}]}",
@@ -481,6 +486,11 @@ const KINDS: [(&str, &str, &str); 5] = [
     ),
     ("heartbeat", "heartbeat: {every: 1h}", ""),
     ("dns", "dns: {name: www.example.com, server: 127.0.0.1}", ""),
+    (
+        "canary_job",
+        "canary_job: {system: rq, redis: \"redis://127.0.0.1:1/0\"}",
+        "",
+    ),
 ];
 
 fn load_with_alert(kind_yaml: &str, when: &str) -> Result<(), String> {
