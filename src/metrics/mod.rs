@@ -27,6 +27,11 @@
 //! `canary_jobs_failed_total{system}` (sums of per-run increases since canaryd started),
 //! `canary_workers` and `canary_workers_busy{system}` where the system records them.
 //!
+//! Canary job checks (from the run's `CanaryReport`, kept in `CoreSeries::canary`, created at
+//! the first report): the histograms `canary_job_pickup_latency_seconds`,
+//! `canary_job_run_time_seconds` and `canary_job_total_seconds` (each canary once, in the run
+//! that saw it finish) and the gauge `canary_job_outstanding_age_seconds`.
+//!
 //! Heartbeat checks: `canary_heartbeat_last_ping_timestamp_seconds` (set by each ping through
 //! [`Metrics::set_heartbeat_last_ping`], and from the state store at start) and
 //! `canary_heartbeat_late` (the `late` variable of the check's last run).
