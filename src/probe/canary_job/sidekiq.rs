@@ -20,7 +20,7 @@
 //! ```ruby
 //! class CanarydCanaryJob
 //!   include Sidekiq::Worker
-//!   def perform(*) = nil
+//!   def perform(*); end
 //! end
 //! ```
 //!
