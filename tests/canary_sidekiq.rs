@@ -76,7 +76,7 @@ impl Setup {
     fn canary(&mut self, task: &str) -> Canary {
         self.next += 1;
         let mut c = Canary {
-            id: format!("canaryd-{:016x}", 0xc0ffee_0000_0000 + self.next),
+            id: format!("canaryd-{:016x}", 0x00c0_ffee_0000_0000 + self.next),
             check: "sidekiq-canary-test".to_string(),
             queue: QUEUE.to_string(),
             task: task.to_string(),
@@ -234,6 +234,48 @@ fn a_healthy_sidekiq_runs_the_canary_and_the_pickup_matches_its_log() {
     s.clean(&c);
     assert_eq!(redis.cmd(&["LLEN", "queue:default"]).as_int(), Some(0));
     assert_eq!(redis.cmd(&["ZCARD", "dead"]).as_int(), Some(0));
+}
+
+#[test]
+fn a_canary_running_across_a_heartbeat_shows_its_start_second() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let Some(sidekiq) = require("sidekiq") else {
+        return;
+    };
+    let worker = start_sidekiq(&sidekiq, &redis, 2);
+    let mut s = Setup::new(&redis);
+
+    // The job sleeps 6 s: the next heartbeat (every 5 s) writes it into the work hash.
+    let c = s.enqueue("CanarydSlowJob");
+    let (seen, _) = s.until(&c, secs(10), |s| {
+        matches!(
+            s,
+            Seen::Running {
+                started_at: Some(_)
+            }
+        )
+    });
+    let Seen::Running {
+        started_at: Some(run_at),
+    } = seen
+    else {
+        unreachable!()
+    };
+    let start = logged_start(&worker.log(), &c.id).expect("start line");
+    // `run_at` is the start truncated to the second.
+    let early = ms_between(run_at, start);
+    assert!(
+        (0.0..1000.0).contains(&early),
+        "run_at {run_at:?} vs logged start {start:?}"
+    );
+    let (seen, _) = s.until(&c, secs(15), finished);
+    assert!(
+        matches!(seen, Seen::Finished { started_at: Some(t), .. } if t == run_at),
+        "{seen:?}"
+    );
+    s.clean(&c);
 }
 
 #[test]
@@ -405,4 +447,64 @@ fn a_thousand_canaries_leave_redis_no_bigger_than_ten() {
     assert_eq!(redis.cmd(&["LLEN", "queue:default"]).as_int(), Some(0));
     assert_eq!(redis.cmd(&["ZCARD", "dead"]).as_int(), Some(0));
     assert_eq!(redis.cmd(&["ZCARD", "retry"]).as_int(), Some(0));
+}
+
+/// Pushes `n` filler jobs (not canaries) onto the left of the queue, as new jobs arrive.
+fn push_fillers(s: &mut Setup, n: usize) {
+    let fillers: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"class":"Filler","args":[{i}],"jid":"f{i}"}}"#))
+        .collect();
+    s.rt.block_on(async {
+        redis::cmd("LPUSH")
+            .arg("queue:default")
+            .arg(&fillers)
+            .query_async::<()>(&mut s.conn)
+            .await
+    })
+    .expect("LPUSH fillers");
+}
+
+#[test]
+fn a_canary_deep_in_a_long_queue_is_waiting_and_clean_finds_it() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let mut s = Setup::new(&redis);
+    use canaryd::probe::canary_job::sidekiq::QUEUE_WINDOW;
+    let window = QUEUE_WINDOW as usize;
+
+    // Older than the canary: more than one window; newer: less than one. Found from the left.
+    push_fillers(&mut s, window + 5);
+    let c = s.enqueue("CanarydCanaryJob");
+    push_fillers(&mut s, 10);
+    assert_eq!(s.look(&c), Seen::Waiting);
+
+    // More than a window newer as well: found by neither LPOS, counted Waiting because the
+    // queue is longer than both windows.
+    push_fillers(&mut s, window);
+    assert_eq!(s.look(&c), Seen::Waiting);
+    let len = redis.cmd(&["LLEN", "queue:default"]).as_int().unwrap();
+    s.clean(&c);
+    assert_eq!(
+        redis.cmd(&["LLEN", "queue:default"]).as_int(),
+        Some(len - 1)
+    );
+    assert_eq!(
+        redis.cmd(&["LPOS", "queue:default", &c.payload]).as_str(),
+        None
+    );
+    // Gone from a long queue: still counted as waiting (the documented blind spot).
+    assert_eq!(s.look(&c), Seen::Waiting);
+
+    // Fewer than a window older, many newer: found from the right.
+    redis.cmd(&["DEL", "queue:default"]);
+    push_fillers(&mut s, 3);
+    let d = s.enqueue("CanarydCanaryJob");
+    push_fillers(&mut s, window * 2 + 10);
+    assert_eq!(s.look(&d), Seen::Waiting);
+    s.clean(&d);
+    assert_eq!(
+        redis.cmd(&["LLEN", "queue:default"]).as_int(),
+        Some(window as i64 * 2 + 13)
+    );
 }

@@ -51,7 +51,15 @@
 //! interval) and `started_at` = `run_at` if a heartbeat caught it running, else `None`. A class
 //! that runs longer than the settle time but less than a heartbeat period and then raises would
 //! be reported Finished: the documented class is a no-op. Pickup time is therefore known only as
-//! "between enqueue and the first look that found the queue without it".
+//! "between enqueue and the first look that found the queue without it" (to within one poll
+//! interval; the test finds it within a few ms of the `start` line of Sidekiq's job log).
+//! Sidekiq 6.4's basic fetch loses a job that Redis hands to a process which then hangs (a
+//! `BRPOP` pending when it froze); such a canary is in none of the places read, so it is
+//! reported Finished, as Sidekiq itself would never know either.
+//!
+//! The scripts read the `<identity>:workers` keys they find in `processes`, keys not declared
+//! to `EVAL`: a standalone Redis (or a primary) is needed, as for Sidekiq itself, not Redis
+//! Cluster.
 //!
 //! **Expiry.** Sidekiq has no per-job TTL: nothing canaryd writes can expire by itself, so
 //! `canary.keep` is not used. A queued canary stays until a worker takes it or `clean` removes

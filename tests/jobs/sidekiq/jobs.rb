@@ -40,3 +40,12 @@ class CanarydFailingJob
     raise "canary boom"
   end
 end
+
+# A canary class that runs across a process heartbeat (every 5 s), so the worker's work hash
+# shows it running, for the canary_sidekiq test of the recorded start time.
+class CanarydSlowJob
+  include Sidekiq::Worker
+  def perform(*)
+    sleep 6
+  end
+end
