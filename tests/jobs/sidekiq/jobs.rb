@@ -25,3 +25,27 @@ class HoldJob
     sleep 0.05 while Time.now < deadline && Sidekiq.redis { |c| c.exists?("canary:hold") }
   end
 end
+
+# The canary class canaryd's docs give: a no-op. canaryd writes `"retry":0` into the job itself,
+# so a canary that raises goes straight to the dead set where canaryd sees it.
+class CanarydCanaryJob
+  include Sidekiq::Worker
+  def perform(*); end
+end
+
+# A canary class that raises, for the canary_sidekiq test of a failing job.
+class CanarydFailingJob
+  include Sidekiq::Worker
+  def perform(*)
+    raise "canary boom"
+  end
+end
+
+# A canary class that runs across a process heartbeat (every 5 s), so the worker's work hash
+# shows it running, for the canary_sidekiq test of the recorded start time.
+class CanarydSlowJob
+  include Sidekiq::Worker
+  def perform(*)
+    sleep 6
+  end
+end
