@@ -238,3 +238,32 @@ fn rq_canary_pages_a_stopped_worker_on_a_quiet_queue_and_a_raising_job() {
         },
     );
 }
+
+#[test]
+fn sidekiq_canary_pages_a_stopped_worker_on_a_quiet_queue_and_a_raising_job() {
+    let Some(sidekiq) = services::require("sidekiq") else {
+        return;
+    };
+    story(
+        &System {
+            name: "sidekiq",
+            queue: "default",
+            task_key: "class",
+            ok_task: Some("CanarydCanaryJob"),
+            failing_task: "CanarydFailingJob",
+            error_text: "RuntimeError: canary boom",
+        },
+        |redis| {
+            let mut cmd = Command::new(&sidekiq);
+            cmd.arg("-r")
+                .arg(repo_root().join("tests/jobs/sidekiq/jobs.rb"))
+                .args(["-q", "default", "-c", "2", "-t", "2"])
+                .env("REDIS_URL", redis.url());
+            let mut w = Worker::spawn("sidekiq", cmd);
+            w.wait_until(secs(30), || {
+                redis.cmd(&["SCARD", "processes"]).as_int() == Some(1)
+            });
+            w
+        },
+    );
+}

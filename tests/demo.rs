@@ -1,6 +1,8 @@
 //! The demo (`cargo run --release --example demo`) as a newcomer sees it, on free ports: every
 //! demo check passes; then `/control?break_login=1` makes `demo-login` fail at step "submit",
-//! naming the page that came back, and `/control?stall_worker=1` makes `demo-jobs` report
+//! naming the page that came back, `/control?stall_worker=1` makes `demo-jobs-canary` fail
+//! `not_picked_up`, `/control?fail_jobs=1` makes it fail `job_failed` while JobsStalled stays
+//! quiet (failed jobs count as processed), and `/control?stall_worker=1` makes `demo-jobs` report
 //! `depth > 0 && processed_rate == 0` (its JobsStalled rule) while the oldest job ages — all read
 //! from canaryd's `/api/v1/checks`, with bounded polling. The demo's pager (`/pager`, canaryd's
 //! signed webhook receiver) gets the LoginFailing and JobsStalled pages, then their resolves.
@@ -125,6 +127,7 @@ fn demo_checks_pass_until_the_login_breaks_and_the_worker_stalls() {
     ];
     if with_jobs {
         expected.push("demo-jobs");
+        expected.push("demo-jobs-canary");
     }
     let configured: Vec<String> = demo
         .daemon
@@ -203,6 +206,15 @@ fn demo_checks_pass_until_the_login_breaks_and_the_worker_stalls() {
         let status = demo.status();
         let line = status.lines().find(|l| l.contains("demo-jobs")).unwrap();
         assert!(line.contains("[when true: JobsStalled]"), "{status}");
+        // The canary on the same queue: not picked up within its 5 s.
+        let c = wait_until(
+            &demo,
+            "demo-jobs-canary fails not_picked_up",
+            Duration::from_secs(20),
+            |c| last(c, "demo-jobs-canary").is_some_and(|r| r["reason"] == "not_picked_up"),
+        );
+        let canary = last(&c, "demo-jobs-canary").unwrap();
+        assert_eq!(canary["canary"]["stage"], "waiting", "{canary:#}");
     }
 
     // The demo's pager got the pages, signed, seconds after the evidence.
@@ -239,6 +251,58 @@ fn demo_checks_pass_until_the_login_breaks_and_the_worker_stalls() {
         wait_for("the JobsStalled resolve", Duration::from_secs(40), || {
             paged("demo-jobs", "JobsStalled", "resolved")
         });
+    }
+    if with_jobs {
+        // The worker takes every job and fails it (seed incident 5): jobs are processed, as
+        // failures, so JobsStalled stays quiet; the canary fails with the worker's error.
+        wait_until(
+            &demo,
+            "the canary passes again",
+            Duration::from_secs(20),
+            |c| last(c, "demo-jobs-canary").is_some_and(|r| r["success"] == true),
+        );
+        let reply = control(&demo, "fail_jobs=1");
+        assert!(reply.contains("fail_jobs=true"), "{reply}");
+        let c = wait_until(
+            &demo,
+            "demo-jobs-canary fails job_failed",
+            Duration::from_secs(20),
+            |c| last(c, "demo-jobs-canary").is_some_and(|r| r["reason"] == "job_failed"),
+        );
+        let canary = last(&c, "demo-jobs-canary").unwrap();
+        assert!(
+            canary["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("instrumentation")),
+            "the worker's error: {canary:#}"
+        );
+        assert!(
+            variable(&c, "demo-jobs", "processed_rate") > Some(0.0),
+            "failing jobs count as processed: {:#}",
+            last(&c, "demo-jobs").unwrap()
+        );
+        let stalled = demo
+            .daemon
+            .alerting
+            .views()
+            .into_iter()
+            .find(|v| v.check == "demo-jobs" && v.alert == "JobsStalled")
+            .unwrap();
+        assert_ne!(
+            stalled.state.as_str(),
+            "firing",
+            "JobsStalled cannot see failing jobs"
+        );
+        wait_for("the canary's page", Duration::from_secs(30), || {
+            paged("demo-jobs-canary", "JobsNotRunning", "firing")
+        });
+        control(&demo, "reset");
+        wait_until(
+            &demo,
+            "the canary passes after the reset",
+            Duration::from_secs(20),
+            |c| last(c, "demo-jobs-canary").is_some_and(|r| r["success"] == true),
+        );
     }
     for p in demo.pager.pages() {
         assert!(!p.event.to_string().contains(app::PASSWORD));

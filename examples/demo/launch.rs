@@ -238,7 +238,8 @@ impl Demo {
              \n  curl 'http://{app}/control?slow_ms=2500'    pages take 2.5s (the logins' max_duration is 2s)\
              \n  curl 'http://{app}/control?wrong_db=1'      /health reports the wrong database\
              \n  curl 'http://{app}/control?break_login=1'   every password is rejected (demo-login fails at \"submit\")\
-             \n  curl 'http://{app}/control?stall_worker=1'  the worker stops taking jobs (JobsStalled in demo-jobs)\
+             \n  curl 'http://{app}/control?stall_worker=1'  the worker stops taking jobs (JobsStalled in demo-jobs, not_picked_up in demo-jobs-canary)\
+             \n  curl 'http://{app}/control?fail_jobs=1'     the worker fails every job (job_failed in demo-jobs-canary; the queue rules stay quiet)\
              \n  curl 'http://{app}/control?reset'           back to normal\
              \n\nPages canaryd sends arrive at http://{app}/pager (and are printed here).\
              \n\nCtrl-C stops.\n"

@@ -173,7 +173,9 @@ impl crate::probe::kind::Detail for CanaryReport {
 pub fn canary_system(spec: &CanaryJobSpec) -> Result<Arc<dyn CanarySystem>, String> {
     match spec.system {
         System::Rq => Ok(Arc::new(rq::RqCanary::new())),
-        // WIP(merge): Celery and Sidekiq land from their branches this session.
+        // One per check, kept across runs: it remembers when a canary was last seen.
+        System::Sidekiq => Ok(Arc::new(sidekiq::SidekiqCanary::default())),
+        // WIP(merge): Celery lands from its branch this session.
         other => Err(format!("{} canary: not wired yet", other.as_str())),
     }
 }
