@@ -595,3 +595,149 @@ impl CanarySystem for CeleryCanary {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn canary(check: &str) -> Canary {
+        Canary {
+            id: "canaryd-0123456789abcdef".into(),
+            check: check.into(),
+            queue: "celery".into(),
+            task: DEFAULT_TASK.into(),
+            enqueued_at: SystemTime::UNIX_EPOCH + Duration::from_micros(1_796_380_000_123_456),
+            keep: Duration::from_secs(600),
+            payload: String::new(),
+        }
+    }
+
+    #[test]
+    fn prepare_writes_protocol_2_as_kombu_stores_it() {
+        let payload = CeleryCanary::default().prepare(&canary("nightly")).unwrap();
+        let body = data_encoding::BASE64.encode(
+            br#"[["nightly"], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]"#,
+        );
+        let expected = format!(
+            concat!(
+                r#"{{"body": "{body}", "content-encoding": "utf-8", "content-type": "application/json", "#,
+                r#""headers": {{"lang": "py", "task": "celery.accumulate", "id": "canaryd-0123456789abcdef", "#,
+                r#""shadow": null, "eta": null, "expires": "2026-12-04T10:36:40.123456+00:00", "group": null, "#,
+                r#""group_index": null, "retries": 0, "timelimit": [null, null], "#,
+                r#""root_id": "canaryd-0123456789abcdef", "parent_id": null, "argsrepr": "['nightly']", "#,
+                r#""kwargsrepr": "{{}}", "origin": "canaryd", "ignore_result": null, "#,
+                r#""replaced_task_nesting": 0, "stamped_headers": null, "stamps": {{}}}}, "#,
+                r#""properties": {{"correlation_id": "canaryd-0123456789abcdef", "#,
+                r#""reply_to": "canaryd-0123456789abcdef", "delivery_mode": 2, "expiration": "600000", "#,
+                r#""delivery_info": {{"exchange": "", "routing_key": "celery"}}, "priority": 0, "#,
+                r#""body_encoding": "base64", "delivery_tag": "canaryd-0123456789abcdef"}}}}"#
+            ),
+            body = body
+        );
+        assert_eq!(payload, expected);
+    }
+
+    #[test]
+    fn argsrepr_is_pythons_repr() {
+        assert_eq!(python_repr("a"), "'a'");
+        assert_eq!(python_repr("it's"), "\"it's\"");
+        assert_eq!(python_repr("'\"\\\n"), "'\\'\"\\\\\\n'");
+        assert_eq!(python_repr("\u{1}é"), "'\\x01é'");
+    }
+
+    #[test]
+    fn result_records_give_verdicts_and_damaged_ones_name_the_key() {
+        let key = "celery-task-meta-x";
+        let ok = br#"{"status": "SUCCESS", "result": ["c"], "traceback": null, "children": [], "date_done": "2026-12-04T11:00:00.250000+00:00", "task_id": "x"}"#;
+        let ended = SystemTime::UNIX_EPOCH + Duration::from_micros(1_796_382_000_250_000);
+        assert_eq!(
+            from_result(ok, key).unwrap(),
+            Some(Seen::Finished {
+                started_at: None,
+                ended_at: Some(ended)
+            })
+        );
+        let failed = br#"{"status": "FAILURE", "result": {"exc_type": "ValueError", "exc_message": ["boom"], "exc_module": "builtins"}, "traceback": "Traceback...\nValueError: boom\n", "date_done": "2026-12-04T11:00:00.25"}"#;
+        assert_eq!(
+            from_result(failed, key).unwrap(),
+            Some(Seen::Failed {
+                error: "ValueError: boom".into(),
+                started_at: None,
+                ended_at: Some(ended)
+            })
+        );
+        let revoked = br#"{"status": "REVOKED", "result": {"exc_type": "TaskRevokedError", "exc_message": ["expired"]}, "date_done": null}"#;
+        assert!(matches!(
+            from_result(revoked, key).unwrap(),
+            Some(Seen::Failed { error, ended_at: None, .. }) if error == "TaskRevokedError: expired"
+        ));
+        let traceback_only = br#"{"status": "FAILURE", "result": 7, "traceback": "x\nKeyError: 'k'\n\n"}"#;
+        assert!(matches!(
+            from_result(traceback_only, key).unwrap(),
+            Some(Seen::Failed { error, .. }) if error == "KeyError: 'k'"
+        ));
+        assert_eq!(
+            from_result(br#"{"status": "STARTED", "result": {"pid": 1}}"#, key).unwrap(),
+            Some(Seen::Running { started_at: None })
+        );
+        assert_eq!(from_result(br#"{"status": "PENDING"}"#, key).unwrap(), None);
+        // A date that is not a date is no end time, not an error.
+        assert!(matches!(
+            from_result(br#"{"status": "SUCCESS", "date_done": "soon"}"#, key).unwrap(),
+            Some(Seen::Finished { ended_at: None, .. })
+        ));
+        for damaged in [
+            &b"not json"[..],
+            b"[]",
+            b"{}",
+            b"{\"status\": 3}",
+            b"{\"status\": \"EXPLODED\"}",
+            b"\xff\xfe",
+        ] {
+            let Err(QueueError::Data(msg)) = from_result(damaged, key) else {
+                panic!("{damaged:?} accepted")
+            };
+            assert!(msg.contains(key), "{msg}");
+        }
+    }
+
+    #[test]
+    fn the_broker_records_decide_without_a_result() {
+        let b = |queued, beyond_scan, reserved, reserved_at| Broker {
+            queued,
+            beyond_scan,
+            reserved,
+            reserved_at,
+        };
+        let t = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(5));
+        assert_eq!(from_broker(&b(true, true, false, None), true), Seen::Waiting);
+        assert_eq!(
+            from_broker(&b(false, false, true, t), true),
+            Seen::Running { started_at: t }
+        );
+        assert_eq!(from_broker(&b(false, true, false, None), true), Seen::Waiting);
+        assert_eq!(
+            from_broker(&b(false, false, false, None), true),
+            Seen::Running { started_at: None }
+        );
+        assert_eq!(
+            from_broker(&b(false, false, false, None), false),
+            Seen::Finished {
+                started_at: None,
+                ended_at: None
+            }
+        );
+    }
+
+    #[test]
+    fn odd_reply_shapes_are_errors_not_panics() {
+        assert!(exec_replies(Value::Nil, 6).is_err());
+        assert!(exec_replies(Value::Array(vec![Value::Nil; 5]), 6).is_err());
+        assert!(exec_replies(Value::Array(vec![Value::Array(vec![Value::Nil; 6])]), 6).is_ok());
+        assert_eq!(float(&Value::BulkString(b"1.5".to_vec())), Some(1.5));
+        assert_eq!(float(&Value::BulkString(b"nan?".to_vec())), None);
+        assert_eq!(int(&Value::Okay), None);
+    }
+}
