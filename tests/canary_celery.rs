@@ -96,7 +96,9 @@ async fn settle(
 }
 
 fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).expect("after 1970").as_secs_f64()
+    t.duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
 }
 
 fn kill(signal: &str, worker: &Worker) {
@@ -141,7 +143,10 @@ fn the_message_is_what_apply_async_writes() {
     }
     // Only where the client or the moment of sending shows: the sender, the expiry instant.
     let differ = ["origin", "expires"];
-    let (oh, th) = (ours["headers"].as_object().unwrap(), theirs["headers"].as_object().unwrap());
+    let (oh, th) = (
+        ours["headers"].as_object().unwrap(),
+        theirs["headers"].as_object().unwrap(),
+    );
     let names = |m: &serde_json::Map<String, Value>| m.keys().cloned().collect::<Vec<_>>();
     assert_eq!(names(oh), names(th), "header names and order");
     for (k, v) in th {
@@ -175,6 +180,43 @@ fn the_message_is_what_apply_async_writes() {
     assert_eq!(op["delivery_tag"], c.id.as_str());
     // Python's separators, as kombu's `dumps` writes them.
     assert!(c.payload.starts_with("{\"body\": \""), "{}", c.payload);
+
+    // Damaged records: errors naming the key, never a panic or a payload.
+    let rt = runtime();
+    rt.block_on(async {
+        let mut conn = connect(&redis).await;
+        let meta = format!("celery-task-meta-{}", c.id);
+        for garbage in ["not json", "{\"status\": \"EXPLODED\"}", "{}"] {
+            redis.cmd(&["SET", &meta, garbage]);
+            let err = system
+                .look(&mut conn, &c)
+                .await
+                .expect_err(garbage)
+                .to_string();
+            assert!(err.contains(&meta) && !err.contains(&c.check), "{err}");
+        }
+        redis.cmd(&["DEL", &meta]);
+        redis.cmd(&["HSET", &meta, "status", "SUCCESS"]);
+        let err = system.look(&mut conn, &c).await.unwrap_err().to_string();
+        assert!(err.contains(&meta), "{err}");
+        system
+            .clean(&mut conn, &c)
+            .await
+            .expect("clean deletes it whatever its type");
+        redis.cmd(&["SET", "unacked", "x"]);
+        let err = system.look(&mut conn, &c).await.unwrap_err().to_string();
+        assert!(err.contains("unacked"), "{err}");
+        redis.cmd(&["DEL", "celery", "unacked"]);
+        redis.cmd(&["SET", "celery", "x"]);
+        let err = system.enqueue(&mut conn, &c).await.unwrap_err().to_string();
+        assert!(err.contains("celery"), "{err}");
+        redis.cmd(&["DEL", "celery"]);
+        assert_eq!(
+            system.look(&mut conn, &c).await.unwrap(),
+            Seen::Running { started_at: None },
+            "nowhere, no record: indistinguishable from running"
+        );
+    });
 }
 
 #[test]
@@ -209,7 +251,11 @@ fn a_worker_runs_stops_fails_and_clean_unqueues() {
         let done = chrono::DateTime::parse_from_rfc3339(meta["date_done"].as_str().unwrap())
             .expect("date_done");
         let done = done.timestamp_micros() as f64 / 1e6;
-        assert!((unix(ended) - done).abs() < 1e-5, "{} vs {done}", unix(ended));
+        assert!(
+            (unix(ended) - done).abs() < 1e-5,
+            "{} vs {done}",
+            unix(ended)
+        );
         let latency = done - unix(c.enqueued_at);
         assert!(
             (0.0..2.0).contains(&latency),
@@ -220,6 +266,56 @@ fn a_worker_runs_stops_fails_and_clean_unqueues() {
             redis.cmd(&["EXISTS", &format!("celery-task-meta-{}", c.id)]),
             Resp::Int(0)
         );
+
+        // Without a result backend only the pickup shows: gone from the list, not reserved.
+        let blind = CeleryCanary {
+            result_backend: false,
+            ..CeleryCanary::default()
+        };
+        let c = enqueue(&mut conn, &blind, DEFAULT_TASK).await;
+        let seen = settle(&mut conn, &blind, &c, secs(20)).await;
+        assert_eq!(
+            seen,
+            Seen::Finished {
+                started_at: None,
+                ended_at: None
+            }
+        );
+        settle(&mut conn, &system, &c, secs(20)).await;
+        blind.clean(&mut conn, &c).await.expect("clean");
+
+        // A late-acknowledged task: while it runs kombu keeps the reservation, whose time is
+        // the pickup, compared with kombu's record read here.
+        let c = enqueue(&mut conn, &system, "canary_app.slow").await;
+        let deadline = Instant::now() + secs(20);
+        let picked = loop {
+            if let Seen::Running {
+                started_at: Some(t),
+            } = system.look(&mut conn, &c).await.expect("look")
+            {
+                break t;
+            }
+            assert!(Instant::now() < deadline, "never seen reserved");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let score = redis
+            .cmd(&["ZSCORE", "unacked_index", &c.id])
+            .as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .expect("kombu's reservation time");
+        assert!(
+            (unix(picked) - score).abs() < 1e-5,
+            "{} vs {score}",
+            unix(picked)
+        );
+        let pickup = score - unix(c.enqueued_at);
+        assert!((0.0..0.5).contains(&pickup), "pickup {pickup:.3}s");
+        let seen = settle(&mut conn, &system, &c, secs(20)).await;
+        assert!(
+            matches!(seen, Seen::Finished { ended_at: Some(end), .. } if unix(end) - score >= 1.0),
+            "{seen:?}"
+        );
+        system.clean(&mut conn, &c).await.expect("clean");
     });
 
     // 2. Stopped worker. A BRPOP the worker sent before the stop is still served by Redis (one
@@ -235,7 +331,10 @@ fn a_worker_runs_stops_fails_and_clean_unqueues() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // 5. `clean` of a canary still waiting takes it off the queue.
-        assert_eq!(system.look(&mut conn, &dropped).await.unwrap(), Seen::Waiting);
+        assert_eq!(
+            system.look(&mut conn, &dropped).await.unwrap(),
+            Seen::Waiting
+        );
         system.clean(&mut conn, &dropped).await.expect("clean");
         (c, dropped)
     });
@@ -311,7 +410,10 @@ fn many_canaries_leave_redis_bounded() {
         "1000 canaries in {:.1}s; keys after 10: {after_ten}, after 1010: {after_many}",
         started.elapsed().as_secs_f64()
     );
-    assert!(after_many <= after_ten, "{after_ten} keys grew to {after_many}");
+    assert!(
+        after_many <= after_ten,
+        "{after_ten} keys grew to {after_many}"
+    );
     assert!(after_many < 10, "{after_many} keys");
     assert_eq!(redis.cmd(&["LLEN", "celery"]), Resp::Int(0));
     assert_eq!(redis.cmd(&["HLEN", "unacked"]), Resp::Int(0));

@@ -90,7 +90,7 @@ use redis::aio::MultiplexedConnection;
 use redis::Value;
 use serde::Serialize;
 
-use super::system::{from_unix_seconds, CanarySystem, Canary, Seen};
+use super::system::{from_unix_seconds, Canary, CanarySystem, Seen};
 use crate::probe::queue::{QueueError, System};
 use crate::probe::BoxFuture;
 
@@ -595,7 +595,6 @@ impl CanarySystem for CeleryCanary {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -673,7 +672,8 @@ mod tests {
             from_result(revoked, key).unwrap(),
             Some(Seen::Failed { error, ended_at: None, .. }) if error == "TaskRevokedError: expired"
         ));
-        let traceback_only = br#"{"status": "FAILURE", "result": 7, "traceback": "x\nKeyError: 'k'\n\n"}"#;
+        let traceback_only =
+            br#"{"status": "FAILURE", "result": 7, "traceback": "x\nKeyError: 'k'\n\n"}"#;
         assert!(matches!(
             from_result(traceback_only, key).unwrap(),
             Some(Seen::Failed { error, .. }) if error == "KeyError: 'k'"
@@ -712,12 +712,18 @@ mod tests {
             reserved_at,
         };
         let t = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(5));
-        assert_eq!(from_broker(&b(true, true, false, None), true), Seen::Waiting);
+        assert_eq!(
+            from_broker(&b(true, true, false, None), true),
+            Seen::Waiting
+        );
         assert_eq!(
             from_broker(&b(false, false, true, t), true),
             Seen::Running { started_at: t }
         );
-        assert_eq!(from_broker(&b(false, true, false, None), true), Seen::Waiting);
+        assert_eq!(
+            from_broker(&b(false, true, false, None), true),
+            Seen::Waiting
+        );
         assert_eq!(
             from_broker(&b(false, false, false, None), true),
             Seen::Running { started_at: None }

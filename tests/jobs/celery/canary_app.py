@@ -19,3 +19,13 @@ app.conf.result_backend = os.environ["CELERY_BROKER_URL"]
 @app.task
 def boom(*args):
     raise ValueError("canary boom")
+
+
+@app.task(acks_late=True)
+def slow(*args):
+    """Runs 1 s with its message acknowledged late: kombu keeps the reservation (with its time)
+    while it runs, where the canary reads the pickup time."""
+    import time
+
+    time.sleep(1.0)
+    return list(args)
