@@ -57,7 +57,7 @@ static NEXT: AtomicU64 = AtomicU64::new(1);
 fn canary(system: &CeleryCanary, task: &str) -> Canary {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let mut c = Canary {
-        id: format!("canaryd-{:016x}", 0xc0ffee_0000_0000 + n),
+        id: format!("canaryd-{:016x}", 0x00c0_ffee_0000_0000 + n),
         check: "celery-canary".into(),
         queue: "celery".into(),
         task: task.into(),

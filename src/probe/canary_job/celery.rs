@@ -13,8 +13,8 @@
 //!   "chord": null}]`: the task runs with one positional argument, the check's name (the
 //!   default task, `celery.accumulate`, built into every Celery app, returns it and does nothing
 //!   else);
-//! - `headers`: `lang` `py`, `task`, `id` and `root_id` = the canary id, `expires` = enqueue time
-//!   + `keep` (ISO 8601, UTC: a worker that receives the canary later discards it, records it as
+//! - `headers`: `lang` `py`, `task`, `id` and `root_id` = the canary id, `expires` = `keep` after
+//!   the enqueue time (ISO 8601, UTC: a worker that receives the canary later discards it, records it as
 //!   `REVOKED` and never runs it), `retries` 0, `timelimit` `[null, null]`, `argsrepr` (the check,
 //!   Python repr), `origin` `canaryd`, and the other protocol-2 headers at Celery's defaults;
 //! - `properties`: `correlation_id` = the canary id, `delivery_mode` 2, `expiration` (`keep` in
