@@ -29,7 +29,15 @@ fn python(py: &PathBuf, redis: &Redis) -> Command {
 
 /// `celery worker` on the canary app: one process (solo pool), one message prefetched.
 fn start_worker(py: &PathBuf, redis: &Redis) -> Worker {
+    start_worker_prefixed(py, redis, None)
+}
+
+/// The same, with kombu's and the result backend's `global_keyprefix` set to `prefix`.
+fn start_worker_prefixed(py: &PathBuf, redis: &Redis, prefix: Option<&str>) -> Worker {
     let mut cmd = python(py, redis);
+    if let Some(p) = prefix {
+        cmd.env("CELERY_KEYPREFIX", p);
+    }
     cmd.args(["-m", "celery", "-A", "canary_app", "worker", "--pool=solo"])
         .args(["--prefetch-multiplier=1", "--without-gossip"])
         .args(["--without-mingle", "--without-heartbeat"])
@@ -359,6 +367,18 @@ fn a_worker_runs_stops_fails_and_clean_unqueues() {
         assert_eq!(error, "ValueError: canary boom");
         system.clean(&mut conn, &c).await.expect("clean");
 
+        // A canary found after its `keep`: the worker discards it unrun (`expires`).
+        let mut late = canary(&system, "canary_app.boom");
+        late.enqueued_at = SystemTime::now() - Duration::from_secs(601);
+        late.payload = system.prepare(&late).expect("prepare");
+        system.enqueue(&mut conn, &late).await.expect("enqueue");
+        let seen = settle(&mut conn, &system, &late, secs(20)).await;
+        assert!(
+            matches!(&seen, Seen::Failed { error, .. } if error.contains("expired")),
+            "{seen:?}"
+        );
+        system.clean(&mut conn, &late).await.expect("clean");
+
         // The cleaned canary never ran: no record, ever (the worker ran two tasks since).
         assert_eq!(
             system.look(&mut conn, &dropped).await.unwrap(),
@@ -417,4 +437,39 @@ fn many_canaries_leave_redis_bounded() {
     assert!(after_many < 10, "{after_many} keys");
     assert_eq!(redis.cmd(&["LLEN", "celery"]), Resp::Int(0));
     assert_eq!(redis.cmd(&["HLEN", "unacked"]), Resp::Int(0));
+}
+
+#[test]
+fn a_key_prefix_is_honoured() {
+    let Some(py) = venv_python() else { return };
+    let Some(redis) = Redis::start() else { return };
+    let system = CeleryCanary {
+        prefix: "pfx:".into(),
+        result_prefix: "pfx:".into(),
+        ..CeleryCanary::default()
+    };
+    let rt = runtime();
+    let mut conn = rt.block_on(connect(&redis));
+    let mut worker = start_worker_prefixed(&py, &redis, Some("pfx:"));
+    worker.wait_until(secs(60), || {
+        redis.cmd(&["EXISTS", "pfx:_kombu.binding.celery"]) == Resp::Int(1)
+    });
+    rt.block_on(async {
+        let c = enqueue(&mut conn, &system, DEFAULT_TASK).await;
+        let seen = settle(&mut conn, &system, &c, secs(20)).await;
+        assert!(
+            matches!(
+                seen,
+                Seen::Finished {
+                    ended_at: Some(_),
+                    ..
+                }
+            ),
+            "{seen:?}"
+        );
+        let meta = format!("pfx:celery-task-meta-{}", c.id);
+        assert_eq!(redis.cmd(&["EXISTS", &meta]), Resp::Int(1));
+        system.clean(&mut conn, &c).await.expect("clean");
+        assert_eq!(redis.cmd(&["EXISTS", &meta]), Resp::Int(0));
+    });
 }

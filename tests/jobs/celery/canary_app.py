@@ -14,6 +14,10 @@ from celery import Celery
 app = Celery("canary_app")
 app.conf.broker_connection_retry_on_startup = True
 app.conf.result_backend = os.environ["CELERY_BROKER_URL"]
+if os.environ.get("CELERY_KEYPREFIX"):
+    prefix = {"global_keyprefix": os.environ["CELERY_KEYPREFIX"]}
+    app.conf.broker_transport_options = prefix
+    app.conf.result_backend_transport_options = prefix
 
 
 @app.task
