@@ -24,6 +24,9 @@
 //!   is the canary id too: only the `rpc://` result backend uses it, and canaryd does not read that
 //!   backend.
 //!
+//! Strings are written as UTF-8 where Python's `json.dumps` escapes non-ASCII as `\uXXXX`; kombu
+//! reads both.
+//!
 //! canaryd does not declare the queue (kombu's `_kombu.binding.*` tables): the worker consuming
 //! the queue declares it.
 //!
@@ -72,6 +75,9 @@
 //!   acknowledgement; a flushed queue with a backend configured) reads as `Running`, never
 //!   `Missing`: Celery keeps no record of running tasks in Redis. The probe's deadline turns it
 //!   into `too_slow`.
+//! - A worker hung or stopped while blocked in `BRPOP` (kombu polls with a 1 s timeout) is still
+//!   handed the next message by Redis: that one canary leaves the list without being reserved
+//!   and reads as `Running` (then `too_slow`), not `Waiting`; the following ones wait.
 //! - The result backend must be in the same Redis database as the broker (one connection);
 //!   its key prefix (the backend's own `global_keyprefix`) is `result_prefix`. The `rpc://`
 //!   and other backends are not read.
