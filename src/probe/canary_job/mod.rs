@@ -175,8 +175,8 @@ pub fn canary_system(spec: &CanaryJobSpec) -> Result<Arc<dyn CanarySystem>, Stri
         System::Rq => Ok(Arc::new(rq::RqCanary::new())),
         // One per check, kept across runs: it remembers when a canary was last seen.
         System::Sidekiq => Ok(Arc::new(sidekiq::SidekiqCanary::default())),
-        // WIP(merge): Celery lands from its branch this session.
-        other => Err(format!("{} canary: not wired yet", other.as_str())),
+        System::Celery => Ok(Arc::new(celery::CeleryCanary::default())),
+        other => Err(format!("{} has no canary job", other.as_str())),
     }
 }
 
