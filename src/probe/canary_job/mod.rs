@@ -171,8 +171,11 @@ impl crate::probe::kind::Detail for CanaryReport {
 
 /// The job system's canary for a spec.
 pub fn canary_system(spec: &CanaryJobSpec) -> Result<Arc<dyn CanarySystem>, String> {
-    // WIP(merge): the per-system adapters land from their branches this session.
-    Err(format!("{} canary: not wired yet", spec.system.as_str()))
+    match spec.system {
+        System::Rq => Ok(Arc::new(rq::RqCanary::new())),
+        // WIP(merge): Celery and Sidekiq land from their branches this session.
+        other => Err(format!("{} canary: not wired yet", other.as_str())),
+    }
 }
 
 /// Builds the probe of check `name`.
