@@ -30,7 +30,15 @@
 //!
 //! Then the keys in Redis are counted (`DBSIZE`) after 10 timed runs and after all of them, and
 //! listed: they must be few and the same whatever the number of runs (every canary's job hash,
-//! result stream and registry entries are removed by its run).
+//! result stream and registry entries are removed by its run). Six remain: the bench's own
+//! `canaryd-bench:owner`; canaryd's `canaryd:canary:<check>:last` (the last verdict, for replicas;
+//! it expires after the check's `keep`; the marker itself is deleted by each run); RQ's
+//! `rq:queues` (the queue stays listed: it is the operator's queue, not the canary's) and the
+//! worker's own registration, `rq:workers`, `rq:workers:<queue>` and `rq:worker:<name>`.
+//!
+//! Wall time per run is more than the canary's enqueue → finish (`total_*`): polling starts 10 ms
+//! after the enqueue and doubles, so a canary that finishes in 12 ms is seen at the second look,
+//! 30 ms in.
 //!
 //! Output: `canary_rq_first_run round_trips= commands= connections=` and `canary_rq round_trips=
 //! commands= connections= cpu_ms= wall_ms= pickup_p50_ms= pickup_p99_ms= redis_cpu_ms=
@@ -62,7 +70,8 @@ const CHECK: &str = "bench-canary";
 /// The queue the worker listens on and the canary goes to.
 const QUEUE: &str = "canary-bench";
 /// The function the canary calls, `max("canaryd", CHECK)`: any RQ worker imports it without
-/// application code.
+/// application code. Named, not left to the check's default: the canary calls its function with
+/// two arguments (see `src/probe/canary_job/rq.rs`), which `builtins.len` does not take.
 const FUNCTION: &str = "builtins.max";
 /// The worker's name (`rq:worker:<name>`).
 const WORKER: &str = "canaryd-bench-worker";
