@@ -266,6 +266,13 @@ fn run() -> Res<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if keys.len() as u64 != keys_early {
+        return Err(format!(
+            "{keys_early} keys after {EARLY_RUNS} runs, {} after {}: a canary leaves something behind",
+            keys.len(),
+            opts.runs
+        ));
+    }
     if ran != opts.runs {
         return Err(format!(
             "the worker ran {ran} jobs during the {} counted runs: each run should have been one canary",
