@@ -30,16 +30,26 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use canaryd::probe::queue::ALL_QUEUES;
 use canaryd::probe::{CheckResult, Probe, RunContext};
+
+#[path = "shared/redis_admin.rs"]
+mod redis_admin;
+#[path = "shared/wire.rs"]
+mod wire;
+
+use redis_admin::{
+    claim_and_flush, fmt, free_port, info, info_field, process_cpu, redis_cpu, socket_addr,
+    thread_cpu, CommandStats, OwnRedis, Res,
+};
+use wire::WireProxy;
 
 /// The layout filled and read by default (`--system` overrides it; `scripts/bench` passes
 /// `BENCH_QUEUE_SYSTEM`). RQ's was chosen because Sidekiq's reader was not on main yet when this
@@ -49,10 +59,6 @@ const DEFAULT_SYSTEM: &str = "rq";
 const JOBS_PER_QUEUE: usize = 3;
 /// Where Debian's package puts redis_exporter (`scripts/setup` installs it).
 const DEFAULT_EXPORTER: &str = "/usr/bin/prometheus-redis-exporter";
-/// A key this program sets in the Redis it fills, so that it only ever flushes its own data.
-const OWNER_KEY: &str = "canaryd-bench:owner";
-
-type Res<T> = Result<T, String>;
 
 fn main() {
     if let Err(e) = run() {
@@ -127,7 +133,7 @@ fn run() -> Res<()> {
     let url = match std::env::var("CANARYD_BENCH_REDIS") {
         Ok(u) if !u.is_empty() => u,
         _ => {
-            let r = OwnRedis::start()?;
+            let r = OwnRedis::start("canaryd-bench-queue")?;
             let u = format!("redis://127.0.0.1:{}", r.port);
             own = Some(r);
             u
@@ -424,76 +430,6 @@ fn describe(r: &CheckResult) -> String {
 // ---------------------------------------------------------------------------------------------
 // The Redis: our own server, flushing only what we own, the job systems' layouts
 
-/// A redis-server started for this run, stopped when dropped.
-struct OwnRedis {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl OwnRedis {
-    fn start() -> Res<OwnRedis> {
-        let dir = std::env::temp_dir().join(format!("canaryd-bench-queue.{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let port = free_port()?;
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("start redis-server (scripts/setup installs it): {e}"))?;
-        let r = OwnRedis { child, dir, port };
-        let url = format!("redis://127.0.0.1:{port}");
-        let t0 = Instant::now();
-        loop {
-            let ok = redis::Client::open(url.as_str())
-                .and_then(|c| c.get_connection())
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok();
-            if ok {
-                return Ok(r);
-            }
-            if t0.elapsed() > Duration::from_secs(10) {
-                return Err("redis-server did not answer within 10 s".into());
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Empties the database, refusing one that holds data this program did not write.
-fn claim_and_flush(con: &mut redis::Connection) -> Res<()> {
-    let size: u64 = redis::cmd("DBSIZE").query(con).map_err(|e| e.to_string())?;
-    let ours: bool = redis::cmd("EXISTS")
-        .arg(OWNER_KEY)
-        .query(con)
-        .map_err(|e| e.to_string())?;
-    if size > 0 && !ours {
-        return Err(format!(
-            "the Redis holds {size} keys this bench did not write: CANARYD_BENCH_REDIS must be a private, empty redis-server"
-        ));
-    }
-    redis::cmd("FLUSHDB")
-        .query::<()>(con)
-        .map_err(|e| e.to_string())?;
-    redis::cmd("SET")
-        .arg(OWNER_KEY)
-        .arg(std::process::id())
-        .query::<()>(con)
-        .map_err(|e| e.to_string())
-}
-
 fn now_unix() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -651,73 +587,6 @@ fn rq_time(unix: f64) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// What Redis says about itself
-
-fn info(con: &mut redis::Connection, section: &str) -> Res<String> {
-    redis::cmd("INFO")
-        .arg(section)
-        .query(con)
-        .map_err(|e| format!("INFO {section}: {e}"))
-}
-
-fn info_field(info: &str, name: &str) -> Option<String> {
-    info.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-        .map(|v| v.trim().to_string())
-}
-
-/// Redis's own CPU time (user + sys), from `INFO cpu`.
-fn redis_cpu(con: &mut redis::Connection) -> Res<Duration> {
-    let i = info(con, "cpu")?;
-    let secs: f64 = ["used_cpu_user", "used_cpu_sys"]
-        .iter()
-        .filter_map(|f| info_field(&i, f)?.parse::<f64>().ok())
-        .sum();
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Calls per command, from `INFO commandstats`.
-struct CommandStats(BTreeMap<String, u64>);
-
-impl CommandStats {
-    fn read(con: &mut redis::Connection) -> Res<CommandStats> {
-        let text = info(con, "commandstats")?;
-        let calls = text
-            .lines()
-            .filter_map(|l| {
-                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-                let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
-                Some((name.to_string(), calls.parse().ok()?))
-            })
-            .collect();
-        Ok(CommandStats(calls))
-    }
-
-    /// Commands executed between `self` and `later`, by name, without the `INFO` that read
-    /// `self` (counted once it returned; the one that read `later` is not in its own answer).
-    fn executed_until(&self, later: &CommandStats) -> BTreeMap<String, u64> {
-        let mut delta: BTreeMap<String, u64> = later
-            .0
-            .iter()
-            .map(|(name, n)| {
-                (
-                    name.clone(),
-                    n - self.0.get(name).copied().unwrap_or(0).min(*n),
-                )
-            })
-            .filter(|(_, n)| *n > 0)
-            .collect();
-        if let Some(n) = delta.get_mut("info") {
-            *n -= 1;
-            if *n == 0 {
-                delta.remove("info");
-            }
-        }
-        delta
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Figures
 
 /// Per-run averages of one counting pass.
@@ -809,60 +678,6 @@ impl Timing {
     }
 }
 
-/// A count as an integer when it is one, else with two decimals.
-fn fmt(v: f64) -> String {
-    if (v - v.round()).abs() < 1e-9 {
-        format!("{}", v.round())
-    } else {
-        format!("{v:.2}")
-    }
-}
-
-/// CPU time this thread has run, from /proc/thread-self/schedstat (ns).
-fn thread_cpu() -> Res<Duration> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat")
-        .map_err(|e| format!("/proc/thread-self/schedstat: {e}"))?;
-    let ns = stat
-        .split_whitespace()
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or("/proc/thread-self/schedstat: unexpected content")?;
-    Ok(Duration::from_nanos(ns))
-}
-
-/// utime + stime of a process, from /proc/PID/stat (USER_HZ is 100 on Linux).
-fn process_cpu(pid: u32) -> Res<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
-    let after = stat.rsplit_once(')').map_or("", |(_, s)| s);
-    let f: Vec<u64> = after
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // Fields after the command: state is [0]; utime (field 14 overall) is [11], stime [12].
-    Ok(Duration::from_millis(
-        (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) * 10,
-    ))
-}
-
-fn free_port() -> Res<u16> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
-}
-
-fn socket_addr(url: &str) -> Res<SocketAddr> {
-    let u = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
-    let host = u.host_str().ok_or_else(|| format!("{url}: no host"))?;
-    let port = u.port().unwrap_or(6379);
-    use std::net::ToSocketAddrs;
-    (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("{url}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{url}: no address"))
-}
-
 // ---------------------------------------------------------------------------------------------
 // redis_exporter
 
@@ -952,7 +767,7 @@ impl Exporter {
     }
 
     fn cpu(&self) -> Res<Duration> {
-        process_cpu(self.child.id())
+        process_cpu(self.child.id(), false)
     }
 }
 
@@ -960,262 +775,5 @@ impl Drop for Exporter {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The wire proxy
-
-/// Totals over every connection since the last reset.
-#[derive(Default)]
-struct Wire {
-    round_trips: AtomicU64,
-    commands: AtomicU64,
-    connections: AtomicU64,
-    bytes_out: AtomicU64,
-    bytes_in: AtomicU64,
-}
-
-/// Plain copies of [`Wire`].
-struct WireSnapshot {
-    round_trips: u64,
-    commands: u64,
-    connections: u64,
-    bytes_out: u64,
-    bytes_in: u64,
-}
-
-/// One proxied connection: requests the client completed and replies Redis completed.
-#[derive(Default)]
-struct InFlight {
-    sent: AtomicU64,
-    answered: AtomicU64,
-}
-
-/// A TCP proxy on a free loopback port in front of Redis, counting on the wire.
-///
-/// A round trip starts when a client begins a request while everything it sent before has been
-/// answered: it had nothing in flight, so it waited for Redis. A pipeline is one round trip
-/// however many segments it is written in, even when Redis starts answering a long one before
-/// the client has finished writing it (which a "client spoke after the server" rule would count
-/// several times). Commands are the RESP requests the client completed.
-struct WireProxy {
-    addr: SocketAddr,
-    wire: Arc<Wire>,
-    stop: Arc<AtomicBool>,
-}
-
-impl WireProxy {
-    fn start(upstream: SocketAddr) -> Res<WireProxy> {
-        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let wire = Arc::new(Wire::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (w, s) = (wire.clone(), stop.clone());
-        thread::spawn(move || {
-            for client in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(client) = client else { continue };
-                let Ok(server) = TcpStream::connect(upstream) else {
-                    continue;
-                };
-                w.connections.fetch_add(1, Ordering::SeqCst);
-                let _ = client.set_nodelay(true);
-                let _ = server.set_nodelay(true);
-                let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
-                    continue;
-                };
-                let conn = Arc::new(InFlight::default());
-                pump(c2, s2, w.clone(), conn.clone(), Side::Client);
-                pump(server, client, w.clone(), conn, Side::Server);
-            }
-        });
-        Ok(WireProxy { addr, wire, stop })
-    }
-
-    /// Starts counting from zero, between runs (no request in flight).
-    fn reset(&self) {
-        for c in [
-            &self.wire.round_trips,
-            &self.wire.commands,
-            &self.wire.connections,
-            &self.wire.bytes_out,
-            &self.wire.bytes_in,
-        ] {
-            c.store(0, Ordering::SeqCst);
-        }
-    }
-
-    fn snapshot(&self) -> WireSnapshot {
-        let w = &self.wire;
-        WireSnapshot {
-            round_trips: w.round_trips.load(Ordering::SeqCst),
-            commands: w.commands.load(Ordering::SeqCst),
-            connections: w.connections.load(Ordering::SeqCst),
-            bytes_out: w.bytes_out.load(Ordering::SeqCst),
-            bytes_in: w.bytes_in.load(Ordering::SeqCst),
-        }
-    }
-}
-
-impl Drop for WireProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(self.addr);
-    }
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Side {
-    /// Client → Redis: requests.
-    Client,
-    /// Redis → client: replies.
-    Server,
-}
-
-/// Copies `from` → `to` on a thread, counting before forwarding: the peer can only answer bytes
-/// it has received, so a count is always in place before the answer it leads to.
-fn pump(mut from: TcpStream, mut to: TcpStream, wire: Arc<Wire>, conn: Arc<InFlight>, side: Side) {
-    thread::spawn(move || {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut resp = RespCounter::new(side);
-        loop {
-            let n = match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            match side {
-                Side::Client => {
-                    let idle = !resp.partial()
-                        && conn.sent.load(Ordering::SeqCst) == conn.answered.load(Ordering::SeqCst);
-                    if idle {
-                        wire.round_trips.fetch_add(1, Ordering::SeqCst);
-                    }
-                    let requests = resp.feed(&buf[..n]);
-                    conn.sent.fetch_add(requests, Ordering::SeqCst);
-                    wire.commands.fetch_add(requests, Ordering::SeqCst);
-                    wire.bytes_out.fetch_add(n as u64, Ordering::SeqCst);
-                }
-                Side::Server => {
-                    let replies = resp.feed(&buf[..n]);
-                    conn.answered.fetch_add(replies, Ordering::SeqCst);
-                    wire.bytes_in.fetch_add(n as u64, Ordering::SeqCst);
-                }
-            }
-            if to.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-        let _ = to.shutdown(Shutdown::Write);
-    });
-}
-
-/// Counts complete RESP messages in one direction of a connection: requests (arrays of bulk
-/// strings, or inline commands) from the client; replies (RESP2 and RESP3 values; push
-/// messages answer no request and are not counted) from Redis.
-struct RespCounter {
-    side: Side,
-    /// Bytes of a message not complete yet.
-    pending: Vec<u8>,
-}
-
-impl RespCounter {
-    fn new(side: Side) -> RespCounter {
-        RespCounter {
-            side,
-            pending: Vec::new(),
-        }
-    }
-
-    /// Whether a message has begun and not ended.
-    fn partial(&self) -> bool {
-        !self.pending.is_empty()
-    }
-
-    fn feed(&mut self, bytes: &[u8]) -> u64 {
-        self.pending.extend_from_slice(bytes);
-        let mut at = 0;
-        let mut count = 0;
-        while at < self.pending.len() {
-            let b = &self.pending[at..];
-            let Some(end) = (match self.side {
-                Side::Client => request_end(b),
-                Side::Server => value_end(b, 0),
-            }) else {
-                break;
-            };
-            // A push message answers no request (an attribute is counted with its value).
-            if self.side == Side::Client || b[0] != b'>' {
-                count += 1;
-            }
-            at += end;
-        }
-        self.pending.drain(..at);
-        count
-    }
-}
-
-/// The line starting at `at` (without its CRLF) and where the next one starts.
-fn resp_line(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
-    let len = b.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
-    Some((&b[at..at + len], at + len + 2))
-}
-
-fn resp_number(s: &[u8]) -> Option<i64> {
-    std::str::from_utf8(s).ok()?.parse().ok()
-}
-
-/// End of the complete request at the start of `b`, if it is all there.
-fn request_end(b: &[u8]) -> Option<usize> {
-    if b.first()? != &b'*' {
-        // Inline command: up to the end of the line.
-        return b.iter().position(|&c| c == b'\n').map(|i| i + 1);
-    }
-    let (head, mut at) = resp_line(b, 0)?;
-    for _ in 0..resp_number(&head[1..])?.max(0) {
-        let (h, next) = resp_line(b, at)?;
-        if h.first() != Some(&b'$') {
-            return None;
-        }
-        at = next + usize::try_from(resp_number(&h[1..])?).ok()? + 2;
-        if at > b.len() {
-            return None;
-        }
-    }
-    Some(at)
-}
-
-/// End of the complete value starting at `at`, if it is all there.
-fn value_end(b: &[u8], at: usize) -> Option<usize> {
-    let (head, next) = resp_line(b, at)?;
-    let n = || resp_number(head.get(1..)?);
-    match head.first()? {
-        // Bulk string, blob error, verbatim string (-1: null).
-        b'$' | b'!' | b'=' => {
-            let len = n()?;
-            if len < 0 {
-                return Some(next);
-            }
-            let end = next + usize::try_from(len).ok()? + 2;
-            (end <= b.len()).then_some(end)
-        }
-        // Array, set, push (-1: null); map and attribute hold pairs.
-        kind @ (b'*' | b'~' | b'>' | b'%' | b'|') => {
-            let per = if matches!(kind, b'%' | b'|') { 2 } else { 1 };
-            let mut at = next;
-            for _ in 0..n()?.max(0) * per {
-                at = value_end(b, at)?;
-            }
-            // An attribute precedes the value it describes.
-            if *kind == b'|' {
-                return value_end(b, at);
-            }
-            Some(at)
-        }
-        // Simple string, error, integer, null, boolean, double, big number: one line.
-        _ => Some(next),
     }
 }
