@@ -6,11 +6,9 @@
 mod receivers;
 mod services;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,6 +20,7 @@ use canaryd::store::Store;
 use receivers::bench::{at, failure, success, Bench};
 use receivers::{Mode, PagerDuty, Slack, Webhook};
 use serde_json::Value;
+use services::Target;
 
 const BIN: &str = env!("CARGO_BIN_EXE_canaryd");
 /// A PagerDuty routing key is 32 characters.
@@ -35,49 +34,6 @@ const T0: u64 = 1_780_272_000;
 // ---------------------------------------------------------------------------------------------
 // A target whose "login" breaks on demand, and the real daemon
 // ---------------------------------------------------------------------------------------------
-
-/// `GET /login` answers 200 "Sign out" while healthy, 500 while broken.
-struct Target {
-    addr: String,
-    broken: Arc<AtomicBool>,
-}
-
-impl Target {
-    fn start() -> Target {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let broken = Arc::new(AtomicBool::new(false));
-        let b = broken.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { continue };
-                let broken = b.load(Ordering::SeqCst);
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(s.try_clone().unwrap());
-                    let mut line = String::new();
-                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                        line.clear();
-                    }
-                    let (status, body) = if broken {
-                        ("500 Internal Server Error", "database is down")
-                    } else {
-                        ("200 OK", "Welcome. Sign out")
-                    };
-                    let _ = write!(
-                        s,
-                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                });
-            }
-        });
-        Target { addr, broken }
-    }
-
-    fn set_broken(&self, b: bool) {
-        self.broken.store(b, Ordering::SeqCst);
-    }
-}
 
 /// `canaryd run` with its output in a file (so a `kill -9` loses none of it).
 struct Daemon {

@@ -7,17 +7,13 @@
 mod receivers;
 mod services;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use receivers::{Webhook, WebhookRequest};
 use serde_json::Value;
-use services::{canaryd_run, free_port, http_get, Alertmanager, Canaryd, AM_PEER_TIMEOUT};
+use services::{canaryd_run, free_port, http_get, Alertmanager, Canaryd, Target, AM_PEER_TIMEOUT};
 
 /// Alertmanager's `group_interval` in the test's configuration: how often a group may notify
 /// again (a resolve waits for the next one).
@@ -29,49 +25,6 @@ const GROUP_INTERVAL: Duration = Duration::from_secs(2);
 /// plus a margin for a busy machine.
 fn quiet_period() -> Duration {
     AM_PEER_TIMEOUT + GROUP_INTERVAL + Duration::from_secs(3)
-}
-
-/// `GET /login` answers 200 "Sign out" while healthy, 500 while broken.
-struct Target {
-    addr: String,
-    broken: Arc<AtomicBool>,
-}
-
-impl Target {
-    fn start() -> Target {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let broken = Arc::new(AtomicBool::new(false));
-        let b = broken.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { continue };
-                let broken = b.load(Ordering::SeqCst);
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(s.try_clone().unwrap());
-                    let mut line = String::new();
-                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                        line.clear();
-                    }
-                    let (status, body) = if broken {
-                        ("500 Internal Server Error", "database is down")
-                    } else {
-                        ("200 OK", "Welcome. Sign out")
-                    };
-                    let _ = write!(
-                        s,
-                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                });
-            }
-        });
-        Target { addr, broken }
-    }
-
-    fn set_broken(&self, b: bool) {
-        self.broken.store(b, Ordering::SeqCst);
-    }
 }
 
 fn wait(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {

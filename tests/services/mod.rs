@@ -1437,3 +1437,50 @@ impl Dnsmasq {
         self.proc.log_tail(lines)
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A target the test breaks and restores
+// ---------------------------------------------------------------------------------------------
+
+/// `GET /login` answers 200 "Sign out" while healthy, 500 while broken.
+pub struct Target {
+    pub addr: String,
+    broken: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Target {
+    pub fn start() -> Target {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let broken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let b = broken.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let broken = b.load(std::sync::atomic::Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(s.try_clone().unwrap());
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                        line.clear();
+                    }
+                    let (status, body) = if broken {
+                        ("500 Internal Server Error", "database is down")
+                    } else {
+                        ("200 OK", "Welcome. Sign out")
+                    };
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        Target { addr, broken }
+    }
+
+    pub fn set_broken(&self, b: bool) {
+        self.broken.store(b, std::sync::atomic::Ordering::SeqCst);
+    }
+}
