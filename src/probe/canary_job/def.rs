@@ -15,6 +15,7 @@ use crate::config::model::Dur;
 use crate::config::schema::{self, add_rules, Text};
 use crate::config::template::Template;
 use crate::probe::kind::{BuildEnv, Kind, KindCx, Read, Var};
+use crate::probe::queue::def::{redis_url, tls_needs_rediss};
 use crate::probe::queue::System;
 use crate::probe::tls::{tls, TlsDef, TlsSettings};
 use crate::probe::{CheckResult, Probe};
@@ -230,29 +231,7 @@ fn canary_job(ctx: &mut Ctx, d: &CanaryJobDef, key: &str) -> Option<CanaryJobSpe
             None
         }
     };
-    let redis = ctx.template(&d.redis, &format!("{key}.redis"));
-    if let Some(t) = &redis {
-        if let Some(v) = t.variables().next() {
-            ctx.err(
-                &d.redis.referenced,
-                format!("{key}.redis"),
-                format!("${{{v}}}: the redis URL takes secrets (${{env:..}}, ${{file:..}}) but no run-time variables"),
-            );
-        } else if let Err(e) = t
-            .render(|_| None)
-            .map_err(|_| "undefined variable".to_string())
-            .and_then(|url| crate::probe::queue::conn::check_url(&url))
-        {
-            ctx.err(
-                &d.redis.referenced,
-                format!("{key}.redis"),
-                format!(
-                    "invalid redis URL {:?}: {e}",
-                    crate::probe::queue::conn::without_password(t.redacted())
-                ),
-            );
-        }
-    }
+    let redis = redis_url(ctx, &d.redis, key);
     let queue = match &d.queue {
         Some(q) => name_like(ctx, q, &format!("{key}.queue"), "queue name"),
         None => Some("default".to_string()),
@@ -300,20 +279,7 @@ fn canary_job(ctx: &mut Ctx, d: &CanaryJobDef, key: &str) -> Option<CanaryJobSpe
         }
         _ => None,
     };
-    let scheme = redis
-        .as_ref()
-        .and_then(|t| t.render(|_| None).ok())
-        .and_then(|u| url::Url::parse(u.trim()).ok())
-        .map(|u| u.scheme().to_string());
-    if let (Some(_), Some(scheme)) = (&d.tls_config, scheme) {
-        if scheme != "rediss" {
-            ctx.err(
-                &d.redis.referenced,
-                format!("{key}.tls_config"),
-                format!("tls_config applies to rediss:// URLs only, not {scheme}://"),
-            );
-        }
-    }
+    tls_needs_rediss(ctx, redis.as_ref(), &d.redis, d.tls_config.is_some(), key);
     let tls = tls(ctx, d.tls_config.as_ref(), &format!("{key}.tls_config"));
     Some(CanaryJobSpec {
         system: system?,

@@ -246,6 +246,59 @@ pub fn queue_rules(schema: &mut Schema) {
     add_rules(schema, rules);
 }
 
+/// Validates the `redis:` URL of a kind that reads Redis (`queue`, `canary_job`): a template
+/// with secrets but no run-time variables, whose rendering is a URL canaryd can dial. Errors
+/// never show the password.
+pub fn redis_url(ctx: &mut Ctx, redis: &Spanned<String>, key: &str) -> Option<Template> {
+    let t = ctx.template(redis, &format!("{key}.redis"))?;
+    if let Some(v) = t.variables().next() {
+        ctx.err(
+            &redis.referenced,
+            format!("{key}.redis"),
+            format!("${{{v}}}: the redis URL takes secrets (${{env:..}}, ${{file:..}}) but no run-time variables"),
+        );
+    } else if let Err(e) = t
+        .render(|_| None)
+        .map_err(|_| "undefined variable".to_string())
+        .and_then(|url| crate::probe::queue::conn::check_url(&url))
+    {
+        // The message is built from the URL's structure, never its password.
+        ctx.err(
+            &redis.referenced,
+            format!("{key}.redis"),
+            format!(
+                "invalid redis URL {:?}: {e}",
+                crate::probe::queue::conn::without_password(t.redacted())
+            ),
+        );
+    }
+    Some(t)
+}
+
+/// `tls_config` with a plain-text URL would be silently ignored (the traffic stays plain): an
+/// error.
+pub fn tls_needs_rediss(
+    ctx: &mut Ctx,
+    redis: Option<&Template>,
+    written: &Spanned<String>,
+    tls_config: bool,
+    key: &str,
+) {
+    let scheme = redis
+        .and_then(|t| t.render(|_| None).ok())
+        .and_then(|u| url::Url::parse(u.trim()).ok())
+        .map(|u| u.scheme().to_string());
+    if let (true, Some(scheme)) = (tls_config, scheme) {
+        if scheme != "rediss" {
+            ctx.err(
+                &written.referenced,
+                format!("{key}.tls_config"),
+                format!("tls_config applies to rediss:// URLs only, not {scheme}://"),
+            );
+        }
+    }
+}
+
 fn queue(ctx: &mut Ctx, q: &QueueDef, key: &str) -> Option<QueueCheck> {
     use crate::probe::queue::System;
     let system = match q.system.value.as_str() {
@@ -266,30 +319,7 @@ fn queue(ctx: &mut Ctx, q: &QueueDef, key: &str) -> Option<QueueCheck> {
             None
         }
     };
-    let redis = ctx.template(&q.redis, &format!("{key}.redis"));
-    if let Some(t) = &redis {
-        if let Some(v) = t.variables().next() {
-            ctx.err(
-                &q.redis.referenced,
-                format!("{key}.redis"),
-                format!("${{{v}}}: the redis URL takes secrets (${{env:..}}, ${{file:..}}) but no run-time variables"),
-            );
-        } else if let Err(e) = t
-            .render(|_| None)
-            .map_err(|_| "undefined variable".to_string())
-            .and_then(|url| crate::probe::queue::conn::check_url(&url))
-        {
-            // The message is built from the URL's structure, never its password.
-            ctx.err(
-                &q.redis.referenced,
-                format!("{key}.redis"),
-                format!(
-                    "invalid redis URL {:?}: {e}",
-                    crate::probe::queue::conn::without_password(t.redacted())
-                ),
-            );
-        }
-    }
+    let redis = redis_url(ctx, &q.redis, key);
     // Options that only some systems read: set for another one, they would be silently ignored.
     const JOB_SYSTEMS: &[System] = &[
         System::Sidekiq,
@@ -421,21 +451,7 @@ fn queue(ctx: &mut Ctx, q: &QueueDef, key: &str) -> Option<QueueCheck> {
             "system redis needs keys or patterns (what to read)",
         );
     }
-    // TLS settings for a plain-text URL would be silently ignored (the traffic stays plain).
-    let scheme = redis
-        .as_ref()
-        .and_then(|t| t.render(|_| None).ok())
-        .and_then(|u| url::Url::parse(u.trim()).ok())
-        .map(|u| u.scheme().to_string());
-    if let (Some(_), Some(scheme)) = (&q.tls_config, scheme) {
-        if scheme != "rediss" {
-            ctx.err(
-                &q.redis.referenced,
-                format!("{key}.tls_config"),
-                format!("tls_config applies to rediss:// URLs only, not {scheme}://"),
-            );
-        }
-    }
+    tls_needs_rediss(ctx, redis.as_ref(), &q.redis, q.tls_config.is_some(), key);
     // Set by `fit_timeout`, once the check's timeout is known.
     let connect_timeout = Duration::ZERO;
     let tls = tls(ctx, q.tls_config.as_ref(), &format!("{key}.tls_config"));
