@@ -233,7 +233,7 @@ fn check_accepts_the_example_configuration() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 18 checks in 6 check files"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 21 checks in 7 check files"));
 }
 
 #[test]

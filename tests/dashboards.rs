@@ -784,6 +784,10 @@ fn certificate() -> (String, String) {
     (cert.pem(), key.serialize_pem())
 }
 
+/// The checks each replica runs: the demo's (checks/demo.yaml, examples/demo/checks.yaml and
+/// jobs.yaml, with its canary job) and this test's own.
+const CHECKS: f64 = 10.0;
+
 #[test]
 fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
     // Every service first, so a missing one skips (or fails under CI) before anything starts.
@@ -1053,12 +1057,12 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
     };
     let rows = show("canaryd.json", "Checks configured", "A");
     let checks_of = |addr: &str| value(&rows, json!({ "instance": addr }));
-    assert_eq!(checks_of(&canaryd_addr), Some(9.0), "{rows:?}");
-    assert_eq!(checks_of(&other_addr), Some(9.0), "{rows:?}");
+    assert_eq!(checks_of(&canaryd_addr), Some(CHECKS), "{rows:?}");
+    assert_eq!(checks_of(&other_addr), Some(CHECKS), "{rows:?}");
     let split = checks_of(&shard_1).zip(checks_of(&shard_2));
     assert!(
-        split.is_some_and(|(a, b)| a + b == 9.0 && a > 0.0 && b > 0.0),
-        "the shards split the 9 checks: {rows:?}"
+        split.is_some_and(|(a, b)| a + b == CHECKS && a > 0.0 && b > 0.0),
+        "the shards split the {CHECKS} checks: {rows:?}"
     );
     let rows = show("overview.json", "Firing alerts", "A");
     let firing = json!({"check": "demo-login", "alert": "LoginFailing", "severity": "critical"});
@@ -1165,8 +1169,8 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
         let (passing, failing) = (count("Checks passing", "A"), count("Checks failing", "A"));
         assert_eq!(
             passing + failing,
-            9.0,
-            "{job}: passing {passing} + failing {failing} checks, where 9 checks run"
+            CHECKS,
+            "{job}: passing {passing} + failing {failing} checks, where {CHECKS} checks run"
         );
         // Both scripted logins fail with every password rejected.
         assert!(failing >= 2.0, "{job}: checks failing: {failing}");
