@@ -307,6 +307,11 @@ pub fn parse_name(name: &str) -> Result<Name, String> {
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("a name cannot hold spaces or control characters".to_string());
     }
+    // Zone-file escapes (`\.` a dot inside a label, `\065`) would make a label's dots differ
+    // from the name's: a name that reads back as another one. No monitored name needs them.
+    if name.contains('\\') {
+        return Err("a name cannot hold a backslash (zone-file escapes are not supported)".to_string());
+    }
     let labels = name.strip_suffix('.').unwrap_or(name);
     if name != "." && labels.split('.').any(str::is_empty) {
         return Err("empty label (a leading dot, or two dots in a row)".to_string());
@@ -436,6 +441,11 @@ mod tests {
             "a trailing dot is the root"
         );
         assert!(parse_name(".").is_ok(), "the root itself");
+        // Found by the property below: an escaped dot read back as two labels.
+        assert_eq!(
+            parse_name("\\.").unwrap_err(),
+            "a name cannot hold a backslash (zone-file escapes are not supported)"
+        );
         let long = vec!["abcdefghi"; 30].join(".");
         assert!(parse_name(&long).is_err(), "over 255 bytes");
     }
