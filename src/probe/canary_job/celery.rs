@@ -276,7 +276,7 @@ fn iso_utc(t: SystemTime) -> String {
 }
 
 /// `date_done`: ISO 8601 with an offset (Celery 5's aware `app.now()`), or naive UTC.
-fn parse_iso(text: &str) -> Option<SystemTime> {
+pub(super) fn parse_iso(text: &str) -> Option<SystemTime> {
     let text = text.trim();
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Some(t.into());
@@ -315,7 +315,7 @@ fn checked(v: Value, key: &str) -> Result<Value, QueueError> {
     }
 }
 
-fn exec_replies(reply: Value, expected: usize) -> Result<Vec<Value>, QueueError> {
+pub(super) fn exec_replies(reply: Value, expected: usize) -> Result<Vec<Value>, QueueError> {
     // An atomic pipeline answers one array (EXEC's) holding the commands' replies.
     let inner = match reply {
         Value::Array(mut outer) if outer.len() == 1 => outer.pop().unwrap_or(Value::Nil),
@@ -386,7 +386,7 @@ fn error_text(meta: &serde_json::Value, status: &str) -> String {
 }
 
 /// The verdict of a result record; `None` for states that say nothing yet (PENDING, RECEIVED).
-fn from_result(raw: &[u8], key: &str) -> Result<Option<Seen>, QueueError> {
+pub(super) fn from_result(raw: &[u8], key: &str) -> Result<Option<Seen>, QueueError> {
     let bad = |what: &str| QueueError::Data(format!("key {}: {what}", key.escape_debug()));
     let meta: serde_json::Value =
         serde_json::from_slice(raw).map_err(|_| bad("not a JSON result record"))?;

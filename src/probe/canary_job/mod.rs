@@ -27,6 +27,8 @@
 pub mod celery;
 pub mod def;
 pub mod probe;
+#[cfg(test)]
+mod props;
 pub mod rq;
 pub mod sidekiq;
 pub mod system;

@@ -594,7 +594,7 @@ pub fn exception_text(traceback: &str) -> String {
 
 /// The latest entry of a result stream, as RQ 2 writes it.
 #[derive(Debug, Default, PartialEq)]
-struct RunResult {
+pub(super) struct RunResult {
     kind: Option<u8>,
     exc_string: Option<Vec<u8>>,
     started: Option<SystemTime>,
@@ -602,7 +602,7 @@ struct RunResult {
 }
 
 /// The reply of `XREVRANGE … COUNT 1`: `None` when the stream is empty or absent.
-fn run_result(v: Value, key: &str) -> Result<Option<RunResult>, QueueError> {
+pub(super) fn run_result(v: Value, key: &str) -> Result<Option<RunResult>, QueueError> {
     let bad = || QueueError::Data(format!("rq: unexpected reply to XREVRANGE {key}"));
     let entries = match v {
         Value::ServerError(e) if e.code() == "WRONGTYPE" => {
@@ -666,14 +666,14 @@ fn failure_text(result: Option<&RunResult>) -> Option<String> {
 
 /// The job hash's fields `look` reads.
 #[derive(Debug)]
-struct JobRecord {
+pub(super) struct JobRecord {
     status: String,
     started_at: Option<SystemTime>,
     ended_at: Option<SystemTime>,
 }
 
 /// The job hash's fields read by `look`; `None` when the hash does not exist.
-fn job_fields(v: Value, key: &str) -> Result<Option<JobRecord>, QueueError> {
+pub(super) fn job_fields(v: Value, key: &str) -> Result<Option<JobRecord>, QueueError> {
     let bad = || QueueError::Data(format!("rq: unexpected reply to HMGET {key}"));
     let items = match v {
         Value::ServerError(e) if e.code() == "WRONGTYPE" => {
@@ -705,7 +705,7 @@ fn job_fields(v: Value, key: &str) -> Result<Option<JobRecord>, QueueError> {
 }
 
 /// Where the canary is, from the job hash (`None` when gone) and its latest result.
-fn seen(job: Option<JobRecord>, result: Option<RunResult>, key: &str) -> Result<Seen, QueueError> {
+pub(super) fn seen(job: Option<JobRecord>, result: Option<RunResult>, key: &str) -> Result<Seen, QueueError> {
     let Some(JobRecord {
         status,
         started_at,

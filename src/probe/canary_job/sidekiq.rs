@@ -350,7 +350,7 @@ fn bytes(v: &Value) -> Option<Vec<u8>> {
 /// A work hash value holding the canary: `Some(run_at)`; `None` when the id matched text
 /// inside another job (its arguments), not its jid. A value that is not Sidekiq's JSON is an
 /// error naming `key`.
-fn parse_work(value: &[u8], id: &str, key: &str) -> Result<Option<Option<SystemTime>>, QueueError> {
+pub(super) fn parse_work(value: &[u8], id: &str, key: &str) -> Result<Option<Option<SystemTime>>, QueueError> {
     let bad = || QueueError::Data(format!("{key:?}: a work entry that is not Sidekiq's JSON"));
     let work: Json = serde_json::from_slice(value).map_err(|_| bad())?;
     let payload = match work.get("payload") {
@@ -370,7 +370,7 @@ fn parse_work(value: &[u8], id: &str, key: &str) -> Result<Option<Option<SystemT
 }
 
 /// A `retry` / `dead` member holding the canary as Failed; `None` when the jid is another's.
-fn parse_failure(member: &[u8], id: &str, key: &str) -> Result<Option<Seen>, QueueError> {
+pub(super) fn parse_failure(member: &[u8], id: &str, key: &str) -> Result<Option<Seen>, QueueError> {
     let bad = || QueueError::Data(format!("{key:?}: a member that is not a Sidekiq job"));
     let job: Json = serde_json::from_slice(member).map_err(|_| bad())?;
     if !job.is_object() {
