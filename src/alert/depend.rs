@@ -7,10 +7,11 @@
 //! moment a dependant fails; the rules below make the answer not depend on which ran first:
 //!
 //! - a parent whose last run **failed** holds its dependants' triggers;
-//! - a parent whose last result is **older** than the dependant's last result (the dependant
-//!   may have seen an outage the parent has not looked at yet) holds the trigger until its next
-//!   result — at most [`patience`] (two parent intervals and a second), so a parent that stops
-//!   reporting (paused, on another shard) holds nothing for long;
+//! - a parent whose last result is **older** than the dependant's first failure of its current
+//!   run of failures (the dependant may have seen an outage the parent has not looked at yet)
+//!   holds the trigger until its next result — at most [`patience`] (two parent intervals and a
+//!   second), so a parent that stops reporting (paused, on another shard) holds nothing for
+//!   long;
 //! - a parent that **came back after** the dependant's last result (the dependant has not
 //!   run since) holds the trigger until the dependant's next result: if the
 //!   dependant still fails then, it pages; if it passes, its alert resolves without a page.
@@ -45,6 +46,8 @@ struct Health {
     at: SystemTime,
     /// When it last came back: the first passing result after a failed one.
     recovered_at: Option<SystemTime>,
+    /// Since when it fails: the first failed result of the current run of failures.
+    failing_since: Option<SystemTime>,
 }
 
 /// Every check's parents and dependants, and the last verdict of every check.
@@ -110,10 +113,16 @@ impl Dependencies {
             Some(b) => b.recovered_at,
             None => None,
         };
+        let failing_since = match before {
+            _ if ok => None,
+            Some(b) if !b.ok => b.failing_since.or(Some(now)),
+            _ => Some(now),
+        };
         let h = Health {
             ok,
             at: now,
             recovered_at,
+            failing_since,
         };
         match self.health.get_mut(check) {
             Some(slot) => *slot = h,
@@ -127,6 +136,7 @@ impl Dependencies {
     pub fn held_by(&self, check: &str, now: SystemTime) -> Option<&str> {
         let parents = self.parents.get(check)?;
         let mine = self.health.get(check).map(|h| h.at);
+        let failing_since = self.health.get(check).and_then(|h| h.failing_since);
         let patience_of = |name: &str| self.patience.get(name).copied().unwrap_or(Duration::ZERO);
         parents
             .iter()
@@ -142,7 +152,10 @@ impl Dependencies {
                     let Some(mine) = mine else {
                         return false;
                     };
-                    let parent_behind = h.at < mine && elapsed(h.at, now) <= patience_of(p);
+                    // The parent has not looked since this check began to fail: its next
+                    // result tells whether the failure is the parent's.
+                    let parent_behind = failing_since.is_some_and(|f| h.at < f)
+                        && elapsed(h.at, now) <= patience_of(p);
                     // Came back after this check's last result: that failure may be the
                     // parent's; this check's next result tells.
                     let recheck = h.recovered_at.is_some_and(|r| r >= mine)
@@ -273,25 +286,25 @@ mod tests {
         d.record("jobs", false, at(21));
         assert_eq!(
             d.held_by("jobs", at(21)),
-            Some("db"),
-            "db's word (t=20) is older"
-        );
-        d.record("db", true, at(25));
-        assert_eq!(
-            d.held_by("jobs", at(25)),
             None,
-            "still failing after the parent is back: page"
+            "still failing after the parent is back, and db looked since jobs began to fail: page"
         );
-        // A dependant that stops reporting is not held for ever (it last ran at t=21).
+        // Whatever the two checks' offsets, db's results coming between jobs' ones hold nothing.
+        for t in 22..26 {
+            d.record("db", true, at(t));
+            assert_eq!(d.held_by("jobs", at(t)), None);
+            d.record("jobs", false, at(t));
+            assert_eq!(d.held_by("jobs", at(t)), None, "never held again at t={t}");
+        }
+        // A dependant that stops reporting is not held for ever (it last ran at t=25).
         d.record("db", false, at(30));
         d.record("db", true, at(31));
         assert_eq!(d.held_by("jobs", at(31)), Some("db"));
         assert_eq!(
-            d.held_by("jobs", at(21 + 22)),
+            d.held_by("jobs", at(25 + 22)),
             None,
             "21 s is jobs' patience"
         );
-        assert_eq!(d.held_by("jobs", at(31)), Some("db"));
     }
 
     #[test]
@@ -305,7 +318,9 @@ mod tests {
         );
         assert_eq!(d.held_by("jobs", at(21)), Some("db"));
         assert_eq!(d.held_by("jobs", at(22)), None);
+        d.record("jobs", true, at(29));
         d.record("db", true, at(30));
+        // jobs begins to fail after db last looked: db's next word decides, if it comes.
         d.record("jobs", false, at(31));
         assert_eq!(d.held_by("jobs", at(40)), Some("db"));
         assert_eq!(d.held_by("jobs", at(52)), None, "db said nothing for 22 s");
