@@ -87,7 +87,6 @@ impl Dependencies {
         self.children.clear();
         self.patience.clear();
         for c in checks {
-            self.patience.insert(c.name.clone(), patience(c.interval));
             if c.depends_on.is_empty() {
                 continue;
             }
@@ -100,13 +99,23 @@ impl Dependencies {
             }
             self.parents.insert(c.name.clone(), parents);
         }
+        // Only checks with a parent or a dependant are followed: without `depends_on` anywhere
+        // a result costs one failed lookup, and nothing is kept per check.
+        for c in checks {
+            if self.parents.contains_key(&c.name) || self.children.contains_key(&c.name) {
+                self.patience.insert(c.name.clone(), patience(c.interval));
+            }
+        }
         self.health
             .retain(|name, _| self.patience.contains_key(name));
         self.configured = now;
     }
 
-    /// A result of `check`.
+    /// A result of `check` (kept only for checks with a parent or a dependant).
     pub fn record(&mut self, check: &str, ok: bool, now: SystemTime) {
+        if !self.patience.contains_key(check) {
+            return;
+        }
         let before = self.health.get(check);
         let recovered_at = match before {
             Some(b) if ok && !b.ok => Some(now),
