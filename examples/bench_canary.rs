@@ -60,8 +60,8 @@ mod redis_admin;
 mod wire;
 
 use redis_admin::{
-    claim_and_flush, fmt, info, info_field, process_cpu, redis_cpu, socket_addr, thread_cpu,
-    CommandStats, OwnRedis, Res,
+    bench_redis, claim_and_flush, fmt, info, info_field, process_cpu, redis_cpu, socket_addr,
+    thread_cpu, CommandStats, Res,
 };
 use wire::WireProxy;
 
@@ -136,20 +136,9 @@ fn options() -> Res<Options> {
 
 fn run() -> Res<()> {
     let opts = options()?;
-    let mut own = None;
-    let url = match std::env::var("CANARYD_BENCH_REDIS") {
-        Ok(u) if !u.is_empty() => u,
-        _ => {
-            let r = OwnRedis::start("canaryd-bench-canary")?;
-            let u = format!("redis://127.0.0.1:{}", r.port);
-            own = Some(r);
-            u
-        }
-    };
+    // A redis-server of our own unless the harness gave one.
+    let (url, own, mut admin) = bench_redis("canaryd-bench-canary")?;
     let upstream = socket_addr(&url)?;
-    let mut admin = redis::Client::open(url.as_str())
-        .and_then(|c| c.get_connection())
-        .map_err(|e| format!("connect to {url}: {e}"))?;
     claim_and_flush(&mut admin)?;
     let version = info_field(&info(&mut admin, "server")?, "redis_version").unwrap_or_default();
     let worker = RqWorker::start(&opts.python, &url, &mut admin)?;

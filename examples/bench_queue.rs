@@ -46,8 +46,8 @@ mod redis_admin;
 mod wire;
 
 use redis_admin::{
-    claim_and_flush, fmt, free_port, info, info_field, process_cpu, redis_cpu, socket_addr,
-    thread_cpu, CommandStats, OwnRedis, Res,
+    bench_redis, claim_and_flush, fmt, free_port, info, info_field, process_cpu, redis_cpu,
+    socket_addr, thread_cpu, CommandStats, Res,
 };
 use wire::WireProxy;
 
@@ -129,20 +129,8 @@ fn options() -> Res<Options> {
 fn run() -> Res<()> {
     let opts = options()?;
     // A redis-server of our own unless the harness gave one.
-    let mut own = None;
-    let url = match std::env::var("CANARYD_BENCH_REDIS") {
-        Ok(u) if !u.is_empty() => u,
-        _ => {
-            let r = OwnRedis::start("canaryd-bench-queue")?;
-            let u = format!("redis://127.0.0.1:{}", r.port);
-            own = Some(r);
-            u
-        }
-    };
+    let (url, own, mut admin) = bench_redis("canaryd-bench-queue")?;
     let upstream = socket_addr(&url)?;
-    let mut admin = redis::Client::open(url.as_str())
-        .and_then(|c| c.get_connection())
-        .map_err(|e| format!("connect to {url}: {e}"))?;
     let version = info_field(&info(&mut admin, "server")?, "redis_version").unwrap_or_default();
     println!(
         "redis-server {version} at {url}{}; layout {}, {JOBS_PER_QUEUE} waiting jobs per queue",

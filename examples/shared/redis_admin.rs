@@ -64,6 +64,23 @@ impl Drop for OwnRedis {
     }
 }
 
+/// The Redis a bench runs against: `CANARYD_BENCH_REDIS` when the harness gives one, else a
+/// redis-server started here (`name` names its directory; it stops when the `OwnRedis` drops),
+/// with an admin connection to it.
+pub fn bench_redis(name: &str) -> Res<(String, Option<OwnRedis>, redis::Connection)> {
+    let (url, own) = match std::env::var("CANARYD_BENCH_REDIS") {
+        Ok(u) if !u.is_empty() => (u, None),
+        _ => {
+            let r = OwnRedis::start(name)?;
+            (format!("redis://127.0.0.1:{}", r.port), Some(r))
+        }
+    };
+    let admin = redis::Client::open(url.as_str())
+        .and_then(|c| c.get_connection())
+        .map_err(|e| format!("connect to {url}: {e}"))?;
+    Ok((url, own, admin))
+}
+
 /// Empties the database, refusing one that holds data this program did not write.
 pub fn claim_and_flush(con: &mut redis::Connection) -> Res<()> {
     let size: u64 = redis::cmd("DBSIZE").query(con).map_err(|e| e.to_string())?;
