@@ -312,14 +312,20 @@ impl CanaryProbe {
         conn: &mut MultiplexedConnection,
         canary: &Canary,
     ) -> Result<Option<Seen>, Failure> {
+        Ok(self
+            .last_ended(conn)
+            .await?
+            .filter(|e| e.id == canary.id)
+            .map(Ended::seen))
+    }
+
+    /// How the check's last canary ended, as kept in Redis (`None`: none kept, or unreadable).
+    async fn last_ended(&self, conn: &mut MultiplexedConnection) -> Result<Option<Ended>, Failure> {
         let raw: Option<Vec<u8>> = redis::cmd("GET")
             .arg(last_key(&self.check))
             .query_async(conn)
             .await?;
-        Ok(raw
-            .and_then(|r| serde_json::from_slice::<Ended>(&r).ok())
-            .filter(|e| e.id == canary.id)
-            .map(Ended::seen))
+        Ok(raw.and_then(|r| serde_json::from_slice::<Ended>(&r).ok()))
     }
 
     /// A canary is done with: how it ended is kept for the other replicas, what it left is
@@ -350,11 +356,7 @@ impl CanaryProbe {
     /// The verdict the check's last finished canary gave (kept in Redis, so replicas and a
     /// restarted daemon repeat the same one), else this probe's own last one.
     async fn previous(&self, conn: &mut MultiplexedConnection) -> Result<Option<Verdict>, Failure> {
-        let raw: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(last_key(&self.check))
-            .query_async(conn)
-            .await?;
-        let stored = raw.and_then(|r| serde_json::from_slice::<Ended>(&r).ok()).map(|e| Verdict {
+        let stored = self.last_ended(conn).await?.map(|e| Verdict {
             reason: e
                 .reason
                 .as_deref()
