@@ -40,5 +40,6 @@ pub mod redact;
 pub mod schedule;
 pub mod server;
 pub mod shard;
+pub mod status;
 pub mod store;
 pub mod web;

@@ -42,6 +42,7 @@ const LAYERS: &[Place] = &[
     Place { module: "metrics", layer: 4, rule: Layered },
     Place { module: "alert", layer: 5, rule: Layered },
     Place { module: "web", layer: 6, rule: Layered },
+    Place { module: "status", layer: 6, rule: Layered },
     Place { module: "schedule", layer: 7, rule: Layered },
     Place { module: "loader", layer: 7, rule: Layered },
     Place { module: "daemon", layer: 7, rule: Layered },
