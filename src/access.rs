@@ -264,6 +264,9 @@ pub fn handler_label(path: &str) -> &'static str {
         ["api", "v1", "alerts"] => "/api/v1/alerts",
         ["api", "v1", "silences"] => "/api/v1/silences",
         ["api", "v1", "silences", id] if named(id) => "/api/v1/silences/{id}",
+        ["api", "v1", "incidents"] => "/api/v1/incidents",
+        ["api", "v1", "incidents", id] if named(id) => "/api/v1/incidents/{id}",
+        ["api", "v1", "incidents", id, "updates"] if named(id) => "/api/v1/incidents/{id}/updates",
         ["ping", c] if named(c) => "/ping/{check}",
         ["ping", c, w] if named(c) && named(w) => "/ping/{check}/{what}",
         _ => "other",
@@ -271,7 +274,7 @@ pub fn handler_label(path: &str) -> &'static str {
 }
 
 /// Every value [`handler_label`] returns.
-pub const HANDLERS: [&str; 12] = [
+pub const HANDLERS: [&str; 15] = [
     "/metrics",
     "/-/healthy",
     "/-/ready",
@@ -281,6 +284,9 @@ pub const HANDLERS: [&str; 12] = [
     "/api/v1/alerts",
     "/api/v1/silences",
     "/api/v1/silences/{id}",
+    "/api/v1/incidents",
+    "/api/v1/incidents/{id}",
+    "/api/v1/incidents/{id}/updates",
     "/ping/{check}",
     "/ping/{check}/{what}",
     "other",

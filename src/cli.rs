@@ -84,6 +84,23 @@ pub enum Command {
         #[command(flatten)]
         client: Box<ApiClientArgs>,
     },
+    /// Open, update and resolve incidents on the status page of a running daemon (through its
+    /// API).
+    Incident {
+        /// What to do.
+        #[command(subcommand)]
+        action: IncidentAction,
+        /// The daemon configuration (its `listen` address is where the API is).
+        #[arg(long, short, default_value = "canaryd.yaml", global = true)]
+        config: PathBuf,
+        /// The daemon's API base URL, instead of reading `listen` from the configuration
+        /// (`https://...` for a daemon with TLS).
+        #[arg(long, global = true)]
+        url: Option<String>,
+        /// How to reach and authenticate to the daemon.
+        #[command(flatten)]
+        client: Box<ApiClientArgs>,
+    },
     /// Print the JSON Schema of canaryd.yaml (`config`) or of a check file (`checks`), for
     /// editors: completion, documentation on hover, errors while typing.
     Schema {
@@ -200,7 +217,7 @@ fn read_password(path: &std::path::Path) -> Result<String, String> {
 fn status_advice(status: u16) -> &'static str {
     match status {
         401 => "\n(the daemon requires basic auth: set CANARYD_USERNAME and CANARYD_PASSWORD_FILE (a file holding the password) or CANARYD_PASSWORD, for one of the users in its web configuration's basic_auth_users)",
-        403 => "\n(without basic_auth_users in a web configuration, the daemon takes silences only from its own host: run this there, or configure basic_auth_users and set CANARYD_USERNAME and CANARYD_PASSWORD_FILE)",
+        403 => "\n(without basic_auth_users in a web configuration, the daemon takes writes only from its own host: run this there, or configure basic_auth_users and set CANARYD_USERNAME and CANARYD_PASSWORD_FILE)",
         _ => "",
     }
 }
@@ -243,6 +260,50 @@ pub enum SilenceAction {
     },
 }
 
+/// `canaryd incident ...`
+#[derive(Debug, Subcommand)]
+pub enum IncidentAction {
+    /// Open an incident on the status page.
+    Open {
+        /// The title customers read.
+        #[arg(long)]
+        title: String,
+        /// The first update's text.
+        #[arg(long, short)]
+        message: String,
+        /// investigating, identified or monitoring.
+        #[arg(long, default_value = "investigating")]
+        state: String,
+        /// none, minor, major or critical.
+        #[arg(long, default_value = "minor")]
+        impact: String,
+        /// An affected component, by its name on the page; repeat for more.
+        #[arg(long = "component")]
+        components: Vec<String>,
+    },
+    /// Post an update to an incident.
+    Update {
+        /// The incident's id.
+        id: i64,
+        /// investigating, identified, monitoring or resolved.
+        #[arg(long)]
+        state: String,
+        /// The update's text.
+        #[arg(long, short)]
+        message: String,
+    },
+    /// Resolve an incident.
+    Resolve {
+        /// The incident's id.
+        id: i64,
+        /// The resolving update's text.
+        #[arg(long, short, default_value = "This incident has been resolved.")]
+        message: String,
+    },
+    /// List incidents (open and of the last 90 days).
+    List,
+}
+
 /// Runs a parsed command line.
 pub fn main(cli: Cli) -> ExitCode {
     init_logging(&cli.log_level, matches!(cli.command, Command::Run { .. }));
@@ -278,6 +339,23 @@ pub fn main(cli: Cli) -> ExitCode {
             url,
             client,
         } => rt.block_on(silence(action, config, url, client)),
+        Command::Incident {
+            action,
+            config,
+            url,
+            client,
+        } => rt.block_on(async move {
+            match incident(action, &config, url, &client).await {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("canaryd incident: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
         Command::Schema { file } => {
             // Not print!, which panics when the reader went away (`canaryd schema checks | head`).
             use std::io::Write as _;
@@ -325,28 +403,51 @@ async fn silence(
     }
 }
 
-async fn silence_inner(
-    action: SilenceAction,
-    config: &std::path::Path,
-    url: Option<String>,
-    args: &ApiClientArgs,
-) -> Result<String, String> {
-    let base = api_base(config, url)?;
-    let credentials = args.credentials()?;
-    let http = args.client()?;
-    let request = |method: reqwest::Method, url: String| {
-        let r = http.request(method, url);
-        match &credentials {
+/// A session with the daemon's API: the base URL, the client (TLS settings) and the
+/// credentials, shared by `canaryd silence` and `canaryd incident`.
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    credentials: Option<(String, String)>,
+}
+
+impl Api {
+    fn new(
+        config: &std::path::Path,
+        url: Option<String>,
+        args: &ApiClientArgs,
+    ) -> Result<Api, String> {
+        Ok(Api {
+            base: api_base(config, url)?,
+            credentials: args.credentials()?,
+            http: args.client()?,
+        })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.credentials {
             Some((user, password)) => r.basic_auth(user, Some(password)),
             None => r,
         }
-    };
-    let unreachable =
-        |e: reqwest::Error| format!("cannot reach the daemon at {base}: {}", e.without_url());
-    let answer = |resp: reqwest::Response| async move {
+    }
+
+    /// Sends a request; the status and, for a success, the JSON answer (else the daemon's
+    /// message with advice for 401 and 403).
+    async fn send(
+        &self,
+        r: reqwest::RequestBuilder,
+    ) -> Result<(u16, Result<serde_json::Value, String>), String> {
+        let resp = r.send().await.map_err(|e| {
+            format!(
+                "cannot reach the daemon at {}: {}",
+                self.base,
+                e.without_url()
+            )
+        })?;
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
-        if status.is_success() {
+        let answer = if status.is_success() {
             serde_json::from_str::<serde_json::Value>(&body)
                 .map_err(|e| format!("the daemon answered something that is not JSON: {e}"))
         } else {
@@ -359,8 +460,24 @@ async fn silence_inner(
                 status.as_u16(),
                 status_advice(status.as_u16())
             ))
-        }
-    };
+        };
+        Ok((status.as_u16(), answer))
+    }
+
+    /// [`Api::send`], any error status an error.
+    async fn call(&self, r: reqwest::RequestBuilder) -> Result<serde_json::Value, String> {
+        self.send(r).await?.1
+    }
+}
+
+async fn silence_inner(
+    action: SilenceAction,
+    config: &std::path::Path,
+    url: Option<String>,
+    args: &ApiClientArgs,
+) -> Result<String, String> {
+    let api = Api::new(config, url, args)?;
+    let credentials = &api.credentials;
     match action {
         SilenceAction::Add {
             matchers,
@@ -392,12 +509,12 @@ async fn silence_inner(
                 "created_by": author,
                 "comment": comment,
             });
-            let resp = request(reqwest::Method::POST, format!("{base}/api/v1/silences"))
-                .json(&body)
-                .send()
-                .await
-                .map_err(unreachable)?;
-            let s = answer(resp).await?;
+            let s = api
+                .call(
+                    api.request(reqwest::Method::POST, "/api/v1/silences")
+                        .json(&body),
+                )
+                .await?;
             Ok(format!(
                 "silence {} added: {} until {}\n",
                 s["id"].as_str().unwrap_or("?"),
@@ -406,11 +523,9 @@ async fn silence_inner(
             ))
         }
         SilenceAction::List { all } => {
-            let resp = request(reqwest::Method::GET, format!("{base}/api/v1/silences"))
-                .send()
-                .await
-                .map_err(unreachable)?;
-            let v = answer(resp).await?;
+            let v = api
+                .call(api.request(reqwest::Method::GET, "/api/v1/silences"))
+                .await?;
             let mut out = String::new();
             let _ = writeln!(
                 out,
@@ -445,18 +560,93 @@ async fn silence_inner(
             Ok(out)
         }
         SilenceAction::Expire { id } => {
-            let resp = request(
-                reqwest::Method::DELETE,
-                format!("{base}/api/v1/silences/{id}"),
-            )
-            .send()
-            .await
-            .map_err(unreachable)?;
-            if resp.status() == reqwest::StatusCode::NOT_FOUND {
-                return Err(format!("no silence {id:?}"));
-            }
-            answer(resp).await?;
+            let path = format!("/api/v1/silences/{id}");
+            match api
+                .send(api.request(reqwest::Method::DELETE, &path))
+                .await?
+            {
+                (404, _) => return Err(format!("no silence {id:?}")),
+                (_, answer) => answer?,
+            };
             Ok(format!("silence {id} expired\n"))
+        }
+    }
+}
+
+async fn incident(
+    action: IncidentAction,
+    config: &std::path::Path,
+    url: Option<String>,
+    args: &ApiClientArgs,
+) -> Result<String, String> {
+    let api = Api::new(config, url, args)?;
+    let line = |i: &serde_json::Value| {
+        format!(
+            "incident {}: {} ({}, impact {})",
+            i["id"],
+            i["title"].as_str().unwrap_or("?"),
+            i["state"].as_str().unwrap_or("?"),
+            i["impact"].as_str().unwrap_or("?"),
+        )
+    };
+    let update = |id: i64, state: String, message: String| {
+        let body = serde_json::json!({ "state": state, "message": message });
+        api.request(
+            reqwest::Method::POST,
+            &format!("/api/v1/incidents/{id}/updates"),
+        )
+        .json(&body)
+    };
+    match action {
+        IncidentAction::Open {
+            title,
+            message,
+            state,
+            impact,
+            components,
+        } => {
+            let body = serde_json::json!({
+                "title": title, "message": message, "state": state, "impact": impact,
+                "components": components,
+            });
+            let i = api
+                .call(
+                    api.request(reqwest::Method::POST, "/api/v1/incidents")
+                        .json(&body),
+                )
+                .await?;
+            Ok(format!("opened {}\n", line(&i)))
+        }
+        IncidentAction::Update { id, state, message } => {
+            let i = api.call(update(id, state, message)).await?;
+            Ok(format!("updated {}\n", line(&i)))
+        }
+        IncidentAction::Resolve { id, message } => {
+            let i = api.call(update(id, "resolved".into(), message)).await?;
+            Ok(format!("resolved {}\n", line(&i)))
+        }
+        IncidentAction::List => {
+            let v = api
+                .call(api.request(reqwest::Method::GET, "/api/v1/incidents"))
+                .await?;
+            let mut out = String::new();
+            let _ = writeln!(
+                out,
+                "{:<6}  {:<13}  {:<8}  {:<24}  TITLE",
+                "ID", "STATE", "IMPACT", "UPDATED"
+            );
+            for i in v["incidents"].as_array().into_iter().flatten() {
+                let _ = writeln!(
+                    out,
+                    "{:<6}  {:<13}  {:<8}  {:<24}  {}",
+                    i["id"],
+                    i["state"].as_str().unwrap_or("?"),
+                    i["impact"].as_str().unwrap_or("?"),
+                    i["updated_at"].as_str().unwrap_or("?"),
+                    i["title"].as_str().unwrap_or("?"),
+                );
+            }
+            Ok(out)
         }
     }
 }
