@@ -6,9 +6,15 @@
 //! - [`page`]: the running page: statuses, incidents, daily history, snapshots.
 //! - [`rows`]: its rows in the state store.
 //! - [`api`]: the incident API's request bodies and JSON.
+//! - [`html`]: the pages (maud), [`feed`]: the Atom feed, [`summary`]: Statuspage-format JSON.
+//! - [`web`]: the public listener's router (cached per snapshot version, security headers).
 
 pub mod api;
 pub mod def;
+pub mod feed;
+pub mod html;
 pub mod model;
 pub mod page;
 pub mod rows;
+pub mod summary;
+pub mod web;
