@@ -813,20 +813,49 @@ async fn run(config: PathBuf, shard: Shard, web_config_file: Option<PathBuf>) ->
         basic_auth = web.auth_required(),
         "serving /metrics and the API"
     );
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // The public status page: a listener of its own, plain HTTP (put a proxy with TLS in
+    // front of it), nothing of the API on it.
+    let status = match &daemon.status {
+        Some(page) => {
+            let at = page.config().listen;
+            match tokio::net::TcpListener::bind(at).await {
+                Ok(l) => {
+                    tracing::info!(listen = %at, "serving the status page");
+                    Some((l, page.clone()))
+                }
+                Err(e) => {
+                    eprintln!("canaryd: cannot listen on {at} (status_page.listen): {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        None => None,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
     let server = tokio::spawn(crate::server::serve_web(
         listener,
         daemon.clone(),
         web,
-        async move {
-            let _ = stop_rx.await;
-        },
+        stopped(stop_rx.clone()),
     ));
+    let status_server = status.map(|(listener, page)| {
+        tokio::spawn(crate::server::serve_status(
+            listener,
+            page,
+            stopped(stop_rx.clone()),
+        ))
+    });
     wait_for_signals(&daemon).await;
     tracing::info!("shutting down: draining in-flight runs");
     daemon.shutdown().await;
-    let _ = stop_tx.send(());
+    let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    if let Some(s) = status_server {
+        let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }

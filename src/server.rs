@@ -208,6 +208,19 @@ pub async fn serve_web(
     }
 }
 
+/// Serves the public status page until `shutdown` resolves: plain HTTP, read-only, nothing of
+/// the API.
+pub async fn serve_status(
+    listener: tokio::net::TcpListener,
+    page: Arc<StatusPage>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = crate::status::web::router(page);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 async fn metrics(State(d): State<Arc<Daemon>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
