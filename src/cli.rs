@@ -23,6 +23,21 @@ pub struct Cli {
     /// Log filter (e.g. info, debug, canaryd=trace); RUST_LOG works too.
     #[arg(long, global = true, default_value = "info")]
     pub log_level: String,
+    /// Log line format: `text` (for people; colours only on a terminal, never with NO_COLOR
+    /// set), `logfmt` or `json` (one object per line) for log collectors.
+    #[arg(long = "log.format", global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written (to standard error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// `ts=… level=… target=… msg="…" key=value …`.
+    Logfmt,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`).
+    Json,
 }
 
 /// Subcommands.
@@ -306,7 +321,11 @@ pub enum IncidentAction {
 
 /// Runs a parsed command line.
 pub fn main(cli: Cli) -> ExitCode {
-    init_logging(&cli.log_level, matches!(cli.command, Command::Run { .. }));
+    init_logging(
+        &cli.log_level,
+        cli.log_format,
+        matches!(cli.command, Command::Run { .. }),
+    );
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -651,7 +670,7 @@ async fn incident(
     }
 }
 
-fn init_logging(level: &str, daemon: bool) {
+fn init_logging(level: &str, format: LogFormat, daemon: bool) {
     let from_env = std::env::var("RUST_LOG")
         .ok()
         .filter(|s| !s.trim().is_empty());
@@ -661,10 +680,111 @@ fn init_logging(level: &str, daemon: bool) {
         .chain([level, "info"])
         .find_map(|spec| tracing_subscriber::EnvFilter::try_new(log_directives(spec, daemon)).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(colour(std::env::var_os("NO_COLOR")))
+            .try_init(),
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Logfmt => builder.event_format(Logfmt).try_init(),
+    };
+}
+
+/// Colours only on a terminal, and never when `NO_COLOR` is set to anything but empty
+/// (no-color.org): a log file or journald gets no escape codes.
+fn colour(no_color: Option<std::ffi::OsString>) -> bool {
+    use std::io::IsTerminal as _;
+    no_color.is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+/// logfmt lines: `ts=2026-12-04T13:00:00.123Z level=info target=canaryd::daemon msg="…" k=v`,
+/// values quoted when they hold a space, `=`, a quote or a control character.
+struct Logfmt;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Logfmt
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        let ts = crate::alert::rfc3339(std::time::SystemTime::now());
+        write!(
+            writer,
+            "ts={ts} level={} target={}",
+            meta.level().as_str().to_lowercase(),
+            logfmt_value(meta.target())
+        )?;
+        let mut fields = LogfmtFields::default();
+        event.record(&mut fields);
+        if let Some(msg) = fields.message {
+            write!(writer, " msg={}", logfmt_value(&msg))?;
+        }
+        for (k, v) in fields.pairs {
+            write!(writer, " {k}={}", logfmt_value(&v))?;
+        }
+        writeln!(writer)
+    }
+}
+
+#[derive(Default)]
+struct LogfmtFields {
+    message: Option<String>,
+    pairs: Vec<(&'static str, String)>,
+}
+
+impl tracing::field::Visit for LogfmtFields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.put(field, value.to_string());
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.put(field, format!("{value:?}"));
+    }
+}
+
+impl LogfmtFields {
+    fn put(&mut self, field: &tracing::field::Field, value: String) {
+        if field.name() == "message" {
+            self.message = Some(value);
+        } else {
+            self.pairs.push((field.name(), value));
+        }
+    }
+}
+
+/// A logfmt value: bare when it is plain, else quoted with `\"`, `\\` and `\n` escaped (one
+/// event is always one line).
+fn logfmt_value(v: &str) -> String {
+    let plain = !v.is_empty()
+        && !v
+            .chars()
+            .any(|c| c == ' ' || c == '=' || c == '"' || c == '\\' || c.is_control());
+    if plain {
+        return v.to_string();
+    }
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// The filter directives for a `RUST_LOG` / `--log-level` value. A bare level (`trace`) applies

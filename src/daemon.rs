@@ -229,7 +229,7 @@ impl Sink for Recorder {
             tracing::info!(
                 check = %check.name,
                 reason = result.reason.map(|r| r.as_str()).unwrap_or("unknown"),
-                message = result.message.as_deref().unwrap_or(""),
+                error = result.message.as_deref().unwrap_or(""),
                 "check failed"
             );
         }
