@@ -80,6 +80,12 @@ use MetricType::{Counter as COUNTER, Gauge as GAUGE, Histogram as HISTOGRAM};
 /// in `record` (or a setter on `Metrics`), and an entry here.
 pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
     CheckFamily {
+        name: "canary_check_info",
+        help: "Always 1, labelled with the check's kind and its configured labels: join on check to group by team.",
+        metric_type: GAUGE,
+        samples: |c, emit| emit(Labels::of(&c.info), Sample::Int(1)),
+    },
+    CheckFamily {
         name: "canary_check_success",
         help: "Whether the last run of the check passed (1) or failed (0).",
         metric_type: GAUGE,
