@@ -144,6 +144,8 @@ fn layout(snap: &Snapshot, title: &str, body: Markup) -> String {
                 @if let Some(d) = &snap.description {
                     meta name="description" content=(d);
                 }
+                // No icon: without this line browsers ask for /favicon.ico and get the 404 page.
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href=(css_href());
                 link rel="alternate" type="application/atom+xml" title=(format!("{} incident history", snap.title)) href="/history.atom";
             }
