@@ -149,7 +149,12 @@ fn resolved_incident(id: i64, title: &str, day_ago: u64, component: &str) -> Inc
         automatic: true,
         updates: vec![
             update(id * 10 + 2, IncidentState::Resolved, "Recovered.", end),
-            update(id * 10 + 1, IncidentState::Investigating, "Checks fail.", start),
+            update(
+                id * 10 + 1,
+                IncidentState::Investigating,
+                "Checks fail.",
+                start,
+            ),
         ],
     }
 }
@@ -186,11 +191,11 @@ fn sign_in() -> String {
 /// past incidents on two days, mixed history; [`PLANT`] in every public text.
 fn outage() -> Snapshot {
     let mixed = history(|ago| match ago {
-        60.. => (0, 0, 0, 0),                        // not watched yet: no data
-        1 => (DAY_MS, 0, 720_000, 0),                // yesterday: 12 min partial outage
-        5 => (DAY_MS, 3_600_000, 0, 0),              // degraded an hour
-        9 => (DAY_MS, 0, 0, 1_800_000),              // half an hour down
-        0 => (13 * 3_600_000, 0, 2_400_000, 0),      // today so far: 40 min partial
+        60.. => (0, 0, 0, 0),                   // not watched yet: no data
+        1 => (DAY_MS, 0, 720_000, 0),           // yesterday: 12 min partial outage
+        5 => (DAY_MS, 3_600_000, 0, 0),         // degraded an hour
+        9 => (DAY_MS, 0, 0, 1_800_000),         // half an hour down
+        0 => (13 * 3_600_000, 0, 2_400_000, 0), // today so far: 40 min partial
         _ => (DAY_MS, 0, 0, 0),
     });
     let api = history(|ago| match ago {
@@ -365,7 +370,10 @@ impl PageReport {
                 out.push(format!("{w}px: {} <script> elements", v.scripts));
             }
             if !v.screenshot.is_file() {
-                out.push(format!("{w}px: no screenshot at {}", v.screenshot.display()));
+                out.push(format!(
+                    "{w}px: no screenshot at {}",
+                    v.screenshot.display()
+                ));
             }
         }
         out
@@ -423,7 +431,10 @@ fn an_outage_reads_right_and_planted_markup_stays_text() {
     for v in &report.views {
         assert_eq!(v.status, 200);
         assert_eq!(v.title, format!("Acme {PLANT}"), "the title is text");
-        assert_eq!(v.h1.as_deref(), Some(format!("Acme {PLANT} status").as_str()));
+        assert_eq!(
+            v.h1.as_deref(),
+            Some(format!("Acme {PLANT} status").as_str())
+        );
         assert_eq!(v.banner.as_deref(), Some("Major System Outage"));
         let seen: Vec<(&str, &str)> = v
             .components
@@ -439,31 +450,61 @@ fn an_outage_reads_right_and_planted_markup_stays_text() {
             ]
         );
         let c = &v.components[0];
-        assert_eq!(c.description.as_deref(), Some(format!("Logging in {PLANT}").as_str()));
+        assert_eq!(
+            c.description.as_deref(),
+            Some(format!("Logging in {PLANT}").as_str())
+        );
         assert_eq!(c.days, HISTORY_DAYS);
-        assert!(c.day_width >= 1.5, "{}px: a day is {} px wide", v.width, c.day_width);
+        assert!(
+            c.day_width >= 1.5,
+            "{}px: a day is {} px wide",
+            v.width,
+            c.day_width
+        );
         let texts: Vec<&str> = c.day_texts.iter().map(|t| t.as_deref().unwrap()).collect();
         assert_eq!(texts[0], "6 Sep 2026: no data");
-        assert_eq!(texts[88], "3 Dec 2026: partial outage 12 min, 99.75 % uptime");
-        assert_eq!(texts[84], "29 Nov 2026: degraded performance 1 h, 100 % uptime");
-        assert_eq!(texts[80], "25 Nov 2026: major outage 30 min, 97.91 % uptime");
-        assert_eq!(texts[89], "4 Dec 2026: partial outage 40 min, 98.46 % uptime");
+        assert_eq!(
+            texts[88],
+            "3 Dec 2026: partial outage 12 min, 99.75 % uptime"
+        );
+        assert_eq!(
+            texts[84],
+            "29 Nov 2026: degraded performance 1 h, 100 % uptime"
+        );
+        assert_eq!(
+            texts[80],
+            "25 Nov 2026: major outage 30 min, 97.91 % uptime"
+        );
+        assert_eq!(
+            texts[89],
+            "4 Dec 2026: partial outage 40 min, 98.46 % uptime"
+        );
         assert_eq!(texts[50], "26 Oct 2026: operational, 100 % uptime");
         assert_eq!(c.uptime.as_deref(), Some("99.94 % uptime"));
         assert_eq!(v.components[2].uptime.as_deref(), Some("100 % uptime"));
 
         let open = &v.incidents[0];
-        assert_eq!(open.title.as_deref(), Some(format!("Logins failing {PLANT}").as_str()));
+        assert_eq!(
+            open.title.as_deref(),
+            Some(format!("Logins failing {PLANT}").as_str())
+        );
         assert_eq!(open.state.as_deref(), Some("Monitoring"));
         assert_eq!(open.body.as_deref(), Some("A fix is out.\nWatching it."));
         assert_eq!(
             open.affects.as_deref(),
             Some(format!("Affected: {}, Public API", sign_in()).as_str())
         );
-        assert_eq!(open.link.as_deref(), Some(format!("{base}/incidents/41").as_str()));
+        assert_eq!(
+            open.link.as_deref(),
+            Some(format!("{base}/incidents/41").as_str())
+        );
         assert_eq!(v.incidents.len(), 4, "one open, three past");
         assert_eq!(v.past_days, ["3 Dec 2026", "25 Nov 2026"]);
-        assert!(v.text.contains("Updated 4 Dec 2026, 13:00 UTC"), "{}", v.text);
+        assert!(
+            v.text.contains("Updated 4 Dec 2026, 13:00 UTC"),
+            "{}",
+            v.text
+        );
     }
 }
 
@@ -475,8 +516,15 @@ fn an_incident_page_shows_its_timeline() {
     };
     assert_eq!(report.faults(&[]), Vec::<String>::new(), "{report:#?}");
     let v = report.at(375);
-    assert_eq!(v.h1.as_deref(), Some(format!("Logins failing {PLANT}").as_str()));
-    assert!(v.title.starts_with("Logins failing <script>"), "{}", v.title);
+    assert_eq!(
+        v.h1.as_deref(),
+        Some(format!("Logins failing {PLANT}").as_str())
+    );
+    assert!(
+        v.title.starts_with("Logins failing <script>"),
+        "{}",
+        v.title
+    );
     let timeline: Vec<(&str, &str, &str)> = v
         .timeline
         .iter()
@@ -491,7 +539,11 @@ fn an_incident_page_shows_its_timeline() {
     assert_eq!(
         timeline,
         [
-            ("Monitoring", "2026-12-04T12:40:00Z", "A fix is out.\nWatching it."),
+            (
+                "Monitoring",
+                "2026-12-04T12:40:00Z",
+                "A fix is out.\nWatching it."
+            ),
             ("Identified", "2026-12-04T12:20:00Z", PLANT),
             (
                 "Investigating",
@@ -513,8 +565,11 @@ fn all_operational_and_the_404_page() {
     assert_eq!(report.faults(&[]), Vec::<String>::new(), "{report:#?}");
     let v = report.at(1280);
     assert_eq!(v.banner.as_deref(), Some("All Systems Operational"));
-    assert!(v.components.iter().all(|c| c.status.as_deref() == Some("Operational")
-        && c.uptime.as_deref() == Some("100 % uptime")));
+    assert!(v
+        .components
+        .iter()
+        .all(|c| c.status.as_deref() == Some("Operational")
+            && c.uptime.as_deref() == Some("100 % uptime")));
     assert_eq!(v.components.len(), 3);
     assert!(!v.text.contains("Open incidents"));
     assert_eq!(v.past_days, ["22 Nov 2026"]);
@@ -600,7 +655,10 @@ fn feedparser_reads_the_atom_feed() {
         "newest first"
     );
     let first = &entries[0];
-    assert_eq!(first["title"], format!("Logins failing {PLANT} (Monitoring)"));
+    assert_eq!(
+        first["title"],
+        format!("Logins failing {PLANT} (Monitoring)")
+    );
     assert_eq!(first["link"], "https://status.example.com/incidents/41");
     assert_eq!(first["updated"], "2026-12-04T12:40:00+00:00");
     let content = first["content"].as_str().unwrap();
@@ -621,11 +679,23 @@ fn a_statuspage_consumer_reads_summary_and_status() {
     let read = run_python(&[client.to_str().unwrap(), &base]);
     assert_eq!(read["errors"], serde_json::json!([]), "{read:#}");
     assert_eq!(read["page"], format!("Acme {PLANT}"));
-    assert_eq!(read["indicator"], "critical", "a component is in major outage");
+    assert_eq!(
+        read["indicator"], "critical",
+        "a component is in major outage"
+    );
     assert_eq!(read["description"], "Major System Outage");
-    assert_eq!(read["components"]["partial_outage"], serde_json::json!([sign_in()]));
-    assert_eq!(read["components"]["major_outage"], serde_json::json!(["Public API"]));
-    assert_eq!(read["components"]["operational"], serde_json::json!(["Website"]));
+    assert_eq!(
+        read["components"]["partial_outage"],
+        serde_json::json!([sign_in()])
+    );
+    assert_eq!(
+        read["components"]["major_outage"],
+        serde_json::json!(["Public API"])
+    );
+    assert_eq!(
+        read["components"]["operational"],
+        serde_json::json!(["Website"])
+    );
     let incidents = read["incidents"].as_array().unwrap();
     assert_eq!(incidents.len(), 1, "only the unresolved one");
     assert_eq!(incidents[0]["name"], format!("Logins failing {PLANT}"));
@@ -684,7 +754,11 @@ fn routes_methods_and_security_headers() {
         assert_eq!(r.status, status, "{path}: {}", r.text());
         assert_eq!(r.header("content-type"), Some(ctype), "{path}");
         assert_eq!(r.header("content-security-policy"), Some(CSP), "{path}");
-        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
         assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{path}");
         assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
         assert_eq!(
@@ -703,7 +777,10 @@ fn routes_methods_and_security_headers() {
     let css = get(&format!("{base}/static/status.css"), &[]);
     assert_eq!(css.header("cache-control"), Some("public, max-age=3600"));
     let index = get(&format!("{base}/"), &[]).text();
-    assert!(index.contains("href=\"/static/status.css?v="), "the page links its stylesheet");
+    assert!(
+        index.contains("href=\"/static/status.css?v="),
+        "the page links its stylesheet"
+    );
     assert!(!index.contains("<script"), "no script at all");
     assert!(!index.contains("style="), "no inline style");
 

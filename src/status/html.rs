@@ -63,7 +63,7 @@ pub fn percent(uptime: f64) -> String {
     let frac = hundredths % 100;
     if frac == 0 {
         format!("{whole} %")
-    } else if frac % 10 == 0 {
+    } else if frac.is_multiple_of(10) {
         format!("{whole}.{} %", frac / 10)
     } else {
         format!("{whole}.{frac:02} %")
@@ -242,7 +242,7 @@ pub fn index(snap: &Snapshot) -> String {
             None => past_days.push((day, vec![i])),
         }
     }
-    past_days.sort_by(|a, b| b.0.cmp(&a.0));
+    past_days.sort_by_key(|d| std::cmp::Reverse(d.0));
     let body = html! {
         h1 { (snap.title) " status" }
         section class={"banner " (impact_class(indicator))} aria-label="Overall status" {
