@@ -423,6 +423,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_empty_page_still_reads() {
+        let snap = Snapshot {
+            title: "Empty".into(),
+            description: None,
+            public_url: None,
+            generated: at(0),
+            components: vec![],
+            open: vec![],
+            past: vec![],
+            version: 0,
+        };
+        let page = index(&snap);
+        assert!(page.contains("All Systems Operational"));
+        assert!(page.contains("No components are configured."));
+        assert!(page.contains("No incidents in the last 90 days."));
+        assert!(!page.contains("Open incidents"));
+        let mut day = Day::default();
+        assert_eq!(day_text(&day), "Unknown day: no data");
+        day.date = NaiveDate::from_ymd_opt(2026, 12, 3);
+        day.observed_ms = 86_400_000;
+        assert_eq!(day_text(&day), "3 Dec 2026: operational, 100 % uptime");
+    }
+
+    #[test]
     fn percentages_round_down() {
         assert_eq!(percent(1.0), "100 %");
         assert_eq!(percent(0.99999), "99.99 %");
