@@ -19,10 +19,10 @@ mod app;
 mod jobs;
 #[path = "../examples/demo/launch.rs"]
 mod launch;
-#[path = "../examples/demo/pager.rs"]
-mod pager;
 #[path = "status/page.rs"]
 mod page;
+#[path = "../examples/demo/pager.rs"]
+mod pager;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -335,11 +335,16 @@ fn the_demo_status_page_shows_customers_a_broken_login_and_its_incident() {
         .unwrap_or_else(|e| panic!("the demo did not start: {e}"));
     let status = format!("http://{}", demo.status);
     assert!(
-        demo.banner().contains(&format!("status page      {status}/")),
+        demo.banner()
+            .contains(&format!("status page      {status}/")),
         "the banner prints the status page's address:\n{}",
         demo.banner()
     );
-    let summary = || services::http_get(&format!("{status}/api/v2/summary.json")).unwrap().json();
+    let summary = || {
+        services::http_get(&format!("{status}/api/v2/summary.json"))
+            .unwrap()
+            .json()
+    };
     let sign_in = |s: &Value| {
         s["components"]
             .as_array()
@@ -356,31 +361,50 @@ fn the_demo_status_page_shows_customers_a_broken_login_and_its_incident() {
         sign_in(&summary()).as_deref() == Some("operational")
     });
     let Some(report) = page::check_page(&format!("{status}/"), "demo-status") else {
-        assert!(!services::under_ci(), "CI=true: node and chromium are needed");
+        assert!(
+            !services::under_ci(),
+            "CI=true: node and chromium are needed"
+        );
         return;
     };
     assert_eq!(report.faults(&[]), Vec::<String>::new(), "{report:#?}");
     let v = report.at(375);
     assert_eq!(v.title, "Demo shop status");
-    let names: Vec<&str> = v.components.iter().filter_map(|c| c.name.as_deref()).collect();
+    let names: Vec<&str> = v
+        .components
+        .iter()
+        .filter_map(|c| c.name.as_deref())
+        .collect();
     assert_eq!(&names[..3], ["Website", "Sign-in", "API"], "{names:?}");
-    let login = v.components.iter().find(|c| c.name.as_deref() == Some("Sign-in")).unwrap();
+    let login = v
+        .components
+        .iter()
+        .find(|c| c.name.as_deref() == Some("Sign-in"))
+        .unwrap();
     assert_eq!(login.status.as_deref(), Some("Operational"));
     assert_eq!(login.days, 90);
     assert!(v.incidents.is_empty(), "{:?}", v.incidents);
     for private in ["demo-login", "127.0.0.1", "LoginFailing", app::PASSWORD] {
-        assert!(!v.text.contains(private), "the page shows {private:?}:\n{}", v.text);
+        assert!(
+            !v.text.contains(private),
+            "the page shows {private:?}:\n{}",
+            v.text
+        );
     }
 
     // Broken: within one interval plus a second, the component is in major outage and the
     // incident is open (0.5 s more for the scheduler and this poll).
     control(&demo, "break_login=1");
     let broke = Instant::now();
-    wait_for("Sign-in major outage with an open incident", Duration::from_secs(15), || {
-        let s = summary();
-        sign_in(&s).as_deref() == Some("major_outage")
-            && s["incidents"].as_array().is_some_and(|i| !i.is_empty())
-    });
+    wait_for(
+        "Sign-in major outage with an open incident",
+        Duration::from_secs(15),
+        || {
+            let s = summary();
+            sign_in(&s).as_deref() == Some("major_outage")
+                && s["incidents"].as_array().is_some_and(|i| !i.is_empty())
+        },
+    );
     let took = broke.elapsed();
     assert!(
         took <= Duration::from_millis(6500),
@@ -391,7 +415,11 @@ fn the_demo_status_page_shows_customers_a_broken_login_and_its_incident() {
     for width in [1280, 375] {
         let v = report.at(width);
         assert_eq!(v.banner.as_deref(), Some("Major System Outage"));
-        let login = v.components.iter().find(|c| c.name.as_deref() == Some("Sign-in")).unwrap();
+        let login = v
+            .components
+            .iter()
+            .find(|c| c.name.as_deref() == Some("Sign-in"))
+            .unwrap();
         assert_eq!(login.status.as_deref(), Some("Major outage"));
         let open = &v.incidents[0];
         assert_eq!(open.title.as_deref(), Some("Customers cannot sign in"));
@@ -400,8 +428,17 @@ fn the_demo_status_page_shows_customers_a_broken_login_and_its_incident() {
             open.body.as_deref(),
             Some("We are investigating reports that customers cannot sign in.")
         );
-        for private in ["demo-login", "submit", "Please enter a correct", "127.0.0.1"] {
-            assert!(!v.text.contains(private), "the page shows {private:?}:\n{}", v.text);
+        for private in [
+            "demo-login",
+            "submit",
+            "Please enter a correct",
+            "127.0.0.1",
+        ] {
+            assert!(
+                !v.text.contains(private),
+                "the page shows {private:?}:\n{}",
+                v.text
+            );
         }
     }
 

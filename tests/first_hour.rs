@@ -31,7 +31,7 @@ fn daemon_log(args: &[&str], env: &[(&str, &str)]) -> String {
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
+    let child = cmd.spawn().unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -83,4 +83,91 @@ fn logs_are_json_or_logfmt_on_request_and_never_coloured_off_a_terminal() {
             "colour escapes in a log file:\n{text:?}"
         );
     }
+}
+
+#[test]
+fn metrics_carry_process_figures_build_facts_check_labels_and_no_always_zero_series() {
+    use services::{canaryd_run, http_get, Canaryd, Redis};
+    let Some(redis) = Redis::start() else { return };
+    // A Sidekiq layout with one retrying job: the `_all` pseudo-queue holds retries and dead
+    // jobs, never waiting ones.
+    redis.cmd(&["SADD", "queues", "default"]);
+    redis.cmd(&["ZADD", "retry", "1", "{\"jid\":\"a\",\"class\":\"X\"}"]);
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("127.0.0.1:{}", free_port());
+    std::fs::write(
+        dir.path().join("canaryd.yaml"),
+        format!(
+            "listen: {api}\nchecks:\n  - name: jobs\n    interval: 1s\n    labels: {{team: payments, service: billing}}\n    queue: {{system: sidekiq, redis: \"{}\"}}\n",
+            redis.url()
+        ),
+    )
+    .unwrap();
+    let daemon = Canaryd::start(canaryd_run(&dir.path().join("canaryd.yaml")), &api).unwrap();
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = http_get(&daemon.url("/metrics")).unwrap().text();
+        if text.contains("canary_queue_depth{") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix}:\n{text}"))
+    };
+    let rss = value("process_resident_memory_bytes ");
+    assert!((1e6..2e9).contains(&rss), "resident memory {rss}");
+    assert!(value("process_cpu_seconds_total ") > 0.0);
+    assert!(value("process_open_fds ") >= 3.0);
+    assert!(value("process_max_fds ") >= value("process_open_fds "));
+    let started = value("process_start_time_seconds ");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        now - started < 60.0 && now >= started - 1.0,
+        "started {started}, now {now}"
+    );
+    assert!(value("process_virtual_memory_bytes ") >= rss);
+
+    let build = text
+        .lines()
+        .find(|l| l.starts_with("canaryd_build_info{"))
+        .unwrap();
+    assert!(
+        build.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))),
+        "{build}"
+    );
+    assert!(
+        build.contains("revision=\"") && build.contains("rustversion=\"1."),
+        "{build}"
+    );
+    assert!(
+        text.contains(
+            r#"canary_check_info{check="jobs",kind="queue",service="billing",team="payments"} 1"#
+        ),
+        "{text}"
+    );
+    // The pseudo-queue's depths are real; an oldest-job age it cannot have is not exported.
+    assert!(
+        text.contains(
+            r#"canary_queue_depth{check="jobs",system="sidekiq",queue="_all",state="retry"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains(
+            r#"canary_queue_oldest_job_age_seconds{check="jobs",system="sidekiq",queue="_all"}"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"canary_queue_oldest_job_age_seconds{check="jobs",system="sidekiq",queue="default"} 0"#),
+        "{text}"
+    );
 }

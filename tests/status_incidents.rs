@@ -497,8 +497,10 @@ fn the_public_listener_drops_a_client_that_never_finishes_its_request() {
     });
     // A slowloris client: half a request head, then nothing.
     let mut slow = std::net::TcpStream::connect(("127.0.0.1", status_port)).unwrap();
-    slow.write_all(b"GET / HTTP/1.1\r\nHost: status\r\nX-Slow: ").unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: status\r\nX-Slow: ")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let t = Instant::now();
     // Others are served meanwhile.
     assert_eq!(http_get(&format!("{base}/")).unwrap().status, 200);

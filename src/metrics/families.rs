@@ -253,13 +253,15 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
                         .depths
                         .iter()
                         .find(|(s, _)| *s == JobState::Waiting)
-                        .map_or(0, |(_, n)| *n);
-                    match e.oldest_age {
-                        Some(age) => emit(Labels::of(&e.labels), Sample::Seconds(age)),
+                        .map(|(_, n)| *n);
+                    match (e.oldest_age, waiting) {
+                        (Some(age), _) => emit(Labels::of(&e.labels), Sample::Seconds(age)),
                         // Nothing waits: the age is honestly zero. Jobs wait but the system
-                        // records no enqueue time: no sample rather than a made-up one.
-                        None if waiting == 0 => emit(Labels::of(&e.labels), Sample::Seconds(0)),
-                        None => {}
+                        // records no enqueue time: no sample rather than a made-up one. A
+                        // pseudo-queue without a waiting state (`_all`: retries, dead jobs)
+                        // has no age at all: no sample rather than an always-0 one.
+                        (None, Some(0)) => emit(Labels::of(&e.labels), Sample::Seconds(0)),
+                        (None, _) => {}
                     }
                 }
             });

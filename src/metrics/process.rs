@@ -100,10 +100,30 @@ impl Collector for ProcessCollector {
             c.encode(m)?;
         }
         let gauges: [(&str, &str, Option<Unit>, Option<f64>); 5] = [
-            ("process_resident_memory", "Resident memory size", Some(Unit::Bytes), s.resident_bytes),
-            ("process_virtual_memory", "Virtual memory size", Some(Unit::Bytes), s.virtual_bytes),
-            ("process_open_fds", "Number of open file descriptors", None, s.open_fds),
-            ("process_max_fds", "Maximum number of open file descriptors", None, s.max_fds),
+            (
+                "process_resident_memory",
+                "Resident memory size",
+                Some(Unit::Bytes),
+                s.resident_bytes,
+            ),
+            (
+                "process_virtual_memory",
+                "Virtual memory size",
+                Some(Unit::Bytes),
+                s.virtual_bytes,
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors",
+                None,
+                s.open_fds,
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                None,
+                s.max_fds,
+            ),
             (
                 "process_start_time",
                 "Start time of the process since the Unix epoch",
@@ -137,7 +157,13 @@ mod tests {
         assert_eq!(s.virtual_bytes, Some(104_857_600.0));
         assert_eq!(s.max_fds, Some(1024.0));
         assert_eq!(s.start_time_seconds, Some(1_796_428_800.0 + 1234.56));
-        assert_eq!(parse("garbage", "", "Max open files unlimited", ""), ProcessStats::default());
-        assert_eq!(parse(")", "VmRSS: x kB", "", "btime y"), ProcessStats::default());
+        assert_eq!(
+            parse("garbage", "", "Max open files unlimited", ""),
+            ProcessStats::default()
+        );
+        assert_eq!(
+            parse(")", "VmRSS: x kB", "", "btime y"),
+            ProcessStats::default()
+        );
     }
 }
