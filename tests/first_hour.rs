@@ -171,3 +171,95 @@ fn metrics_carry_process_figures_build_facts_check_labels_and_no_always_zero_ser
         "{text}"
     );
 }
+
+fn canaryd(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_canaryd"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bash_completes_commands_and_flags_and_the_man_page_renders() {
+    let script = canaryd(&["completion", "bash"]);
+    assert!(script.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("canaryd.bash");
+    std::fs::write(&path, &script.stdout).unwrap();
+    // What bash offers after `canaryd inc<TAB>` and `canaryd incident <TAB>`, as readline
+    // would ask the completion function.
+    let complete = |words: &str, cword: usize| {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE=\"{words}\"; COMP_POINT=${{#COMP_LINE}}; _canaryd canaryd \"${{COMP_WORDS[$COMP_CWORD]}}\" \"${{COMP_WORDS[$COMP_CWORD-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                path.display()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(complete("canaryd inc", 1).trim(), "incident");
+    let sub = complete("canaryd incident ''", 2);
+    for s in ["open", "update", "resolve", "list"] {
+        assert!(sub.lines().any(|l| l == s), "{sub}");
+    }
+    let flags = complete("canaryd run --", 2);
+    for f in ["--config", "--shard", "--web.config.file", "--log.format"] {
+        assert!(flags.lines().any(|l| l == f), "{flags}");
+    }
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = canaryd(&["completion", shell]);
+        assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("incident"));
+    }
+
+    // The man page as man shows it.
+    let man = canaryd(&["man"]);
+    assert!(man.status.success());
+    let rendered = Command::new("groff")
+        .args(["-man", "-Tutf8", "-P-cbou"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut g| {
+            use std::io::Write as _;
+            g.stdin.take().unwrap().write_all(&man.stdout)?;
+            g.wait_with_output()
+        });
+    match rendered {
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            for s in [
+                "NAME",
+                "SYNOPSIS",
+                "SUBCOMMANDS",
+                "canaryd-incident(1)",
+                "--log.format",
+            ] {
+                assert!(text.contains(s), "{s} missing from the man page:\n{text}");
+            }
+        }
+        Err(e) => assert!(!services::under_ci(), "CI=true: groff: {e}"),
+    }
+    let pages = tempfile::tempdir().unwrap();
+    let out = canaryd(&["man", "--out-dir", pages.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for page in [
+        "canaryd.1",
+        "canaryd-run.1",
+        "canaryd-incident.1",
+        "canaryd-incident-open.1",
+    ] {
+        let text = std::fs::read_to_string(pages.path().join(page)).unwrap();
+        assert!(text.contains(".TH "), "{page}");
+    }
+}
