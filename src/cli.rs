@@ -69,6 +69,11 @@ pub enum Command {
         /// basic auth and response headers of the listener.
         #[arg(long = "web.config.file", value_name = "FILE")]
         web_config_file: Option<PathBuf>,
+        /// Validate without reading any secret (`${env:..}`, `${file:..}`, `${totp:..}`): the
+        /// structure, names, references, types and expressions, for CI where the secrets are
+        /// not set. Lists the secrets it did not read; probes are not built.
+        #[arg(long)]
+        no_secrets: bool,
     },
     /// Run one check once and print a trace of every step; exit 0 if it passed, 1 if not.
     Probe {
@@ -360,7 +365,8 @@ pub fn main(cli: Cli) -> ExitCode {
             config,
             shard,
             web_config_file,
-        } => check(config, shard, web_config_file),
+            no_secrets,
+        } => check(config, shard, web_config_file, no_secrets),
         Command::Probe {
             config,
             name,
@@ -883,13 +889,41 @@ fn load_web(
     }
 }
 
-fn check(config: PathBuf, shard: Option<Shard>, web_config_file: Option<PathBuf>) -> ExitCode {
+fn check(
+    config: PathBuf,
+    shard: Option<Shard>,
+    web_config_file: Option<PathBuf>,
+    no_secrets: bool,
+) -> ExitCode {
     let web = load_web(web_config_file.as_deref());
     if let (Ok(_), Some(p)) = (&web, &web_config_file) {
         println!("{}: ok", p.display());
     }
     let web_errors = web.err().map(|e| e.0).unwrap_or_default();
-    match daemon::load(&config) {
+    let loaded = if no_secrets {
+        let path = config.clone();
+        daemon::isolated(&config, move || {
+            let unread = crate::config::template::SecretsUnread::enter();
+            let loaded = crate::loader::load(&path);
+            let sources = unread.finish();
+            loaded.map(|c| (c, sources))
+        })
+        .map(|(c, sources)| {
+            let n = sources.len();
+            if n > 0 {
+                println!(
+                    "{} secret{} not read (--no-secrets): {}",
+                    n,
+                    if n == 1 { "" } else { "s" },
+                    sources.join(", ")
+                );
+            }
+            (c, Vec::new())
+        })
+    } else {
+        daemon::load(&config)
+    };
+    match loaded {
         Ok(_) if !web_errors.is_empty() => {
             for e in &web_errors {
                 println!("{e}");

@@ -358,7 +358,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         errors.extend(crate::status::def::reference_errors(page, &checks));
     }
     if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
+        return Err(ConfigErrors(fold_missing_secrets(errors)));
     }
     Ok(Config {
         path: path.to_path_buf(),
@@ -374,6 +374,49 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         elsewhere: Vec::new(),
         status_page: status_page.map(Arc::new),
     })
+}
+
+/// One error per unset secret: a secret used in many places (`${env:REDIS_URL}` in six queue
+/// checks) is reported at its first use, with where else it is used, instead of once per use.
+fn fold_missing_secrets(errors: Vec<ConfigError>) -> Vec<ConfigError> {
+    let mut out: Vec<ConfigError> = Vec::with_capacity(errors.len());
+    let mut first: HashMap<String, (usize, Vec<String>)> = HashMap::new();
+    for e in errors {
+        let source = e
+            .message
+            .strip_prefix("secret source ")
+            .and_then(|m| m.split_once(": "))
+            .filter(|(_, why)| why.ends_with(" is not set") || why.contains("cannot read"))
+            .map(|(source, _)| source.to_string());
+        match source {
+            Some(source) => match first.get_mut(&source) {
+                Some((_, also)) => also.push(format!("{}:{}:{}", e.file.display(), e.line, e.col)),
+                None => {
+                    first.insert(source, (out.len(), Vec::new()));
+                    out.push(e);
+                }
+            },
+            None => out.push(e),
+        }
+    }
+    for (at, also) in first.into_values() {
+        if also.is_empty() {
+            continue;
+        }
+        let shown: Vec<&str> = also.iter().take(5).map(String::as_str).collect();
+        let more = also.len().saturating_sub(shown.len());
+        let tail = if more > 0 {
+            format!(", and {more} more")
+        } else {
+            String::new()
+        };
+        out[at].message = format!(
+            "{} (also used at {}{tail})",
+            out[at].message,
+            shown.join(", ")
+        );
+    }
+    out
 }
 
 /// Which file a schema describes.

@@ -263,3 +263,105 @@ fn bash_completes_commands_and_flags_and_the_man_page_renders() {
         assert!(text.contains(".TH "), "{page}");
     }
 }
+
+/// `canaryd check` with nothing in the environment but `PATH`, as in a CI job without secrets.
+fn check_clean_env(args: &[&str], dir: &std::path::Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_canaryd"))
+        .arg("check")
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn check_validates_without_secrets_in_ci_and_reports_each_missing_secret_once() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The shipped example and every file in checks/ (it loads ../checks/*.yaml).
+    let (code, out) = check_clean_env(&["--config", "examples/canaryd.yaml", "--no-secrets"], repo);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("examples/canaryd.yaml: ok:"), "{out}");
+    assert!(
+        out.contains("secrets not read (--no-secrets): ${env:PAGERDUTY_ROUTING_KEY}"),
+        "{out}"
+    );
+    let example = std::fs::read_to_string(repo.join("examples/canaryd.yaml")).unwrap();
+    assert!(
+        example.contains("../checks/*.yaml"),
+        "the example loads every check file"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let write = |yaml: &str| std::fs::write(dir.path().join("canaryd.yaml"), yaml).unwrap();
+    // A typo'd glob is an error, secrets or not.
+    write("check_files: [chekcs/*.yaml]\n");
+    let (code, out) = check_clean_env(&["--no-secrets"], dir.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("canaryd.yaml:1:15: check_files: pattern \"chekcs/*.yaml\" matches no file"),
+        "{out}"
+    );
+
+    // Structure is still checked without secrets: a bad expression fails.
+    let config = r#"receivers:
+  - name: oncall
+    pagerduty: {routing_key: "${env:PD_KEY}"}
+routes:
+  - receivers: [oncall]
+checks:
+  - name: a
+    tcp: {target: "127.0.0.1:1"}
+    alerts:
+      - name: Down
+        when: failed &&
+  - name: q1
+    queue: {system: rq, redis: "${env:REDIS_URL}"}
+  - name: q2
+    queue: {system: rq, redis: "${env:REDIS_URL}"}
+  - name: q3
+    queue: {system: rq, redis: "${env:REDIS_URL}"}
+"#;
+    write(config);
+    let (code, out) = check_clean_env(&["--no-secrets"], dir.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("checks[0].alerts[0].when"), "{out}");
+    assert_eq!(out.matches("secret source").count(), 0, "{out}");
+
+    // With secrets read: each unset one once, where else it is used, no cascade of unknown
+    // receivers.
+    write(&config.replace("failed &&", "failed"));
+    let (code, out) = check_clean_env(&[], dir.path());
+    assert_eq!(code, 1, "{out}");
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("canaryd.yaml:"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("${env:PD_KEY}: environment variable PD_KEY is not set")),
+        "{out}"
+    );
+    let redis = lines
+        .iter()
+        .find(|l| l.contains("${env:REDIS_URL}"))
+        .unwrap();
+    assert!(
+        redis.contains("canaryd.yaml:13:")
+            && redis.ends_with("(also used at canaryd.yaml:15:32, canaryd.yaml:17:32)"),
+        "{redis}"
+    );
+    assert!(!out.contains("unknown receiver"), "{out}");
+    assert!(out.contains("2 errors found"), "{out}");
+}

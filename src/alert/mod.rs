@@ -68,9 +68,11 @@ impl AlertConfig {
         maintenance: &[MaintenanceDef],
         watchdog: Option<&WatchdogDef>,
     ) -> AlertConfig {
-        let receivers = receiver::validate(ctx, receivers);
+        // Routes are checked against every receiver written, valid or not: a receiver with an
+        // error (an unset secret) is reported once, not again as an unknown name in each route.
         let names: std::collections::HashSet<&str> =
-            receivers.iter().map(|r| r.name.as_str()).collect();
+            receivers.iter().map(|r| r.name.value.as_str()).collect();
+        let receivers = receiver::validate(ctx, receivers);
         let routes = route::validate(ctx, routes, &names);
         let maintenance = silence::validate_maintenance(ctx, maintenance);
         let watchdog = watchdog.and_then(|w| watchdog::validate(ctx, w));

@@ -209,6 +209,9 @@ pub fn secret_url(ctx: &mut Ctx, t: &Template, at: &Spanned<String>, key: &str) 
         );
         return false;
     }
+    if !t.is_known() {
+        return true;
+    }
     let ok = t
         .render(|_| None)
         .ok()
@@ -226,7 +229,7 @@ pub fn secret_url(ctx: &mut Ctx, t: &Template, at: &Spanned<String>, key: &str) 
 
 /// Whether a secret that must have a value (routing key, signing secret) renders non-empty.
 pub fn non_empty_secret(ctx: &mut Ctx, t: &Template, at: &Spanned<String>, key: &str) -> bool {
-    let empty = t.render(|_| None).is_ok_and(|v| v.trim().is_empty());
+    let empty = t.is_known() && t.render(|_| None).is_ok_and(|v| v.trim().is_empty());
     if empty {
         ctx.err(
             &at.referenced,
@@ -328,6 +331,9 @@ pub fn no_variables(ctx: &mut Ctx, t: &Template, at: &Spanned<String>, key: &str
 /// Whether a receiver URL template (secrets already resolved) renders to an http(s) URL; the
 /// error shows the template's redacted form, never a secret.
 pub fn receiver_url(ctx: &mut Ctx, t: &Template, at: &Spanned<String>, key: &str) -> bool {
+    if !t.is_known() {
+        return true;
+    }
     let ok = t
         .render(|_| None)
         .ok()

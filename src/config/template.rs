@@ -106,6 +106,53 @@ pub enum Part {
 pub struct Template {
     parts: Vec<Part>,
     redacted: String,
+    /// Its secrets were not read (`canaryd check --no-secrets`): what it renders to is unknown.
+    unread: bool,
+}
+
+thread_local! {
+    /// Secret sources read while validating on this thread are not read, only listed (see
+    /// [`SecretsUnread`]). Loading runs on one thread, so the flag covers one load.
+    static UNREAD: std::cell::RefCell<Option<Vec<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// While alive, templates parsed on this thread do not read their secrets (`${env:..}`,
+/// `${file:..}`, `${totp:..}`): each becomes an empty placeholder, the template says it is not
+/// [`Template::is_known`] so value checks skip it, and the sources are listed for
+/// [`SecretsUnread::finish`]. For validating a configuration where its secrets are not set (CI).
+pub struct SecretsUnread(());
+
+impl SecretsUnread {
+    /// Starts not reading secrets on this thread.
+    pub fn enter() -> SecretsUnread {
+        UNREAD.with(|u| *u.borrow_mut() = Some(Vec::new()));
+        SecretsUnread(())
+    }
+
+    /// Stops, returning every distinct secret source met, in the order first met.
+    pub fn finish(self) -> Vec<String> {
+        UNREAD.with(|u| u.borrow_mut().take()).unwrap_or_default()
+    }
+}
+
+impl Drop for SecretsUnread {
+    fn drop(&mut self) {
+        UNREAD.with(|u| *u.borrow_mut() = None);
+    }
+}
+
+/// Records `source` when secrets are not read on this thread; `false` when they are read.
+fn skip_secret(source: &SecretSource) -> bool {
+    UNREAD.with(|u| match u.borrow_mut().as_mut() {
+        Some(list) => {
+            let s = source.to_string();
+            if !list.contains(&s) {
+                list.push(s);
+            }
+            true
+        }
+        None => false,
+    })
 }
 
 /// Failure to render: a variable had no value at run time.
@@ -148,6 +195,7 @@ impl Template {
         Template {
             redacted: s.clone(),
             parts: vec![Part::Literal(s)],
+            unread: false,
         }
     }
 
@@ -158,6 +206,7 @@ impl Template {
         let mut redacted = String::new();
         let mut lit = String::new();
         let mut rest = s;
+        let mut unread = false;
         while let Some(i) = rest.find('$') {
             lit.push_str(&rest[..i]);
             rest = &rest[i..];
@@ -186,7 +235,13 @@ impl Template {
                 let source = secret_source(reference.trim(), base_dir).map_err(|e| {
                     format!("{e} (write ${{totp:env:NAME}} or ${{totp:file:PATH}})")
                 })?;
-                let seed = source.resolve()?;
+                // Unread, a seed is a valid stand-in so the options are still checked.
+                let seed = if skip_secret(&source) {
+                    unread = true;
+                    Secret::new("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
+                } else {
+                    source.resolve()?
+                };
                 let totp = super::totp::Totp::parse(seed.expose(), options)
                     .map_err(|e| format!("secret source {source}: {e}"))?;
                 redacted.push_str(&format!("${{totp:{}}}", reference.trim()));
@@ -196,7 +251,12 @@ impl Template {
                 });
             } else if inner.starts_with("env:") || inner.starts_with("file:") {
                 let source = secret_source(inner, base_dir)?;
-                let value = source.resolve()?;
+                let value = if skip_secret(&source) {
+                    unread = true;
+                    Secret::new("")
+                } else {
+                    source.resolve()?
+                };
                 redacted.push_str(&match &source {
                     SecretSource::Env(_) => source.to_string(),
                     SecretSource::File(_) => format!("${{{inner}}}"),
@@ -218,7 +278,17 @@ impl Template {
             redacted.push_str(&lit);
             parts.push(Part::Literal(lit));
         }
-        Ok(Template { parts, redacted })
+        Ok(Template {
+            parts,
+            redacted,
+            unread,
+        })
+    }
+
+    /// Whether what it renders to is known now: false when its secrets were not read
+    /// ([`SecretsUnread`]), so checks of the rendered value must be skipped.
+    pub fn is_known(&self) -> bool {
+        !self.unread
     }
 
     /// The text, when the template has no references.

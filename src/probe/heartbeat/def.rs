@@ -199,7 +199,7 @@ fn heartbeat(ctx: &mut Ctx, h: &HeartbeatDef, key: &str, at: &Location) -> Optio
             return None;
         }
         let value = template.render(|_| None).ok()?;
-        if value.trim().is_empty() {
+        if template.is_known() && value.trim().is_empty() {
             ctx.err(
                 &t.referenced,
                 tkey,
