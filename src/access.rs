@@ -658,7 +658,14 @@ mod tests {
             }
             // Forms go to the operator view only.
             assert_eq!(
-                decide_with(BASIC_AUTH, Method::POST, "/api/v1/silences", pairs, REMOTE, true),
+                decide_with(
+                    BASIC_AUTH,
+                    Method::POST,
+                    "/api/v1/silences",
+                    pairs,
+                    REMOTE,
+                    true
+                ),
                 Err(Refusal::NotJson)
             );
         }
@@ -685,7 +692,10 @@ mod tests {
                 &[FORM, ("origin", "null"), ("host", "canaryd.example")],
                 Refusal::ForeignOrigin,
             ),
-            (&[FORM, ("sec-fetch-site", "same-site")], Refusal::CrossSite("same-site")),
+            (
+                &[FORM, ("sec-fetch-site", "same-site")],
+                Refusal::CrossSite("same-site"),
+            ),
             // No proof of where it came from (an old browser, a plain program): not a form.
             (&[FORM, ("host", "canaryd.example")], Refusal::NotJson),
         ];
@@ -703,7 +713,14 @@ mod tests {
             ("host", "evil.example:9464"),
         ];
         assert_eq!(
-            decide_with(LOOPBACK_ONLY, Method::POST, "/ui/silences", rebound, LOCAL, false),
+            decide_with(
+                LOOPBACK_ONLY,
+                Method::POST,
+                "/ui/silences",
+                rebound,
+                LOCAL,
+                false
+            ),
             Err(Refusal::ForeignHost)
         );
         let local: &[(&str, &str)] = &[
@@ -712,7 +729,14 @@ mod tests {
             ("host", "127.0.0.1:9464"),
         ];
         assert_eq!(
-            decide_with(LOOPBACK_ONLY, Method::POST, "/ui/silences", local, LOCAL, false),
+            decide_with(
+                LOOPBACK_ONLY,
+                Method::POST,
+                "/ui/silences",
+                local,
+                LOCAL,
+                false
+            ),
             Ok(())
         );
     }

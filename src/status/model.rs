@@ -289,7 +289,12 @@ impl Snapshot {
     /// The page's indicator (Statuspage's `status.indicator`): the highest impact of an open
     /// incident, or of the worst component status when it is worse.
     pub fn indicator(&self) -> Impact {
-        let incidents = self.open.iter().map(|i| i.impact).max().unwrap_or(Impact::None);
+        let incidents = self
+            .open
+            .iter()
+            .map(|i| i.impact)
+            .max()
+            .unwrap_or(Impact::None);
         incidents.max(Impact::of(self.worst()))
     }
 

