@@ -60,7 +60,7 @@ pub fn routes() -> Router<Arc<Daemon>> {
         .layer(axum::middleware::from_fn(security_headers))
 }
 
-/// The headers of every answer: CSP, no sniffing, no referrer, no framing, not cached (pages
+/// The headers of every answer: CSP, no sniffing, no referrer to other sites, no framing, not cached (pages
 /// show live state and are behind authentication).
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
@@ -68,7 +68,9 @@ async fn security_headers(request: Request, next: Next) -> Response {
     for (name, value) in [
         (header::CONTENT_SECURITY_POLICY, CSP),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // `same-origin`, not `no-referrer`: with `no-referrer` Chromium sends `Origin: null` on
+        // a form post, and the write policy refuses a null origin.
+        (header::REFERRER_POLICY, "same-origin"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::CACHE_CONTROL, "no-store"),
     ] {
