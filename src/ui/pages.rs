@@ -360,8 +360,13 @@ pub fn no_silence() -> Markup {
     )
 }
 
+/// A phase's rectangle: x, width (user units), phase index.
+type Rect = (f64, f64, usize);
+/// A step's background: x, width, failed.
+type Mark = (f64, f64, bool);
+
 /// The SVG rectangles of one step's phases from `x0` (user units), `scale` units per µs.
-fn phase_rects(x0: f64, phases: &[u32; 5], scale: f64, out: &mut Vec<(f64, f64, usize)>) {
+fn phase_rects(x0: f64, phases: &[u32; 5], scale: f64, out: &mut Vec<Rect>) {
     let mut x = x0;
     for (i, us) in phases.iter().enumerate() {
         if *us == 0 {
@@ -384,7 +389,7 @@ fn phase_class(i: usize) -> &'static str {
 }
 
 /// One bar: the given rectangles on a track as wide as the scale.
-fn bar(label: &str, rects: &[(f64, f64, usize)], step_marks: &[(f64, f64, bool)]) -> Markup {
+fn bar(label: &str, rects: &[Rect], step_marks: &[Mark]) -> Markup {
     html! {
         svg.bar viewBox="0 0 1000 12" preserveAspectRatio="none" role="img" aria-label=(label) {
             @for (x, w, failed) in step_marks {
@@ -419,22 +424,28 @@ fn step_waterfall(steps: &[StepResult]) -> Markup {
     let total: u64 = steps.iter().map(|s| u64::from(micros(s.duration))).sum();
     let scale = WIDTH / total.max(1) as f64;
     let mut offset = 0.0;
+    let mut rows = Vec::with_capacity(steps.len());
+    for s in steps {
+        let phases = Phase::ALL.map(|p| micros(s.phases.get(p)));
+        let width = f64::from(micros(s.duration)) * scale;
+        let mut rects = Vec::new();
+        let mut marks = Vec::new();
+        if s.ran {
+            phase_rects(offset, &phases, scale, &mut rects);
+            marks.push((offset, width.max(1.0), !s.success));
+        }
+        rows.push((s, phase_summary(&s.name, &phases), rects, marks));
+        offset += width;
+    }
     html! {
         (legend())
         div.waterfall {
-            @for s in steps {
-                @let phases = Phase::ALL.map(|p| micros(s.phases.get(p)));
-                @let width = f64::from(micros(s.duration)) * scale;
-                @let mut rects = Vec::new();
-                @let _ = phase_rects(offset, &phases, scale, &mut rects);
-                @let marks = [(offset, width.max(1.0), s.ran && !s.success)];
-                @let described = phase_summary(&s.name, &phases);
+            @for (s, described, rects, marks) in &rows {
                 div.wf-row {
                     span.wf-name { (s.name) }
-                    (bar(&described, &rects, if s.ran { &marks[..] } else { &[] }))
+                    (bar(described, rects, marks))
                     span.wf-time { @if s.ran { (dur(s.duration)) } @else { "skipped" } }
                 }
-                @let _ = { offset += width; };
             }
         }
         table.stack.phases {
@@ -477,39 +488,45 @@ fn runs_waterfall(h: &CheckRuns) -> Markup {
     };
     let longest = h.runs.iter().map(run_total).max().unwrap_or(1).max(1);
     let scale = WIDTH / longest as f64;
+    let rows: Vec<(&Run, Vec<Rect>, Vec<Mark>, String)> = h
+        .runs
+        .iter()
+        .rev()
+        .map(|r| {
+            let mut rects = Vec::new();
+            let mut marks = Vec::new();
+            let mut offset = 0.0;
+            for s in r.steps.iter() {
+                let w = f64::from(s.duration_us) * scale;
+                if s.ran {
+                    marks.push((offset, w.max(1.0), !s.success));
+                    phase_rects(offset, &s.phases_us, scale, &mut rects);
+                }
+                offset += w;
+            }
+            if r.steps.is_empty() {
+                marks.push((0.0, (f64::from(r.duration_us) * scale).max(1.0), !r.success));
+            }
+            let label = format!(
+                "run at {}: {}{}, {}",
+                when(r.started_at()),
+                if r.success { "pass" } else { "fail" },
+                r.reason.map(|x| format!(" ({x})")).unwrap_or_default(),
+                dur_us(r.duration_us)
+            );
+            (r, rects, marks, label)
+        })
+        .collect();
     html! {
         div.waterfall.runs {
-            @for r in h.runs.iter().rev() {
-                @let mut rects = Vec::new();
-                @let mut marks = Vec::new();
-                @let _ = {
-                    let mut offset = 0.0;
-                    for s in r.steps.iter() {
-                        let w = f64::from(s.duration_us) * scale;
-                        if s.ran {
-                            marks.push((offset, w.max(1.0), !s.success));
-                            phase_rects(offset, &s.phases_us, scale, &mut rects);
-                        }
-                        offset += w;
-                    }
-                    if r.steps.is_empty() {
-                        marks.push((0.0, (f64::from(r.duration_us) * scale).max(1.0), !r.success));
-                    }
-                };
-                @let label = format!(
-                    "run at {}: {}{}, {}",
-                    when(r.started_at()),
-                    if r.success { "pass" } else { "fail" },
-                    r.reason.map(|x| format!(" ({x})")).unwrap_or_default(),
-                    dur_us(r.duration_us)
-                );
+            @for (r, rects, marks, label) in &rows {
                 div.wf-row {
                     span.wf-name {
                         time datetime=(humantime::format_rfc3339_seconds(r.started_at()).to_string()) { (when(r.started_at()).get(11..19).unwrap_or("")) }
                         " " (ok_badge(r.success))
                         @if let Some(reason) = r.reason { " " (reason.as_str()) }
                     }
-                    (bar(&label, &rects, &marks))
+                    (bar(label, rects, marks))
                     span.wf-time { (dur_us(r.duration_us)) }
                 }
             }
