@@ -2,8 +2,8 @@
 //! someone's behalf.
 //!
 //! A **write** is every request that is neither a read (`GET`, `HEAD`, `OPTIONS`) nor a
-//! heartbeat ping (`/ping/...`): today `POST`/`DELETE /api/v1/silences[/<id>]` and
-//! `POST /-/reload`. Defining writes by what they are not keeps a route added later behind the
+//! heartbeat ping (`/ping/...`): today `POST`/`DELETE /api/v1/silences[/<id>]`,
+//! `POST /-/reload` and the operator view's forms (`POST /ui/silences[/<id>/expire]`). Defining writes by what they are not keeps a route added later behind the
 //! policy until someone decides otherwise. Pings stay governed by each check's own token: a cron
 //! job must not need the API's password.
 //!

@@ -1,5 +1,6 @@
 //! The HTTP API: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/checks[/<name>]`,
-//! `/api/v1/alerts`, `/api/v1/silences[/<id>]` (GET, POST, DELETE), and the heartbeat pings `/ping/<check>[/start|/fail|/<exit code>]` (GET or POST).
+//! `/api/v1/alerts`, `/api/v1/silences[/<id>]` (GET, POST, DELETE), and the heartbeat pings `/ping/<check>[/start|/fail|/<exit code>]` (GET or POST);
+//! the operator view's pages under `/ui/` ([`crate::ui`]) are merged in, behind the same layers.
 //!
 //! No endpoint takes a probe target from a request: targets come only from configuration files.
 //!
