@@ -257,15 +257,18 @@ impl Fixture {
             _runtime: runtime,
             _dir: dir,
         };
-        // The job's ping, with the token in its body and a planted script.
+        // The job's ping: a log long enough to scroll in its box, a planted script, the token.
+        let mut log: String = (0..80)
+            .map(|i| format!("line {i}: copying files\n"))
+            .collect();
+        log.push_str(&format!(
+            "<script>window.__pwned=3</script> backup done, token {SECRET}\n"
+        ));
         let ping = f.request(
             "POST",
             "/ping/nightly-backup/0",
             &[("Authorization", &format!("Bearer {SECRET}"))],
-            Some(
-                format!("<script>window.__pwned=3</script> backup done, token {SECRET}\n")
-                    .as_bytes(),
-            ),
+            Some(log.as_bytes()),
             false,
         );
         assert_eq!(ping.status, 200, "{}", ping.text());

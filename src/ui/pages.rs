@@ -576,9 +576,10 @@ fn heartbeat_details(now: SystemTime, spec: &HeartbeatSpec, row: Option<&Heartbe
             }
         }
         @if let Some(body) = row.and_then(|r| r.last_body.as_deref()).filter(|b| !b.is_empty()) {
-            details {
+            details open {
                 summary { "Last ping body (its last " (body_tail(body).len()) " bytes)" }
-                pre.body { (body_tail(body)) }
+                // Focusable: a long body scrolls inside its box, and keyboards must reach it.
+                pre.body tabindex="0" { (body_tail(body)) }
             }
         }
     }
