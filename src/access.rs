@@ -3,8 +3,9 @@
 //!
 //! A **write** is every request that is neither a read (`GET`, `HEAD`, `OPTIONS`) nor a
 //! heartbeat ping (`/ping/...`): today `POST`/`DELETE /api/v1/silences[/<id>]`,
-//! `POST /-/reload` and the operator view's forms (`POST /ui/silences[/<id>/expire]`). Defining writes by what they are not keeps a route added later behind the
-//! policy until someone decides otherwise. Pings stay governed by each check's own token: a cron
+//! `POST /-/reload` and the operator view's forms (`POST /ui/silences[/<id>/expire]`).
+//! Defining writes by what they are not keeps a route added later behind the policy until
+//! someone decides otherwise. Pings stay governed by each check's own token: a cron
 //! job must not need the API's password.
 //!
 //! Writes are decided in this order:
@@ -284,6 +285,9 @@ pub fn handler_label(path: &str) -> &'static str {
         ["api", "v1", "alerts"] => "/api/v1/alerts",
         ["api", "v1", "silences"] => "/api/v1/silences",
         ["api", "v1", "silences", id] if named(id) => "/api/v1/silences/{id}",
+        ["api", "v1", "incidents"] => "/api/v1/incidents",
+        ["api", "v1", "incidents", id] if named(id) => "/api/v1/incidents/{id}",
+        ["api", "v1", "incidents", id, "updates"] if named(id) => "/api/v1/incidents/{id}/updates",
         ["ping", c] if named(c) => "/ping/{check}",
         ["ping", c, w] if named(c) && named(w) => "/ping/{check}/{what}",
         _ => "other",
@@ -291,7 +295,7 @@ pub fn handler_label(path: &str) -> &'static str {
 }
 
 /// Every value [`handler_label`] returns.
-pub const HANDLERS: [&str; 12] = [
+pub const HANDLERS: [&str; 15] = [
     "/metrics",
     "/-/healthy",
     "/-/ready",
@@ -301,6 +305,9 @@ pub const HANDLERS: [&str; 12] = [
     "/api/v1/alerts",
     "/api/v1/silences",
     "/api/v1/silences/{id}",
+    "/api/v1/incidents",
+    "/api/v1/incidents/{id}",
+    "/api/v1/incidents/{id}/updates",
     "/ping/{check}",
     "/ping/{check}/{what}",
     "other",

@@ -23,6 +23,21 @@ pub struct Cli {
     /// Log filter (e.g. info, debug, canaryd=trace); RUST_LOG works too.
     #[arg(long, global = true, default_value = "info")]
     pub log_level: String,
+    /// Log line format: `text` (for people; colours only on a terminal, never with NO_COLOR
+    /// set), `logfmt` or `json` (one object per line) for log collectors.
+    #[arg(long = "log.format", global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written (to standard error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// `ts=… level=… target=… msg="…" key=value …`.
+    Logfmt,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`).
+    Json,
 }
 
 /// Subcommands.
@@ -81,6 +96,23 @@ pub enum Command {
         url: Option<String>,
         /// How to reach and authenticate to the daemon.
         // Boxed: the other commands are much smaller.
+        #[command(flatten)]
+        client: Box<ApiClientArgs>,
+    },
+    /// Open, update and resolve incidents on the status page of a running daemon (through its
+    /// API).
+    Incident {
+        /// What to do.
+        #[command(subcommand)]
+        action: IncidentAction,
+        /// The daemon configuration (its `listen` address is where the API is).
+        #[arg(long, short, default_value = "canaryd.yaml", global = true)]
+        config: PathBuf,
+        /// The daemon's API base URL, instead of reading `listen` from the configuration
+        /// (`https://...` for a daemon with TLS).
+        #[arg(long, global = true)]
+        url: Option<String>,
+        /// How to reach and authenticate to the daemon.
         #[command(flatten)]
         client: Box<ApiClientArgs>,
     },
@@ -200,7 +232,7 @@ fn read_password(path: &std::path::Path) -> Result<String, String> {
 fn status_advice(status: u16) -> &'static str {
     match status {
         401 => "\n(the daemon requires basic auth: set CANARYD_USERNAME and CANARYD_PASSWORD_FILE (a file holding the password) or CANARYD_PASSWORD, for one of the users in its web configuration's basic_auth_users)",
-        403 => "\n(without basic_auth_users in a web configuration, the daemon takes silences only from its own host: run this there, or configure basic_auth_users and set CANARYD_USERNAME and CANARYD_PASSWORD_FILE)",
+        403 => "\n(without basic_auth_users in a web configuration, the daemon takes writes only from its own host: run this there, or configure basic_auth_users and set CANARYD_USERNAME and CANARYD_PASSWORD_FILE)",
         _ => "",
     }
 }
@@ -243,9 +275,57 @@ pub enum SilenceAction {
     },
 }
 
+/// `canaryd incident ...`
+#[derive(Debug, Subcommand)]
+pub enum IncidentAction {
+    /// Open an incident on the status page.
+    Open {
+        /// The title customers read.
+        #[arg(long)]
+        title: String,
+        /// The first update's text.
+        #[arg(long, short)]
+        message: String,
+        /// investigating, identified or monitoring.
+        #[arg(long, default_value = "investigating")]
+        state: String,
+        /// none, minor, major or critical.
+        #[arg(long, default_value = "minor")]
+        impact: String,
+        /// An affected component, by its name on the page; repeat for more.
+        #[arg(long = "component")]
+        components: Vec<String>,
+    },
+    /// Post an update to an incident.
+    Update {
+        /// The incident's id.
+        id: i64,
+        /// investigating, identified, monitoring or resolved.
+        #[arg(long)]
+        state: String,
+        /// The update's text.
+        #[arg(long, short)]
+        message: String,
+    },
+    /// Resolve an incident.
+    Resolve {
+        /// The incident's id.
+        id: i64,
+        /// The resolving update's text.
+        #[arg(long, short, default_value = "This incident has been resolved.")]
+        message: String,
+    },
+    /// List incidents (open and of the last 90 days).
+    List,
+}
+
 /// Runs a parsed command line.
 pub fn main(cli: Cli) -> ExitCode {
-    init_logging(&cli.log_level, matches!(cli.command, Command::Run { .. }));
+    init_logging(
+        &cli.log_level,
+        cli.log_format,
+        matches!(cli.command, Command::Run { .. }),
+    );
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -278,6 +358,23 @@ pub fn main(cli: Cli) -> ExitCode {
             url,
             client,
         } => rt.block_on(silence(action, config, url, client)),
+        Command::Incident {
+            action,
+            config,
+            url,
+            client,
+        } => rt.block_on(async move {
+            match incident(action, &config, url, &client).await {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("canaryd incident: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
         Command::Schema { file } => {
             // Not print!, which panics when the reader went away (`canaryd schema checks | head`).
             use std::io::Write as _;
@@ -325,28 +422,51 @@ async fn silence(
     }
 }
 
-async fn silence_inner(
-    action: SilenceAction,
-    config: &std::path::Path,
-    url: Option<String>,
-    args: &ApiClientArgs,
-) -> Result<String, String> {
-    let base = api_base(config, url)?;
-    let credentials = args.credentials()?;
-    let http = args.client()?;
-    let request = |method: reqwest::Method, url: String| {
-        let r = http.request(method, url);
-        match &credentials {
+/// A session with the daemon's API: the base URL, the client (TLS settings) and the
+/// credentials, shared by `canaryd silence` and `canaryd incident`.
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    credentials: Option<(String, String)>,
+}
+
+impl Api {
+    fn new(
+        config: &std::path::Path,
+        url: Option<String>,
+        args: &ApiClientArgs,
+    ) -> Result<Api, String> {
+        Ok(Api {
+            base: api_base(config, url)?,
+            credentials: args.credentials()?,
+            http: args.client()?,
+        })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.credentials {
             Some((user, password)) => r.basic_auth(user, Some(password)),
             None => r,
         }
-    };
-    let unreachable =
-        |e: reqwest::Error| format!("cannot reach the daemon at {base}: {}", e.without_url());
-    let answer = |resp: reqwest::Response| async move {
+    }
+
+    /// Sends a request; the status and, for a success, the JSON answer (else the daemon's
+    /// message with advice for 401 and 403).
+    async fn send(
+        &self,
+        r: reqwest::RequestBuilder,
+    ) -> Result<(u16, Result<serde_json::Value, String>), String> {
+        let resp = r.send().await.map_err(|e| {
+            format!(
+                "cannot reach the daemon at {}: {}",
+                self.base,
+                e.without_url()
+            )
+        })?;
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
-        if status.is_success() {
+        let answer = if status.is_success() {
             serde_json::from_str::<serde_json::Value>(&body)
                 .map_err(|e| format!("the daemon answered something that is not JSON: {e}"))
         } else {
@@ -359,8 +479,24 @@ async fn silence_inner(
                 status.as_u16(),
                 status_advice(status.as_u16())
             ))
-        }
-    };
+        };
+        Ok((status.as_u16(), answer))
+    }
+
+    /// [`Api::send`], any error status an error.
+    async fn call(&self, r: reqwest::RequestBuilder) -> Result<serde_json::Value, String> {
+        self.send(r).await?.1
+    }
+}
+
+async fn silence_inner(
+    action: SilenceAction,
+    config: &std::path::Path,
+    url: Option<String>,
+    args: &ApiClientArgs,
+) -> Result<String, String> {
+    let api = Api::new(config, url, args)?;
+    let credentials = &api.credentials;
     match action {
         SilenceAction::Add {
             matchers,
@@ -392,12 +528,12 @@ async fn silence_inner(
                 "created_by": author,
                 "comment": comment,
             });
-            let resp = request(reqwest::Method::POST, format!("{base}/api/v1/silences"))
-                .json(&body)
-                .send()
-                .await
-                .map_err(unreachable)?;
-            let s = answer(resp).await?;
+            let s = api
+                .call(
+                    api.request(reqwest::Method::POST, "/api/v1/silences")
+                        .json(&body),
+                )
+                .await?;
             Ok(format!(
                 "silence {} added: {} until {}\n",
                 s["id"].as_str().unwrap_or("?"),
@@ -406,11 +542,9 @@ async fn silence_inner(
             ))
         }
         SilenceAction::List { all } => {
-            let resp = request(reqwest::Method::GET, format!("{base}/api/v1/silences"))
-                .send()
-                .await
-                .map_err(unreachable)?;
-            let v = answer(resp).await?;
+            let v = api
+                .call(api.request(reqwest::Method::GET, "/api/v1/silences"))
+                .await?;
             let mut out = String::new();
             let _ = writeln!(
                 out,
@@ -445,23 +579,98 @@ async fn silence_inner(
             Ok(out)
         }
         SilenceAction::Expire { id } => {
-            let resp = request(
-                reqwest::Method::DELETE,
-                format!("{base}/api/v1/silences/{id}"),
-            )
-            .send()
-            .await
-            .map_err(unreachable)?;
-            if resp.status() == reqwest::StatusCode::NOT_FOUND {
-                return Err(format!("no silence {id:?}"));
-            }
-            answer(resp).await?;
+            let path = format!("/api/v1/silences/{id}");
+            match api
+                .send(api.request(reqwest::Method::DELETE, &path))
+                .await?
+            {
+                (404, _) => return Err(format!("no silence {id:?}")),
+                (_, answer) => answer?,
+            };
             Ok(format!("silence {id} expired\n"))
         }
     }
 }
 
-fn init_logging(level: &str, daemon: bool) {
+async fn incident(
+    action: IncidentAction,
+    config: &std::path::Path,
+    url: Option<String>,
+    args: &ApiClientArgs,
+) -> Result<String, String> {
+    let api = Api::new(config, url, args)?;
+    let line = |i: &serde_json::Value| {
+        format!(
+            "incident {}: {} ({}, impact {})",
+            i["id"],
+            i["title"].as_str().unwrap_or("?"),
+            i["state"].as_str().unwrap_or("?"),
+            i["impact"].as_str().unwrap_or("?"),
+        )
+    };
+    let update = |id: i64, state: String, message: String| {
+        let body = serde_json::json!({ "state": state, "message": message });
+        api.request(
+            reqwest::Method::POST,
+            &format!("/api/v1/incidents/{id}/updates"),
+        )
+        .json(&body)
+    };
+    match action {
+        IncidentAction::Open {
+            title,
+            message,
+            state,
+            impact,
+            components,
+        } => {
+            let body = serde_json::json!({
+                "title": title, "message": message, "state": state, "impact": impact,
+                "components": components,
+            });
+            let i = api
+                .call(
+                    api.request(reqwest::Method::POST, "/api/v1/incidents")
+                        .json(&body),
+                )
+                .await?;
+            Ok(format!("opened {}\n", line(&i)))
+        }
+        IncidentAction::Update { id, state, message } => {
+            let i = api.call(update(id, state, message)).await?;
+            Ok(format!("updated {}\n", line(&i)))
+        }
+        IncidentAction::Resolve { id, message } => {
+            let i = api.call(update(id, "resolved".into(), message)).await?;
+            Ok(format!("resolved {}\n", line(&i)))
+        }
+        IncidentAction::List => {
+            let v = api
+                .call(api.request(reqwest::Method::GET, "/api/v1/incidents"))
+                .await?;
+            let mut out = String::new();
+            let _ = writeln!(
+                out,
+                "{:<6}  {:<13}  {:<8}  {:<24}  TITLE",
+                "ID", "STATE", "IMPACT", "UPDATED"
+            );
+            for i in v["incidents"].as_array().into_iter().flatten() {
+                let _ = writeln!(
+                    out,
+                    "{:<6}  {:<13}  {:<8}  {:<24}  {}",
+                    i["id"],
+                    i["state"].as_str().unwrap_or("?"),
+                    i["impact"].as_str().unwrap_or("?"),
+                    i["updated_at"].as_str().unwrap_or("?"),
+                    i["title"].as_str().unwrap_or("?"),
+                );
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn init_logging(level: &str, format: LogFormat, daemon: bool) {
     let from_env = std::env::var("RUST_LOG")
         .ok()
         .filter(|s| !s.trim().is_empty());
@@ -471,10 +680,111 @@ fn init_logging(level: &str, daemon: bool) {
         .chain([level, "info"])
         .find_map(|spec| tracing_subscriber::EnvFilter::try_new(log_directives(spec, daemon)).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(colour(std::env::var_os("NO_COLOR")))
+            .try_init(),
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Logfmt => builder.event_format(Logfmt).try_init(),
+    };
+}
+
+/// Colours only on a terminal, and never when `NO_COLOR` is set to anything but empty
+/// (no-color.org): a log file or journald gets no escape codes.
+fn colour(no_color: Option<std::ffi::OsString>) -> bool {
+    use std::io::IsTerminal as _;
+    no_color.is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+/// logfmt lines: `ts=2026-12-04T13:00:00.123Z level=info target=canaryd::daemon msg="…" k=v`,
+/// values quoted when they hold a space, `=`, a quote or a control character.
+struct Logfmt;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Logfmt
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        let ts = crate::alert::rfc3339(std::time::SystemTime::now());
+        write!(
+            writer,
+            "ts={ts} level={} target={}",
+            meta.level().as_str().to_lowercase(),
+            logfmt_value(meta.target())
+        )?;
+        let mut fields = LogfmtFields::default();
+        event.record(&mut fields);
+        if let Some(msg) = fields.message {
+            write!(writer, " msg={}", logfmt_value(&msg))?;
+        }
+        for (k, v) in fields.pairs {
+            write!(writer, " {k}={}", logfmt_value(&v))?;
+        }
+        writeln!(writer)
+    }
+}
+
+#[derive(Default)]
+struct LogfmtFields {
+    message: Option<String>,
+    pairs: Vec<(&'static str, String)>,
+}
+
+impl tracing::field::Visit for LogfmtFields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.put(field, value.to_string());
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.put(field, format!("{value:?}"));
+    }
+}
+
+impl LogfmtFields {
+    fn put(&mut self, field: &tracing::field::Field, value: String) {
+        if field.name() == "message" {
+            self.message = Some(value);
+        } else {
+            self.pairs.push((field.name(), value));
+        }
+    }
+}
+
+/// A logfmt value: bare when it is plain, else quoted with `\"`, `\\` and `\n` escaped (one
+/// event is always one line).
+fn logfmt_value(v: &str) -> String {
+    let plain = !v.is_empty()
+        && !v
+            .chars()
+            .any(|c| c == ' ' || c == '=' || c == '"' || c == '\\' || c.is_control());
+    if plain {
+        return v.to_string();
+    }
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// The filter directives for a `RUST_LOG` / `--log-level` value. A bare level (`trace`) applies
@@ -623,20 +933,49 @@ async fn run(config: PathBuf, shard: Shard, web_config_file: Option<PathBuf>) ->
         basic_auth = web.auth_required(),
         "serving /metrics and the API"
     );
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // The public status page: a listener of its own, plain HTTP (put a proxy with TLS in
+    // front of it), nothing of the API on it.
+    let status = match &daemon.status {
+        Some(page) => {
+            let at = page.config().listen;
+            match tokio::net::TcpListener::bind(at).await {
+                Ok(l) => {
+                    tracing::info!(listen = %at, "serving the status page");
+                    Some((l, page.clone()))
+                }
+                Err(e) => {
+                    eprintln!("canaryd: cannot listen on {at} (status_page.listen): {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        None => None,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
     let server = tokio::spawn(crate::server::serve_web(
         listener,
         daemon.clone(),
         web,
-        async move {
-            let _ = stop_rx.await;
-        },
+        stopped(stop_rx.clone()),
     ));
+    let status_server = status.map(|(listener, page)| {
+        tokio::spawn(crate::server::serve_status(
+            listener,
+            page,
+            stopped(stop_rx.clone()),
+        ))
+    });
     wait_for_signals(&daemon).await;
     tracing::info!("shutting down: draining in-flight runs");
     daemon.shutdown().await;
-    let _ = stop_tx.send(());
+    let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    if let Some(s) = status_server {
+        let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }

@@ -18,6 +18,7 @@ use crate::probe::kind::BuildEnv;
 use crate::probe::{CheckResult, Probe};
 use crate::schedule::{Entry, Scheduler, Sink};
 use crate::shard::Shard;
+use crate::status::page::{CheckInput, StatusPage};
 use crate::store::Store;
 
 /// Builds the probe of one check (loading TLS material, so errors surface at load time). A
@@ -231,7 +232,7 @@ impl Sink for Recorder {
             tracing::info!(
                 check = %check.name,
                 reason = result.reason.map(|r| r.as_str()).unwrap_or("unknown"),
-                message = result.message.as_deref().unwrap_or(""),
+                error = result.message.as_deref().unwrap_or(""),
                 "check failed"
             );
         }
@@ -269,6 +270,9 @@ pub struct Daemon {
     /// Pings per heartbeat check (a job or a script gone wrong must not turn every ping into a
     /// store write without end).
     pub ping_rate: PingRate,
+    /// The public status page, when the configuration had one at start (a reload changes its
+    /// components; adding or removing it, or moving its listener, takes a restart).
+    pub status: Option<Arc<StatusPage>>,
 }
 
 /// An error of the alerting start-up, reported against `state_dir`.
@@ -384,6 +388,16 @@ impl Daemon {
         });
         let scheduler = Scheduler::new(config.max_concurrency, sink);
         scheduler.apply(entries);
+        let status = match &config.status_page {
+            Some(page) => {
+                let page = StatusPage::open(page.clone(), store.clone(), heartbeats.clock())
+                    .map_err(|e| store_error_message(&config, e.to_string()))?;
+                let page = Arc::new(page);
+                tick_status_page(&page, &states, &alerting);
+                Some(page)
+            }
+            None => None,
+        };
         tracing::info!(
             checks = config.checks.len(),
             files = config.files.len(),
@@ -410,6 +424,7 @@ impl Daemon {
             alerting,
             reload_lock: tokio::sync::Mutex::new(()),
             ping_rate: PingRate::default(),
+            status,
         }))
     }
 
@@ -490,6 +505,18 @@ impl Daemon {
         if config.state_dir != running.state_dir {
             tracing::warn!("state_dir changed: it takes effect after a restart");
         }
+        match (&config.status_page, &self.status) {
+            (Some(new), Some(page)) if new.listen != page.config().listen => {
+                tracing::warn!("status_page.listen changed: it takes effect after a restart")
+            }
+            (Some(_), None) => {
+                tracing::warn!("status_page added: it is served after a restart")
+            }
+            (None, Some(_)) => tracing::warn!(
+                "status_page removed: the page keeps its last components until a restart"
+            ),
+            _ => {}
+        }
         drop(running);
         if let Err(e) = self.heartbeats.track(heartbeat_names(&config)).await {
             tracing::error!("new heartbeat checks are watched but not saved: {e}");
@@ -506,6 +533,9 @@ impl Daemon {
             seed_heartbeat_metrics(&self.metrics, &self.heartbeats, &config);
             let names: Vec<&str> = config.checks.iter().map(|c| c.name.as_str()).collect();
             self.states.retain(&names);
+            if let (Some(new), Some(page)) = (&config.status_page, &self.status) {
+                page.reconfigure(new.clone());
+            }
         }));
         if let Err(panic) = swapped {
             self.metrics.set_reload(false, SystemTime::now());
@@ -535,8 +565,45 @@ impl Daemon {
             .await;
         // The last results' alert progress, so a clean stop loses none of it.
         self.alerting.flush_progress().await;
+        if let Some(page) = &self.status {
+            if let Err(e) = page.flush().await {
+                tracing::error!("the status page's last minute of history was not saved: {e}");
+            }
+        }
         self.alerting.shutdown();
     }
+}
+
+/// Evaluates the status page every second from the checks' last results and firing alerts,
+/// for as long as the page lives.
+fn tick_status_page(page: &Arc<StatusPage>, states: &Arc<States>, alerting: &Arc<Alerting>) {
+    let (page, states, alerting) = (
+        Arc::downgrade(page),
+        Arc::downgrade(states),
+        Arc::downgrade(alerting),
+    );
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let (Some(page), Some(states), Some(alerting)) =
+                (page.upgrade(), states.upgrade(), alerting.upgrade())
+            else {
+                return;
+            };
+            let inputs = |name: &str| {
+                let last = states.get(name)?;
+                Some(CheckInput {
+                    success: last.success,
+                    duration: last.duration,
+                    started_at: Some(last.started_at),
+                    firing: alerting.firing(name),
+                })
+            };
+            page.tick(&inputs);
+        }
+    });
 }
 
 /// A token bucket per heartbeat check: [`PingRate::BURST`] pings at once, then

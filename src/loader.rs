@@ -60,6 +60,8 @@ pub struct Config {
     pub shard: Shard,
     /// The checks of the files that other shards own, in file order.
     pub elsewhere: Vec<Arc<Check>>,
+    /// The public status page (`status_page:`).
+    pub status_page: Option<Arc<crate::status::def::StatusPageConfig>>,
 }
 
 impl Config {
@@ -159,6 +161,9 @@ pub struct DaemonFile {
     /// At most this many runs at once, across all checks (default 256, at most 10000).
     #[schemars(with = "Option<Count>", extend("minimum" = 1, "maximum" = 10000))]
     pub max_concurrency: Option<Spanned<u32>>,
+    /// A public status page on a listener of its own: components made of checks, incidents,
+    /// 90 days of history, an Atom feed and Statuspage-format JSON.
+    pub status_page: Option<crate::status::def::StatusPageDef>,
 }
 
 /// Loads and validates the daemon file and every check file it names.
@@ -244,6 +249,20 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         &daemon.maintenance,
         daemon.watchdog.as_ref(),
     );
+
+    let status_page = daemon
+        .status_page
+        .as_ref()
+        .and_then(|def| crate::status::def::validate(&mut ctx, def));
+    if let (Some(page), Some(def)) = (&status_page, &daemon.status_page) {
+        if page.listen == listen {
+            ctx.err(
+                &def.listen.referenced,
+                "status_page.listen",
+                "is the API's address: the public page needs a listener of its own",
+            );
+        }
+    }
 
     let mut seen = HashMap::new();
     let mut checks = Vec::new();
@@ -335,6 +354,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     }
 
     errors.extend(crate::probe::check::dependency_errors(&checks, &seen));
+    if let Some(page) = &status_page {
+        errors.extend(crate::status::def::reference_errors(page, &checks));
+    }
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -350,6 +372,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         files,
         shard: Shard::ALL,
         elsewhere: Vec::new(),
+        status_page: status_page.map(Arc::new),
     })
 }
 

@@ -1,5 +1,5 @@
 //! The HTTP API: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/checks[/<name>]`,
-//! `/api/v1/alerts`, `/api/v1/silences[/<id>]` (GET, POST, DELETE), and the heartbeat pings `/ping/<check>[/start|/fail|/<exit code>]` (GET or POST);
+//! `/api/v1/alerts`, `/api/v1/silences[/<id>]` (GET, POST, DELETE), `/api/v1/incidents[/<id>[/updates]]` (the status page's incidents), and the heartbeat pings `/ping/<check>[/start|/fail|/<exit code>]` (GET or POST);
 //! the operator view's pages under `/ui/` ([`crate::ui`]) are merged in, behind the same layers.
 //!
 //! No endpoint takes a probe target from a request: targets come only from configuration files.
@@ -40,6 +40,8 @@ use crate::probe::heartbeat::rows::HeartbeatRow;
 use crate::probe::heartbeat::{HeartbeatSpec, Ping, Schedule, BODY_READ_LIMIT};
 use crate::probe::{CheckResult, Phase};
 use crate::shard::Shard;
+use crate::status::api::incident_json;
+use crate::status::page::{IncidentError, StatusPage};
 
 /// The largest request body of an API route other than the pings (a new silence is a few
 /// hundred bytes; its largest valid form is well under this).
@@ -72,6 +74,9 @@ pub fn router_with(daemon: Arc<Daemon>, web: Arc<crate::web::WebConfig>) -> Rout
             "/api/v1/silences/{id}",
             get(one_silence).delete(expire_silence),
         )
+        .route("/api/v1/incidents", get(incidents).post(open_incident))
+        .route("/api/v1/incidents/{id}", get(one_incident))
+        .route("/api/v1/incidents/{id}/updates", post(update_incident))
         .route("/ping/{check}", get(ping).post(ping))
         .route("/ping/{check}/{what}", get(ping_what).post(ping_what))
         .merge(crate::ui::routes())
@@ -203,6 +208,19 @@ pub async fn serve_web(
                 .await
         }
     }
+}
+
+/// Serves the public status page until `shutdown` resolves: plain HTTP, read-only, nothing of
+/// the API.
+pub async fn serve_status(
+    listener: tokio::net::TcpListener,
+    page: Arc<StatusPage>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = crate::status::web::router(page);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 async fn metrics(State(d): State<Arc<Daemon>>, headers: HeaderMap) -> Response {
@@ -636,6 +654,99 @@ async fn expire_silence(
             Json(json!({ "error": e })),
         )
             .into_response(),
+    }
+}
+
+/// The status page, or the answer that there is none.
+fn status_page(d: &Daemon) -> Result<&Arc<StatusPage>, Box<Response>> {
+    d.status.as_ref().ok_or_else(|| {
+        Box::new(
+            (
+                StatusCode::NOT_FOUND,
+                Json(json!({ "error": "no status_page in the configuration" })),
+            )
+                .into_response(),
+        )
+    })
+}
+
+fn incident_error(e: IncidentError) -> Response {
+    let status = match e {
+        IncidentError::Invalid(_) => StatusCode::BAD_REQUEST,
+        IncidentError::NotFound(_) => StatusCode::NOT_FOUND,
+        IncidentError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, Json(json!({ "error": e.to_string() }))).into_response()
+}
+
+async fn incidents(State(d): State<Arc<Daemon>>) -> Response {
+    match status_page(&d) {
+        Ok(page) => Json(json!({
+            "incidents": page.incidents().iter().map(incident_json).collect::<Vec<_>>()
+        }))
+        .into_response(),
+        Err(r) => *r,
+    }
+}
+
+async fn one_incident(
+    State(d): State<Arc<Daemon>>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Response {
+    let page = match status_page(&d) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    match id.ok().and_then(|Path(id)| page.incident(id)) {
+        Some(i) => Json(incident_json(&i)).into_response(),
+        None => plain(StatusCode::NOT_FOUND, "no such incident\n"),
+    }
+}
+
+async fn open_incident(State(d): State<Arc<Daemon>>, body: axum::body::Bytes) -> Response {
+    let page = match status_page(&d) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let new = match crate::status::api::parse_new(&body) {
+        Ok(n) => n,
+        Err(e) => return bad_request(e),
+    };
+    match page.open_incident(new).await {
+        Ok(i) => {
+            tracing::info!(incident = i.id, "status page incident opened by hand");
+            (StatusCode::CREATED, Json(incident_json(&i))).into_response()
+        }
+        Err(e) => incident_error(e),
+    }
+}
+
+async fn update_incident(
+    State(d): State<Arc<Daemon>>,
+    id: Result<Path<i64>, PathRejection>,
+    body: axum::body::Bytes,
+) -> Response {
+    let page = match status_page(&d) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let Ok(Path(id)) = id else {
+        return plain(StatusCode::NOT_FOUND, "no such incident\n");
+    };
+    let (state, message) = match crate::status::api::parse_update(&body) {
+        Ok(u) => u,
+        Err(e) => return bad_request(e),
+    };
+    match page.update_incident(id, state, message).await {
+        Ok(i) => {
+            tracing::info!(
+                incident = i.id,
+                state = state.as_str(),
+                "status page incident updated"
+            );
+            Json(incident_json(&i)).into_response()
+        }
+        Err(e) => incident_error(e),
     }
 }
 

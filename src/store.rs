@@ -94,6 +94,37 @@ const MIGRATIONS: &[&str] = &[
         id       INTEGER PRIMARY KEY CHECK (id = 1),
         alive_ms INTEGER NOT NULL
     ) STRICT;",
+    // 4: the status page. Incidents (opened by hand or by a component's alerts:
+    // `auto_component`), their updates (a timeline, never edited), and each component's time
+    // per status per UTC day (`day`: days since 1970-01-01), for the 90-day history.
+    "CREATE TABLE status_incidents (
+        id              INTEGER PRIMARY KEY,
+        title           TEXT NOT NULL,
+        impact          TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        components_json TEXT NOT NULL,
+        auto_component  TEXT,
+        created_ms      INTEGER NOT NULL,
+        updated_ms      INTEGER NOT NULL,
+        resolved_ms     INTEGER
+    ) STRICT;
+    CREATE TABLE status_incident_updates (
+        id          INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL,
+        state       TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        at_ms       INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX status_updates_by_incident ON status_incident_updates (incident_id, id);
+    CREATE TABLE status_days (
+        component   TEXT NOT NULL,
+        day         INTEGER NOT NULL,
+        observed_ms INTEGER NOT NULL,
+        degraded_ms INTEGER NOT NULL,
+        partial_ms  INTEGER NOT NULL,
+        major_ms    INTEGER NOT NULL,
+        PRIMARY KEY (component, day)
+    ) STRICT;",
 ];
 
 /// The schema version this build writes.
@@ -646,7 +677,10 @@ mod tests {
                 "heartbeats",
                 "outbox",
                 "schema_version",
-                "silences"
+                "silences",
+                "status_days",
+                "status_incident_updates",
+                "status_incidents"
             ]
         );
         assert_eq!((mode.as_str(), version), ("wal", SCHEMA_VERSION as i64));

@@ -101,6 +101,7 @@ fn demo_checks_pass_until_the_login_breaks_and_the_worker_stalls() {
         .block_on(launch::start(launch::Options {
             app: any_port,
             canaryd: any_port,
+            status: any_port,
         }))
         .unwrap_or_else(|e| panic!("the demo did not start: {e}"));
     let with_jobs = match &demo.jobs {

@@ -308,8 +308,10 @@ fn every_exported_metric_family_is_documented_with_its_labels_and_every_document
                 "listen: {addr}\n\
                  state_dir: state\n\
                  check_files: [checks.yaml]\n\
-                 receivers:\n  - name: hook\n    webhook: {{url: \"{hook}\"}}\n",
+                 receivers:\n  - name: hook\n    webhook: {{url: \"{hook}\"}}\n\
+                 status_page:\n  listen: 127.0.0.1:{status}\n  components:\n    - name: Web\n      checks: [broken]\n",
                 hook = hook.url("/hook"),
+                status = free_port(),
             ),
         )
         .expect("write canaryd.yaml");

@@ -435,6 +435,16 @@ const FIXTURES: &[(&str, Verdict)] = &[
     ("daemon-defaults-interval-too-long.yaml", CannotTell),
     ("daemon-defaults-zero-timeout.yaml", CannotTell),
     ("daemon-escalate-after-too-long.yaml", CannotTell),
+    ("daemon-status-page-duplicate-component.yaml", CannotTell),
+    (
+        "daemon-status-page-incident-status.yaml",
+        Rejects(&["/status_page/components/0/incident/status"]),
+    ),
+    ("daemon-status-page-incident-without-cause.yaml", CannotTell),
+    ("daemon-status-page-same-listen.yaml", CannotTell),
+    ("daemon-status-page-secret-in-template.yaml", CannotTell),
+    ("daemon-status-page-unknown-alert.yaml", CannotTell),
+    ("daemon-status-page-unknown-check.yaml", CannotTell),
     ("daemon-external-url-credentials.yaml", CannotTell),
     (
         "daemon-external-url-not-http.yaml",

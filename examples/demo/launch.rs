@@ -41,6 +41,8 @@ pub struct Options {
     pub app: SocketAddr,
     /// canaryd's API and `/metrics`.
     pub canaryd: SocketAddr,
+    /// canaryd's public status page.
+    pub status: SocketAddr,
 }
 
 /// The running demo.
@@ -51,6 +53,8 @@ pub struct Demo {
     pub pager: Pager,
     /// Where canaryd listens.
     pub canaryd: SocketAddr,
+    /// Where the status page listens.
+    pub status: SocketAddr,
     /// The in-process daemon: its configuration and last results.
     pub daemon: Arc<Daemon>,
     /// The job queue, or why it is not running.
@@ -80,6 +84,13 @@ pub async fn start(opts: Options) -> Result<Demo, String> {
             opts.canaryd
         )
     })?;
+    let status_listener = TcpListener::bind(opts.status).await.map_err(|e| {
+        format!(
+            "cannot listen on {} ({e}); --status-port picks another port",
+            opts.status
+        )
+    })?;
+    let status_addr = status_listener.local_addr().map_err(|e| e.to_string())?;
     let app_addr = app_listener.local_addr().map_err(|e| e.to_string())?;
     let canaryd_addr = api_listener.local_addr().map_err(|e| e.to_string())?;
 
@@ -118,7 +129,14 @@ pub async fn start(opts: Options) -> Result<Demo, String> {
         files.push(JOB_CHECKS);
     }
     let check_files = check_files(&files, app_addr, dir.path())?;
-    let config = write_config(dir.path(), canaryd_addr, app_addr, &check_files)?;
+    let config = write_config(
+        dir.path(),
+        canaryd_addr,
+        status_addr,
+        app_addr,
+        &check_files,
+        jobs.is_ok(),
+    )?;
     let daemon = Daemon::start(&config).map_err(|e| format!("configuration error:\n{e}"))?;
     let api_daemon = daemon.clone();
     servers.push(tokio::spawn(async move {
@@ -128,10 +146,20 @@ pub async fn start(opts: Options) -> Result<Demo, String> {
             eprintln!("demo: canaryd's API stopped: {e}");
         }
     }));
+    if let Some(page) = daemon.status.clone() {
+        servers.push(tokio::spawn(async move {
+            if let Err(e) =
+                canaryd::server::serve_status(status_listener, page, std::future::pending()).await
+            {
+                eprintln!("demo: the status page stopped: {e}");
+            }
+        }));
+    }
     Ok(Demo {
         app: app_addr,
         pager,
         canaryd: canaryd_addr,
+        status: status_addr,
         daemon,
         jobs,
         check_files,
@@ -164,14 +192,16 @@ fn check_files(files: &[&str], app: SocketAddr, dir: &Path) -> Result<Vec<PathBu
         .collect()
 }
 
-/// canaryd's configuration: where it listens, its state directory, the check files.
-/// canaryd's configuration: the check files, and every alert to the demo's pager (the generic
-/// webhook receiver, signed).
+/// canaryd's configuration: where it listens, its state directory, the check files, every
+/// alert to the demo's pager (the generic webhook receiver, signed), and a public status page
+/// whose "Sign-in" opens an incident by itself when every login fails.
 fn write_config(
     dir: &Path,
     listen: SocketAddr,
+    status: SocketAddr,
     app: SocketAddr,
     checks: &[PathBuf],
+    with_jobs: bool,
 ) -> Result<PathBuf, String> {
     // check_files are globs: escape the paths; JSON strings are YAML strings.
     let quoted: Vec<String> = checks
@@ -188,18 +218,57 @@ fn write_config(
         format!(
             "listen: {listen}\nstate_dir: {state}\ncheck_files: [{}]\n\
              receivers:\n  - name: pager\n    webhook:\n      url: \"http://{app}/pager/events\"\n      secret: \"${{env:DEMO_PAGER_SECRET}}\"\n\
-             routes:\n  - receivers: [pager]\n",
-            quoted.join(", ")
+             routes:\n  - receivers: [pager]\n{}",
+            quoted.join(", "),
+            status_page(status, with_jobs),
         ),
     )
     .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
     Ok(config)
 }
 
+/// The demo's status page: what a shop's customers would see.
+fn status_page(listen: SocketAddr, with_jobs: bool) -> String {
+    let mut s = format!(
+        r#"status_page:
+  listen: {listen}
+  title: Demo shop status
+  description: "Live status of the demo shop, measured by canaryd every 5 seconds."
+  components:
+    - name: Website
+      description: "The shop's pages."
+      checks: [demo-home, demo-identity, demo-port]
+      degraded_above: 1s
+    - name: Sign-in
+      description: "Signing in, with and without a second factor."
+      checks: [demo-login, demo-login-totp]
+      degraded_above: 2s
+      incident:
+        status: major_outage
+        alerts: [LoginFailing]
+        title: "Customers cannot sign in"
+        message: "We are investigating reports that customers cannot sign in."
+        resolved_message: "Signing in works again."
+    - name: API
+      description: "The JSON API for apps."
+      checks: [demo-api]
+"#
+    );
+    if with_jobs {
+        s.push_str(
+            r#"    - name: Order processing
+      description: "Background jobs: order confirmations and invoices."
+      checks: [demo-jobs, demo-jobs-canary]
+"#,
+        );
+    }
+    s
+}
+
 impl Demo {
     /// What the demo prints first: where everything is and how to break it.
     pub fn banner(&self) -> String {
-        let (app, canaryd) = (self.app, self.canaryd);
+        let (app, canaryd, status) = (self.app, self.canaryd, self.status);
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         let files: Vec<String> = self
             .check_files
@@ -213,6 +282,7 @@ impl Demo {
              \n  JSON API         POST http://{app}/api/login → token;  GET http://{app}/api/orders\
              \n  metrics          http://{canaryd}/metrics\
              \n  check states     http://{canaryd}/api/v1/checks\
+             \n  status page      http://{status}/   (what customers see; JSON at /api/v2/summary.json)\
              \n  checks           {files}\n",
             password = app::PASSWORD,
             totp_user = app::TOTP_USER,

@@ -28,6 +28,9 @@ struct Args {
     /// Port of canaryd's API and /metrics on 127.0.0.1.
     #[arg(long, default_value_t = 9464)]
     canaryd_port: u16,
+    /// Port of canaryd's public status page on 127.0.0.1.
+    #[arg(long, default_value_t = 9465)]
+    status_port: u16,
 }
 
 #[tokio::main]
@@ -41,6 +44,7 @@ async fn main() -> ExitCode {
     let opts = launch::Options {
         app: SocketAddr::from((Ipv4Addr::LOCALHOST, args.app_port)),
         canaryd: SocketAddr::from((Ipv4Addr::LOCALHOST, args.canaryd_port)),
+        status: SocketAddr::from((Ipv4Addr::LOCALHOST, args.status_port)),
     };
     let demo = match launch::start(opts).await {
         Ok(d) => d,

@@ -1208,6 +1208,17 @@ impl Engine {
         }
     }
 
+    /// The firing alerts of one check: name and severity (a cheap lookup, for the status page).
+    pub fn firing(&self, check: &str) -> Vec<(String, crate::config::rule::Severity)> {
+        self.entries
+            .get(check)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.tracker.phase() == Phase::Firing)
+            .map(|e| (e.rule().name.clone(), e.rule().severity))
+            .collect()
+    }
+
     /// Every alert, by check then alert name.
     pub fn views(&self, now: SystemTime) -> Vec<AlertView> {
         let mut out: Vec<AlertView> = self

@@ -741,6 +741,11 @@ impl Alerting {
         *lock(&self.heartbeats) = Some(Arc::downgrade(book));
     }
 
+    /// The firing alerts of one check: name and severity.
+    pub fn firing(&self, check: &str) -> Vec<(String, crate::config::rule::Severity)> {
+        lock(&self.engine).firing(check)
+    }
+
     /// Every alert, for the API.
     pub fn views(&self) -> Vec<AlertView> {
         lock(&self.engine).views(self.clock.now())
