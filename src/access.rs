@@ -290,12 +290,23 @@ pub fn handler_label(path: &str) -> &'static str {
         ["api", "v1", "incidents", id, "updates"] if named(id) => "/api/v1/incidents/{id}/updates",
         ["ping", c] if named(c) => "/ping/{check}",
         ["ping", c, w] if named(c) && named(w) => "/ping/{check}/{what}",
+        // The operator view.
+        [""] => "/",
+        ["ui"] => "/ui",
+        ["ui", ""] => "/ui/",
+        ["ui", "static", "ui.css"] => "/ui/static/ui.css",
+        ["ui", "checks", c] if named(c) => "/ui/checks/{check}",
+        ["ui", "alerts"] => "/ui/alerts",
+        ["ui", "silences"] => "/ui/silences",
+        ["ui", "silences", id, "expire"] if named(id) => "/ui/silences/{id}/expire",
+        ["ui", "heartbeats"] => "/ui/heartbeats",
+        ["ui", "queues"] => "/ui/queues",
         _ => "other",
     }
 }
 
 /// Every value [`handler_label`] returns.
-pub const HANDLERS: [&str; 15] = [
+pub const HANDLERS: [&str; 25] = [
     "/metrics",
     "/-/healthy",
     "/-/ready",
@@ -310,6 +321,16 @@ pub const HANDLERS: [&str; 15] = [
     "/api/v1/incidents/{id}/updates",
     "/ping/{check}",
     "/ping/{check}/{what}",
+    "/",
+    "/ui",
+    "/ui/",
+    "/ui/static/ui.css",
+    "/ui/checks/{check}",
+    "/ui/alerts",
+    "/ui/silences",
+    "/ui/silences/{id}/expire",
+    "/ui/heartbeats",
+    "/ui/queues",
     "other",
 ];
 
@@ -786,6 +807,13 @@ mod tests {
             ("/metrics/", "other"),
             ("/api/v1/silences/", "other"),
             ("/secret-token-in-path", "other"),
+            ("/", "/"),
+            ("/ui/", "/ui/"),
+            ("/ui/checks/shop", "/ui/checks/{check}"),
+            ("/ui/checks/", "other"),
+            ("/ui/silences/0b1c/expire", "/ui/silences/{id}/expire"),
+            ("/ui/silences//expire", "other"),
+            ("/ui/static/other.css", "other"),
             ("", "other"),
             ("*", "other"),
         ] {

@@ -589,6 +589,24 @@ fn without_credentials_nothing_shows_and_forged_forms_are_refused() {
     assert_eq!(r.status, 400);
     assert!(r.text().contains("duration: invalid"), "{}", r.text());
     assert_eq!(f.silences().len(), 1);
+
+    // Every refusal is counted under the operator view's route pattern.
+    let metrics = f.get("/metrics").text();
+    let count = |handler: &str, code: u16| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("canaryd_http_requests_total{"))
+            .filter(|l| {
+                l.contains(&format!("handler=\"{handler}\""))
+                    && l.contains(&format!("code=\"{code}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(count("/ui/silences", 403), 5.0, "{metrics}");
+    assert_eq!(count("/ui/silences", 303), 1.0, "{metrics}");
+    assert_eq!(count("/ui/silences/{id}/expire", 403), 1.0, "{metrics}");
+    assert_eq!(count("/ui/checks/{check}", 401), 12.0, "{metrics}");
 }
 
 #[test]
