@@ -425,7 +425,28 @@ fn in_chromium_the_pages_show_the_waterfall_and_silences_are_added_and_expired()
 
     // The overview lists every check, failing first.
     let overview = &out["overview"];
-    assert_eq!(strings(&overview["checks"])[0], "echo-api", "{overview}");
+    let rank = |status: &str| {
+        ["fail", "not run yet", "pass"]
+            .iter()
+            .position(|s| *s == status)
+    };
+    let ranks: Vec<Option<usize>> = strings(&overview["statuses"])
+        .iter()
+        .map(|s| rank(s))
+        .collect();
+    assert!(ranks.iter().all(Option::is_some), "{overview}");
+    assert!(
+        ranks.windows(2).all(|w| w[0] <= w[1]),
+        "failing first: {overview}"
+    );
+    let echo_row = strings(&overview["checks"])
+        .iter()
+        .position(|c| c == "echo-api");
+    assert_eq!(
+        strings(&overview["statuses"])[echo_row.unwrap()],
+        "fail",
+        "{overview}"
+    );
     let mut listed = strings(&overview["checks"]);
     listed.sort();
     assert_eq!(listed, CHECKS.map(String::from).to_vec(), "{overview}");

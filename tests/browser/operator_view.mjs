@@ -87,6 +87,7 @@ try {
   // The overview: check names in table order.
   await page.goto(input.base + '/ui/');
   out.overview.checks = await page.$$eval('section[aria-labelledby="checks"] tbody tr td[data-label="Check"]', (tds) => tds.map((td) => td.innerText.trim()));
+  out.overview.statuses = await page.$$eval('section[aria-labelledby="checks"] tbody tr td[data-label="Status"]', (tds) => tds.map((td) => td.innerText.trim()));
   out.overview.text = await page.innerText('main');
 
   // The login check: its last run's waterfall and its last runs.
