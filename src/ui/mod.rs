@@ -15,8 +15,9 @@
 //!
 //! Pages are rendered per request from memory (last results, the alert engine's views, the
 //! heartbeat book), with maud: every text is escaped. Nothing of a check's definition that may
-//! hold a secret (URLs, headers, bodies, Redis URLs) is rendered: only names, labels, timings and
-//! the results' messages, which the probes have redacted. No script; the stylesheet is the only
+//! hold a secret (URLs, request lines, headers, bodies, Redis URLs) is rendered: only names,
+//! labels, timings and the results' messages, which the probes have redacted (as the API shows
+//! them). Redirect locations are shown as the probe keeps them: origin and path, no query. No script; the stylesheet is the only
 //! other resource; every answer carries a strict Content-Security-Policy.
 
 pub mod history;

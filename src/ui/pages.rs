@@ -651,7 +651,6 @@ pub fn check(d: &Daemon, name: &str) -> Option<Markup> {
                                 h3 { "Step " (s.name) " " (if s.ran { ok_badge(s.success) } else { html! { span.badge.none { "skipped" } } }) }
                                 dl {
                                     @if let Some(st) = s.status { dt { "HTTP status" } dd { (st) } }
-                                    @if !s.request_line.is_empty() { dt { "Request" } dd { code { (s.request_line) } } }
                                     @if let Some(p) = s.failed_phase { dt { "Failed in phase" } dd { (p.as_str()) } }
                                     @if let Some(m) = &s.message { dt { "Message" } dd.msg { (m) } }
                                     @if !s.extracted.is_empty() { dt { "Extracted" } dd { (s.extracted.join(", ")) } }
