@@ -416,10 +416,10 @@ fn in_chromium_the_pages_show_the_waterfall_and_silences_are_added_and_expired()
         assert_eq!(page["scripts"], 0, "{name}: a script element in the page");
         assert!(Path::new(page["screenshot"].as_str().unwrap()).is_file());
     }
-    // Both widths, and the alerts page after the silence flow.
+    // Both widths, the silences with one listed, and the alerts after the silence flow.
     assert_eq!(
         out["pages"].as_array().unwrap().len(),
-        2 * f.all_pages().len() + 1
+        2 * f.all_pages().len() + 2
     );
     assert!(strings(&out["dialogs"]).is_empty(), "{}", out["dialogs"]);
 

@@ -114,6 +114,8 @@ try {
   out.silence.after_add_url = added.url;
   out.silence.add_status = added.post_status;
   out.silence.listed = await page.innerText('section[aria-labelledby="active"]');
+  // The list with a silence and its Expire button, as seen and as axe judges it.
+  out.pages.push(await look(page, problems, 'wide-silences-after-add', 200));
 
   await page.goto(input.base + '/ui/alerts');
   out.silence.alert_silenced = await until(page, 5000, async () =>
