@@ -85,6 +85,7 @@ fn main() {
             name: format!("shop-login-{i:05}"),
             kind: "http",
             steps: vec!["request".into()],
+            labels: vec![("team".into(), "shop".into())],
         })
         .collect();
     metrics.set_checks(&checks);

@@ -75,7 +75,7 @@ fn main() {
         }
         let checks = canaryd::probe::check::load_checks_str(Path::new("bench.yaml"), &yaml).unwrap();
         let metrics = Arc::new(Metrics::new());
-        let metas: Vec<CheckMeta> = checks.iter().map(|c| CheckMeta { name: c.name.clone(), kind: c.kind.name(), steps: c.kind.step_names() }).collect();
+        let metas: Vec<CheckMeta> = checks.iter().map(|c| CheckMeta { name: c.name.clone(), kind: c.kind.name(), steps: c.kind.step_names(), labels: Vec::new() }).collect();
         metrics.set_checks(&metas);
         let sink = Arc::new(Collect { metrics: metrics.clone(), lags: Mutex::new(Vec::new()), measure_from: Instant::now() + Duration::from_secs(10), runs: Mutex::new((0, 0)) });
         let sched = Scheduler::new(256, sink.clone());

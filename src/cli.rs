@@ -116,6 +116,20 @@ pub enum Command {
         #[command(flatten)]
         client: Box<ApiClientArgs>,
     },
+    /// Print a shell completion script: `source <(canaryd completion bash)`, or install it
+    /// where your shell reads completions.
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page canaryd(1) (`canaryd man | man -l -`), or write one page per
+    /// command into a directory.
+    Man {
+        /// Write canaryd.1, canaryd-run.1, ... into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// Print the JSON Schema of canaryd.yaml (`config`) or of a check file (`checks`), for
     /// editors: completion, documentation on hover, errors while typing.
     Schema {
@@ -375,20 +389,47 @@ pub fn main(cli: Cli) -> ExitCode {
                 }
             }
         }),
-        Command::Schema { file } => {
-            // Not print!, which panics when the reader went away (`canaryd schema checks | head`).
-            use std::io::Write as _;
-            match std::io::stdout()
-                .lock()
-                .write_all(file.to_json().as_bytes())
-            {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("canaryd schema: {e}");
-                    ExitCode::FAILURE
+        Command::Completion { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "canaryd", &mut out);
+            print_stdout(&out, "completion")
+        }
+        Command::Man { out_dir } => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match out_dir {
+                Some(dir) => match clap_mangen::generate_to(cmd, &dir) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("canaryd man: {}: {e}", dir.display());
+                        ExitCode::FAILURE
+                    }
+                },
+                None => {
+                    let mut out = Vec::new();
+                    match clap_mangen::Man::new(cmd).render(&mut out) {
+                        Ok(()) => print_stdout(&out, "man"),
+                        Err(e) => {
+                            eprintln!("canaryd man: {e}");
+                            ExitCode::FAILURE
+                        }
+                    }
                 }
             }
+        }
+        Command::Schema { file } => print_stdout(file.to_json().as_bytes(), "schema"),
+    }
+}
+
+/// Writes a command's output; a reader that went away (`| head`) is no error.
+fn print_stdout(bytes: &[u8], command: &str) -> ExitCode {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(bytes) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("canaryd {command}: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -304,6 +304,7 @@ fn metas(config: &Config) -> Vec<CheckMeta> {
             name: c.name.clone(),
             kind: c.kind.name(),
             steps: c.kind.step_names(),
+            labels: c.labels.clone().into_iter().collect(),
         })
         .collect()
 }

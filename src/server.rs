@@ -210,17 +210,57 @@ pub async fn serve_web(
     }
 }
 
-/// Serves the public status page until `shutdown` resolves: plain HTTP, read-only, nothing of
-/// the API.
+/// At most this many connections to the public status page at once; more wait in the kernel's
+/// backlog until one closes.
+pub const STATUS_MAX_CONNECTIONS: usize = 4096;
+/// A client gets this long to send a request's head (also while a kept-alive connection is
+/// idle): a slow or silent client cannot hold a connection open (slowloris).
+pub const STATUS_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves the public status page until `shutdown` resolves: plain HTTP/1.1, read-only, nothing
+/// of the API. It faces the internet, so connections are capped ([`STATUS_MAX_CONNECTIONS`])
+/// and each request head must arrive within [`STATUS_HEADER_TIMEOUT`].
 pub async fn serve_status(
     listener: tokio::net::TcpListener,
     page: Arc<StatusPage>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
     let app = crate::status::web::router(page);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let slots = Arc::new(tokio::sync::Semaphore::new(STATUS_MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return Ok(()),
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little instead of spinning.
+                    tracing::warn!("status page: accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(STATUS_HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
 }
 
 async fn metrics(State(d): State<Arc<Daemon>>, headers: HeaderMap) -> Response {

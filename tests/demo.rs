@@ -19,6 +19,8 @@ mod app;
 mod jobs;
 #[path = "../examples/demo/launch.rs"]
 mod launch;
+#[path = "status/page.rs"]
+mod page;
 #[path = "../examples/demo/pager.rs"]
 mod pager;
 
@@ -308,5 +310,154 @@ fn demo_checks_pass_until_the_login_breaks_and_the_worker_stalls() {
     for p in demo.pager.pages() {
         assert!(!p.event.to_string().contains(app::PASSWORD));
     }
+    rt.block_on(demo.stop());
+}
+
+/// The demo's public status page as a customer sees it, in headless Chromium: every component
+/// operational; breaking the login turns "Sign-in" to major outage and opens an incident within
+/// one interval (5 s) plus a second; `reset` resolves it. At 1280 and 375 px, with no console
+/// error, no serious accessibility violation, no sideways scrolling; screenshots under
+/// `target/test-artefacts/demo-status/`.
+#[test]
+fn the_demo_status_page_shows_customers_a_broken_login_and_its_incident() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+    let demo = rt
+        .block_on(launch::start(launch::Options {
+            app: any_port,
+            canaryd: any_port,
+            status: any_port,
+        }))
+        .unwrap_or_else(|e| panic!("the demo did not start: {e}"));
+    let status = format!("http://{}", demo.status);
+    assert!(
+        demo.banner()
+            .contains(&format!("status page      {status}/")),
+        "the banner prints the status page's address:\n{}",
+        demo.banner()
+    );
+    let summary = || {
+        services::http_get(&format!("{status}/api/v2/summary.json"))
+            .unwrap()
+            .json()
+    };
+    let sign_in = |s: &Value| {
+        s["components"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == "Sign-in"))
+            .map(|c| c["status"].as_str().unwrap_or("").to_string())
+    };
+    // Both logins have passed once: the page is all green.
+    wait_until(&demo, "both logins pass", Duration::from_secs(30), |c| {
+        ["demo-login", "demo-login-totp"]
+            .iter()
+            .all(|n| last(c, n).is_some_and(|r| r["success"] == true))
+    });
+    wait_for("Sign-in operational", Duration::from_secs(5), || {
+        sign_in(&summary()).as_deref() == Some("operational")
+    });
+    let Some(report) = page::check_page(&format!("{status}/"), "demo-status") else {
+        assert!(
+            !services::under_ci(),
+            "CI=true: node and chromium are needed"
+        );
+        return;
+    };
+    assert_eq!(report.faults(&[]), Vec::<String>::new(), "{report:#?}");
+    let v = report.at(375);
+    assert_eq!(v.title, "Demo shop status");
+    let names: Vec<&str> = v
+        .components
+        .iter()
+        .filter_map(|c| c.name.as_deref())
+        .collect();
+    assert_eq!(&names[..3], ["Website", "Sign-in", "API"], "{names:?}");
+    let login = v
+        .components
+        .iter()
+        .find(|c| c.name.as_deref() == Some("Sign-in"))
+        .unwrap();
+    assert_eq!(login.status.as_deref(), Some("Operational"));
+    assert_eq!(login.days, 90);
+    assert!(v.incidents.is_empty(), "{:?}", v.incidents);
+    for private in ["demo-login", "127.0.0.1", "LoginFailing", app::PASSWORD] {
+        assert!(
+            !v.text.contains(private),
+            "the page shows {private:?}:\n{}",
+            v.text
+        );
+    }
+
+    // Broken: within one interval plus a second, the component is in major outage and the
+    // incident is open (0.5 s more for the scheduler and this poll).
+    control(&demo, "break_login=1");
+    let broke = Instant::now();
+    wait_for(
+        "Sign-in major outage with an open incident",
+        Duration::from_secs(15),
+        || {
+            let s = summary();
+            sign_in(&s).as_deref() == Some("major_outage")
+                && s["incidents"].as_array().is_some_and(|i| !i.is_empty())
+        },
+    );
+    let took = broke.elapsed();
+    assert!(
+        took <= Duration::from_millis(6500),
+        "outage and incident after {took:?}: more than one interval (5 s) plus a second"
+    );
+    let report = page::check_page(&format!("{status}/"), "demo-status-outage").unwrap();
+    assert_eq!(report.faults(&[]), Vec::<String>::new(), "{report:#?}");
+    for width in [1280, 375] {
+        let v = report.at(width);
+        assert_eq!(v.banner.as_deref(), Some("Major System Outage"));
+        let login = v
+            .components
+            .iter()
+            .find(|c| c.name.as_deref() == Some("Sign-in"))
+            .unwrap();
+        assert_eq!(login.status.as_deref(), Some("Major outage"));
+        let open = &v.incidents[0];
+        assert_eq!(open.title.as_deref(), Some("Customers cannot sign in"));
+        assert_eq!(open.state.as_deref(), Some("Investigating"));
+        assert_eq!(
+            open.body.as_deref(),
+            Some("We are investigating reports that customers cannot sign in.")
+        );
+        for private in [
+            "demo-login",
+            "submit",
+            "Please enter a correct",
+            "127.0.0.1",
+        ] {
+            assert!(
+                !v.text.contains(private),
+                "the page shows {private:?}:\n{}",
+                v.text
+            );
+        }
+    }
+
+    // Reset: the next passing runs resolve it; it stays on the page as a past incident.
+    control(&demo, "reset");
+    wait_for("the incident resolved", Duration::from_secs(15), || {
+        let s = summary();
+        sign_in(&s).as_deref() == Some("operational")
+            && s["incidents"].as_array().is_some_and(|i| i.is_empty())
+    });
+    let report = page::check_page(&format!("{status}/"), "demo-status-resolved").unwrap();
+    assert_eq!(report.faults(&[]), Vec::<String>::new(), "{report:#?}");
+    let v = report.at(1280);
+    let past = v
+        .incidents
+        .iter()
+        .find(|i| i.title.as_deref() == Some("Customers cannot sign in"))
+        .unwrap_or_else(|| panic!("no past incident: {:?}", v.incidents));
+    assert_eq!(past.state.as_deref(), Some("Resolved"));
+    assert_eq!(past.body.as_deref(), Some("Signing in works again."));
     rt.block_on(demo.stop());
 }

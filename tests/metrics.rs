@@ -13,6 +13,7 @@ fn http(name: &str, steps: &[&str]) -> CheckMeta {
         name: name.into(),
         kind: "http",
         steps: steps.iter().map(|s| s.to_string()).collect(),
+        labels: vec![("team".into(), "web".into())],
     }
 }
 
@@ -21,6 +22,7 @@ fn tcp(name: &str) -> CheckMeta {
         name: name.into(),
         kind: "tcp",
         steps: Vec::new(),
+        labels: Vec::new(),
     }
 }
 

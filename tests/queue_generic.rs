@@ -98,6 +98,7 @@ async fn list_depth_and_progress_from_draining() {
         name: "jobs".into(),
         kind: "queue",
         steps: vec![],
+        labels: vec![],
     }]);
     metrics.observe("jobs", &r1);
     metrics.observe("jobs", &r3);

@@ -481,3 +481,39 @@ fn the_incident_api_refuses_bad_input_and_answers_404_without_a_status_page() {
     let r = http_get(&format!("http://127.0.0.1:{status_port}/metrics")).unwrap();
     assert_eq!(r.status, 404);
 }
+
+#[test]
+fn the_public_listener_drops_a_client_that_never_finishes_its_request() {
+    use std::io::{Read, Write};
+    let target = Target::start();
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("127.0.0.1:{}", free_port());
+    let status_port = free_port();
+    write_config(dir.path(), &api, status_port, &target.addr, "");
+    let _daemon = start(dir.path(), &api);
+    let base = format!("http://127.0.0.1:{status_port}");
+    wait("the status page", Duration::from_secs(10), || {
+        http_get(&format!("{base}/-/healthy")).is_ok_and(|r| r.status == 200)
+    });
+    // A slowloris client: half a request head, then nothing.
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", status_port)).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: status\r\nX-Slow: ")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let t = Instant::now();
+    // Others are served meanwhile.
+    assert_eq!(http_get(&format!("{base}/")).unwrap().status, 200);
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(15),
+        "the half-sent request was held {took:?} (10 s expected)"
+    );
+    let answer = String::from_utf8_lossy(&buf);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+}

@@ -80,6 +80,12 @@ use MetricType::{Counter as COUNTER, Gauge as GAUGE, Histogram as HISTOGRAM};
 /// in `record` (or a setter on `Metrics`), and an entry here.
 pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
     CheckFamily {
+        name: "canary_check_info",
+        help: "Always 1, labelled with the check's kind and its configured labels: join on check to group by team.",
+        metric_type: GAUGE,
+        samples: |c, emit| emit(Labels::of(&c.info), Sample::Int(1)),
+    },
+    CheckFamily {
         name: "canary_check_success",
         help: "Whether the last run of the check passed (1) or failed (0).",
         metric_type: GAUGE,
@@ -247,13 +253,15 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
                         .depths
                         .iter()
                         .find(|(s, _)| *s == JobState::Waiting)
-                        .map_or(0, |(_, n)| *n);
-                    match e.oldest_age {
-                        Some(age) => emit(Labels::of(&e.labels), Sample::Seconds(age)),
+                        .map(|(_, n)| *n);
+                    match (e.oldest_age, waiting) {
+                        (Some(age), _) => emit(Labels::of(&e.labels), Sample::Seconds(age)),
                         // Nothing waits: the age is honestly zero. Jobs wait but the system
-                        // records no enqueue time: no sample rather than a made-up one.
-                        None if waiting == 0 => emit(Labels::of(&e.labels), Sample::Seconds(0)),
-                        None => {}
+                        // records no enqueue time: no sample rather than a made-up one. A
+                        // pseudo-queue without a waiting state (`_all`: retries, dead jobs)
+                        // has no age at all: no sample rather than an always-0 one.
+                        (None, Some(0)) => emit(Labels::of(&e.labels), Sample::Seconds(0)),
+                        (None, _) => {}
                     }
                 }
             });

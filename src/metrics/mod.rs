@@ -38,7 +38,8 @@
 //!
 //! Self: `canaryd_schedule_lag_seconds` (histogram, 0.5 ms … 5 s), `canaryd_checks`,
 //! `canaryd_config_last_reload_successful`, `canaryd_config_last_reload_timestamp_seconds` (the
-//! last reload attempt), `canaryd_build_info{version}` (1; an OpenMetrics info metric),
+//! last reload attempt), `canaryd_build_info{version,revision,rustversion}` (1; an OpenMetrics info metric), the
+//! standard `process_*` families (`process.rs`: memory, CPU, file descriptors, start time),
 //! `canaryd_store_errors_total{op}` (every op from 0), `canaryd_store_unsaved_notifications`
 //! and `canaryd_http_requests_total{handler,code}` (a fixed set of route patterns, see
 //! [`crate::access::handler_label`]).
@@ -73,6 +74,7 @@
 
 mod families;
 mod format;
+mod process;
 mod series;
 
 use std::collections::HashMap;
@@ -110,6 +112,8 @@ pub struct CheckMeta {
     pub kind: &'static str,
     /// Step names in configuration order (the `step` label); empty for kinds without steps.
     pub steps: Vec<String>,
+    /// The check's configured labels (`labels:`), exported on `canary_check_info` only.
+    pub labels: Vec<(String, String)>,
 }
 
 /// The registry of every metric canaryd exports. `Send + Sync`: share it as `Arc<Metrics>`.
@@ -278,8 +282,13 @@ impl Metrics {
         registry.register(
             "canaryd_build",
             "canaryd build information",
-            Info::new([("version", env!("CARGO_PKG_VERSION"))]),
+            Info::new([
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("revision", env!("CANARYD_REVISION")),
+                ("rustversion", env!("CANARYD_RUSTC_VERSION")),
+            ]),
         );
+        registry.register_collector(Box::new(process::ProcessCollector));
 
         let alert_state = Family::<AlertLabels, Gauge>::default();
         registry.register(
@@ -369,12 +378,7 @@ impl Metrics {
             if by_name.contains_key(&meta.name) {
                 continue;
             }
-            let series = CheckSeries::build(
-                &meta.name,
-                meta.kind,
-                &meta.steps,
-                old.by_name.get(&meta.name),
-            );
+            let series = CheckSeries::build(meta, old.by_name.get(&meta.name));
             by_name.insert(meta.name.clone(), series);
         }
         let mut sorted: Vec<_> = by_name.values().cloned().collect();

@@ -113,6 +113,8 @@ pub(crate) struct CheckSeries {
     pub(crate) name: String,
     /// `check="<name>"`, rendered and escaped once.
     pub(crate) labels: String,
+    /// `check="<name>",kind="<kind>",<label>="<value>",...`: `canary_check_info`'s labels.
+    pub(crate) info: String,
     pub(crate) kind: &'static str,
     pub(crate) core: Arc<CoreSeries>,
     pub(crate) steps: Box<[Arc<StepSeries>]>,
@@ -415,12 +417,23 @@ impl CheckSeries {
     /// reload) had: everything when kind and steps are unchanged, else the check-level series
     /// and the steps that remain. A check whose kind changed starts afresh.
     pub(crate) fn build(
-        name: &str,
-        kind: &'static str,
-        steps: &[String],
+        meta: &super::CheckMeta,
         previous: Option<&Arc<CheckSeries>>,
     ) -> Arc<CheckSeries> {
+        let (name, kind, steps) = (meta.name.as_str(), meta.kind, &meta.steps);
         let previous = previous.filter(|p| p.kind == kind);
+        // The info metric's labels: the check, its kind, then its configured labels (by name;
+        // one named `check` or `kind`, or reserved with `__`, would clash and is left out).
+        let mut info = String::new();
+        render_label(&mut info, "check", name);
+        render_label(&mut info, "kind", kind);
+        let mut user: Vec<&(String, String)> = meta.labels.iter().collect();
+        user.sort();
+        for (k, v) in user {
+            if k != "check" && k != "kind" && !k.starts_with("__") {
+                render_label(&mut info, k, v);
+            }
+        }
         // Duplicate step names would be duplicate series: keep the first.
         let mut names: Vec<&str> = Vec::with_capacity(steps.len());
         for s in steps {
@@ -429,10 +442,11 @@ impl CheckSeries {
             }
         }
         if let Some(p) = previous {
-            if p.steps
-                .iter()
-                .map(|s| s.name.as_str())
-                .eq(names.iter().copied())
+            if p.info == info
+                && p.steps
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .eq(names.iter().copied())
             {
                 return Arc::clone(p);
             }
@@ -451,6 +465,7 @@ impl CheckSeries {
         Arc::new(CheckSeries {
             name: name.to_owned(),
             labels,
+            info,
             kind,
             core: previous
                 .map(|p| Arc::clone(&p.core))

@@ -63,7 +63,7 @@ pub fn percent(uptime: f64) -> String {
     let frac = hundredths % 100;
     if frac == 0 {
         format!("{whole} %")
-    } else if frac % 10 == 0 {
+    } else if frac.is_multiple_of(10) {
         format!("{whole}.{} %", frac / 10)
     } else {
         format!("{whole}.{frac:02} %")
@@ -144,6 +144,8 @@ fn layout(snap: &Snapshot, title: &str, body: Markup) -> String {
                 @if let Some(d) = &snap.description {
                     meta name="description" content=(d);
                 }
+                // No icon: without this line browsers ask for /favicon.ico and get the 404 page.
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href=(css_href());
                 link rel="alternate" type="application/atom+xml" title=(format!("{} incident history", snap.title)) href="/history.atom";
             }
@@ -240,9 +242,9 @@ pub fn index(snap: &Snapshot) -> String {
             None => past_days.push((day, vec![i])),
         }
     }
-    past_days.sort_by(|a, b| b.0.cmp(&a.0));
+    past_days.sort_by_key(|d| std::cmp::Reverse(d.0));
     let body = html! {
-        h1 { (snap.title) " status" }
+        h1 { "Current status" }
         section class={"banner " (impact_class(indicator))} aria-label="Overall status" {
             p { (snap.description_of_status()) }
         }
@@ -418,6 +420,30 @@ pub(crate) mod tests {
         );
         assert!(!page.contains("style="), "no inline style");
         assert!(incident(&snap, 3).is_none());
+    }
+
+    #[test]
+    fn an_empty_page_still_reads() {
+        let snap = Snapshot {
+            title: "Empty".into(),
+            description: None,
+            public_url: None,
+            generated: at(0),
+            components: vec![],
+            open: vec![],
+            past: vec![],
+            version: 0,
+        };
+        let page = index(&snap);
+        assert!(page.contains("All Systems Operational"));
+        assert!(page.contains("No components are configured."));
+        assert!(page.contains("No incidents in the last 90 days."));
+        assert!(!page.contains("Open incidents"));
+        let mut day = Day::default();
+        assert_eq!(day_text(&day), "Unknown day: no data");
+        day.date = NaiveDate::from_ymd_opt(2026, 12, 3);
+        day.observed_ms = 86_400_000;
+        assert_eq!(day_text(&day), "3 Dec 2026: operational, 100 % uptime");
     }
 
     #[test]

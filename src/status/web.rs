@@ -181,6 +181,7 @@ fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
 fn serve(shared: &Shared, headers: &HeaderMap, doc: Doc) -> Response {
     let snap = shared.source.snapshot();
     let (status, doc, body) = match shared.bytes(&snap, doc) {
+        Some(body) if doc == Doc::NotFound => (StatusCode::NOT_FOUND, doc, body),
         Some(body) => (StatusCode::OK, doc, body),
         None => {
             let body = shared
