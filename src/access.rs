@@ -2,9 +2,10 @@
 //! someone's behalf.
 //!
 //! A **write** is every request that is neither a read (`GET`, `HEAD`, `OPTIONS`) nor a
-//! heartbeat ping (`/ping/...`): today `POST`/`DELETE /api/v1/silences[/<id>]` and
-//! `POST /-/reload`. Defining writes by what they are not keeps a route added later behind the
-//! policy until someone decides otherwise. Pings stay governed by each check's own token: a cron
+//! heartbeat ping (`/ping/...`): today `POST`/`DELETE /api/v1/silences[/<id>]`,
+//! `POST /-/reload` and the operator view's forms (`POST /ui/silences[/<id>/expire]`).
+//! Defining writes by what they are not keeps a route added later behind the policy until
+//! someone decides otherwise. Pings stay governed by each check's own token: a cron
 //! job must not need the API's password.
 //!
 //! Writes are decided in this order:
@@ -14,7 +15,10 @@
 //!    `Content-Type` other than `application/json` (every HTML form sends one); or with a body
 //!    but no `Content-Type` while carrying a browser's `Origin`/`Sec-Fetch-Site` (a `fetch` of
 //!    raw bytes). `curl -X POST .../-/reload` (no body, no content type, no browser headers) and
-//!    the CLI (JSON) pass.
+//!    the CLI (JSON) pass. The one exception is the operator view's own forms: under
+//!    [`FORM_PREFIX`] a write may be `application/x-www-form-urlencoded` when the browser proves
+//!    it comes from canaryd's own pages (`Sec-Fetch-Site: same-origin`, or an `Origin` that is
+//!    the host it was sent to); a form without that proof is refused like any other.
 //! 2. **Who**: with basic auth configured, an authenticated user ([`Principal`], inserted by the
 //!    authentication layer; else 401). Without it, only loopback peers (127.0.0.0/8, ::1, and
 //!    IPv4-mapped 127.0.0.0/8); anyone else gets 403 saying how to allow them. A default install
@@ -127,6 +131,9 @@ impl Refusal {
     }
 }
 
+/// The paths whose writes may be HTML form posts from canaryd's own pages (the operator view).
+pub const FORM_PREFIX: &str = "/ui/";
+
 /// Whether a request changes state (see the module documentation).
 pub fn is_write(method: &Method, path: &str) -> bool {
     let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
@@ -138,7 +145,7 @@ pub fn decide(policy: AccessPolicy, req: &RequestFacts<'_>) -> Result<(), Refusa
     if !is_write(req.method, req.path) {
         return Ok(());
     }
-    let browser = cross_site(req.headers)?;
+    let browser = cross_site(req.path, req.headers)?;
     if policy.basic_auth {
         return if req.authenticated {
             Ok(())
@@ -160,7 +167,7 @@ pub fn decide(policy: AccessPolicy, req: &RequestFacts<'_>) -> Result<(), Refusa
 }
 
 /// The cross-site rules; `Ok(true)` when the request carries a browser's headers.
-fn cross_site(headers: &HeaderMap) -> Result<bool, Refusal> {
+fn cross_site(path: &str, headers: &HeaderMap) -> Result<bool, Refusal> {
     let fetch_site = headers.get("sec-fetch-site");
     if let Some(site) = fetch_site {
         let site = site.as_bytes();
@@ -184,9 +191,15 @@ fn cross_site(headers: &HeaderMap) -> Result<bool, Refusal> {
             return Err(Refusal::ForeignOrigin);
         }
     }
+    // A form of the operator view: only with proof that canaryd's own page sent it (an Origin
+    // reaching this point is the request's host).
+    let own_form = path.starts_with(FORM_PREFIX)
+        && (origin.is_some()
+            || fetch_site.is_some_and(|s| s.as_bytes().eq_ignore_ascii_case(b"same-origin")));
     // Repeated headers: any of them must pass, so look at all.
     for content_type in headers.get_all(header::CONTENT_TYPE) {
-        if !is_json(content_type.as_bytes()) {
+        let ct = content_type.as_bytes();
+        if !(is_json(ct) || own_form && is_form(ct)) {
             return Err(Refusal::NotJson);
         }
     }
@@ -203,6 +216,14 @@ fn is_json(value: &[u8]) -> bool {
     essence
         .trim_ascii()
         .eq_ignore_ascii_case(b"application/json")
+}
+
+/// `application/x-www-form-urlencoded`, parameters allowed, in any case.
+fn is_form(value: &[u8]) -> bool {
+    let essence = value.split(|b| *b == b';').next().unwrap_or_default();
+    essence
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
 }
 
 /// Whether the request announces a body (a length over 0, or chunks).
@@ -269,12 +290,23 @@ pub fn handler_label(path: &str) -> &'static str {
         ["api", "v1", "incidents", id, "updates"] if named(id) => "/api/v1/incidents/{id}/updates",
         ["ping", c] if named(c) => "/ping/{check}",
         ["ping", c, w] if named(c) && named(w) => "/ping/{check}/{what}",
+        // The operator view.
+        [""] => "/",
+        ["ui"] => "/ui",
+        ["ui", ""] => "/ui/",
+        ["ui", "static", "ui.css"] => "/ui/static/ui.css",
+        ["ui", "checks", c] if named(c) => "/ui/checks/{check}",
+        ["ui", "alerts"] => "/ui/alerts",
+        ["ui", "silences"] => "/ui/silences",
+        ["ui", "silences", id, "expire"] if named(id) => "/ui/silences/{id}/expire",
+        ["ui", "heartbeats"] => "/ui/heartbeats",
+        ["ui", "queues"] => "/ui/queues",
         _ => "other",
     }
 }
 
 /// Every value [`handler_label`] returns.
-pub const HANDLERS: [&str; 15] = [
+pub const HANDLERS: [&str; 25] = [
     "/metrics",
     "/-/healthy",
     "/-/ready",
@@ -289,6 +321,16 @@ pub const HANDLERS: [&str; 15] = [
     "/api/v1/incidents/{id}/updates",
     "/ping/{check}",
     "/ping/{check}/{what}",
+    "/",
+    "/ui",
+    "/ui/",
+    "/ui/static/ui.css",
+    "/ui/checks/{check}",
+    "/ui/alerts",
+    "/ui/silences",
+    "/ui/silences/{id}/expire",
+    "/ui/heartbeats",
+    "/ui/queues",
     "other",
 ];
 
@@ -613,6 +655,121 @@ mod tests {
     }
 
     #[test]
+    fn the_operator_views_forms_pass_only_from_its_own_pages() {
+        const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+        let own: [&[(&str, &str)]; 3] = [
+            &[
+                FORM,
+                ("origin", "http://canaryd.example:9464"),
+                ("host", "canaryd.example:9464"),
+                ("sec-fetch-site", "same-origin"),
+            ],
+            &[
+                FORM,
+                ("origin", "https://canaryd.example"),
+                ("host", "canaryd.example"),
+            ],
+            &[FORM, ("sec-fetch-site", "same-origin")],
+        ];
+        for pairs in own {
+            for path in ["/ui/silences", "/ui/silences/abc/expire"] {
+                assert_eq!(
+                    decide_with(BASIC_AUTH, Method::POST, path, pairs, REMOTE, true),
+                    Ok(()),
+                    "{path} {pairs:?}"
+                );
+                // Still a write: a user is needed.
+                assert_eq!(
+                    decide_with(BASIC_AUTH, Method::POST, path, pairs, REMOTE, false),
+                    Err(Refusal::Unauthenticated)
+                );
+            }
+            // Forms go to the operator view only.
+            assert_eq!(
+                decide_with(
+                    BASIC_AUTH,
+                    Method::POST,
+                    "/api/v1/silences",
+                    pairs,
+                    REMOTE,
+                    true
+                ),
+                Err(Refusal::NotJson)
+            );
+        }
+        // A forged form from another site, with the user's credentials: refused.
+        let forged: [(&[(&str, &str)], Refusal); 5] = [
+            (
+                &[
+                    FORM,
+                    ("origin", "http://evil.example"),
+                    ("host", "canaryd.example:9464"),
+                    ("sec-fetch-site", "cross-site"),
+                ],
+                Refusal::CrossSite("cross-site"),
+            ),
+            (
+                &[
+                    FORM,
+                    ("origin", "http://evil.example"),
+                    ("host", "canaryd.example:9464"),
+                ],
+                Refusal::ForeignOrigin,
+            ),
+            (
+                &[FORM, ("origin", "null"), ("host", "canaryd.example")],
+                Refusal::ForeignOrigin,
+            ),
+            (
+                &[FORM, ("sec-fetch-site", "same-site")],
+                Refusal::CrossSite("same-site"),
+            ),
+            // No proof of where it came from (an old browser, a plain program): not a form.
+            (&[FORM, ("host", "canaryd.example")], Refusal::NotJson),
+        ];
+        for (pairs, refusal) in forged {
+            assert_eq!(
+                decide_with(BASIC_AUTH, Method::POST, "/ui/silences", pairs, LOCAL, true),
+                Err(refusal),
+                "{pairs:?}"
+            );
+        }
+        // Loopback-only mode: a page of a foreign name resolving to 127.0.0.1 is refused.
+        let rebound: &[(&str, &str)] = &[
+            FORM,
+            ("origin", "http://evil.example:9464"),
+            ("host", "evil.example:9464"),
+        ];
+        assert_eq!(
+            decide_with(
+                LOOPBACK_ONLY,
+                Method::POST,
+                "/ui/silences",
+                rebound,
+                LOCAL,
+                false
+            ),
+            Err(Refusal::ForeignHost)
+        );
+        let local: &[(&str, &str)] = &[
+            FORM,
+            ("origin", "http://127.0.0.1:9464"),
+            ("host", "127.0.0.1:9464"),
+        ];
+        assert_eq!(
+            decide_with(
+                LOOPBACK_ONLY,
+                Method::POST,
+                "/ui/silences",
+                local,
+                LOCAL,
+                false
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn origins_are_parsed_strictly() {
         assert_eq!(origin_authority(b"http://a:1"), Some(&b"a:1"[..]));
         assert_eq!(origin_authority(b"HTTPS://a"), Some(&b"a"[..]));
@@ -633,7 +790,7 @@ mod tests {
         }
         // Two Host headers: no host to compare with, so an Origin cannot match.
         let h = headers(&[("host", "a"), ("host", "a"), ("origin", "http://a")]);
-        assert_eq!(cross_site(&h), Err(Refusal::ForeignOrigin));
+        assert_eq!(cross_site("/", &h), Err(Refusal::ForeignOrigin));
     }
 
     #[test]
@@ -650,6 +807,13 @@ mod tests {
             ("/metrics/", "other"),
             ("/api/v1/silences/", "other"),
             ("/secret-token-in-path", "other"),
+            ("/", "/"),
+            ("/ui/", "/ui/"),
+            ("/ui/checks/shop", "/ui/checks/{check}"),
+            ("/ui/checks/", "other"),
+            ("/ui/silences/0b1c/expire", "/ui/silences/{id}/expire"),
+            ("/ui/silences//expire", "other"),
+            ("/ui/static/other.css", "other"),
             ("", "other"),
             ("*", "other"),
         ] {
@@ -683,6 +847,8 @@ mod tests {
                     "/ping/hb",
                     "/ping/hb/fail",
                     "/metrics",
+                    "/ui/silences",
+                    "/ui/silences/x/expire",
                 ])
                 .prop_map(str::to_string),
                 "/[a-z/{}%.-]{0,30}",
@@ -703,6 +869,7 @@ mod tests {
             let value = prop_oneof![
                 prop::sample::select(vec![
                     "application/json",
+                    "application/x-www-form-urlencoded",
                     "text/plain",
                     "127.0.0.1:9464",
                     "http://127.0.0.1:9464",
@@ -758,8 +925,12 @@ mod tests {
                 if got.is_ok() {
                     // Whatever passed: JSON or no content type, no foreign site, and a user
                     // or a loopback peer.
+                    // (or a form of the operator view that a page of canaryd's own origin sent)
+                    let own_page = headers.contains_key(header::ORIGIN)
+                        || headers.get("sec-fetch-site").is_some_and(|s| s.as_bytes().eq_ignore_ascii_case(b"same-origin"));
                     for ct in headers.get_all(header::CONTENT_TYPE) {
-                        prop_assert!(is_json(ct.as_bytes()), "{:?}", ct);
+                        let form = path.starts_with(FORM_PREFIX) && own_page && is_form(ct.as_bytes());
+                        prop_assert!(is_json(ct.as_bytes()) || form, "{:?}", ct);
                     }
                     if let Some(site) = headers.get("sec-fetch-site") {
                         let site = site.to_str().unwrap_or("").to_ascii_lowercase();

@@ -192,6 +192,8 @@ fn heartbeat_names(config: &Config) -> impl Iterator<Item = &str> {
 #[derive(Default)]
 pub struct States {
     last: Mutex<HashMap<String, Arc<CheckResult>>>,
+    /// The last runs of every check, for the operator view.
+    pub history: crate::ui::history::History,
 }
 
 impl States {
@@ -209,6 +211,7 @@ impl States {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|k, _| names.contains(&k.as_str()));
+        self.history.retain(names);
     }
 }
 
@@ -233,6 +236,7 @@ impl Sink for Recorder {
                 "check failed"
             );
         }
+        self.states.history.record(&check.name, &result);
         self.states
             .last
             .lock()

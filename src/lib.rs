@@ -4,7 +4,7 @@
 //!
 //! Layers, bottom to top (a module never imports a higher layer; `tests/architecture.rs`
 //! enforces it): `clock`, `redact`, `shard`, `access` → `config` → `store` → `probe` →
-//! `metrics` → `alert` → `web` → `schedule`, `loader`, `daemon`, `server`, `cli`.
+//! `metrics` → `alert` → `web` → `schedule`, `loader`, `daemon`, `server`, `ui`, `cli`.
 //!
 //! - [`clock`]: the [`clock::Clock`] every time-dependent part reads (`ManualClock` in tests).
 //! - [`config`]: the building blocks of the configuration: files, errors located as
@@ -20,6 +20,7 @@
 //! - [`metrics`]: the metric families (the README's metric table), encoded as Prometheus text or OpenMetrics.
 //! - [`server`]: the HTTP API (`/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/*`,
 //!   heartbeat pings under `/ping/*`).
+//! - [`ui`]: the operator view, HTML pages under `/ui/` on the API's listener.
 //! - [`store`]: the embedded SQLite state store under `state_dir` (heartbeat state, firing alerts,
 //!   the notification outbox, silences; one thread owns the connection).
 //! - [`shard`]: `--shard i/n`, which checks a replica runs (rendezvous hashing of check names).
@@ -42,4 +43,5 @@ pub mod server;
 pub mod shard;
 pub mod status;
 pub mod store;
+pub mod ui;
 pub mod web;

@@ -1,5 +1,6 @@
 //! The HTTP API: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/checks[/<name>]`,
-//! `/api/v1/alerts`, `/api/v1/silences[/<id>]` (GET, POST, DELETE), `/api/v1/incidents[/<id>[/updates]]` (the status page's incidents), and the heartbeat pings `/ping/<check>[/start|/fail|/<exit code>]` (GET or POST).
+//! `/api/v1/alerts`, `/api/v1/silences[/<id>]` (GET, POST, DELETE), `/api/v1/incidents[/<id>[/updates]]` (the status page's incidents), and the heartbeat pings `/ping/<check>[/start|/fail|/<exit code>]` (GET or POST);
+//! the operator view's pages under `/ui/` ([`crate::ui`]) are merged in, behind the same layers.
 //!
 //! No endpoint takes a probe target from a request: targets come only from configuration files.
 //!
@@ -78,6 +79,7 @@ pub fn router_with(daemon: Arc<Daemon>, web: Arc<crate::web::WebConfig>) -> Rout
         .route("/api/v1/incidents/{id}/updates", post(update_incident))
         .route("/ping/{check}", get(ping).post(ping))
         .route("/ping/{check}/{what}", get(ping_what).post(ping_what))
+        .merge(crate::ui::routes())
         // Every answer carries a message, also where no route or method matches.
         .fallback(|| async { plain(StatusCode::NOT_FOUND, "no such endpoint\n") })
         .method_not_allowed_fallback(|| async {
@@ -585,19 +587,66 @@ async fn one_silence(
     }
 }
 
-/// `POST /api/v1/silences` body.
+/// `POST /api/v1/silences` body (and what the operator view's silence form fills in).
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewSilence {
-    matchers: std::collections::BTreeMap<String, String>,
+pub struct NewSilence {
+    /// label → value or glob.
+    pub matchers: std::collections::BTreeMap<String, String>,
     /// RFC 3339; default now.
-    starts_at: Option<String>,
+    pub starts_at: Option<String>,
     /// RFC 3339; or give `duration`.
-    ends_at: Option<String>,
+    pub ends_at: Option<String>,
     /// `2h`, `30m` (from `starts_at`).
-    duration: Option<String>,
-    created_by: String,
-    comment: String,
+    pub duration: Option<String>,
+    /// Who makes it.
+    pub created_by: String,
+    /// Why.
+    pub comment: String,
+}
+
+impl NewSilence {
+    /// The silence this asks for at `now`: times parsed and checked here, the rest (matchers,
+    /// lengths, the span) by [`crate::alert::service::Alerting::add_silence`]. The message says
+    /// what is wrong.
+    pub fn into_silence(self, now: std::time::SystemTime) -> Result<Silence, String> {
+        let parse_time = |s: &str, what: &str| {
+            humantime::parse_rfc3339_weak(s).map_err(|e| {
+                format!(
+                    "{what}: invalid time {s:?}: {e} (write RFC 3339, e.g. 2026-12-01T22:00:00Z)"
+                )
+            })
+        };
+        let starts = self
+            .starts_at
+            .as_deref()
+            .map(|s| parse_time(s, "starts_at"))
+            .transpose()?
+            .unwrap_or(now);
+        let ends = match (self.ends_at.as_deref(), self.duration.as_deref()) {
+            (Some(e), None) => parse_time(e, "ends_at"),
+            (None, Some(d)) => match humantime::parse_duration(d) {
+                Ok(span) => starts.checked_add(span).ok_or_else(|| {
+                    format!(
+                        "duration: {d:?} is too long (a silence ends at most one year from now)"
+                    )
+                }),
+                Err(e) => Err(format!(
+                    "duration: invalid {d:?}: {e} (write e.g. 2h or 30m)"
+                )),
+            },
+            _ => Err("give exactly one of ends_at and duration".to_string()),
+        }?;
+        Ok(Silence {
+            id: String::new(),
+            matchers: self.matchers,
+            starts_at_ms: saturating_ms(starts),
+            ends_at_ms: saturating_ms(ends),
+            created_by: self.created_by,
+            comment: self.comment,
+            created_at_ms: 0,
+        })
+    }
 }
 
 fn bad_request(message: String) -> Response {
@@ -610,44 +659,9 @@ async fn add_silence(State(d): State<Arc<Daemon>>, body: axum::body::Bytes) -> R
         Err(e) => return bad_request(format!("invalid silence: {e}")),
     };
     let now = d.heartbeats.clock().now();
-    let parse_time = |s: &str, what: &str| {
-        humantime::parse_rfc3339_weak(s).map_err(|e| {
-            format!("{what}: invalid time {s:?}: {e} (write RFC 3339, e.g. 2026-12-01T22:00:00Z)")
-        })
-    };
-    let starts = match req
-        .starts_at
-        .as_deref()
-        .map(|s| parse_time(s, "starts_at"))
-        .transpose()
-    {
-        Ok(t) => t.unwrap_or(now),
+    let silence = match req.into_silence(now) {
+        Ok(s) => s,
         Err(e) => return bad_request(e),
-    };
-    let ends = match (req.ends_at.as_deref(), req.duration.as_deref()) {
-        (Some(e), None) => parse_time(e, "ends_at"),
-        (None, Some(d)) => match humantime::parse_duration(d) {
-            Ok(span) => starts.checked_add(span).ok_or_else(|| {
-                format!("duration: {d:?} is too long (a silence ends at most one year from now)")
-            }),
-            Err(e) => Err(format!(
-                "duration: invalid {d:?}: {e} (write e.g. 2h or 30m)"
-            )),
-        },
-        _ => Err("give exactly one of ends_at and duration".to_string()),
-    };
-    let ends = match ends {
-        Ok(t) => t,
-        Err(e) => return bad_request(e),
-    };
-    let silence = Silence {
-        id: String::new(),
-        matchers: req.matchers,
-        starts_at_ms: saturating_ms(starts),
-        ends_at_ms: saturating_ms(ends),
-        created_by: req.created_by,
-        comment: req.comment,
-        created_at_ms: 0,
     };
     match d.alerting.add_silence(silence).await {
         Ok(s) => (StatusCode::CREATED, Json(silence_json(&s, to_ms(now)))).into_response(),

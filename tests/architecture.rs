@@ -47,6 +47,7 @@ const LAYERS: &[Place] = &[
     Place { module: "loader", layer: 7, rule: Layered },
     Place { module: "daemon", layer: 7, rule: Layered },
     Place { module: "server", layer: 7, rule: Layered },
+    Place { module: "ui", layer: 7, rule: Layered },
     Place { module: "cli", layer: 7, rule: Layered },
 ];
 
