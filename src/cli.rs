@@ -87,6 +87,26 @@ pub enum Command {
         #[arg(long)]
         show_values: bool,
     },
+    /// Run checks once, at the same time, and judge them as the daemon would: the verdict and
+    /// the alert conditions that hold; exit 1 if any fails. For CI and smoke tests after a
+    /// deploy.
+    Test {
+        /// The daemon configuration.
+        #[arg(long, short, default_value = "canaryd.yaml")]
+        config: PathBuf,
+        /// The checks to run (or --all).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        names: Vec<String>,
+        /// Run every check.
+        #[arg(long)]
+        all: bool,
+        /// Also write a JUnit XML report here (CI systems show each check as a test).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Print JSON instead of one line per check.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage silences on a running daemon (through its API).
     Silence {
         /// What to do.
@@ -378,6 +398,13 @@ pub fn main(cli: Cli) -> ExitCode {
             url,
             client,
         } => rt.block_on(silence(action, config, url, client)),
+        Command::Test {
+            config,
+            names,
+            all,
+            junit,
+            json,
+        } => rt.block_on(test(config, names, all, junit, json)),
         Command::Incident {
             action,
             config,
@@ -1112,6 +1139,73 @@ async fn probe(config: PathBuf, name: String, show_values: bool) -> ExitCode {
         )
     );
     if result.success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+async fn test(
+    config: PathBuf,
+    names: Vec<String>,
+    all: bool,
+    junit: Option<PathBuf>,
+    json: bool,
+) -> ExitCode {
+    let (_, entries) = match daemon::load(&config) {
+        Ok(x) => x,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    let selected: Vec<_> = if all {
+        entries
+    } else {
+        let unknown: Vec<&String> = names
+            .iter()
+            .filter(|n| !entries.iter().any(|e| &e.check.name == *n))
+            .collect();
+        if !unknown.is_empty() {
+            eprintln!(
+                "canaryd test: no check named {} in {}",
+                unknown
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                config.display()
+            );
+            return ExitCode::from(2);
+        }
+        entries
+            .into_iter()
+            .filter(|e| names.contains(&e.check.name))
+            .collect()
+    };
+    let outcomes = crate::testrun::run(selected).await;
+    if let Some(path) = &junit {
+        let traces: Vec<String> = outcomes
+            .iter()
+            .map(|o| trace(&o.name, o.kind, &o.result))
+            .collect();
+        if let Err(e) = std::fs::write(path, crate::testrun::junit(&outcomes, &traces)) {
+            eprintln!("canaryd test: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    let out = if json {
+        let mut s = crate::testrun::json(&outcomes).to_string();
+        s.push('\n');
+        s
+    } else {
+        crate::testrun::text(&outcomes)
+    };
+    let code = print_stdout(out.as_bytes(), "test");
+    if code != ExitCode::SUCCESS {
+        return code;
+    }
+    if outcomes.iter().all(|o| o.passed()) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -43,5 +43,6 @@ pub mod server;
 pub mod shard;
 pub mod status;
 pub mod store;
+pub mod testrun;
 pub mod ui;
 pub mod web;

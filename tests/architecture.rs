@@ -49,6 +49,7 @@ const LAYERS: &[Place] = &[
     Place { module: "server", layer: 7, rule: Layered },
     Place { module: "ui", layer: 7, rule: Layered },
     Place { module: "cli", layer: 7, rule: Layered },
+    Place { module: "testrun", layer: 7, rule: Layered },
 ];
 
 fn place(module: &str) -> Option<&'static Place> {

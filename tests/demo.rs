@@ -461,3 +461,117 @@ fn the_demo_status_page_shows_customers_a_broken_login_and_its_incident() {
     assert_eq!(past.body.as_deref(), Some("Signing in works again."));
     rt.block_on(demo.stop());
 }
+
+/// `canaryd test --all --junit` on `checks/demo.yaml` against the running demo, read by a real
+/// JUnit consumer (junitparser from PyPI, as CI systems read reports): every check passes and
+/// the exit code is 0; after `control?fail=1` the exit code is 1 and the failing checks are
+/// named in the report with their reason.
+#[test]
+fn canaryd_test_reports_the_demo_checks_as_junit() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+    let demo = rt
+        .block_on(launch::start(launch::Options {
+            app: any_port,
+            canaryd: any_port,
+            status: any_port,
+        }))
+        .unwrap_or_else(|e| panic!("the demo did not start: {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let checks = std::fs::read_to_string(repo.join("checks/demo.yaml"))
+        .unwrap()
+        .replace(launch::DEFAULT_APP, &demo.app.to_string());
+    std::fs::write(dir.path().join("demo.yaml"), checks).unwrap();
+    std::fs::write(
+        dir.path().join("canaryd.yaml"),
+        "check_files: [demo.yaml]\n",
+    )
+    .unwrap();
+    let report = dir.path().join("out.xml");
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_canaryd"))
+            .args(["test", "--all", "--junit"])
+            .arg(&report)
+            .arg("--config")
+            .arg(dir.path().join("canaryd.yaml"))
+            .env("DEMO_PASSWORD", app::PASSWORD)
+            .output()
+            .unwrap()
+    };
+    let Some(python) = services::venv_python() else {
+        assert!(
+            !services::under_ci(),
+            "CI=true: the venv (scripts/setup) is needed"
+        );
+        return;
+    };
+    // The report as junitparser reads it: suite totals, then name, result and message per case.
+    let read = || {
+        let out = std::process::Command::new(&python)
+            .arg("-c")
+            .arg(
+                "import sys, junitparser\n\
+                 xml = junitparser.JUnitXml.fromfile(sys.argv[1])\n\
+                 for suite in xml:\n\
+                 \x20   print('suite', suite.name, suite.tests, suite.failures, suite.errors)\n\
+                 \x20   for case in suite:\n\
+                 \x20       r = case.result\n\
+                 \x20       print('case', case.classname, case.name, 'fail' if r else 'pass', (r[0].type + ' ' + r[0].message) if r else '')\n",
+            )
+            .arg(&report)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("4 checks: 4 passed, 0 failed"), "{stdout}");
+    let seen = read();
+    assert!(seen.contains("suite canaryd 4 0 0"), "{seen}");
+    for case in [
+        "case canaryd.http demo-home pass",
+        "case canaryd.http demo-identity pass",
+        "case canaryd.http demo-login pass",
+        "case canaryd.tcp demo-port pass",
+    ] {
+        assert!(seen.contains(case), "{case} missing:\n{seen}");
+    }
+    assert!(!std::fs::read_to_string(&report)
+        .unwrap()
+        .contains(app::PASSWORD));
+
+    control(&demo, "fail=1");
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  demo-login (http)"), "{stdout}");
+    let seen = read();
+    assert!(seen.contains("suite canaryd 4 3 0"), "{seen}");
+    assert!(
+        seen.contains("case canaryd.http demo-login fail status status: step \"form\": expected status 200, got 500"),
+        "{seen}"
+    );
+    assert!(seen.contains("case canaryd.tcp demo-port pass"), "{seen}");
+    assert!(!std::fs::read_to_string(&report)
+        .unwrap()
+        .contains(app::PASSWORD));
+    control(&demo, "reset");
+    rt.block_on(demo.stop());
+}
