@@ -963,12 +963,20 @@ fn check(
             ExitCode::from(1)
         }
         Ok((mut cfg, _)) => {
+            let plural = |n: usize, one: &str, many: &str| {
+                format!("{n} {}", if n == 1 { one } else { many })
+            };
             println!(
-                "{}: ok: {} checks in {} check files",
+                "{}: ok: {} in {}",
                 config.display(),
-                cfg.checks.len(),
-                cfg.files.len()
+                plural(cfg.checks.len(), "check", "checks"),
+                plural(cfg.files.len(), "check file", "check files")
             );
+            if cfg.alerting.receivers.is_empty() {
+                println!(
+                    "note: no receivers: alerts show in /api/v1/alerts and /metrics but page nobody (add receivers: and routes:)"
+                );
+            }
             if let Some(shard) = shard {
                 cfg.keep_shard(shard);
                 println!(
@@ -1236,10 +1244,13 @@ pub fn trace_with(name: &str, kind: &str, r: &CheckResult, show_values: bool) ->
         for hop in &st.hops {
             let _ = writeln!(s, "  redirect {} -> {}", hop.status, hop.location);
         }
-        let status = st
-            .status
-            .map(|c| c.to_string())
-            .unwrap_or_else(|| "no response".into());
+        // A step without an HTTP status (a TCP connect, a DNS query) that passed got what it
+        // asked for: "ok", not "no response".
+        let status = match st.status {
+            Some(c) => c.to_string(),
+            None if st.success => "ok".into(),
+            None => "no response".into(),
+        };
         let phases: Vec<String> = Phase::ALL
             .iter()
             .map(|p| format!("{} {}", p, ms(st.phases.get(*p))))

@@ -405,6 +405,9 @@ impl Daemon {
             state = %store.path().display(),
             "configuration loaded"
         );
+        if config.alerting.receivers.is_empty() {
+            tracing::warn!("no receivers configured: alerts show in /api/v1/alerts and /metrics but page nobody (add receivers: and routes:)");
+        }
         if !shard.is_all() {
             tracing::info!(
                 %shard,

@@ -81,7 +81,18 @@ pub fn router_with(daemon: Arc<Daemon>, web: Arc<crate::web::WebConfig>) -> Rout
         .route("/ping/{check}/{what}", get(ping_what).post(ping_what))
         .merge(crate::ui::routes())
         // Every answer carries a message, also where no route or method matches.
-        .fallback(|| async { plain(StatusCode::NOT_FOUND, "no such endpoint\n") })
+        .fallback(|uri: axum::http::Uri| async move {
+            // The API answers JSON everywhere, its unknown paths included.
+            if uri.path().starts_with("/api/") {
+                (
+                    StatusCode::NOT_FOUND,
+                    Json(json!({ "error": "no such endpoint" })),
+                )
+                    .into_response()
+            } else {
+                plain(StatusCode::NOT_FOUND, "no such endpoint\n")
+            }
+        })
         .method_not_allowed_fallback(|| async {
             plain(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -533,7 +544,15 @@ fn check_json(d: &Daemon, c: &Check) -> Value {
         "labels": c.labels,
         "source": c.origin.to_string(),
         "depends_on": c.depends_on.iter().map(|p| p.check.as_str()).collect::<Vec<_>>(),
-        "alerts": c.alerts.iter().map(|a| json!({"name": a.name, "when": a.when, "severity": a.severity.as_str()})).collect::<Vec<_>>(),
+        "alerts": c.alerts.iter().map(|a| json!({
+            "name": a.name,
+            "when": a.when,
+            "severity": a.severity.as_str(),
+            "for_seconds": a.for_.map(|d| d.as_secs_f64()),
+            "consecutive": a.consecutive,
+            "window": a.window.map(|(n, m)| json!({"failing": n, "of": m})),
+            "keep_firing_for_seconds": a.keep_firing_for.map(|d| d.as_secs_f64()),
+        })).collect::<Vec<_>>(),
         "last_result": last.as_deref().map(result_json),
     });
     if let Some(h) = c.kind.spec::<Heartbeat>() {

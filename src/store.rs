@@ -295,6 +295,12 @@ impl Store {
     /// database that cannot be written, and a SQLite file that is not canaryd's. Blocks: call at
     /// startup, or from `spawn_blocking`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source: std::io::Error::other("it exists and is not a directory"),
+            });
+        }
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
             source,

@@ -365,3 +365,80 @@ checks:
     assert!(!out.contains("unknown receiver"), "{out}");
     assert!(out.contains("2 errors found"), "{out}");
 }
+
+#[test]
+fn small_frictions_are_gone() {
+    use services::{canaryd_run, http_get, Canaryd};
+    let dir = tempfile::tempdir().unwrap();
+    // Something that accepts connections: a passing tcp check.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap();
+    let api = format!("127.0.0.1:{}", free_port());
+    std::fs::write(dir.path().join("checks.yaml"), format!(
+        "checks:\n  - name: port\n    interval: 1s\n    tcp: {{target: \"{target}\"}}\n    alerts:\n      - name: Down\n        when: failed\n        for: 2m\n      - name: Flapping\n        when: failed\n        consecutive: 3\n"
+    )).unwrap();
+    let config = dir.path().join("canaryd.yaml");
+    std::fs::write(
+        &config,
+        format!("listen: {api}\ncheck_files: [checks.yaml]\n"),
+    )
+    .unwrap();
+
+    // `check`: singular words, and a note that nobody gets paged.
+    let out = canaryd(&["check", "--config", config.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(": ok: 1 check in 1 check file\n"), "{text}");
+    assert!(
+        text.contains(
+            "note: no receivers: alerts show in /api/v1/alerts and /metrics but page nobody"
+        ),
+        "{text}"
+    );
+
+    // `probe` of a passing tcp check: "ok", not "no response".
+    let out = canaryd(&["probe", "--config", config.to_str().unwrap(), "port"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("  ok in ") && !text.contains("no response"),
+        "{text}"
+    );
+
+    // The daemon: a warning when nothing would page; JSON 404s under /api/; the rules' timing
+    // in /api/v1/checks.
+    let mut cmd = canaryd_run(&config);
+    cmd.current_dir(dir.path());
+    let mut daemon = Canaryd::start(cmd, &api).unwrap();
+    let r = http_get(&daemon.url("/api/v1/nope")).unwrap();
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["error"], "no such endpoint");
+    let r = http_get(&daemon.url("/api/v1/checks/port")).unwrap();
+    let alerts = &r.json()["alerts"];
+    assert_eq!(alerts[0]["for_seconds"], 120.0, "{alerts}");
+    assert_eq!(alerts[1]["consecutive"], 3, "{alerts}");
+    daemon.stop(Duration::from_secs(5));
+    assert!(
+        daemon.log_tail(50).contains("no receivers configured"),
+        "{}",
+        daemon.log_tail(50)
+    );
+
+    // A state_dir that is a file says so.
+    std::fs::write(
+        &config,
+        format!("listen: {api}\nstate_dir: checks.yaml\ncheck_files: [checks.yaml]\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_canaryd"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("checks.yaml: it exists and is not a directory"),
+        "{err}"
+    );
+    drop(listener);
+}
