@@ -217,13 +217,24 @@ fn check_and_step_series_after_a_failure_then_a_success() {
         &text,
         r#"canaryd_schedule_lag_seconds_bucket{le="0.001"} 1"#,
     );
+    let build = text
+        .lines()
+        .find(|l| l.starts_with("canaryd_build_info{"))
+        .unwrap_or_else(|| panic!("no build info in:\n{text}"));
+    assert!(
+        build.starts_with(&format!(
+            r#"canaryd_build_info{{version="{}",revision=""#,
+            env!("CARGO_PKG_VERSION")
+        )) && build.contains(",rustversion=\"")
+            && build.ends_with("} 1"),
+        "{build}"
+    );
+    // The check's configured labels on its info series.
     assert_has(
         &text,
-        &format!(
-            r#"canaryd_build_info{{version="{}"}} 1"#,
-            env!("CARGO_PKG_VERSION")
-        ),
+        r#"canary_check_info{check="x",kind="http",team="web"} 1"#,
     );
+    assert_has(&text, r#"canary_check_info{check="db",kind="tcp"} 1"#);
 }
 
 #[test]
@@ -257,10 +268,10 @@ fn openmetrics_output() {
     assert_has(&om, "# TYPE canaryd_build info");
     assert_has(&om, r#"canary_check_success{check="x"} 1"#);
 
-    // Same samples in both formats.
+    // Same samples in both formats (but the process's own figures, read at each encoding).
     let samples = |s: &str| -> Vec<String> {
         s.lines()
-            .filter(|l| !l.starts_with('#'))
+            .filter(|l| !l.starts_with('#') && !l.starts_with("process_"))
             .map(String::from)
             .collect()
     };

@@ -656,6 +656,7 @@ const FIXTURES: &[(&str, Verdict)] = &[
     ),
     ("invalid-url.yaml", CannotTell),
     ("invalid-yaml.yaml", NotYaml),
+    ("tab-indentation.yaml", NotYaml),
     ("missing-ca-file.yaml", CannotTell),
     ("missing-name.yaml", Rejects(&["/checks/0/name"])),
     ("missing-secret-env.yaml", CannotTell),

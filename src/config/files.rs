@@ -58,6 +58,16 @@ pub fn decode<T: DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigEr
             .unwrap_or(message)
             .to_string();
         let key = path;
+        // The decoder reports a tab where it was scanning (often the end of the line before);
+        // point at the tab itself, and say what to do.
+        let (line, col, message) = match (message.contains("tab"), first_tab(src, line)) {
+            (true, Some((l, c))) => (
+                l,
+                c,
+                format!("{message}: YAML indents with spaces, never tabs"),
+            ),
+            _ => (line, col, message),
+        };
         ConfigError {
             file: file.to_path_buf(),
             line: line.max(1),
@@ -66,6 +76,28 @@ pub fn decode<T: DeserializeOwned>(file: &Path, src: &str) -> Result<T, ConfigEr
             message,
         }
     })
+}
+
+/// The first tab in a line's indentation (or anywhere, failing that) at or after line
+/// `from` (1-based), as (line, column).
+fn first_tab(src: &str, from: u64) -> Option<(u64, u64)> {
+    let start = from.saturating_sub(1) as usize;
+    let lines = || src.lines().enumerate().skip(start);
+    let in_indent = lines().find_map(|(i, l)| {
+        let indent = &l[..l.len() - l.trim_start().len()];
+        indent.find('\t').map(|c| (i, c))
+    });
+    let anywhere = || lines().find_map(|(i, l)| l.find('\t').map(|c| (i, c)));
+    in_indent
+        .or_else(anywhere)
+        .map(|(i, c)| (i as u64 + 1, l_col(src, i, c)))
+}
+
+/// The 1-based column (in characters) of byte offset `byte` of line `line` (0-based).
+fn l_col(src: &str, line: usize, byte: usize) -> u64 {
+    src.lines()
+        .nth(line)
+        .map_or(1, |l| l[..byte].chars().count() as u64 + 1)
 }
 
 /// The key path of a decode error as the user wrote it (`checks[0].labels.team`): without the

@@ -393,6 +393,30 @@ pub fn checks_of(
     }
 }
 
+/// Where a kind's key is written in a check whose `name:` is on line `name_line` (1-based):
+/// the first later line at the indentation of the check's keys that starts with `<kind>:`;
+/// `None` past the check's end (a line indented less, or the next `- ` item).
+fn kind_key_at(src: &str, name_line: usize, kind: &str) -> Option<(u64, u64)> {
+    let lines: Vec<&str> = src.lines().collect();
+    let name = lines.get(name_line.checked_sub(1)?)?;
+    // The indentation of the check's keys: where `name:` starts, after any `- `.
+    let base = name.len() - name.trim_start_matches([' ', '-']).len();
+    for (i, line) in lines.iter().enumerate().skip(name_line) {
+        let body = line.trim_start();
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - body.len();
+        if indent < base {
+            return None;
+        }
+        if indent == base && body.strip_prefix(kind).is_some_and(|r| r.starts_with(':')) {
+            return Some((i as u64 + 1, indent as u64 + 1));
+        }
+    }
+    None
+}
+
 fn check(
     ctx: &mut Ctx,
     def: &CheckDef,
@@ -474,14 +498,22 @@ fn check(
                 ),
                 several => {
                     let names: Vec<&str> = several.iter().map(|k| k.key()).collect();
-                    ctx.err(
-                        &def.name.referenced,
-                        key,
-                        format!(
-                            "a check has exactly one kind, this one has {}",
-                            names.join(" and ")
-                        ),
-                    )
+                    let message = format!(
+                        "a check has exactly one kind, this one has {}",
+                        names.join(" and ")
+                    );
+                    // Point at the second kind's key (the one to move or delete), found in the
+                    // check's own lines; the check's name when it cannot be found (flow style).
+                    let second = names.iter().skip(1).find_map(|k| {
+                        kind_key_at(ctx.src, def.name.referenced.line() as usize, k)
+                            .map(|(line, col)| (line, col, *k))
+                    });
+                    match second {
+                        Some((line, col, k)) => {
+                            ctx.err_at(line, col, format!("{key}.{k}"), message)
+                        }
+                        None => ctx.err(&def.name.referenced, key, message),
+                    }
                 }
             }
             (None, interval, timeout)
@@ -814,7 +846,7 @@ mod tests {
                 "web",
                 "    heartbeat: {every: 1h}\n"
             )),
-            ["t.yaml:2:11: checks[0]: a check has exactly one kind, this one has tcp and heartbeat"]
+            ["t.yaml:4:5: checks[0].heartbeat: a check has exactly one kind, this one has tcp and heartbeat"]
         );
         // The timing of a check without a kind is still validated.
         assert_eq!(
