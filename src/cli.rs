@@ -1274,6 +1274,13 @@ pub fn trace_with(name: &str, kind: &str, r: &CheckResult, show_values: bool) ->
                 }
             }
         }
+        // What came back, when an assertion or extraction failed on it (redacted).
+        if let Some(body) = &st.body_excerpt {
+            let _ = writeln!(s, "  response body:");
+            for line in body.lines().take(40) {
+                let _ = writeln!(s, "  | {line}");
+            }
+        }
         if show_values && !st.extracted_values.is_empty() {
             let _ = writeln!(s, "  extracted:");
             for (name, value) in &st.extracted_values {

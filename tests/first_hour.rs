@@ -442,3 +442,82 @@ fn small_frictions_are_gone() {
     );
     drop(listener);
 }
+
+/// A server that answers every request 200 with a login page that says the password was wrong,
+/// echoing the request's `X-Token` header into the page (as a debug page might).
+fn wrong_password_page() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut reader = BufReader::new(s.try_clone().unwrap());
+            let mut token = String::new();
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if let Some(v) = line
+                    .strip_prefix("X-Token: ")
+                    .or_else(|| line.strip_prefix("x-token: "))
+                {
+                    token = v.trim().to_string();
+                }
+                line.clear();
+            }
+            let body = format!(
+                "<html><body><form><p class=\"error\">Please enter a correct username and password.</p>\n<!-- debug: token={token} --></form></body></html>"
+            );
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+#[test]
+fn probe_shows_what_came_back_when_an_assertion_or_extraction_fails_with_secrets_redacted() {
+    const TOKEN: &str = "tok-Excerpt-Canary-93b1";
+    let addr = wrong_password_page();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("canaryd.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"checks:
+  - name: login
+    http:
+      request: {{url: "http://{addr}/login", headers: {{X-Token: "${{env:EXCERPT_TOKEN}}"}}}}
+      expect: {{status: 200, body_contains: "Sign out"}}
+  - name: csrf
+    http:
+      request: {{url: "http://{addr}/login"}}
+      extract:
+        csrf: {{css: 'input[name="csrfmiddlewaretoken"]', attr: value}}
+"#
+        ),
+    )
+    .unwrap();
+    for check in ["login", "csrf"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_canaryd"))
+            .args(["probe", "--config"])
+            .arg(&config)
+            .arg(check)
+            .env("EXCERPT_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(text.contains("  response body:\n"), "{text}");
+        assert!(
+            text.contains("  | <html><body><form><p class=\"error\">Please enter a correct username and password.</p>"),
+            "{text}"
+        );
+        assert!(!text.contains(TOKEN), "the secret leaked:\n{text}");
+        if check == "login" {
+            assert!(text.contains("  | <!-- debug: token="), "{text}");
+        }
+    }
+}

@@ -257,7 +257,14 @@ pub struct StepResult {
     pub failed_phase: Option<Phase>,
     /// Human-readable failure message (no secret values).
     pub message: Option<String>,
+    /// The start of the response body when an assertion or an extraction failed on it (at
+    /// most [`BODY_EXCERPT_CHARS`] characters, secrets and extracted values redacted): what
+    /// `canaryd probe` and `canaryd test` show to say what came back. Not in the API or alerts.
+    pub body_excerpt: Option<String>,
 }
+
+/// The longest [`StepResult::body_excerpt`], in characters.
+pub const BODY_EXCERPT_CHARS: usize = 400;
 
 /// Numbers a run observed that alert expressions and metrics read (queue depth, ...).
 pub type Observations = Vec<(String, f64)>;

@@ -10,6 +10,7 @@ mod assert;
 pub mod def;
 mod extract;
 pub mod heavy;
+
 #[cfg(test)]
 mod props;
 pub mod spec;
@@ -27,7 +28,9 @@ use http::Method;
 use tokio::time::Instant;
 use url::Url;
 
-use super::{BoxFuture, CheckResult, Hop, Probe, Reason, RunContext, StepResult};
+use super::{
+    BoxFuture, CheckResult, Hop, Probe, Reason, RunContext, StepResult, BODY_EXCERPT_CHARS,
+};
 use crate::config::template::{Secret, Template, Undefined};
 use heavy::JobError;
 use spec::{BodySpec, HttpSpec, JsonTemplate, StepSpec};
@@ -187,6 +190,9 @@ impl HttpProbe {
             for a in &mut s.assertions {
                 a.detail = a.detail.as_deref().map(redact);
             }
+            if let Some(b) = &s.body_excerpt {
+                s.body_excerpt = Some(redact(b));
+            }
             // A Location the target built may carry an echoed secret in its path.
             for h in &mut s.hops {
                 h.location = redact(&h.location);
@@ -343,6 +349,10 @@ impl HttpProbe {
         out.duration = begun.elapsed();
         out.status = Some(response.status);
         out.cert_not_after = response.cert_not_after;
+        // The body's start, kept (a shared slice, no copy) to show what came back if an
+        // assertion or an extraction fails on it.
+        let head = response.body.slice(..response.body.len().min(BODY_EXCERPT_CHARS * 4));
+        let total = response.body.len();
         let verdict = if assert::reads_body(step) || extract::reads_body(step) {
             let spec = self.spec.clone();
             let base = out.clone();
@@ -392,6 +402,7 @@ impl HttpProbe {
         out = verdict.0;
         match verdict.1 {
             None => {
+                out.body_excerpt = Some(body_excerpt(&head, total));
                 out.duration = begun.elapsed();
                 return out;
             }
@@ -407,6 +418,7 @@ impl HttpProbe {
             }
             Some(Err(extract::Failed::Missing(msg))) => {
                 fail(&mut out, Reason::Extraction, msg);
+                out.body_excerpt = Some(body_excerpt(&head, total));
                 return out;
             }
             Some(Err(extract::Failed::Cancelled)) => {
@@ -585,4 +597,29 @@ pub fn short_duration(d: Duration) -> String {
     } else {
         format!("{:.2}s", d.as_secs_f64())
     }
+}
+
+
+/// The start of a body as text a terminal can show: invalid UTF-8 replaced, control characters
+/// but line breaks and tabs shown as `\u{..}`, at most [`BODY_EXCERPT_CHARS`] characters, with
+/// how much was left out. Redacted by the run like every message.
+fn body_excerpt(head: &[u8], total: usize) -> String {
+    if total == 0 {
+        return "(empty body)".into();
+    }
+    let text = String::from_utf8_lossy(head);
+    let mut out = String::new();
+    let mut shown = 0usize;
+    for c in text.chars().take(BODY_EXCERPT_CHARS) {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+        shown += c.len_utf8();
+    }
+    if shown < total {
+        out.push_str(&format!("… ({total} bytes in all)"));
+    }
+    out
 }
