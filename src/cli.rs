@@ -608,6 +608,9 @@ async fn silence_inner(
                         .json(&body),
                 )
                 .await?;
+            for w in s["warnings"].as_array().into_iter().flatten() {
+                eprintln!("warning: {}", w.as_str().unwrap_or_default());
+            }
             Ok(format!(
                 "silence {} added: {} until {}\n",
                 s["id"].as_str().unwrap_or("?"),

@@ -682,10 +682,57 @@ async fn add_silence(State(d): State<Arc<Daemon>>, body: axum::body::Bytes) -> R
         Ok(s) => s,
         Err(e) => return bad_request(e),
     };
+    let warnings = silence_warnings(&d.config(), &silence.matchers);
     match d.alerting.add_silence(silence).await {
-        Ok(s) => (StatusCode::CREATED, Json(silence_json(&s, to_ms(now)))).into_response(),
+        Ok(s) => {
+            let mut body = silence_json(&s, to_ms(now));
+            body["warnings"] = json!(warnings);
+            (StatusCode::CREATED, Json(body)).into_response()
+        }
         Err(e) => bad_request(e),
     }
+}
+
+/// What a new silence's matchers match in the configuration, said when it is nothing: a label
+/// no alert carries (a typo: `tema` for `team`), or a value no alert has. A silence may be meant
+/// for alerts still to come, so these are warnings, not refusals.
+pub fn silence_warnings(
+    config: &Config,
+    matchers: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut values: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for check in config.checks.iter().chain(&config.elsewhere) {
+        for rule in &check.alerts {
+            for (k, v) in crate::alert::engine::alert_labels(check, rule) {
+                values.entry(k).or_default().insert(v);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (label, pattern) in matchers {
+        match values.get(label) {
+            None => {
+                let known: Vec<&str> = values.keys().map(String::as_str).collect();
+                out.push(format!(
+                    "no alert carries the label {label:?}, so this silence matches nothing now (labels in use: {})",
+                    known.join(", ")
+                ));
+            }
+            Some(seen) => {
+                let glob = glob::Pattern::new(pattern).ok();
+                let any = seen
+                    .iter()
+                    .any(|v| glob.as_ref().map_or(v == pattern, |g| g.matches(v)));
+                if !any {
+                    out.push(format!(
+                        "no alert has {label}={pattern:?}, so this silence matches nothing now"
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Unix milliseconds of `t`, saturating (so a far-future end stays far in the future and is

@@ -521,3 +521,94 @@ fn probe_shows_what_came_back_when_an_assertion_or_extraction_fails_with_secrets
         }
     }
 }
+
+#[test]
+fn a_silence_that_matches_nothing_says_so_and_cron_jobs_can_add_silences() {
+    use services::{canaryd_run, http_post, Canaryd};
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("canaryd.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: {api}\nchecks:\n  - name: shop-login\n    interval: 1m\n    labels: {{team: web}}\n    tcp: {{target: \"127.0.0.1:{}\"}}\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let mut cmd = canaryd_run(&config);
+    cmd.current_dir(dir.path());
+    let daemon = Canaryd::start(cmd, &api).unwrap();
+    let add = |matchers: &str| {
+        let body = format!(
+            r#"{{"matchers": {matchers}, "duration": "1h", "created_by": "me", "comment": "test"}}"#
+        );
+        let r = http_post(
+            &daemon.url("/api/v1/silences"),
+            "application/json",
+            body.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()["warnings"].clone()
+    };
+    let w = add(r#"{"tema": "web"}"#);
+    assert!(
+        w[0].as_str().unwrap().starts_with("no alert carries the label \"tema\", so this silence matches nothing now (labels in use: alertname, check, severity, team)"),
+        "{w}"
+    );
+    let w = add(r#"{"check": "shop-lgoin"}"#);
+    assert_eq!(
+        w[0],
+        "no alert has check=\"shop-lgoin\", so this silence matches nothing now"
+    );
+    assert_eq!(
+        add(r#"{"check": "shop-*", "team": "web"}"#),
+        serde_json::json!([])
+    );
+
+    // From cron or a container: no $USER, no $LOGNAME; the CLI still adds it, and says when it
+    // matches nothing.
+    let out = Command::new(env!("CARGO_BIN_EXE_canaryd"))
+        .args([
+            "silence",
+            "add",
+            "--match",
+            "tema=web",
+            "--duration",
+            "10m",
+            "--comment",
+            "deploy",
+            "--config",
+        ])
+        .arg(&config)
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("silence ") && stdout.contains(" added: tema=web until "),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("warning: no alert carries the label \"tema\""),
+        "{stderr}"
+    );
+    let list = services::http_get(&daemon.url("/api/v1/silences"))
+        .unwrap()
+        .json();
+    assert!(
+        list["silences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["created_by"] == "canaryd-cli"),
+        "{list}"
+    );
+}
