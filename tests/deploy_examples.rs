@@ -396,7 +396,7 @@ fn the_ha_replicas_config_passes_canaryd_check_and_sends_to_two_members() {
     let mut cmd = Command::new(BIN);
     cmd.args(["check", "--config"]).arg(&config);
     let out = run_ok(cmd);
-    assert!(out.contains("ok: 1 checks"), "{out}");
+    assert!(out.contains("ok: 1 check in 1 check file"), "{out}");
     let yaml = read_yaml(&config);
     let receivers = yaml["receivers"].as_array().unwrap();
     assert_eq!(receivers.len(), 1, "only the cluster: {receivers:?}");
