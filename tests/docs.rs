@@ -123,7 +123,10 @@ fn section(doc: &str, heading: &str) -> String {
             out.push('\n');
         }
     }
-    assert!(!out.is_empty(), "docs/reference.md has no section {heading:?}");
+    assert!(
+        !out.is_empty(),
+        "docs/reference.md has no section {heading:?}"
+    );
     out
 }
 
@@ -158,7 +161,10 @@ fn documented_families(doc: &str) -> BTreeMap<String, Family> {
             names[0]
         );
     }
-    assert!(!out.is_empty(), "docs/reference.md metric table has no rows");
+    assert!(
+        !out.is_empty(),
+        "docs/reference.md metric table has no rows"
+    );
     out
 }
 
@@ -540,7 +546,9 @@ fn every_alert_variable_is_documented_with_its_type_and_every_documented_one_is_
                 .iter()
                 .map(|k| k.0)
                 .find(|known| *known == k)
-                .unwrap_or_else(|| panic!("docs/reference.md variables table: unknown kind {k:?}"))],
+                .unwrap_or_else(|| {
+                    panic!("docs/reference.md variables table: unknown kind {k:?}")
+                })],
         };
         for kind in kinds {
             let previous = documented
