@@ -280,8 +280,8 @@ fn the_first_screen_works_as_written() {
     );
     let ui = http_get(&daemon.url("/ui/")).expect("GET /ui/");
     assert!(
-        ui.status == 200 && ui.text().contains("site"),
-        "README.md says /ui/ shows the check: {} {}",
+        ui.status == 200 && ui.text().contains("href=\"/ui/checks/site\""),
+        "README.md says /ui/ lists the check, linking to its page: {} {}",
         ui.status,
         ui.text()
     );
