@@ -1,5 +1,6 @@
-//! The README's reference stays true, checked against the real thing:
-//! - every metric family a running `canaryd` exports is in the README's metric table with the
+//! The reference (docs/reference.md, which the README links to) stays true, checked against the
+//! real thing:
+//! - every metric family a running `canaryd` exports is in the reference's metric table with the
 //!   type and labels it really has, and every family the table documents is exported (the daemon
 //!   runs checks of every kind, a failing one, a heartbeat and a receiver, so every family has
 //!   series: families without any are not printed);
@@ -8,8 +9,8 @@
 //!   table, each with the type the checker gives it, and the table has no other;
 //! - every command and flag of the binary is named in the command-line section.
 //!
-//! The tables are found by their header rows and read cell by cell (the README says so above
-//! each table), so prose around them may change freely.
+//! The tables are found by their header rows and read cell by cell (the reference says so
+//! above each table), so prose around them may change freely.
 
 mod adversary;
 mod services;
@@ -31,12 +32,15 @@ fn repo_file(path: &str) -> String {
     fs::read_to_string(&full).unwrap_or_else(|e| panic!("cannot read {}: {e}", full.display()))
 }
 
-fn readme() -> String {
-    repo_file("README.md")
+/// The reference: every table and section this file checks lives there.
+const REFERENCE: &str = "docs/reference.md";
+
+fn reference() -> String {
+    repo_file(REFERENCE)
 }
 
 // ---------------------------------------------------------------------------------------------
-// README tables
+// Reference tables
 // ---------------------------------------------------------------------------------------------
 
 /// The cells of a Markdown table row, trimmed; `\|` is a pipe inside a cell.
@@ -58,16 +62,16 @@ fn cells(line: &str) -> Vec<String> {
     out.iter().map(|c| c.trim().to_string()).collect()
 }
 
-/// The body rows of the one README table whose header row is `header`.
-fn table(readme: &str, header: &[&str]) -> Vec<Vec<String>> {
-    let lines: Vec<&str> = readme.lines().collect();
+/// The body rows of the one table of the reference whose header row is `header`.
+fn table(doc: &str, header: &[&str]) -> Vec<Vec<String>> {
+    let lines: Vec<&str> = doc.lines().collect();
     let starts: Vec<usize> = (0..lines.len())
         .filter(|&i| lines[i].trim_start().starts_with('|') && cells(lines[i]) == header)
         .collect();
     assert_eq!(
         starts.len(),
         1,
-        "README.md must have exactly one table with the header row | {} |",
+        "docs/reference.md must have exactly one table with the header row | {} |",
         header.join(" | ")
     );
     let start = starts[0];
@@ -75,7 +79,7 @@ fn table(readme: &str, header: &[&str]) -> Vec<Vec<String>> {
         lines.get(start + 1).is_some_and(
             |l| l.trim_start().starts_with("|---") || l.trim_start().starts_with("| ---")
         ),
-        "README.md: the table | {} | needs its |---| separator row right below the header",
+        "docs/reference.md: the table | {} | needs its |---| separator row right below the header",
         header.join(" | ")
     );
     lines[start + 2..]
@@ -94,14 +98,14 @@ fn code_spans(cell: &str) -> Vec<String> {
         .collect()
 }
 
-/// The text of a README section: from its heading line to the next heading of the same or a
+/// The text of a section of the reference: from its heading line to the next heading of the same or a
 /// higher level.
-fn section(readme: &str, heading: &str) -> String {
+fn section(doc: &str, heading: &str) -> String {
     let level = heading.chars().take_while(|&c| c == '#').count();
     let mut out = String::new();
     let mut inside = false;
     let mut in_code = false;
-    for line in readme.lines() {
+    for line in doc.lines() {
         if line.trim_start().starts_with("```") {
             in_code = !in_code;
         }
@@ -119,7 +123,10 @@ fn section(readme: &str, heading: &str) -> String {
             out.push('\n');
         }
     }
-    assert!(!out.is_empty(), "README.md has no section {heading:?}");
+    assert!(
+        !out.is_empty(),
+        "docs/reference.md has no section {heading:?}"
+    );
     out
 }
 
@@ -134,15 +141,15 @@ struct Family {
     labels: BTreeSet<String>,
 }
 
-/// The README's metric table: family name → type and labels.
-fn documented_families(readme: &str) -> BTreeMap<String, Family> {
+/// The reference's metric table: family name → type and labels.
+fn documented_families(doc: &str) -> BTreeMap<String, Family> {
     let mut out = BTreeMap::new();
-    for row in table(readme, &["family", "type", "labels", "meaning"]) {
+    for row in table(doc, &["family", "type", "labels", "meaning"]) {
         let names = code_spans(&row[0]);
         assert_eq!(
             names.len(),
             1,
-            "README metric table: one family per row, its name in backticks: {row:?}"
+            "docs/reference.md metric table: one family per row, its name in backticks: {row:?}"
         );
         let family = Family {
             kind: row[1].clone(),
@@ -150,11 +157,14 @@ fn documented_families(readme: &str) -> BTreeMap<String, Family> {
         };
         assert!(
             out.insert(names[0].clone(), family).is_none(),
-            "README metric table: {} is listed twice",
+            "docs/reference.md metric table: {} is listed twice",
             names[0]
         );
     }
-    assert!(!out.is_empty(), "README metric table has no rows");
+    assert!(
+        !out.is_empty(),
+        "docs/reference.md metric table has no rows"
+    );
     out
 }
 
@@ -222,7 +232,7 @@ fn unix_now() -> f64 {
 
 #[test]
 fn every_exported_metric_family_is_documented_with_its_labels_and_every_documented_one_exists() {
-    let documented = documented_families(&readme());
+    let documented = documented_families(&reference());
 
     // Targets for every kind of check: an HTTPS page (steps, phases, a certificate), a page
     // that fails (a failure reason, an alert that fires and notifies) and one that depends on
@@ -346,24 +356,24 @@ fn every_exported_metric_family_is_documented_with_its_labels_and_every_document
     for (name, got) in &scrape.families {
         match documented.get(name) {
             None => problems.push(format!(
-                "{name} ({}, labels {:?}) is exported but not in README.md's metric table",
+                "{name} ({}, labels {:?}) is exported but not in docs/reference.md's metric table",
                 got.kind, got.labels
             )),
             Some(doc) => {
                 if doc.kind != got.kind {
                     problems.push(format!(
-                        "{name}: README.md says type {:?}, canaryd exports {:?}",
+                        "{name}: docs/reference.md says type {:?}, canaryd exports {:?}",
                         doc.kind, got.kind
                     ));
                 }
                 for label in got.labels.difference(&doc.labels) {
                     problems.push(format!(
-                        "{name}: label {label:?} is exported but not documented in README.md"
+                        "{name}: label {label:?} is exported but not documented in docs/reference.md"
                     ));
                 }
                 for label in doc.labels.difference(&got.labels) {
                     problems.push(format!(
-                        "{name}: README.md documents label {label:?}, but canaryd's series do not carry it"
+                        "{name}: docs/reference.md documents label {label:?}, but canaryd's series do not carry it"
                     ));
                 }
             }
@@ -375,20 +385,20 @@ fn every_exported_metric_family_is_documented_with_its_labels_and_every_document
     for name in documented.keys() {
         if !scrape.families.contains_key(name) {
             problems.push(format!(
-                "README.md documents {name}, but canaryd exported no such family (with http, tcp, queue and heartbeat checks, a failing check, a fired alert and a receiver)"
+                "docs/reference.md documents {name}, but canaryd exported no such family (with http, tcp, queue and heartbeat checks, a failing check, a fired alert and a receiver)"
             ));
         }
     }
     assert!(
         problems.is_empty(),
-        "README.md's metric table and canaryd's /metrics disagree:\n  {}\n\n/metrics was:\n{text}\n\ncanaryd log:\n{}",
+        "docs/reference.md's metric table and canaryd's /metrics disagree:\n  {}\n\n/metrics was:\n{text}\n\ncanaryd log:\n{}",
         problems.join("\n  "),
         daemon.log_tail(40)
     );
 
     // The documented GET endpoints without placeholders answer the first status of their row
     // (200, or 303 for a redirect), as the API table says.
-    for row in table(&readme(), &["method", "path", "returns", "status"]) {
+    for row in table(&reference(), &["method", "path", "returns", "status"]) {
         let path = code_spans(&row[1]).remove(0);
         if row[0].contains("GET") && !path.contains('<') {
             let expected: u16 = row[3]
@@ -406,15 +416,15 @@ fn every_exported_metric_family_is_documented_with_its_labels_and_every_document
 // The API reference against the router
 // ---------------------------------------------------------------------------------------------
 
-/// The README's API table: (method, path) pairs, placeholders written `<name>`.
-fn documented_routes(readme: &str) -> BTreeSet<(String, String)> {
+/// The reference's API table: (method, path) pairs, placeholders written `<name>`.
+fn documented_routes(doc: &str) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
-    for row in table(readme, &["method", "path", "returns", "status"]) {
+    for row in table(doc, &["method", "path", "returns", "status"]) {
         let paths = code_spans(&row[1]);
         assert_eq!(
             paths.len(),
             1,
-            "README API table: one path per row: {row:?}"
+            "docs/reference.md API table: one path per row: {row:?}"
         );
         for method in row[0].split(',') {
             out.insert((method.trim().to_string(), paths[0].clone()));
@@ -468,16 +478,16 @@ fn every_api_route_is_documented_and_every_documented_route_exists() {
         routes.contains(&("GET".to_string(), "/metrics".to_string())),
         "the router parse found no GET /metrics: {routes:?}"
     );
-    let documented = documented_routes(&readme());
+    let documented = documented_routes(&reference());
     let mut problems = Vec::new();
     for (method, path) in routes.difference(&documented) {
         problems.push(format!(
-            "{method} {path} is served but not in README.md's API table"
+            "{method} {path} is served but not in docs/reference.md's API table"
         ));
     }
     for (method, path) in documented.difference(&routes) {
         problems.push(format!(
-            "README.md documents {method} {path}, but src/server.rs has no such route"
+            "docs/reference.md documents {method} {path}, but src/server.rs has no such route"
         ));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -487,7 +497,7 @@ fn every_api_route_is_documented_and_every_documented_route_exists() {
 // Alert variables against the expression checker
 // ---------------------------------------------------------------------------------------------
 
-/// Check kinds: README kind name, the check's kind YAML, and what `<name>` stands for in it.
+/// Check kinds: the reference's kind name, the check's kind YAML, and what `<name>` stands for in it.
 const KINDS: [(&str, &str, &str); 6] = [
     (
         "http",
@@ -521,14 +531,14 @@ fn load_with_alert(kind_yaml: &str, when: &str) -> Result<(), String> {
 
 #[test]
 fn every_alert_variable_is_documented_with_its_type_and_every_documented_one_is_known() {
-    let rows = table(&readme(), &["kind", "variable", "type", "meaning"]);
+    let rows = table(&reference(), &["kind", "variable", "type", "meaning"]);
     let mut documented: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
     for row in &rows {
         let vars = code_spans(&row[1]);
         assert_eq!(
             vars.len(),
             1,
-            "README variables table: one variable per row: {row:?}"
+            "docs/reference.md variables table: one variable per row: {row:?}"
         );
         let kinds: Vec<&str> = match row[0].as_str() {
             "every check" => KINDS.iter().map(|k| k.0).collect(),
@@ -536,7 +546,9 @@ fn every_alert_variable_is_documented_with_its_type_and_every_documented_one_is_
                 .iter()
                 .map(|k| k.0)
                 .find(|known| *known == k)
-                .unwrap_or_else(|| panic!("README variables table: unknown kind {k:?}"))],
+                .unwrap_or_else(|| {
+                    panic!("docs/reference.md variables table: unknown kind {k:?}")
+                })],
         };
         for kind in kinds {
             let previous = documented
@@ -545,7 +557,7 @@ fn every_alert_variable_is_documented_with_its_type_and_every_documented_one_is_
                 .insert(vars[0].clone(), row[2].clone());
             assert!(
                 previous.is_none(),
-                "README: {kind} variable {} listed twice",
+                "docs/reference.md: {kind} variable {} listed twice",
                 vars[0]
             );
         }
@@ -580,14 +592,14 @@ fn every_alert_variable_is_documented_with_its_type_and_every_documented_one_is_
         for var in &checker {
             if !docs.contains_key(var) {
                 problems.push(format!(
-                    "{kind} variable {var} is known to the checker but not in README.md's variables table"
+                    "{kind} variable {var} is known to the checker but not in docs/reference.md's variables table"
                 ));
             }
         }
         for (var, ty) in &docs {
             if !checker.contains(var) {
                 problems.push(format!(
-                    "README.md documents {kind} variable {var}, but the checker does not list it: {known}"
+                    "docs/reference.md documents {kind} variable {var}, but the checker does not list it: {known}"
                 ));
             }
             // An expression that type-checks only if the variable has the documented type.
@@ -599,14 +611,14 @@ fn every_alert_variable_is_documented_with_its_type_and_every_documented_one_is_
                 "string" => format!("{name} == 'x'"),
                 other => {
                     problems.push(format!(
-                        "README.md: {kind} variable {var} has type {other:?} (boolean, number, duration or string)"
+                        "docs/reference.md: {kind} variable {var} has type {other:?} (boolean, number, duration or string)"
                     ));
                     continue;
                 }
             };
             if let Err(e) = load_with_alert(kind_yaml, &when) {
                 problems.push(format!(
-                    "README.md says {kind} variable {var} is a {ty}, but `when: {when}` is refused: {e}"
+                    "docs/reference.md says {kind} variable {var} is a {ty}, but `when: {when}` is refused: {e}"
                 ));
             }
         }
@@ -668,7 +680,7 @@ fn mentions_flag(text: &str, flag: &str) -> bool {
 
 #[test]
 fn every_command_and_flag_is_in_the_command_line_reference() {
-    let cli = section(&readme(), "### Command line");
+    let cli = section(&reference(), "## Command line");
     let mut problems = Vec::new();
     let mut todo = vec![Vec::<String>::new()];
     let mut seen = 0;
@@ -679,7 +691,7 @@ fn every_command_and_flag_is_in_the_command_line_reference() {
             let name = format!("canaryd {}", path.join(" "));
             if !cli.contains(&name) {
                 problems.push(format!(
-                    "`{name}` is not in README.md's Command line section"
+                    "`{name}` is not in docs/reference.md's Command line section"
                 ));
             }
         }
@@ -690,7 +702,7 @@ fn every_command_and_flag_is_in_the_command_line_reference() {
                     let _ = write!(at, " {p}");
                 }
                 problems.push(format!(
-                    "{at}: flag {flag} is not in README.md's Command line section"
+                    "{at}: flag {flag} is not in docs/reference.md's Command line section"
                 ));
             }
         }
