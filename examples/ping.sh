@@ -4,7 +4,7 @@
 #
 #   CANARYD_URL=http://127.0.0.1:9464 HEARTBEAT_TOKEN=... examples/ping.sh nightly-invoices ./make-invoices --all
 #
-# With replicas (README, "Running at scale"), CANARYD_URL lists every replica that watches the
+# With replicas (docs/operations.md, "Running at scale"), CANARYD_URL lists every replica that watches the
 # check, separated by spaces: each gets every ping, so none of them reports the job late.
 #
 # The job's output and exit code are passed on, so cron still mails failures as before. A ping

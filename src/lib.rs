@@ -17,7 +17,7 @@
 //! - [`alert`]: the alert engine (rules, state machine, routing, silences, maintenance), the
 //!   durable outbox and the receivers (PagerDuty, Alertmanager, Slack, webhook).
 //! - [`schedule`]: one task per check, spread offsets, no overlap, concurrency cap, lag measurement.
-//! - [`metrics`]: the metric families (the README's metric table), encoded as Prometheus text or OpenMetrics.
+//! - [`metrics`]: the metric families (docs/reference.md's metric table), encoded as Prometheus text or OpenMetrics.
 //! - [`server`]: the HTTP API (`/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/*`,
 //!   heartbeat pings under `/ping/*`).
 //! - [`ui`]: the operator view, HTML pages under `/ui/` on the API's listener.

@@ -872,7 +872,7 @@ fn every_panel_query_returns_data_from_prometheus_scraping_canaryd() {
         return;
     };
 
-    // The batch job reports in, to every process (as the README tells a job to): each replica
+    // The batch job reports in, to every process (as docs/operations.md tells a job to): each replica
     // takes the ping, and of the shards the one that owns the check.
     let auth = format!("Bearer {token}");
     let mut answers = Vec::new();

@@ -1,6 +1,6 @@
 //! Bounds on what a configuration may ask for, and bounded reading of the files it names.
 //!
-//! Every value here is documented in the README's "Limits" table; a configuration beyond one is
+//! Every value here is documented in docs/reference.md's "Limits" table; a configuration beyond one is
 //! a located load error, never a crash, a hang or unbounded memory.
 
 use std::io::Read;

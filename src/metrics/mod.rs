@@ -1,4 +1,4 @@
-//! The metric families (the README's metric table), and their encoding as Prometheus text 0.0.4 or
+//! The metric families (docs/reference.md's metric table), and their encoding as Prometheus text 0.0.4 or
 //! OpenMetrics.
 //!
 //! # Families

@@ -4,7 +4,7 @@
 //! a serde + schemars type, so the JSON Schema follows it), its validation into what the probe
 //! runs (`Kind::validate`, errors located through the shared [`Ctx`]), its alert variables
 //! declared once (`Kind::VARS`: name, type and how to read the value from a result; the
-//! expression checker, the alert engine, `canaryd probe` and the README's table all read that
+//! expression checker, the alert engine, `canaryd probe` and the reference's table (docs/reference.md) all read that
 //! declaration), and its probe (`Kind::build`). `src/probe/mod.rs` registers every kind, one line
 //! each; nothing else in canaryd names a kind.
 //!

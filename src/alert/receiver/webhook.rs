@@ -1,4 +1,4 @@
-//! Generic JSON webhook. Body (documented in the README):
+//! Generic JSON webhook. Body (documented in docs/reference.md):
 //!
 //! ```json
 //! {"version": "1", "receiver": "hook", "sent_at": "2026-11-21T10:00:00.000Z",

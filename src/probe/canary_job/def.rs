@@ -273,7 +273,7 @@ fn canary_job(ctx: &mut Ctx, d: &CanaryJobDef, key: &str) -> Option<CanaryJobSpe
             ctx.err(
                 &d.system.referenced,
                 key.to_string(),
-                "a sidekiq canary needs class: a no-op job class the app defines (see the README's canary_job section)",
+                "a sidekiq canary needs class: a no-op job class the app defines (see docs/reference.md, canary_job)",
             );
             None
         }
@@ -324,7 +324,7 @@ mod tests {
             )),
             [
                 "t.yaml:7:17: checks[0].canary_job.function: function applies to rq only, not sidekiq",
-                "t.yaml:5:15: checks[0].canary_job: a sidekiq canary needs class: a no-op job class the app defines (see the README's canary_job section)",
+                "t.yaml:5:15: checks[0].canary_job: a sidekiq canary needs class: a no-op job class the app defines (see docs/reference.md, canary_job)",
             ]
         );
         let e = errors_of(&canary(
