@@ -1149,7 +1149,12 @@ async fn probe(config: PathBuf, name: String, show_values: bool) -> ExitCode {
             show_values
         )
     );
-    if result.success {
+    let success = result.success;
+    print!(
+        "{}",
+        crate::testrun::alert_lines(&crate::testrun::judge(&entry, result))
+    );
+    if success {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

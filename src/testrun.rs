@@ -81,7 +81,8 @@ pub async fn run(entries: Vec<Entry>) -> Vec<Outcome> {
     out
 }
 
-fn judge(entry: &Entry, result: CheckResult) -> Outcome {
+/// Judges one result of `entry`'s check: its alert conditions evaluated on it.
+pub fn judge(entry: &Entry, result: CheckResult) -> Outcome {
     let now = SystemTime::now();
     let kind = &entry.check.kind;
     let alerts = entry
@@ -103,6 +104,20 @@ fn judge(entry: &Entry, result: CheckResult) -> Outcome {
 
 fn seconds(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64())
+}
+
+/// Each alert condition on one result, a line each (what `canaryd probe` prints last).
+pub fn alert_lines(o: &Outcome) -> String {
+    let mut s = String::new();
+    for (name, severity, holds) in &o.alerts {
+        let verdict = match holds {
+            Some(true) => "holds: it would fire (after its for/consecutive/window)",
+            Some(false) => "does not hold",
+            None => "unknown: one run cannot tell (a rate needs two)",
+        };
+        let _ = writeln!(s, "alert {name} ({severity}): {verdict}");
+    }
+    s
 }
 
 /// One line per check: `PASS name (kind) 120ms` or `FAIL name (kind) 3.0s: why`.
