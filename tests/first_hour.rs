@@ -403,6 +403,15 @@ fn small_frictions_are_gone() {
         text.contains("  ok in ") && !text.contains("no response"),
         "{text}"
     );
+    // ... and what it means for the check's alert rules.
+    assert!(
+        text.contains("\nalert Down (critical): does not hold\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nalert Flapping (critical): does not hold\n"),
+        "{text}"
+    );
 
     // The daemon: a warning when nothing would page; JSON 404s under /api/; the rules' timing
     // in /api/v1/checks.
