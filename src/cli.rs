@@ -112,17 +112,10 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: SilenceAction,
-        /// The daemon configuration (its `listen` address is where the API is).
-        #[arg(long, short, default_value = "canaryd.yaml", global = true)]
-        config: PathBuf,
-        /// The daemon's API base URL, instead of reading `listen` from the configuration
-        /// (`https://...` for a daemon with TLS).
-        #[arg(long, global = true)]
-        url: Option<String>,
-        /// How to reach and authenticate to the daemon.
+        /// Where the daemon is and how to reach it.
         // Boxed: the other commands are much smaller.
         #[command(flatten)]
-        client: Box<ApiClientArgs>,
+        api: Box<ApiArgs>,
     },
     /// Open, update and resolve incidents on the status page of a running daemon (through its
     /// API).
@@ -130,16 +123,9 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: IncidentAction,
-        /// The daemon configuration (its `listen` address is where the API is).
-        #[arg(long, short, default_value = "canaryd.yaml", global = true)]
-        config: PathBuf,
-        /// The daemon's API base URL, instead of reading `listen` from the configuration
-        /// (`https://...` for a daemon with TLS).
-        #[arg(long, global = true)]
-        url: Option<String>,
-        /// How to reach and authenticate to the daemon.
+        /// Where the daemon is and how to reach it.
         #[command(flatten)]
-        client: Box<ApiClientArgs>,
+        api: Box<ApiArgs>,
     },
     /// Print a shell completion script: `source <(canaryd completion bash)`, or install it
     /// where your shell reads completions.
@@ -162,6 +148,21 @@ pub enum Command {
         #[arg(value_enum)]
         file: crate::loader::SchemaFile,
     },
+}
+
+/// Where the daemon's API is, for the commands that talk to it (`silence`, `incident`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiArgs {
+    /// The daemon configuration (its `listen` address is where the API is).
+    #[arg(long, short, default_value = "canaryd.yaml", global = true)]
+    pub config: PathBuf,
+    /// The daemon's API base URL, instead of reading `listen` from the configuration
+    /// (`https://...` for a daemon with TLS).
+    #[arg(long, global = true)]
+    pub url: Option<String>,
+    /// How to reach and authenticate to the daemon.
+    #[command(flatten)]
+    pub client: ApiClientArgs,
 }
 
 /// TLS and credentials of `canaryd silence`. The password never comes from an argument
@@ -392,12 +393,7 @@ pub fn main(cli: Cli) -> ExitCode {
             name,
             show_values,
         } => rt.block_on(probe(config, name, show_values)),
-        Command::Silence {
-            action,
-            config,
-            url,
-            client,
-        } => rt.block_on(silence(action, config, url, client)),
+        Command::Silence { action, api } => rt.block_on(silence(action, *api)),
         Command::Test {
             config,
             names,
@@ -405,13 +401,8 @@ pub fn main(cli: Cli) -> ExitCode {
             junit,
             json,
         } => rt.block_on(test(config, names, all, junit, json)),
-        Command::Incident {
-            action,
-            config,
-            url,
-            client,
-        } => rt.block_on(async move {
-            match incident(action, &config, url, &client).await {
+        Command::Incident { action, api } => rt.block_on(async move {
+            match incident(action, &api).await {
                 Ok(out) => {
                     print!("{out}");
                     ExitCode::SUCCESS
@@ -478,13 +469,8 @@ fn api_base(config: &std::path::Path, url: Option<String>) -> Result<String, Str
     Ok(cfg.api_url())
 }
 
-async fn silence(
-    action: SilenceAction,
-    config: PathBuf,
-    url: Option<String>,
-    client: Box<ApiClientArgs>,
-) -> ExitCode {
-    match silence_inner(action, &config, url, &client).await {
+async fn silence(action: SilenceAction, api: ApiArgs) -> ExitCode {
+    match silence_inner(action, &api).await {
         Ok(out) => {
             print!("{out}");
             ExitCode::SUCCESS
@@ -505,15 +491,11 @@ struct Api {
 }
 
 impl Api {
-    fn new(
-        config: &std::path::Path,
-        url: Option<String>,
-        args: &ApiClientArgs,
-    ) -> Result<Api, String> {
+    fn new(args: &ApiArgs) -> Result<Api, String> {
         Ok(Api {
-            base: api_base(config, url)?,
-            credentials: args.credentials()?,
-            http: args.client()?,
+            base: api_base(&args.config, args.url.clone())?,
+            credentials: args.client.credentials()?,
+            http: args.client.client()?,
         })
     }
 
@@ -563,13 +545,8 @@ impl Api {
     }
 }
 
-async fn silence_inner(
-    action: SilenceAction,
-    config: &std::path::Path,
-    url: Option<String>,
-    args: &ApiClientArgs,
-) -> Result<String, String> {
-    let api = Api::new(config, url, args)?;
+async fn silence_inner(action: SilenceAction, args: &ApiArgs) -> Result<String, String> {
+    let api = Api::new(args)?;
     let credentials = &api.credentials;
     match action {
         SilenceAction::Add {
@@ -669,13 +646,8 @@ async fn silence_inner(
     }
 }
 
-async fn incident(
-    action: IncidentAction,
-    config: &std::path::Path,
-    url: Option<String>,
-    args: &ApiClientArgs,
-) -> Result<String, String> {
-    let api = Api::new(config, url, args)?;
+async fn incident(action: IncidentAction, args: &ApiArgs) -> Result<String, String> {
+    let api = Api::new(args)?;
     let line = |i: &serde_json::Value| {
         format!(
             "incident {}: {} ({}, impact {})",

@@ -368,6 +368,7 @@ impl Daemon {
         };
         let metrics = Arc::new(Metrics::new());
         let states = Arc::new(States::default());
+        metrics.set_step_histograms(config.every_step_histogram);
         metrics.set_checks(&metas(&config));
         seed_heartbeat_metrics(&metrics, &heartbeats, &config);
         metrics.set_reload(true, SystemTime::now());
@@ -533,6 +534,8 @@ impl Daemon {
             self.alerting
                 .apply(&config.checks, &config.alerting, notifiers);
             *self.config.write().unwrap_or_else(|e| e.into_inner()) = config.clone();
+            self.metrics
+                .set_step_histograms(config.every_step_histogram);
             self.metrics.set_checks(&metas);
             seed_heartbeat_metrics(&self.metrics, &self.heartbeats, &config);
             let names: Vec<&str> = config.checks.iter().map(|c| c.name.as_str()).collect();

@@ -62,6 +62,9 @@ pub struct Config {
     pub elsewhere: Vec<Arc<Check>>,
     /// The public status page (`status_page:`).
     pub status_page: Option<Arc<crate::status::def::StatusPageConfig>>,
+    /// `metrics: {step_histograms: every_step}`: one-step checks export their step's histogram
+    /// too.
+    pub every_step_histogram: bool,
 }
 
 impl Config {
@@ -164,6 +167,19 @@ pub struct DaemonFile {
     /// A public status page on a listener of its own: components made of checks, incidents,
     /// 90 days of history, an Atom feed and Statuspage-format JSON.
     pub status_page: Option<crate::status::def::StatusPageDef>,
+    /// What canaryd exports about itself and its checks.
+    pub metrics: Option<MetricsDef>,
+}
+
+/// `metrics:` in `canaryd.yaml`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsDef {
+    /// Which checks export `canary_step_duration_seconds`: `multi_step` (default: a one-step
+    /// check's step histogram is its `canary_check_duration_seconds`, not exported twice) or
+    /// `every_step` (every step of every check, about 15 more series per one-step check).
+    #[schemars(with = "Option<String>", extend("enum" = ["multi_step", "every_step"]))]
+    pub step_histograms: Option<Spanned<String>>,
 }
 
 /// Loads and validates the daemon file and every check file it names.
@@ -250,6 +266,26 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         daemon.watchdog.as_ref(),
     );
 
+    let every_step_histogram = match daemon
+        .metrics
+        .as_ref()
+        .and_then(|m| m.step_histograms.as_ref())
+    {
+        None => false,
+        Some(s) if s.value == "multi_step" => false,
+        Some(s) if s.value == "every_step" => true,
+        Some(s) => {
+            ctx.err(
+                &s.referenced,
+                "metrics.step_histograms",
+                format!(
+                    "{:?} is not multi_step or every_step",
+                    excerpt(&s.value, 60)
+                ),
+            );
+            false
+        }
+    };
     let status_page = daemon
         .status_page
         .as_ref()
@@ -373,6 +409,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         shard: Shard::ALL,
         elsewhere: Vec::new(),
         status_page: status_page.map(Arc::new),
+        every_step_histogram,
     })
 }
 

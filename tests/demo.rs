@@ -91,8 +91,8 @@ fn control(demo: &launch::Demo, query: &str) -> String {
         .text()
 }
 
-#[test]
-fn demo_checks_pass_until_the_login_breaks_and_the_worker_stalls() {
+/// A runtime and the demo on free ports (every listener on port 0), as `main` starts it.
+fn start_demo() -> (tokio::runtime::Runtime, launch::Demo) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -106,6 +106,12 @@ fn demo_checks_pass_until_the_login_breaks_and_the_worker_stalls() {
             status: any_port,
         }))
         .unwrap_or_else(|e| panic!("the demo did not start: {e}"));
+    (rt, demo)
+}
+
+#[test]
+fn demo_checks_pass_until_the_login_breaks_and_the_worker_stalls() {
+    let (rt, demo) = start_demo();
     let with_jobs = match &demo.jobs {
         Ok(_) => true,
         Err(why) if services::under_ci() => panic!("CI=true: the demo's job queue: {why}"),
@@ -320,19 +326,7 @@ fn demo_checks_pass_until_the_login_breaks_and_the_worker_stalls() {
 /// `target/test-artefacts/demo-status/`.
 #[test]
 fn the_demo_status_page_shows_customers_a_broken_login_and_its_incident() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-    let demo = rt
-        .block_on(launch::start(launch::Options {
-            app: any_port,
-            canaryd: any_port,
-            status: any_port,
-        }))
-        .unwrap_or_else(|e| panic!("the demo did not start: {e}"));
+    let (rt, demo) = start_demo();
     let status = format!("http://{}", demo.status);
     assert!(
         demo.banner()
@@ -468,19 +462,7 @@ fn the_demo_status_page_shows_customers_a_broken_login_and_its_incident() {
 /// named in the report with their reason.
 #[test]
 fn canaryd_test_reports_the_demo_checks_as_junit() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-    let demo = rt
-        .block_on(launch::start(launch::Options {
-            app: any_port,
-            canaryd: any_port,
-            status: any_port,
-        }))
-        .unwrap_or_else(|e| panic!("the demo did not start: {e}"));
+    let (rt, demo) = start_demo();
     let dir = tempfile::tempdir().unwrap();
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let checks = std::fs::read_to_string(repo.join("checks/demo.yaml"))

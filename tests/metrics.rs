@@ -731,3 +731,46 @@ fn quick_retries_are_counted_from_configuration_on() {
     assert_has(&om, "# TYPE canary_check_retries counter");
     assert_has(&om, r#"canary_check_retries_total{check="db"} 4"#);
 }
+
+#[test]
+fn a_one_step_check_exports_one_duration_histogram_unless_every_step_is_asked_for() {
+    let series_of = |every_step: bool| {
+        let m = Metrics::new();
+        m.set_step_histograms(every_step);
+        m.set_checks(&[
+            http("one", &["request"]),
+            http("x", &["form", "submit", "dashboard"]),
+        ]);
+        m.observe(
+            "one",
+            &result(true, None, vec![step("request", Some(200), true)]),
+        );
+        fail_then_pass(&m, "x");
+        m.encode(Format::Text)
+    };
+    let text = series_of(false);
+    let one: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(r#"check="one""#))
+        .collect();
+    assert!(
+        !text.contains(r#"canary_step_duration_seconds_count{check="one""#),
+        "{text}"
+    );
+    assert_has(
+        &text,
+        r#"canary_check_duration_seconds_count{check="one"} 1"#,
+    );
+    assert_has(
+        &text,
+        r#"canary_step_duration_seconds_count{check="x",step="form"} 2"#,
+    );
+    // The documented count for a passing one-step http check (plain HTTP, no certificate).
+    assert_eq!(one.len(), 28, "{}", one.join("\n"));
+
+    let text = series_of(true);
+    assert_has(
+        &text,
+        r#"canary_step_duration_seconds_count{check="one",step="request"} 1"#,
+    );
+}

@@ -435,6 +435,10 @@ const FIXTURES: &[(&str, Verdict)] = &[
     ("daemon-defaults-interval-too-long.yaml", CannotTell),
     ("daemon-defaults-zero-timeout.yaml", CannotTell),
     ("daemon-escalate-after-too-long.yaml", CannotTell),
+    (
+        "daemon-metrics-step-histograms.yaml",
+        Rejects(&["/metrics/step_histograms"]),
+    ),
     ("daemon-status-page-duplicate-component.yaml", CannotTell),
     (
         "daemon-status-page-incident-status.yaml",

@@ -46,6 +46,19 @@ pub struct ConfigError {
     pub message: String,
 }
 
+impl ConfigError {
+    /// An error at a place recorded earlier (references checked once every file is loaded).
+    pub fn at(origin: &Origin, key: String, message: String) -> ConfigError {
+        ConfigError {
+            file: origin.file.clone(),
+            line: origin.line,
+            col: origin.col,
+            key,
+            message,
+        }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.key.is_empty() {

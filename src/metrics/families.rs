@@ -177,6 +177,10 @@ pub(crate) const CHECK_FAMILIES: &[CheckFamily] = &[
         help: "Wall time of the step's runs, redirects included.",
         metric_type: HISTOGRAM,
         samples: |c, emit| {
+            // A one-step check's step histogram is its check histogram: not exported twice.
+            if !c.step_histogram {
+                return;
+            }
             for s in c.steps.iter() {
                 emit(
                     Labels::of(&s.labels),

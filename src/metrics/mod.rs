@@ -122,6 +122,9 @@ pub struct Metrics {
     checks: Arc<CheckSet>,
     /// Serialises `set_checks`, so concurrent reloads cannot lose each other's series.
     reload: Mutex<()>,
+    /// Export `canary_step_duration_seconds` for one-step checks too (`metrics:
+    /// {step_histograms: every_step}`); by default a one-step check's histogram is the check's.
+    every_step_histogram: std::sync::atomic::AtomicBool,
     schedule_lag: Histogram,
     checks_gauge: Gauge,
     reload_successful: Gauge,
@@ -357,6 +360,7 @@ impl Metrics {
             registry,
             checks,
             reload: Mutex::new(()),
+            every_step_histogram: std::sync::atomic::AtomicBool::new(false),
             schedule_lag,
             checks_gauge,
             reload_successful,
@@ -378,7 +382,8 @@ impl Metrics {
             if by_name.contains_key(&meta.name) {
                 continue;
             }
-            let series = CheckSeries::build(meta, old.by_name.get(&meta.name));
+            let every_step = self.every_step_histogram.load(Relaxed);
+            let series = CheckSeries::build(meta, every_step, old.by_name.get(&meta.name));
             by_name.insert(meta.name.clone(), series);
         }
         let mut sorted: Vec<_> = by_name.values().cloned().collect();
@@ -387,6 +392,12 @@ impl Metrics {
         self.checks.replace(Checks { by_name, sorted });
         self.checks_gauge
             .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Whether one-step checks export `canary_step_duration_seconds` too (it equals their
+    /// `canary_check_duration_seconds`); applies from the next [`Metrics::set_checks`].
+    pub fn set_step_histograms(&self, every_step: bool) {
+        self.every_step_histogram.store(every_step, Relaxed);
     }
 
     /// Records one finished run of a check; ignored if the check is unknown (a run that raced a

@@ -115,6 +115,9 @@ pub(crate) struct CheckSeries {
     pub(crate) labels: String,
     /// `check="<name>",kind="<kind>",<label>="<value>",...`: `canary_check_info`'s labels.
     pub(crate) info: String,
+    /// Its steps export `canary_step_duration_seconds`: more than one step (a one-step check's
+    /// step histogram equals the check's), or `step_histograms: every_step`.
+    pub(crate) step_histogram: bool,
     pub(crate) kind: &'static str,
     pub(crate) core: Arc<CoreSeries>,
     pub(crate) steps: Box<[Arc<StepSeries>]>,
@@ -418,6 +421,7 @@ impl CheckSeries {
     /// and the steps that remain. A check whose kind changed starts afresh.
     pub(crate) fn build(
         meta: &super::CheckMeta,
+        every_step_histogram: bool,
         previous: Option<&Arc<CheckSeries>>,
     ) -> Arc<CheckSeries> {
         let (name, kind, steps) = (meta.name.as_str(), meta.kind, &meta.steps);
@@ -443,6 +447,7 @@ impl CheckSeries {
         }
         if let Some(p) = previous {
             if p.info == info
+                && p.step_histogram == (every_step_histogram || p.steps.len() > 1)
                 && p.steps
                     .iter()
                     .map(|s| s.name.as_str())
@@ -462,10 +467,12 @@ impl CheckSeries {
             .collect();
         let mut labels = String::new();
         render_label(&mut labels, "check", name);
+        let step_histogram = every_step_histogram || names.len() > 1;
         Arc::new(CheckSeries {
             name: name.to_owned(),
             labels,
             info,
+            step_histogram,
             kind,
             core: previous
                 .map(|p| Arc::clone(&p.core))

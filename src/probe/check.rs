@@ -595,13 +595,7 @@ pub fn dependency_errors(
 ) -> Vec<ConfigError> {
     let by_name: HashMap<&str, &Check> = checks.iter().map(|c| (c.name.as_str(), &**c)).collect();
     let mut errors = Vec::new();
-    let err = |at: &Origin, key: String, message: String| ConfigError {
-        file: at.file.clone(),
-        line: at.line,
-        col: at.col,
-        key,
-        message,
-    };
+    let err = ConfigError::at;
     for c in checks {
         for d in &c.depends_on {
             if !names.contains_key(&d.check) {

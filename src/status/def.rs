@@ -400,13 +400,7 @@ pub fn validate(ctx: &mut Ctx, def: &StatusPageDef) -> Option<StatusPageConfig> 
 pub fn reference_errors(page: &StatusPageConfig, checks: &[Arc<Check>]) -> Vec<ConfigError> {
     let by_name: HashMap<&str, &Check> = checks.iter().map(|c| (c.name.as_str(), &**c)).collect();
     let mut errors = Vec::new();
-    let err = |at: &Origin, key: String, message: String| ConfigError {
-        file: at.file.clone(),
-        line: at.line,
-        col: at.col,
-        key,
-        message,
-    };
+    let err = ConfigError::at;
     for (i, c) in page.components.iter().enumerate() {
         for (name, at) in &c.checks {
             if !by_name.contains_key(name.as_str()) {
