@@ -267,6 +267,9 @@ fn every_exported_metric_family_is_documented_with_its_labels_and_every_document
         - name: home
           request: {{url: /}}
           expect: {{status: 200, body_contains: hello}}
+        - name: again
+          request: {{url: /again}}
+          expect: {{status: 200}}
   - name: broken
     interval: 1s
     http:
