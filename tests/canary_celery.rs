@@ -52,14 +52,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-async fn connect(redis: &Redis) -> MultiplexedConnection {
-    redis::Client::open(format!("{}/0", redis.url()))
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis connection")
-}
-
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
 fn canary(system: &CeleryCanary, task: &str) -> Canary {
@@ -192,7 +184,7 @@ fn the_message_is_what_apply_async_writes() {
     // Damaged records: errors naming the key, never a panic or a payload.
     let rt = runtime();
     rt.block_on(async {
-        let mut conn = connect(&redis).await;
+        let mut conn = redis.connect(0).await;
         let meta = format!("celery-task-meta-{}", c.id);
         for garbage in ["not json", "{\"status\": \"EXPLODED\"}", "{}"] {
             redis.cmd(&["SET", &meta, garbage]);
@@ -233,7 +225,7 @@ fn a_worker_runs_stops_fails_and_clean_unqueues() {
     let Some(redis) = Redis::start() else { return };
     let system = CeleryCanary::default();
     let rt = runtime();
-    let mut conn = rt.block_on(connect(&redis));
+    let mut conn = rt.block_on(redis.connect(0));
     let mut worker = start_worker(&py, &redis);
     worker.wait_until(secs(60), || worker_ready(&redis));
 
@@ -407,7 +399,7 @@ fn many_canaries_leave_redis_bounded() {
     let Some(redis) = Redis::start() else { return };
     let system = CeleryCanary::default();
     let rt = runtime();
-    let mut conn = rt.block_on(connect(&redis));
+    let mut conn = rt.block_on(redis.connect(0));
     let mut worker = start_worker(&py, &redis);
     worker.wait_until(secs(60), || worker_ready(&redis));
 
@@ -449,7 +441,7 @@ fn a_key_prefix_is_honoured() {
         ..CeleryCanary::default()
     };
     let rt = runtime();
-    let mut conn = rt.block_on(connect(&redis));
+    let mut conn = rt.block_on(redis.connect(0));
     let mut worker = start_worker_prefixed(&py, &redis, Some("pfx:"));
     worker.wait_until(secs(60), || {
         redis.cmd(&["EXISTS", "pfx:_kombu.binding.celery"]) == Resp::Int(1)

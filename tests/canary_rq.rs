@@ -60,13 +60,7 @@ impl Harness {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let conn = rt.block_on(async {
-            redis::Client::open(redis.url())
-                .expect("redis url")
-                .get_multiplexed_async_connection()
-                .await
-                .expect("connect to redis")
-        });
+        let conn = rt.block_on(redis.connect(0));
         Harness {
             rt,
             conn,

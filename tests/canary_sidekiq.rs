@@ -57,13 +57,7 @@ impl Setup {
             .enable_all()
             .build()
             .expect("runtime");
-        let conn = rt.block_on(async {
-            redis::Client::open(redis.url())
-                .expect("redis url")
-                .get_multiplexed_async_connection()
-                .await
-                .expect("connect to redis")
-        });
+        let conn = rt.block_on(redis.connect(0));
         Setup {
             rt,
             conn,

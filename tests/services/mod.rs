@@ -972,6 +972,16 @@ impl Resp {
 }
 
 impl Redis {
+    /// A redis-rs multiplexed connection to this server (database `db`), as the library under
+    /// test and its job-system clients use.
+    pub async fn connect(&self, db: u32) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(format!("{}/{db}", self.url()))
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to redis")
+    }
+
     /// `redis-server --port P --bind 127.0.0.1 --save '' --appendonly no`, data dir in a tempdir.
     pub fn start() -> Option<Redis> {
         let bin = require("redis-server")?;
